@@ -1,0 +1,403 @@
+/*
+ * Backfill state machine, per symbol:
+ *   QUEUED ranges --page--> IN FLIGHT --200--> STORED (+ outages, rejects)
+ *                              |  \--5xx/429/timeout/bad body--> retried by rest.c
+ *                              \--other 4xx--> symbol FAILED (logged, rest dropped)
+ * Invariants:
+ *  1. A minute is recorded as an outage only when a 200 page for a range
+ *     wholly in the past did not contain it; a minute whose kline was
+ *     refused is neither data nor outage, so the next start refetches it.
+ *  2. Pages land in large transactions (COMMIT_ROWS or COMMIT_MS); a
+ *     SIGTERM commits what was fetched before the process exits.
+ *  3. At most PAGES_AHEAD pages are handed to rest.c at a time, so memory
+ *     stays flat however large the gap is.
+ */
+#include "backfill.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAGE_LIMIT  1000
+#define PAGE_WEIGHT 2
+#define PAGES_AHEAD 64 /* pages handed to rest.c at once: > any sane concurrency */
+#define COMMIT_ROWS 100000
+#define COMMIT_MS   1000
+#define PROGRESS_MS 5000
+
+struct sym {
+	const char *symbol;
+	int64_t sid;
+	struct kl_ranges todo; /* still to fetch, in order */
+	size_t next;	       /* first range of todo not fully handed out */
+	bool failed;
+};
+
+struct page {
+	struct kl_backfill *bf;
+	size_t sym;
+	struct kl_range r;
+};
+
+struct kl_backfill {
+	uv_loop_t *loop;
+	struct kl_rest *rest;
+	struct kl_store *st;
+	struct sym *syms;
+	size_t nsyms, rr; /* rr: next symbol to hand a page out for */
+	size_t outstanding;
+	int64_t now_ms, done, total, rows, rows_pending;
+	uint64_t started;
+	uv_timer_t commit_timer, progress_timer;
+	kl_backfill_cb cb;
+	void *ud;
+	struct kl_kline *kbuf; /* page scratch */
+	int64_t *tbuf;
+	bool running, failed;
+};
+
+static void feed(struct kl_backfill *bf);
+
+int kl_backfill_new(uv_loop_t *loop, struct kl_rest *rest, struct kl_store *st,
+		    struct kl_backfill **ret)
+{
+	struct kl_backfill *bf = calloc(1, sizeof(*bf));
+
+	if (!bf)
+		return -ENOMEM;
+	bf->kbuf = malloc(PAGE_LIMIT * sizeof(*bf->kbuf));
+	bf->tbuf = malloc(PAGE_LIMIT * sizeof(*bf->tbuf));
+	if (!bf->kbuf || !bf->tbuf) {
+		free(bf->kbuf);
+		free(bf->tbuf);
+		free(bf);
+		return -ENOMEM;
+	}
+	bf->loop = loop;
+	bf->rest = rest;
+	bf->st = st;
+	uv_timer_init(loop, &bf->commit_timer);
+	uv_timer_init(loop, &bf->progress_timer);
+	bf->commit_timer.data = bf;
+	bf->progress_timer.data = bf;
+	*ret = bf;
+	return 0;
+}
+
+int kl_backfill_add(struct kl_backfill *bf, const char *symbol, int64_t sid,
+		    const struct kl_ranges *ranges)
+{
+	struct sym *s = NULL;
+
+	for (size_t i = 0; i < bf->nsyms; i++) {
+		if (bf->syms[i].sid == sid)
+			s = &bf->syms[i];
+	}
+	if (!s) {
+		struct sym *v = realloc(bf->syms, (bf->nsyms + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		bf->syms = v;
+		s = &v[bf->nsyms++];
+		*s = (struct sym){.symbol = symbol, .sid = sid};
+	}
+	for (size_t i = 0; i < ranges->n; i++) {
+		if (kl_ranges_add(&s->todo, ranges->v[i].from, ranges->v[i].to) < 0)
+			return -ENOMEM;
+	}
+	bf->total += kl_ranges_minutes(ranges);
+	return 0;
+}
+
+static void commit(struct kl_backfill *bf)
+{
+	int r = kl_store_commit(bf->st);
+
+	uv_timer_stop(&bf->commit_timer);
+	bf->rows_pending = 0;
+	if (r < 0) {
+		kl_err("backfill", "commit failed: %s", kl_store_errmsg(bf->st));
+		bf->failed = true;
+	}
+}
+
+static void on_commit_timer(uv_timer_t *t)
+{
+	commit(t->data);
+}
+
+static void log_progress(struct kl_backfill *bf, const char *what)
+{
+	double secs = (double)(uv_now(bf->loop) - bf->started) / 1000.0;
+	double rate = secs > 0 ? (double)bf->rows / secs : 0;
+	double pct = bf->total ? 100.0 * (double)bf->done / (double)bf->total : 100.0;
+	double eta = rate > 0 ? (double)(bf->total - bf->done) / rate : 0;
+
+	kl_info("backfill",
+		"%s: %zu symbols, %" PRId64 "/%" PRId64 " minutes (%.1f%%), %" PRId64
+		" rows, %.0f rows/s, ETA %.0f s",
+		what, bf->nsyms, bf->done, bf->total, pct, bf->rows, rate, eta);
+}
+
+static void on_progress_timer(uv_timer_t *t)
+{
+	log_progress(t->data, "progress");
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void reject(struct kl_backfill *bf, struct sym *s, const json_t *row, enum kl_verdict v)
+{
+	char *raw = json_dumps(row, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	kl_warn("backfill", "%s: refused kline %.200s: %s", s->symbol, raw ? raw : "?",
+		kl_kline_reason(v));
+	if (kl_store_put_reject(bf->st, bf->now_ms, s->symbol, "rest", kl_kline_reason(v),
+				raw ? raw : "") < 0)
+		bf->failed = true;
+	free(raw);
+}
+
+/* Store one page; @return the number of rows in it, or -1 when the body was bad. */
+static int store_page(struct kl_backfill *bf, struct page *p, const json_t *arr)
+{
+	struct sym *s = &bf->syms[p->sym];
+	size_t n = json_array_size(arr), nk = 0, nt = 0;
+	struct kl_ranges holes = {0};
+	struct kl_gapscan scan;
+	int64_t covered;
+
+	for (size_t i = 0; i < n; i++) {
+		const json_t *row = json_array_get(arr, i);
+		struct kl_kline *k = &bf->kbuf[nk];
+		enum kl_verdict v = kl_kline_from_json(row, k);
+
+		if (v == KL_KLINE_OK)
+			v = kl_kline_check(k, p->r.from, p->r.to);
+		/* A refused kline still shows the exchange has that minute (invariant 1). */
+		if (v != KL_KLINE_SHAPE && v != KL_KLINE_TIME && v != KL_KLINE_RANGE)
+			bf->tbuf[nt++] = k->open_time;
+		if (v != KL_KLINE_OK) {
+			reject(bf, s, row, v);
+			continue;
+		}
+		nk++;
+	}
+	if (kl_store_begin(bf->st) < 0)
+		goto fail;
+	for (size_t i = 0; i < nk; i++) {
+		if (kl_store_put_kline(bf->st, s->sid, &bf->kbuf[i], KL_SRC_REST) < 0)
+			goto fail;
+	}
+	qsort(bf->tbuf, nt, sizeof(*bf->tbuf), cmp_i64);
+	/* A full page may stop short of the range; what follows is fetched next. */
+	covered = n >= PAGE_LIMIT && nt ? kl_kline_slot(bf->tbuf[nt - 1]) + KL_MINUTE_MS : p->r.to;
+	if (covered > p->r.to)
+		covered = p->r.to;
+	kl_gapscan_init(&scan, p->r.from, covered, &holes);
+	for (size_t i = 0; i < nt; i++)
+		kl_gapscan_feed(&scan, bf->tbuf[i]);
+	kl_gapscan_finish(&scan);
+	for (size_t i = 0; i < holes.n; i++) {
+		char a[21], b[21];
+		kl_time_format(holes.v[i].from, a);
+		kl_time_format(holes.v[i].to, b);
+		kl_info("backfill",
+			"%s: the exchange has no klines for [%s, %s) (%" PRId64
+			" minutes): recorded as an outage",
+			s->symbol, a, b, (holes.v[i].to - holes.v[i].from) / KL_MINUTE_MS);
+		if (kl_store_put_outage(bf->st, s->sid, holes.v[i].from, holes.v[i].to) < 0)
+			goto fail;
+	}
+	kl_ranges_clear(&holes);
+	bf->rows += (int64_t)nk;
+	bf->rows_pending += (int64_t)nk;
+	bf->done += (covered - p->r.from) / KL_MINUTE_MS;
+	if (covered < p->r.to) {
+		/* Put the rest back in front of this symbol's work. */
+		struct kl_ranges rest = {0};
+		if (kl_ranges_add(&rest, covered, p->r.to) < 0)
+			goto fail;
+		for (size_t i = s->next; i < s->todo.n; i++)
+			kl_ranges_add(&rest, s->todo.v[i].from, s->todo.v[i].to);
+		kl_ranges_clear(&s->todo);
+		s->todo = rest;
+		s->next = 0;
+	}
+	if (bf->rows_pending >= COMMIT_ROWS)
+		commit(bf);
+	else if (!uv_is_active((uv_handle_t *)&bf->commit_timer))
+		uv_timer_start(&bf->commit_timer, on_commit_timer, COMMIT_MS, 0);
+	return (int)n;
+fail:
+	kl_ranges_clear(&holes);
+	kl_err("backfill", "%s: cannot store a page: %s", s->symbol, kl_store_errmsg(bf->st));
+	bf->failed = true;
+	return 0;
+}
+
+static void symbol_failed(struct kl_backfill *bf, struct sym *s, const struct kl_rest_reply *r)
+{
+	kl_err("backfill",
+	       "%s: the exchange refused the klines request (HTTP %ld: %.200s); "
+	       "giving up on this symbol until the next start",
+	       s->symbol, r->status, r->body);
+	s->failed = true;
+	for (size_t i = s->next; i < s->todo.n; i++)
+		bf->done += (s->todo.v[i].to - s->todo.v[i].from) / KL_MINUTE_MS;
+	s->next = s->todo.n;
+}
+
+static void maybe_done(struct kl_backfill *bf)
+{
+	if (!bf->running || bf->outstanding)
+		return;
+	for (size_t i = 0; i < bf->nsyms; i++) {
+		if (bf->syms[i].next < bf->syms[i].todo.n && !bf->failed)
+			return;
+	}
+	commit(bf);
+	uv_timer_stop(&bf->progress_timer);
+	bf->running = false;
+	log_progress(bf, "done");
+	bf->cb(bf->ud, bf->failed ? -EIO : 0);
+}
+
+static enum kl_rest_verdict on_page(void *ud, const struct kl_rest_reply *r)
+{
+	struct page *p = ud;
+	struct kl_backfill *bf = p->bf;
+	struct sym *s = &bf->syms[p->sym];
+	json_error_t e;
+	json_t *arr;
+
+	if (r->cancelled) {
+		free(p);
+		return KL_REST_DONE;
+	}
+	if (r->status != 200) {
+		symbol_failed(bf, s, r);
+		goto done;
+	}
+	arr = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &e);
+	if (!arr || !json_is_array(arr) || json_array_size(arr) > PAGE_LIMIT) {
+		kl_warn("backfill",
+			"%s: malformed klines page (%zu bytes): %s at line %d column %d", s->symbol,
+			r->len, arr ? "not an array of at most 1000 klines" : e.text, e.line,
+			e.column);
+		json_decref(arr);
+		return KL_REST_RETRY;
+	}
+	store_page(bf, p, arr);
+	json_decref(arr);
+done:
+	free(p);
+	bf->outstanding--;
+	feed(bf);
+	maybe_done(bf);
+	return KL_REST_DONE;
+}
+
+/* Hand out the next page, round-robin over symbols. @return false when none is left. */
+static bool next_page(struct kl_backfill *bf)
+{
+	for (size_t k = 0; k < bf->nsyms; k++) {
+		size_t i = (bf->rr + k) % bf->nsyms;
+		struct sym *s = &bf->syms[i];
+		struct kl_range *r;
+		struct page *p;
+		char path[160];
+
+		if (s->failed || s->next >= s->todo.n)
+			continue;
+		r = &s->todo.v[s->next];
+		p = malloc(sizeof(*p));
+		if (!p)
+			return false;
+		*p = (struct page){bf, i, kl_range_page(*r, PAGE_LIMIT)};
+		snprintf(path, sizeof(path),
+			 "/api/v3/klines?symbol=%s&interval=1m&startTime=%" PRId64
+			 "&endTime=%" PRId64 "&limit=%d",
+			 s->symbol, p->r.from, p->r.to - 1, PAGE_LIMIT);
+		if (kl_rest_get(bf->rest, path, PAGE_WEIGHT, on_page, p) < 0) {
+			free(p);
+			return false;
+		}
+		r->from = p->r.to;
+		if (r->from >= r->to)
+			s->next++;
+		bf->outstanding++;
+		bf->rr = i + 1;
+		return true;
+	}
+	return false;
+}
+
+static void feed(struct kl_backfill *bf)
+{
+	if (bf->failed)
+		return;
+	while (bf->outstanding < PAGES_AHEAD && next_page(bf)) {
+	}
+}
+
+static void on_idle_done(uv_timer_t *t)
+{
+	maybe_done(t->data);
+}
+
+int kl_backfill_run(struct kl_backfill *bf, int64_t now_ms, kl_backfill_cb cb, void *ud)
+{
+	bf->now_ms = now_ms;
+	bf->cb = cb;
+	bf->ud = ud;
+	bf->running = true;
+	bf->started = uv_now(bf->loop);
+	bf->rows = 0;
+	if (bf->total)
+		log_progress(bf, "start");
+	uv_timer_start(&bf->progress_timer, on_progress_timer, PROGRESS_MS, PROGRESS_MS);
+	feed(bf);
+	/* Nothing to fetch still finishes from the loop, never inside this call. */
+	if (!bf->outstanding)
+		uv_timer_start(&bf->commit_timer, on_idle_done, 0, 0);
+	return 0;
+}
+
+void kl_backfill_progress(const struct kl_backfill *bf, int64_t *done, int64_t *total)
+{
+	*done = bf->done;
+	*total = bf->total;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	struct kl_backfill *bf = h->data;
+
+	if (h == (uv_handle_t *)&bf->progress_timer)
+		free(bf);
+}
+
+void kl_backfill_free(struct kl_backfill *bf)
+{
+	if (!bf)
+		return;
+	if (kl_store_in_tx(bf->st))
+		commit(bf);
+	for (size_t i = 0; i < bf->nsyms; i++)
+		kl_ranges_clear(&bf->syms[i].todo);
+	free(bf->syms);
+	free(bf->kbuf);
+	free(bf->tbuf);
+	uv_close((uv_handle_t *)&bf->commit_timer, on_closed);
+	uv_close((uv_handle_t *)&bf->progress_timer, on_closed);
+}

@@ -1,0 +1,44 @@
+/*
+ * The batch layer's fetcher: turns missing minute ranges into REST pages
+ * of 1000 klines, validates every kline, stores the good ones, keeps the
+ * bad ones as rejects, and records the minutes the exchange answered
+ * with nothing as outages. Progress is logged every few seconds.
+ */
+#pragma once
+
+#include "gap.h"
+#include "rest.h"
+#include "store.h"
+
+#include <uv.h>
+
+struct kl_backfill;
+
+/** Called once when every queued range is done (status 0) or on a store failure (< 0). */
+typedef void (*kl_backfill_cb)(void *ud, int status);
+
+/** @return 0 with *ret owned by the caller, or -ENOMEM. All arguments are borrowed. */
+int kl_backfill_new(uv_loop_t *loop, struct kl_rest *rest, struct kl_store *st,
+		    struct kl_backfill **ret);
+
+/**
+ * Queue @p ranges (copied) of @p symbol (borrowed; must outlive the
+ * backfill). @return 0 or -ENOMEM.
+ */
+int kl_backfill_add(struct kl_backfill *bf, const char *symbol, int64_t sid,
+		    const struct kl_ranges *ranges);
+
+/**
+ * Fetch everything queued; @p now_ms is the exchange's time (for the
+ * rejects table). @p cb runs from the loop once all is done.
+ */
+int kl_backfill_run(struct kl_backfill *bf, int64_t now_ms, kl_backfill_cb cb, void *ud);
+
+/** Minutes queued and minutes done since the last run started. */
+void kl_backfill_progress(const struct kl_backfill *bf, int64_t *done, int64_t *total);
+
+/**
+ * Commit what was fetched and free. Free the REST client first: its
+ * requests point into the backfill. NULL is fine.
+ */
+void kl_backfill_free(struct kl_backfill *bf);

@@ -1,0 +1,555 @@
+/*
+ * libcurl multi driven by libuv: curl tells us which sockets to watch
+ * (on_socket) and when to time out (on_timer); the loop tells curl what
+ * happened (on_poll, on_timeout). On top sits the exchange's policy:
+ *
+ *  1. No request is sent while a 429/418 Retry-After is in force.
+ *  2. A request is sent only if the weight already used in this minute
+ *     (the exchange's own X-MBX-USED-WEIGHT-1M, plus what is in flight)
+ *     leaves room under the limit less a safety margin; otherwise it
+ *     waits for the next minute window. The window is the wall clock's
+ *     minute, as the exchange's is: a rate limit is about real time, not
+ *     about the market's clock.
+ *  3. Failures back off exponentially (0.5 s doubling to 30 s) with
+ *     +-50% jitter, per request, forever: the daemon heals, it doesn't
+ *     give up.
+ */
+#include "rest.h"
+
+#include "log.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define BODY_MAX	   (64u << 20) /* a 1000-kline page is ~150 KiB */
+#define BACKOFF_FIRST_MS   500
+#define BACKOFF_MAX_MS	   30000
+#define BAN_DEFAULT_MS	   60000
+#define DEFAULT_WEIGHT_MAX 6000
+
+struct req {
+	struct req *next;
+	struct kl_rest *rest;
+	char *path;
+	int weight;
+	kl_rest_cb cb;
+	void *ud;
+	unsigned attempt;
+	uint64_t not_before; /* uv_now() ms */
+	int64_t window;	     /* wall-clock minute it was sent in */
+	CURL *easy;
+	char *body;
+	size_t len, cap;
+	int64_t used_weight, retry_after_ms;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct sock {
+	uv_poll_t poll;
+	struct kl_rest *rest;
+	curl_socket_t fd;
+};
+
+struct kl_rest {
+	uv_loop_t *loop;
+	CURLM *multi;
+	uv_timer_t curl_timer, wake_timer;
+	struct req *head, *tail; /* waiting requests, in order */
+	struct req *inflight;	 /* singly linked via next */
+	char *base;
+	const struct kl_conf *conf;
+	int64_t weight_limit, used, used_window, inflight_weight;
+	uint64_t banned_until;
+	struct kl_rest_stats stats;
+	int depth;    /* callbacks running: defer teardown past them */
+	int nclosing; /* handles whose close callback is pending */
+	bool closing;
+};
+
+static void dispatch(struct kl_rest *rest);
+static void check(struct kl_rest *rest);
+
+static int64_t wall_minute(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec / 60;
+}
+
+static uint64_t ms_to_next_minute(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)(60 - ts.tv_sec % 60) * 1000 - (uint64_t)(ts.tv_nsec / 1000000) + 50;
+}
+
+static void req_free(struct req *q)
+{
+	if (!q)
+		return;
+	if (q->easy)
+		curl_easy_cleanup(q->easy);
+	free(q->body);
+	free(q->path);
+	free(q);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct kl_rest *rest = h->data;
+
+	if (h->type == UV_POLL) {
+		struct sock *sk = (struct sock *)(void *)h;
+		rest = sk->rest;
+		free(sk);
+	}
+	if (--rest->nclosing == 0 && rest->closing) {
+		free(rest->base);
+		free(rest);
+	}
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+	struct sock *sk = (struct sock *)(void *)h;
+	int flags = 0, running;
+
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(sk->rest->multi, sk->fd, flags, &running);
+	check(sk->rest);
+}
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct kl_rest *rest = userp;
+	struct sock *sk = socketp;
+	int ev = 0;
+
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		if (sk) {
+			uv_poll_stop(&sk->poll);
+			rest->nclosing++;
+			uv_close((uv_handle_t *)&sk->poll, on_handle_closed);
+			curl_multi_assign(rest->multi, fd, NULL);
+		}
+		return 0;
+	}
+	if (!sk) {
+		sk = calloc(1, sizeof(*sk));
+		if (!sk)
+			return -1;
+		sk->rest = rest;
+		sk->fd = fd;
+		if (uv_poll_init_socket(rest->loop, &sk->poll, fd) < 0) {
+			free(sk);
+			return -1;
+		}
+		curl_multi_assign(rest->multi, fd, sk);
+	}
+	if (what & CURL_POLL_IN)
+		ev |= UV_READABLE;
+	if (what & CURL_POLL_OUT)
+		ev |= UV_WRITABLE;
+	uv_poll_start(&sk->poll, ev, on_poll);
+	return 0;
+}
+
+static void on_curl_timeout(uv_timer_t *t)
+{
+	struct kl_rest *rest = t->data;
+	int running;
+
+	curl_multi_socket_action(rest->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check(rest);
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct kl_rest *rest = userp;
+
+	(void)multi;
+	if (timeout_ms < 0)
+		uv_timer_stop(&rest->curl_timer);
+	else
+		uv_timer_start(&rest->curl_timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
+	return 0;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+	struct req *q = ud;
+	size_t n = size * nmemb;
+
+	if (q->len + n + 1 > q->cap) {
+		size_t cap = q->cap ? q->cap : 256 << 10;
+		while (cap < q->len + n + 1)
+			cap *= 2;
+		if (cap > BODY_MAX)
+			return 0; /* refuse, don't buffer a hostile body without limit */
+		char *b = realloc(q->body, cap);
+		if (!b)
+			return 0;
+		q->body = b;
+		q->cap = cap;
+	}
+	memcpy(q->body + q->len, data, n);
+	q->len += n;
+	q->body[q->len] = '\0';
+	return n;
+}
+
+static int64_t header_int(const char *h, size_t n, const char *name)
+{
+	size_t len = strlen(name);
+	int64_t v = 0;
+
+	if (n <= len || strncasecmp(h, name, len) != 0 || h[len] != ':')
+		return -1;
+	h += len + 1;
+	n -= len + 1;
+	while (n && (*h == ' ' || *h == '\t')) {
+		h++;
+		n--;
+	}
+	if (!n || *h < '0' || *h > '9')
+		return -1;
+	for (; n && *h >= '0' && *h <= '9' && v < INT64_MAX / 10 - 10; h++, n--)
+		v = v * 10 + (*h - '0');
+	return v;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+	struct req *q = ud;
+	size_t n = size * nmemb;
+	int64_t v;
+
+	if ((v = header_int(data, n, "x-mbx-used-weight-1m")) >= 0)
+		q->used_weight = v;
+	else if ((v = header_int(data, n, "retry-after")) >= 0)
+		q->retry_after_ms = v * 1000;
+	return n;
+}
+
+static void enqueue(struct kl_rest *rest, struct req *q, bool front)
+{
+	if (front) {
+		q->next = rest->head;
+		rest->head = q;
+		if (!rest->tail)
+			rest->tail = q;
+	} else {
+		q->next = NULL;
+		if (rest->tail)
+			rest->tail->next = q;
+		else
+			rest->head = q;
+		rest->tail = q;
+	}
+	rest->stats.queued++;
+}
+
+static void retry_later(struct kl_rest *rest, struct req *q, const char *why)
+{
+	uint64_t delay = BACKOFF_FIRST_MS << (q->attempt < 6 ? q->attempt : 6);
+	double jitter = 0.5 + (double)random() / ((double)RAND_MAX + 1.0);
+
+	if (delay > BACKOFF_MAX_MS)
+		delay = BACKOFF_MAX_MS;
+	delay = (uint64_t)((double)delay * jitter);
+	q->attempt++;
+	q->not_before = uv_now(rest->loop) + delay;
+	rest->stats.retries++;
+	kl_warn("rest", "GET %s: %s; retry %u in %.1f s", q->path, why, q->attempt,
+		(double)delay / 1000.0);
+	enqueue(rest, q, false);
+}
+
+/* Take a finished request off curl and decide its fate. */
+static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
+{
+	struct kl_rest_reply reply = {0};
+	long status = 0;
+	char why[CURL_ERROR_SIZE + 64];
+
+	for (struct req **pp = &rest->inflight; *pp; pp = &(*pp)->next) {
+		if (*pp == q) {
+			*pp = q->next;
+			break;
+		}
+	}
+	rest->stats.inflight--;
+	if (q->window == rest->used_window) {
+		rest->inflight_weight -= q->weight;
+		if (q->used_weight > rest->used)
+			rest->used = q->used_weight;
+	}
+	curl_multi_remove_handle(rest->multi, q->easy);
+	curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (res != CURLE_OK) {
+		snprintf(why, sizeof(why), "%s",
+			 q->errbuf[0] ? q->errbuf : curl_easy_strerror(res));
+		retry_later(rest, q, why);
+		return;
+	}
+	if (status == 429 || status == 418) {
+		uint64_t ban =
+		    q->retry_after_ms >= 0 ? (uint64_t)q->retry_after_ms : BAN_DEFAULT_MS;
+		uint64_t until = uv_now(rest->loop) + ban;
+		if (until > rest->banned_until)
+			rest->banned_until = until;
+		rest->stats.throttled++;
+		kl_warn("rest", "GET %s: HTTP %ld, waiting %.1f s as Retry-After asks", q->path,
+			status, (double)ban / 1000.0);
+		enqueue(rest, q, true);
+		return;
+	}
+	if (status >= 500 || status < 200) {
+		snprintf(why, sizeof(why), "HTTP %ld", status);
+		retry_later(rest, q, why);
+		return;
+	}
+	reply.status = status;
+	reply.body = q->body ? q->body : "";
+	reply.len = q->len;
+	rest->depth++;
+	enum kl_rest_verdict v = q->cb(q->ud, &reply);
+	rest->depth--;
+	if (v == KL_REST_RETRY && !rest->closing)
+		retry_later(rest, q, "bad response body");
+	else
+		req_free(q);
+}
+
+static void teardown(struct kl_rest *rest);
+
+static void check(struct kl_rest *rest)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(rest->multi, &left))) {
+		struct req *q = NULL;
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&q);
+		finish(rest, q, m->data.result);
+		if (rest->closing) {
+			if (rest->depth == 0)
+				teardown(rest);
+			return;
+		}
+	}
+	dispatch(rest);
+}
+
+static int start(struct kl_rest *rest, struct req *q)
+{
+	size_t n = strlen(rest->base) + strlen(q->path) + 1;
+	char *url = malloc(n);
+	CURL *e;
+
+	if (!url)
+		return -ENOMEM;
+	snprintf(url, n, "%s%s", rest->base, q->path);
+	if (!q->easy && !(q->easy = curl_easy_init())) {
+		free(url);
+		return -ENOMEM;
+	}
+	e = q->easy;
+	curl_easy_reset(e);
+	q->len = 0;
+	q->used_weight = -1;
+	q->retry_after_ms = -1;
+	q->errbuf[0] = '\0';
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, q);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)rest->conf->rest_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)rest->conf->rest_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "klined/" KLINED_VERSION);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (rest->conf->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, rest->conf->ca_file);
+	free(url); /* curl copies the URL */
+	q->window = wall_minute();
+	if (curl_multi_add_handle(rest->multi, e) != CURLM_OK)
+		return -EIO;
+	q->next = rest->inflight;
+	rest->inflight = q;
+	rest->stats.inflight++;
+	rest->stats.requests++;
+	rest->inflight_weight += q->weight;
+	return 0;
+}
+
+static void on_wake(uv_timer_t *t)
+{
+	dispatch(t->data);
+}
+
+static void dispatch(struct kl_rest *rest)
+{
+	uint64_t now = uv_now(rest->loop), wake = UINT64_MAX;
+	int64_t window = wall_minute(), budget;
+	struct req **pp = &rest->head, *prev = NULL;
+
+	if (rest->closing)
+		return;
+	if (window != rest->used_window) {
+		rest->used_window = window;
+		rest->used = 0;
+		rest->inflight_weight = 0;
+	}
+	/* Keep 5% of the limit for requests we can't see (other clients on this IP). */
+	budget = rest->weight_limit - rest->weight_limit / 20;
+	if (rest->banned_until > now) {
+		wake = rest->banned_until;
+		goto arm;
+	}
+	while (*pp && rest->stats.inflight < (size_t)rest->conf->rest_concurrency) {
+		struct req *q = *pp;
+		if (q->not_before > now) {
+			if (q->not_before < wake)
+				wake = q->not_before;
+			prev = q;
+			pp = &q->next;
+			continue;
+		}
+		if (rest->used + rest->inflight_weight + q->weight > budget) {
+			uint64_t w = now + ms_to_next_minute();
+			if (w < wake)
+				wake = w;
+			break;
+		}
+		*pp = q->next;
+		if (rest->tail == q)
+			rest->tail = prev;
+		rest->stats.queued--;
+		if (start(rest, q) < 0) {
+			kl_err("rest", "GET %s: cannot start request", q->path);
+			retry_later(rest, q, "cannot start request");
+		}
+	}
+arm:
+	if (wake != UINT64_MAX)
+		uv_timer_start(&rest->wake_timer, on_wake, wake > now ? wake - now : 0, 0);
+}
+
+int kl_rest_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_rest **ret)
+{
+	struct kl_rest *rest = calloc(1, sizeof(*rest));
+
+	if (!rest)
+		return -ENOMEM;
+	rest->loop = loop;
+	rest->conf = conf;
+	rest->weight_limit = conf->rest_weight_limit ? conf->rest_weight_limit : DEFAULT_WEIGHT_MAX;
+	rest->used_window = wall_minute();
+	rest->base = strdup(conf->rest_url);
+	rest->multi = curl_multi_init();
+	if (!rest->base || !rest->multi) {
+		curl_multi_cleanup(rest->multi);
+		free(rest->base);
+		free(rest);
+		return -ENOMEM;
+	}
+	curl_multi_setopt(rest->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(rest->multi, CURLMOPT_SOCKETDATA, rest);
+	curl_multi_setopt(rest->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(rest->multi, CURLMOPT_TIMERDATA, rest);
+	curl_multi_setopt(rest->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conf->rest_concurrency);
+	uv_timer_init(loop, &rest->curl_timer);
+	uv_timer_init(loop, &rest->wake_timer);
+	rest->curl_timer.data = rest;
+	rest->wake_timer.data = rest;
+	*ret = rest;
+	return 0;
+}
+
+static void drop_list(struct kl_rest *rest, struct req *q, bool inflight)
+{
+	while (q) {
+		struct req *next = q->next;
+		struct kl_rest_reply cancelled = {.cancelled = true, .body = ""};
+		if (inflight)
+			curl_multi_remove_handle(rest->multi, q->easy);
+		q->cb(q->ud, &cancelled);
+		req_free(q);
+		q = next;
+	}
+}
+
+static void teardown(struct kl_rest *rest)
+{
+	drop_list(rest, rest->inflight, true);
+	drop_list(rest, rest->head, false);
+	rest->inflight = rest->head = rest->tail = NULL;
+	curl_multi_cleanup(rest->multi); /* may close sockets through on_socket */
+	rest->multi = NULL;
+	rest->nclosing += 2;
+	uv_close((uv_handle_t *)&rest->curl_timer, on_handle_closed);
+	uv_close((uv_handle_t *)&rest->wake_timer, on_handle_closed);
+}
+
+void kl_rest_free(struct kl_rest *rest)
+{
+	if (!rest || rest->closing)
+		return;
+	rest->closing = true;
+	if (rest->depth == 0)
+		teardown(rest);
+}
+
+void kl_rest_set_weight_limit(struct kl_rest *rest, int64_t limit)
+{
+	if (!rest->conf->rest_weight_limit && limit > 0)
+		rest->weight_limit = limit;
+}
+
+int kl_rest_get(struct kl_rest *rest, const char *path, int weight, kl_rest_cb cb, void *ud)
+{
+	struct req *q = calloc(1, sizeof(*q));
+
+	if (!q || !(q->path = strdup(path))) {
+		free(q);
+		return -ENOMEM;
+	}
+	q->rest = rest;
+	q->weight = weight;
+	q->cb = cb;
+	q->ud = ud;
+	enqueue(rest, q, false);
+	/* Dispatch from the loop, never from inside the caller. */
+	uv_timer_start(&rest->wake_timer, on_wake, 0, 0);
+	return 0;
+}
+
+void kl_rest_stats(const struct kl_rest *rest, struct kl_rest_stats *ret)
+{
+	*ret = rest->stats;
+	ret->used_weight = rest->used;
+	ret->weight_limit = rest->weight_limit;
+}

@@ -1,0 +1,63 @@
+/*
+ * Binance REST client on the libuv loop (libcurl multi). It owns the
+ * exchange's rules so callers don't have to: request weight per minute
+ * (X-MBX-USED-WEIGHT-1M against the limit), 429/418 Retry-After (no
+ * request at all until it expires), and exponential backoff with jitter
+ * for 5xx, timeouts, transport errors and bodies the caller finds bad.
+ */
+#pragma once
+
+#include "conf.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct kl_rest;
+
+struct kl_rest_reply {
+	long status;	  /* HTTP status; 0 after a transport error */
+	const char *body; /* borrowed, NUL-terminated, valid during the callback */
+	size_t len;
+	bool cancelled; /* the client is being freed: release @p ud, nothing else */
+};
+
+/* What a callback tells the client to do with the request. */
+enum kl_rest_verdict {
+	KL_REST_DONE = 0,  /* finished, forget it */
+	KL_REST_RETRY = 1, /* the body was bad: retry with backoff */
+};
+
+/**
+ * Called once per request with a 2xx or a 4xx other than 429/418 (those
+ * and 5xx and transport errors are retried inside). @p r is borrowed.
+ */
+typedef enum kl_rest_verdict (*kl_rest_cb)(void *ud, const struct kl_rest_reply *r);
+
+/** @return 0 with *ret owned by the caller (kl_rest_free), or -errno. @p conf is borrowed. */
+int kl_rest_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_rest **ret);
+
+/**
+ * Cancel every request (each callback runs once with cancelled set, so
+ * it can free its @p ud) and free the client once its handles are closed
+ * (the loop must run on). Safe from inside a callback. NULL is fine.
+ */
+void kl_rest_free(struct kl_rest *rest);
+
+/** Set the request weight allowed per minute (the exchange's published limit). */
+void kl_rest_set_weight_limit(struct kl_rest *rest, int64_t limit);
+
+/**
+ * Queue GET @p path (e.g. "/api/v3/klines?symbol=..."; copied) costing
+ * @p weight. @p cb runs later, never from inside this call.
+ * @return 0 or -ENOMEM.
+ */
+int kl_rest_get(struct kl_rest *rest, const char *path, int weight, kl_rest_cb cb, void *ud);
+
+/** Counters for progress lines and status. */
+struct kl_rest_stats {
+	uint64_t requests, retries, throttled; /* throttled: 429/418 answers */
+	int64_t used_weight, weight_limit;
+	size_t queued, inflight;
+};
+void kl_rest_stats(const struct kl_rest *rest, struct kl_rest_stats *ret);

@@ -1,0 +1,444 @@
+/*
+ * The daemon's top-level state machine, all on one libuv loop:
+ *
+ *   INFO    GET /api/v3/exchangeInfo?symbols=[..]  (bad symbol: exit 78)
+ *   TIME    GET /api/v3/time                        (the exchange's now)
+ *   PLAN    per symbol: coverage start (listing: first kline), holes
+ *   FILL    backfill every hole up to the last closed minute
+ *   DAYS    refresh day rows of every symbol
+ *   FOLLOW  poll the exchange's clock and fetch each newly closed minute
+ *           (until the websocket speed layer takes this over)
+ *
+ * Any state may be left for STOP on SIGTERM/SIGINT: REST requests are
+ * dropped, fetched pages are committed, the store is closed, exit 0.
+ */
+#include "run.h"
+
+#include "backfill.h"
+#include "day.h"
+#include "log.h"
+#include "rest.h"
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FOLLOW_MS 2000
+
+struct rsym {
+	struct run *run;
+	const char *symbol; /* borrowed from conf */
+	int64_t sid, start;
+	bool known;
+};
+
+struct run {
+	uv_loop_t loop;
+	const struct kl_conf *conf;
+	struct kl_store *st;
+	struct kl_rest *rest;
+	struct kl_backfill *bf;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t follow;
+	struct rsym *syms;
+	size_t nsyms, pending;
+	int64_t now_ms, closed_end;
+	int exit_code;
+	bool once, stopping, filling;
+};
+
+static void stop(struct run *run, int code)
+{
+	if (run->stopping)
+		return;
+	run->stopping = true;
+	run->exit_code = code;
+	kl_rest_free(run->rest);
+	run->rest = NULL;
+	kl_backfill_free(run->bf);
+	run->bf = NULL;
+	uv_close((uv_handle_t *)&run->sigterm, NULL);
+	uv_close((uv_handle_t *)&run->sigint, NULL);
+	uv_close((uv_handle_t *)&run->follow, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct run *run = h->data;
+
+	kl_info("run", "%s: stopping", strsignal(signum));
+	stop(run, 0);
+}
+
+/* Binance's error body {"code":-1121,"msg":"Invalid symbol."}; @return code or 0. */
+static int exchange_error(const struct kl_rest_reply *r, char *msg, size_t n)
+{
+	json_t *j = json_loadb(r->body, r->len, 0, NULL);
+	int code = 0;
+
+	snprintf(msg, n, "HTTP %ld", r->status);
+	if (j && json_is_integer(json_object_get(j, "code"))) {
+		const char *text = json_string_value(json_object_get(j, "msg"));
+		code = (int)json_integer_value(json_object_get(j, "code"));
+		snprintf(msg, n, "%s (code %d)", text ? text : "?", code);
+	}
+	json_decref(j);
+	return code;
+}
+
+static void refresh_days(struct run *run)
+{
+	for (size_t i = 0; i < run->nsyms; i++) {
+		int n = kl_store_refresh_days(run->st, run->syms[i].sid, run->closed_end);
+		if (n < 0) {
+			kl_err("run", "%s: cannot refresh days: %s", run->syms[i].symbol,
+			       kl_store_errmsg(run->st));
+			stop(run, 1);
+			return;
+		}
+		if (n)
+			kl_debug("run", "%s: %d days refreshed", run->syms[i].symbol, n);
+	}
+}
+
+static void on_follow(uv_timer_t *t);
+
+static void on_filled(void *ud, int status)
+{
+	struct run *run = ud;
+
+	run->filling = false;
+	if (status < 0) {
+		stop(run, 1);
+		return;
+	}
+	refresh_days(run);
+	if (run->stopping)
+		return;
+	if (run->once) {
+		kl_info("run", "store is current up to %" PRId64 " (exchange time); exiting",
+			run->closed_end);
+		stop(run, 0);
+		return;
+	}
+	uv_timer_start(&run->follow, on_follow, FOLLOW_MS, 0);
+}
+
+/* Queue [from, to) of every symbol (each from its own coverage start) and fetch. */
+static void fill(struct run *run, int64_t from)
+{
+	struct kl_ranges holes = {0};
+
+	for (size_t i = 0; i < run->nsyms; i++) {
+		struct rsym *s = &run->syms[i];
+		int64_t a = from > s->start ? from : s->start;
+		int r = kl_store_holes(run->st, s->sid, a, run->closed_end, &holes);
+		if (r == 0 && holes.n) {
+			if (from <= s->start)
+				kl_info(
+				    "run",
+				    "%s: %" PRId64 " minutes missing in %zu ranges since %" PRId64,
+				    s->symbol, kl_ranges_minutes(&holes), holes.n, holes.v[0].from);
+			r = kl_backfill_add(run->bf, s->symbol, s->sid, &holes);
+		}
+		kl_ranges_clear(&holes);
+		if (r < 0) {
+			kl_err("run", "%s: cannot plan the backfill: %s", s->symbol, strerror(-r));
+			stop(run, 1);
+			return;
+		}
+	}
+	run->filling = true;
+	kl_backfill_run(run->bf, run->now_ms, on_filled, run);
+}
+
+static enum kl_rest_verdict on_follow_time(void *ud, const struct kl_rest_reply *r)
+{
+	struct run *run = ud;
+	json_t *j = json_loadb(r->body, r->len, 0, NULL);
+	json_t *t = json_object_get(j, "serverTime");
+	int64_t prev = run->closed_end;
+	if (r->cancelled)
+		return KL_REST_DONE;
+
+	if (r->status != 200 || !json_is_integer(t)) {
+		json_decref(j);
+		return KL_REST_RETRY;
+	}
+	run->now_ms = json_integer_value(t);
+	json_decref(j);
+	if (kl_kline_slot(run->now_ms) > run->closed_end) {
+		run->closed_end = kl_kline_slot(run->now_ms);
+		fill(run, prev);
+	} else {
+		uv_timer_start(&run->follow, on_follow, FOLLOW_MS, 0);
+	}
+	return KL_REST_DONE;
+}
+
+static void on_follow(uv_timer_t *t)
+{
+	struct run *run = t->data;
+
+	if (kl_rest_get(run->rest, "/api/v3/time", 1, on_follow_time, run) < 0)
+		stop(run, 1);
+}
+
+static int history_start(struct run *run, int64_t *ret)
+{
+	switch (run->conf->history_kind) {
+	case KL_HISTORY_DAYS:
+		*ret = kl_day_floor(run->now_ms) - run->conf->history_value * KL_DAY_MS;
+		return 0;
+	case KL_HISTORY_DATE:
+		*ret = run->conf->history_value;
+		return 0;
+	case KL_HISTORY_LISTING:
+		break;
+	}
+	return -EAGAIN;
+}
+
+static void plan_symbol(struct run *run, struct rsym *s, int64_t start)
+{
+	int r;
+
+	if (!s->known) {
+		s->start = start;
+		r = kl_store_symbol(run->st, s->symbol, true, &s->start, &s->sid);
+		if (r == 0)
+			kl_info("run", "%s: new symbol, history from %" PRId64, s->symbol, start);
+	} else if (start < s->start) {
+		kl_info("run", "%s: history_start moved earlier, extending coverage", s->symbol);
+		r = kl_store_symbol_extend(run->st, s->sid, start);
+		s->start = start;
+	} else {
+		r = 0;
+	}
+	if (r < 0) {
+		kl_err("run", "%s: cannot register: %s", s->symbol, kl_store_errmsg(run->st));
+		stop(run, 1);
+	}
+}
+
+static void planned(struct run *run)
+{
+	if (--run->pending || run->stopping)
+		return;
+	if (kl_store_put_run(run->st, run->now_ms, KLINED_VERSION) < 0) {
+		kl_err("run", "cannot write to the store: %s", kl_store_errmsg(run->st));
+		stop(run, 1);
+		return;
+	}
+	fill(run, 0);
+}
+
+static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
+{
+	struct rsym *s = ud;
+	struct run *run = s->run;
+	json_t *j = json_loadb(r->body, r->len, 0, NULL);
+	json_t *t = json_array_get(json_array_get(j, 0), 0);
+	char msg[256];
+	if (r->cancelled)
+		return KL_REST_DONE;
+
+	if (r->status != 200) {
+		exchange_error(r, msg, sizeof(msg));
+		kl_err("run", "%s: cannot find the listing: %s", s->symbol, msg);
+		json_decref(j);
+		stop(run, 1);
+		return KL_REST_DONE;
+	}
+	if (!json_is_array(j) || (json_array_size(j) && !json_is_integer(t))) {
+		json_decref(j);
+		return KL_REST_RETRY;
+	}
+	if (json_array_size(j) == 0) {
+		kl_err("run", "%s: the exchange has no klines at all for it", s->symbol);
+		json_decref(j);
+		stop(run, 1);
+		return KL_REST_DONE;
+	}
+	plan_symbol(run, s, kl_day_floor(json_integer_value(t)));
+	json_decref(j);
+	planned(run);
+	return KL_REST_DONE;
+}
+
+static void plan(struct run *run)
+{
+	run->pending = 1;
+	for (size_t i = 0; i < run->nsyms && !run->stopping; i++) {
+		struct rsym *s = &run->syms[i];
+		int64_t start;
+		int r = kl_store_symbol(run->st, s->symbol, false, &s->start, &s->sid);
+
+		if (r < 0 && r != -ENOENT) {
+			kl_err("run", "%s: cannot read the store: %s", s->symbol,
+			       kl_store_errmsg(run->st));
+			stop(run, 1);
+			return;
+		}
+		s->known = r == 0;
+		if (history_start(run, &start) == 0) {
+			plan_symbol(run, s, start);
+		} else if (!s->known) {
+			char path[128];
+			snprintf(path, sizeof(path),
+				 "/api/v3/klines?symbol=%s&interval=1m&startTime=0&limit=1",
+				 s->symbol);
+			run->pending++;
+			if (kl_rest_get(run->rest, path, 2, on_listing, s) < 0) {
+				stop(run, 1);
+				return;
+			}
+		}
+	}
+	if (!run->stopping)
+		planned(run);
+}
+
+static enum kl_rest_verdict on_time(void *ud, const struct kl_rest_reply *r)
+{
+	struct run *run = ud;
+	json_t *j = json_loadb(r->body, r->len, 0, NULL);
+	json_t *t = json_object_get(j, "serverTime");
+	if (r->cancelled)
+		return KL_REST_DONE;
+
+	if (r->status != 200 || !json_is_integer(t)) {
+		json_decref(j);
+		return KL_REST_RETRY;
+	}
+	run->now_ms = json_integer_value(t);
+	run->closed_end = kl_kline_slot(run->now_ms);
+	json_decref(j);
+	kl_info("run", "exchange time %" PRId64 ", last closed minute ends at %" PRId64,
+		run->now_ms, run->closed_end);
+	plan(run);
+	return KL_REST_DONE;
+}
+
+/* Check every configured symbol exists; read the published weight limit. */
+static enum kl_rest_verdict on_info(void *ud, const struct kl_rest_reply *r)
+{
+	struct run *run = ud;
+	json_t *j, *v;
+	size_t i;
+	char msg[256];
+	if (r->cancelled)
+		return KL_REST_DONE;
+
+	if (r->status != 200) {
+		int code = exchange_error(r, msg, sizeof(msg));
+		if (code == -1121) {
+			fprintf(stderr, "klined: [exchange] symbols: the exchange does not list ");
+			for (i = 0; i < run->nsyms; i++)
+				fprintf(stderr, "%s%s", i ? " or " : "", run->syms[i].symbol);
+			fprintf(stderr, " as a symbol (%s)\n", msg);
+			stop(run, 78);
+		} else {
+			kl_err("run", "exchangeInfo refused: %s", msg);
+			stop(run, 1);
+		}
+		return KL_REST_DONE;
+	}
+	j = json_loadb(r->body, r->len, 0, NULL);
+	if (!json_is_array(json_object_get(j, "symbols"))) {
+		json_decref(j);
+		return KL_REST_RETRY;
+	}
+	json_array_foreach(json_object_get(j, "rateLimits"), i, v)
+	{
+		const char *type = json_string_value(json_object_get(v, "rateLimitType"));
+		const char *ival = json_string_value(json_object_get(v, "interval"));
+		if (type && ival && !strcmp(type, "REQUEST_WEIGHT") && !strcmp(ival, "MINUTE") &&
+		    json_integer_value(json_object_get(v, "intervalNum")) == 1)
+			kl_rest_set_weight_limit(run->rest,
+						 json_integer_value(json_object_get(v, "limit")));
+	}
+	json_array_foreach(json_object_get(j, "symbols"), i, v)
+	{
+		const char *name = json_string_value(json_object_get(v, "symbol"));
+		const char *status = json_string_value(json_object_get(v, "status"));
+		if (name && status && strcmp(status, "TRADING"))
+			kl_warn("run", "%s: the exchange reports status %s; its history is kept",
+				name, status);
+	}
+	json_decref(j);
+	if (kl_rest_get(run->rest, "/api/v3/time", 1, on_time, run) < 0)
+		stop(run, 1);
+	return KL_REST_DONE;
+}
+
+static int start(struct run *run)
+{
+	char path[4096];
+	size_t n;
+	int r;
+
+	n = (size_t)snprintf(path, sizeof(path), "/api/v3/exchangeInfo?symbols=%%5B");
+	for (size_t i = 0; i < run->nsyms && n < sizeof(path) - 64; i++)
+		n += (size_t)snprintf(path + n, sizeof(path) - n, "%s%%22%s%%22", i ? "," : "",
+				      run->syms[i].symbol);
+	snprintf(path + n, sizeof(path) - n, "%%5D");
+	r = kl_rest_get(run->rest, path, 20, on_info, run);
+	return r;
+}
+
+int kl_run(const struct kl_conf *conf, bool once)
+{
+	struct run *run = calloc(1, sizeof(*run));
+	char err[512];
+	int r, code = 1;
+
+	if (!run)
+		return 1;
+	run->conf = conf;
+	run->once = once;
+	run->nsyms = conf->nsymbols;
+	run->syms = calloc(conf->nsymbols, sizeof(*run->syms));
+	if (!run->syms)
+		goto out;
+	for (size_t i = 0; i < conf->nsymbols; i++)
+		run->syms[i] = (struct rsym){.run = run, .symbol = conf->symbols[i]};
+	r = kl_store_open(conf->db_path, false, &run->st, err, sizeof(err));
+	if (r < 0) {
+		kl_err("store", "%s", err);
+		goto out;
+	}
+	kl_info("run", "klined %s: store %s, %zu symbols, exchange %s", KLINED_VERSION,
+		conf->db_path, conf->nsymbols, conf->rest_url);
+	uv_loop_init(&run->loop);
+	if (kl_rest_new(&run->loop, conf, &run->rest) < 0 ||
+	    kl_backfill_new(&run->loop, run->rest, run->st, &run->bf) < 0) {
+		kl_err("run", "out of memory");
+		kl_rest_free(run->rest);
+		uv_run(&run->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&run->loop);
+		goto out;
+	}
+	uv_signal_init(&run->loop, &run->sigterm);
+	uv_signal_init(&run->loop, &run->sigint);
+	uv_timer_init(&run->loop, &run->follow);
+	run->sigterm.data = run->sigint.data = run->follow.data = run;
+	uv_signal_start(&run->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&run->sigint, on_signal, SIGINT);
+	if (start(run) < 0)
+		stop(run, 1);
+	uv_run(&run->loop, UV_RUN_DEFAULT);
+	r = uv_loop_close(&run->loop);
+	if (r < 0)
+		kl_err("run", "loop closed with handles open: %s", uv_strerror(r));
+	code = run->exit_code;
+out:
+	run->st = kl_store_close(run->st);
+	free(run->syms);
+	free(run);
+	return code;
+}

@@ -1,0 +1,91 @@
+/*
+ * The SQLite store: opens (and migrates) the database in WAL mode, takes
+ * klines, outages and rejects in large transactions, finds holes, and
+ * keeps the day table current. All SQL lives here, as prepared
+ * statements; no SQL text is ever built from input.
+ */
+#pragma once
+
+#include "day.h"
+#include "gap.h"
+#include "kline.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct kl_store;
+
+enum kl_source {
+	KL_SRC_REST = 1,
+	KL_SRC_WS = 2,
+	KL_SRC_IMPORT = 3,
+};
+
+/**
+ * Open (creating and migrating if needed) the store at @p path. A store
+ * written by a newer klined is refused with -EPROTO and left untouched.
+ * @return 0 with *ret owned by the caller (kl_store_close), or -errno;
+ *         @p err gets a message.
+ */
+int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *err, size_t n);
+
+/** Commit anything pending and close. NULL is fine. @return NULL. */
+struct kl_store *kl_store_close(struct kl_store *st);
+
+/** @return SQLite's last error message (borrowed). */
+const char *kl_store_errmsg(struct kl_store *st);
+
+/**
+ * Find @p symbol, or create it with coverage starting at @p start_ms when
+ * @p create. @return 0 with *sid, *start_ms; -ENOENT when absent.
+ */
+int kl_store_symbol(struct kl_store *st, const char *symbol, bool create, int64_t *start_ms,
+		    int64_t *sid);
+
+/** Move a symbol's coverage start earlier (never later). @return 0 or -EIO. */
+int kl_store_symbol_extend(struct kl_store *st, int64_t sid, int64_t start_ms);
+
+/** Open a write transaction (no-op when one is open). @return 0 or -EIO/-EBUSY. */
+int kl_store_begin(struct kl_store *st);
+
+/** Commit the open transaction (no-op when none). @return 0 or -EIO. */
+int kl_store_commit(struct kl_store *st);
+
+/** Abandon the open transaction (no-op when none). */
+void kl_store_rollback(struct kl_store *st);
+
+/** @return true while a transaction is open. */
+bool kl_store_in_tx(struct kl_store *st);
+
+/** Store a validated kline (inside a transaction). @return 0 or -EIO. */
+int kl_store_put_kline(struct kl_store *st, int64_t sid, const struct kl_kline *k,
+		       enum kl_source src);
+
+/** Record [from, to) as an exchange outage, merging with a touching one. @return 0 or -EIO. */
+int kl_store_put_outage(struct kl_store *st, int64_t sid, int64_t from, int64_t to);
+
+/** Keep a refused kline with its raw text (borrowed strings). @return 0 or -EIO. */
+int kl_store_put_reject(struct kl_store *st, int64_t at_ms, const char *symbol, const char *origin,
+			const char *reason, const char *raw);
+
+/** Record this start of the daemon. @return 0 or -EIO. */
+int kl_store_put_run(struct kl_store *st, int64_t now_ms, const char *version);
+
+/**
+ * The minutes of [from, to) with neither a kline nor an outage, appended
+ * to @p out (owned by the caller). @return 0, -ENOMEM or -EIO.
+ */
+int kl_store_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
+		   struct kl_ranges *out);
+
+/**
+ * Recompute the day rows of @p sid from its stale mark up to the day of
+ * @p now_ms (the end of the last closed minute): complete days become
+ * batch (or fill) rows, the current day a speed row. Runs in its own
+ * transaction. @return the number of days written, or -EIO.
+ */
+int kl_store_refresh_days(struct kl_store *st, int64_t sid, int64_t now_ms);
+
+/** Build the status report (what `klined status --json` prints). @return 0 or -EIO. */
+int kl_store_status(struct kl_store *st, json_t **ret);

@@ -1,0 +1,499 @@
+/*
+ * Table-driven configuration (the Redis config.c shape): every key is one
+ * row naming its section, key, option, default and setter, so the file,
+ * the options and --help cannot disagree. Setters validate completely
+ * and leave the old value in place on error.
+ */
+#include "conf.h"
+
+#include "day.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct key;
+typedef int (*setter_fn)(struct kl_conf *c, const struct key *k, const char *v, char *err,
+			 size_t n);
+
+struct key {
+	struct kl_conf_info info;
+	setter_fn set;
+	size_t offset;
+	int64_t min, max;
+};
+
+#define FIELD(f) offsetof(struct kl_conf, f)
+
+static int set_str(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
+static int set_path(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
+static int set_symbols(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
+static int set_url(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
+static int set_history(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
+static int set_duration(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
+static int set_int(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
+static int set_level(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
+static int set_listen(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
+
+/* The offsets of URL keys double as the scheme they accept. */
+static const struct key keys[] = {
+    {{"store", "path", "db", "/var/lib/klined/klined.db", "SQLite database file"},
+     set_path,
+     FIELD(db_path),
+     0,
+     0},
+    {{"exchange", "symbols", "symbols", "BTCUSDT,ETHUSDT", "comma-separated Binance symbols"},
+     set_symbols,
+     FIELD(symbols),
+     0,
+     0},
+    {{"exchange", "rest_url", "rest-url", "https://api.binance.com", "REST base URL"},
+     set_url,
+     FIELD(rest_url),
+     0,
+     0},
+    {{"exchange", "ws_url", "ws-url", "wss://stream.binance.com:9443", "websocket base URL"},
+     set_url,
+     FIELD(ws_url),
+     1,
+     0},
+    {{"exchange", "history_start", "history-start", "365d",
+      "where an empty store begins: YYYY-MM-DD, Nd or listing"},
+     set_history,
+     0,
+     0,
+     0},
+    {{"exchange", "ca_file", "ca-file", "", "CA bundle for https/wss (default: system)"},
+     set_path,
+     FIELD(ca_file),
+     0,
+     0},
+    {{"kafka", "brokers", "kafka-brokers", "localhost:9092", "bootstrap brokers"},
+     set_str,
+     FIELD(kafka_brokers),
+     0,
+     0},
+    {{"kafka", "topic", "kafka-topic", "binance.kline.1m", "topic of kline events"},
+     set_str,
+     FIELD(kafka_topic),
+     0,
+     0},
+    {{"kafka", "group", "kafka-group", "klined", "consumer group"},
+     set_str,
+     FIELD(kafka_group),
+     0,
+     0},
+    {{"stream", "watermark", "watermark", "1h", "event-time lateness allowed"},
+     set_duration,
+     FIELD(watermark_ms),
+     0,
+     7 * 86400000LL},
+    {{"log", "level", "log-level", "info", "error, warn, info or debug"}, set_level, 0, 0, 0},
+    {{"http", "listen", "http-listen", "127.0.0.1:8642", "ADDR:PORT of the page, or off"},
+     set_listen,
+     FIELD(http_listen),
+     0,
+     0},
+    {{"rest", "concurrency", "rest-concurrency", "8", "REST requests in flight"},
+     set_int,
+     FIELD(rest_concurrency),
+     1,
+     64},
+    {{"rest", "timeout", "rest-timeout", "10s", "timeout of one REST request"},
+     set_duration,
+     FIELD(rest_timeout_ms),
+     100,
+     600000},
+    {{"rest", "weight_limit", "rest-weight-limit", "0",
+      "request weight per minute (0: the exchange's published limit)"},
+     set_int,
+     FIELD(rest_weight_limit),
+     0,
+     1000000},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static int fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, n, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static char **str_field(struct kl_conf *c, const struct key *k)
+{
+	return (char **)(void *)((char *)c + k->offset);
+}
+
+static int64_t *int_field(struct kl_conf *c, const struct key *k)
+{
+	return (int64_t *)(void *)((char *)c + k->offset);
+}
+
+static int replace_str(char **field, const char *v, char *err, size_t n)
+{
+	char *s = strdup(v);
+
+	if (!s)
+		return fail(err, n, "out of memory");
+	free(*field);
+	*field = s;
+	return 0;
+}
+
+static int set_str(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	if (!*v)
+		return fail(err, n, "must not be empty");
+	for (const char *p = v; *p; p++) {
+		if ((unsigned char)*p < 0x20)
+			return fail(err, n, "contains a control character");
+	}
+	return replace_str(str_field(c, k), v, err, n);
+}
+
+/* An empty path means "unset" for optional paths such as ca_file. */
+static int set_path(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	if (!*v) {
+		if (k->offset == FIELD(db_path))
+			return fail(err, n, "must not be empty");
+		free(*str_field(c, k));
+		*str_field(c, k) = NULL;
+		return 0;
+	}
+	return set_str(c, k, v, err, n);
+}
+
+static void free_list(char **v, size_t nv)
+{
+	for (size_t i = 0; i < nv; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int set_symbols(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	char **list = NULL;
+	size_t nlist = 0;
+	const char *p = v;
+	int r = 0;
+
+	(void)k;
+	while (*p) {
+		const char *e = p;
+		char sym[32];
+		size_t len = 0;
+
+		while (*e && *e != ',')
+			e++;
+		for (const char *q = p; q < e; q++) {
+			if (isspace((unsigned char)*q))
+				continue;
+			if (len >= 21 || !isalnum((unsigned char)*q)) {
+				r = fail(err, n,
+					 "'%.*s' is not a symbol (2 to 20 letters or digits)",
+					 (int)(e - p), p);
+				goto out;
+			}
+			sym[len++] = (char)toupper((unsigned char)*q);
+		}
+		sym[len] = '\0';
+		if (len < 2 || len > 20) {
+			r = fail(err, n, "'%.*s' is not a symbol (2 to 20 letters or digits)",
+				 (int)(e - p), p);
+			goto out;
+		}
+		for (size_t i = 0; i < nlist; i++) {
+			if (strcmp(list[i], sym) == 0) {
+				r = fail(err, n, "symbol %s given twice", sym);
+				goto out;
+			}
+		}
+		char **grown = realloc(list, (nlist + 1) * sizeof(*list));
+		if (!grown || !(grown[nlist] = strdup(sym))) {
+			list = grown ? grown : list;
+			r = fail(err, n, "out of memory");
+			goto out;
+		}
+		list = grown;
+		nlist++;
+		p = *e ? e + 1 : e;
+	}
+	if (nlist == 0) {
+		r = fail(err, n, "no symbol given");
+		goto out;
+	}
+	free_list(c->symbols, c->nsymbols);
+	c->symbols = list;
+	c->nsymbols = nlist;
+	return 0;
+out:
+	free_list(list, nlist);
+	return r;
+}
+
+static int set_url(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	static const char *const schemes[2][2] = {{"http://", "https://"}, {"ws://", "wss://"}};
+	const char *const *sc = schemes[k->min];
+	size_t len = strlen(v), skip;
+	char *s;
+
+	if (strncmp(v, sc[0], strlen(sc[0])) == 0)
+		skip = strlen(sc[0]);
+	else if (strncmp(v, sc[1], strlen(sc[1])) == 0)
+		skip = strlen(sc[1]);
+	else
+		return fail(err, n, "'%s' is not a %s or %s URL", v, sc[0], sc[1]);
+	while (len > skip && v[len - 1] == '/')
+		len--;
+	if (len == skip)
+		return fail(err, n, "'%s' has no host", v);
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)v[i] <= 0x20 || v[i] == '?' || v[i] == '#')
+			return fail(err, n, "'%s' must be a bare base URL", v);
+	}
+	s = strndup(v, len);
+	if (!s)
+		return fail(err, n, "out of memory");
+	free(*str_field(c, k));
+	*str_field(c, k) = s;
+	return 0;
+}
+
+static int parse_uint(const char *v, int64_t max, int64_t *ret, const char **end)
+{
+	int64_t x = 0;
+	const char *p = v;
+
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		x = x * 10 + (*p - '0');
+		if (x > max)
+			return -ERANGE;
+	}
+	*ret = x;
+	*end = p;
+	return 0;
+}
+
+static int set_history(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	int64_t x;
+	const char *end;
+
+	(void)k;
+	if (strcmp(v, "listing") == 0) {
+		c->history_kind = KL_HISTORY_LISTING;
+		c->history_value = 0;
+		return 0;
+	}
+	if (kl_day_parse(v, &x) == 0) {
+		c->history_kind = KL_HISTORY_DATE;
+		c->history_value = x;
+		return 0;
+	}
+	if (parse_uint(v, 36500, &x, &end) == 0 && strcmp(end, "d") == 0) {
+		c->history_kind = KL_HISTORY_DAYS;
+		c->history_value = x;
+		return 0;
+	}
+	return fail(err, n, "'%s' is not YYYY-MM-DD, Nd (N up to 36500) or listing", v);
+}
+
+static int set_duration(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	static const struct {
+		const char *unit;
+		int64_t ms;
+	} units[] = {{"ms", 1},	   {"s", 1000},	   {"", 1000},
+		     {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+	int64_t x;
+	const char *end;
+
+	if (parse_uint(v, INT32_MAX, &x, &end) == 0) {
+		for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+			if (strcmp(end, units[i].unit) != 0)
+				continue;
+			x *= units[i].ms;
+			if (x < k->min || x > k->max)
+				break;
+			*int_field(c, k) = x;
+			return 0;
+		}
+	}
+	return fail(err, n, "'%s' is not a duration between %lldms and %lldms (e.g. 90s, 30m, 1h)",
+		    v, (long long)k->min, (long long)k->max);
+}
+
+static int set_int(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	int64_t x;
+	const char *end;
+
+	if (parse_uint(v, k->max, &x, &end) < 0 || *end || x < k->min)
+		return fail(err, n, "'%s' is not an integer from %lld to %lld", v,
+			    (long long)k->min, (long long)k->max);
+	*int_field(c, k) = x;
+	return 0;
+}
+
+static int set_level(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	(void)k;
+	if (kl_log_level_parse(v, &c->log_level) < 0)
+		return fail(err, n, "'%s' is not one of error, warn, info, debug", v);
+	return 0;
+}
+
+static int set_listen(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	const char *colon = strrchr(v, ':');
+	int64_t port;
+	const char *end;
+
+	if (strcmp(v, "off") == 0)
+		return replace_str(str_field(c, k), v, err, n);
+	if (!colon || colon == v || parse_uint(colon + 1, 65535, &port, &end) < 0 || *end ||
+	    port == 0)
+		return fail(err, n, "'%s' is not ADDR:PORT (e.g. 127.0.0.1:8642) or off", v);
+	return replace_str(str_field(c, k), v, err, n);
+}
+
+int kl_conf_new(struct kl_conf **ret)
+{
+	struct kl_conf *c = calloc(1, sizeof(*c));
+	char err[256];
+
+	if (!c)
+		return -ENOMEM;
+	c->log_level = KL_LOG_INFO;
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (keys[i].set(c, &keys[i], keys[i].info.def, err, sizeof(err)) < 0) {
+			kl_conf_free(c);
+			return -ENOMEM;
+		}
+	}
+	*ret = c;
+	return 0;
+}
+
+struct kl_conf *kl_conf_free(struct kl_conf *c)
+{
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (keys[i].set == set_str || keys[i].set == set_path || keys[i].set == set_url ||
+		    keys[i].set == set_listen)
+			free(*str_field(c, &keys[i]));
+	}
+	free_list(c->symbols, c->nsymbols);
+	free_list(c->kafka_props, c->nkafka_props);
+	free(c);
+	return NULL;
+}
+
+/* librdkafka properties pass through, kcat -X style. */
+static int add_kafka_prop(struct kl_conf *c, const char *name, const char *v, char *err, size_t n)
+{
+	size_t len = strlen(name) + strlen(v) + 2;
+	char **grown = realloc(c->kafka_props, (c->nkafka_props + 1) * sizeof(*grown));
+	char *s;
+
+	if (!grown)
+		return fail(err, n, "out of memory");
+	c->kafka_props = grown;
+	s = malloc(len);
+	if (!s)
+		return fail(err, n, "out of memory");
+	snprintf(s, len, "%s=%s", name, v);
+	c->kafka_props[c->nkafka_props++] = s;
+	return 0;
+}
+
+struct ini_ctx {
+	struct kl_conf *c;
+	char *err;
+	size_t errlen;
+};
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+	struct ini_ctx *ctx = user;
+	char msg[256];
+
+	if (!name) /* a section header alone */
+		return 1;
+	if (strcmp(section, "kafka") == 0 && strncmp(name, "librdkafka.", 11) == 0) {
+		if (add_kafka_prop(ctx->c, name + 11, value, msg, sizeof(msg)) == 0)
+			return 1;
+		goto bad;
+	}
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (strcmp(keys[i].info.section, section) || strcmp(keys[i].info.key, name))
+			continue;
+		if (keys[i].set(ctx->c, &keys[i], value, msg, sizeof(msg)) == 0)
+			return 1;
+		goto bad;
+	}
+	snprintf(msg, sizeof(msg), "unknown key");
+bad:
+	/* Debian's inih passes no line number; kl_conf_load_ini adds it. */
+	snprintf(ctx->err, ctx->errlen, "[%s] %s: %s", section, name, msg);
+	return 0;
+}
+
+int kl_conf_load_ini(struct kl_conf *c, const char *text, const char *filename, char *err,
+		     size_t errlen)
+{
+	char msg[400] = "";
+	struct ini_ctx ctx = {c, msg, sizeof(msg)};
+	int r;
+
+	r = ini_parse_string(text, on_ini, &ctx);
+	if (r == 0)
+		return 0;
+	if (r < 0)
+		snprintf(err, errlen, "%s: out of memory", filename);
+	else if (!msg[0])
+		snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)",
+			 filename, r);
+	else
+		snprintf(err, errlen, "%s:%d: %s", filename, r, msg);
+	return -EINVAL;
+}
+
+int kl_conf_set_option(struct kl_conf *c, const char *option, const char *value, char *err,
+		       size_t errlen)
+{
+	char msg[256];
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (strcmp(keys[i].info.option, option))
+			continue;
+		if (keys[i].set(c, &keys[i], value, msg, sizeof(msg)) == 0)
+			return 0;
+		snprintf(err, errlen, "--%s ([%s] %s): %s", option, keys[i].info.section,
+			 keys[i].info.key, msg);
+		return -EINVAL;
+	}
+	return -ENOENT;
+}
+
+const struct kl_conf_info *kl_conf_info(size_t i)
+{
+	return i < NKEYS ? &keys[i].info : NULL;
+}

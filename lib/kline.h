@@ -1,0 +1,66 @@
+/*
+ * One 1-minute kline as klined keeps it, and the single place where a
+ * kline from any source (REST page row, websocket event, CSV dump line)
+ * is parsed and judged. Decimals are 1e-8 integers (see dec.h).
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KL_MINUTE_MS ((int64_t)60000)
+#define KL_DAY_MS    ((int64_t)86400000)
+
+struct kl_kline {
+	int64_t open_time; /* ms since the epoch, UTC */
+	int64_t close_time;
+	int64_t open, high, low, close;
+	int64_t volume, quote_volume, taker_base, taker_quote;
+	int64_t trades;
+};
+
+/* Why a kline was refused; 0 means it is valid. */
+enum kl_verdict {
+	KL_KLINE_OK = 0,
+	KL_KLINE_SHAPE,	   /* not an array of 11+ fields / not 12 CSV columns */
+	KL_KLINE_TIME,	   /* a time that is not a non-negative integer */
+	KL_KLINE_DECIMAL,  /* a price or volume that is not a decimal string */
+	KL_KLINE_TRADES,   /* trades not a non-negative integer */
+	KL_KLINE_RANGE,	   /* open time outside the requested range */
+	KL_KLINE_CLOSE,	   /* close_time not in (open_time, open_time + 1 min) */
+	KL_KLINE_HIGH,	   /* high below open, close or low */
+	KL_KLINE_LOW,	   /* low above open or close */
+	KL_KLINE_PRICE,	   /* a price of zero */
+	KL_KLINE_NEGATIVE, /* a negative volume */
+};
+
+/** @return a static human-readable reason for @p v. */
+const char *kl_kline_reason(enum kl_verdict v);
+
+/**
+ * Parse one row of /api/v3/klines (a JSON array: times and trades as
+ * integers, decimals as strings). @p row is borrowed.
+ * @return KL_KLINE_OK with @p k filled, or the verdict (k is then partial).
+ */
+enum kl_verdict kl_kline_from_json(const json_t *row, struct kl_kline *k);
+
+/**
+ * Parse one data.binance.vision CSV line (12 columns, no trailing newline
+ * needed). Timestamps in microseconds (dumps from 2025 on) become ms.
+ * @return KL_KLINE_OK, or the verdict.
+ */
+enum kl_verdict kl_kline_from_csv(const char *line, size_t len, struct kl_kline *k);
+
+/**
+ * The checks every parsed kline must pass before it is stored:
+ * open_time within [from, to) (pass 0, INT64_MAX for no range), close
+ * time, price ordering, non-zero prices.
+ */
+enum kl_verdict kl_kline_check(const struct kl_kline *k, int64_t from, int64_t to);
+
+/** The minute slot a kline occupies (floor of open_time to the minute). */
+static inline int64_t kl_kline_slot(int64_t open_time)
+{
+	return open_time - open_time % KL_MINUTE_MS;
+}

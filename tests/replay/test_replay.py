@@ -1,0 +1,506 @@
+"""Tests of the replay exchange (tests/replay/binance_replay.py)."""
+
+import gzip
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import binance_replay as br  # noqa: E402
+
+DATA = br.DEFAULT_DATA_DIR
+M = 60_000
+T0 = 1672531200000                     # 2023-01-01T00:00:00Z, first recorded minute
+DAY = 86_400_000
+PERIOD = 90 * DAY
+HALT_FROM = br.parse_time_ms("2023-03-24T12:40:00Z")
+HALT_TO = br.parse_time_ms("2023-03-24T14:00:00Z")
+
+pytestmark = pytest.mark.skipif(not os.path.isdir(DATA), reason=f"no recorded data in {DATA}")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def http_get(srv, path, params=None, raw_query=None, timeout=5.0):
+    """-> (status, headers dict (lower-case names), body bytes)."""
+    q = raw_query if raw_query is not None else urllib.parse.urlencode(params or {})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=timeout)
+    try:
+        conn.request("GET", path + ("?" + q if q else ""))
+        r = conn.getresponse()
+        body = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def http_json(srv, method, path, obj=None):
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    try:
+        body = json.dumps(obj).encode() if obj is not None else None
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+    finally:
+        conn.close()
+
+
+def klines(srv, **params):
+    params.setdefault("symbol", "BTCUSDT")
+    params.setdefault("interval", "1m")
+    st, hd, body = http_get(srv, "/api/v3/klines", params)
+    assert st == 200, (st, body)
+    return json.loads(body, parse_float=str)  # decimals are strings anyway
+
+
+def err(srv, path, params=None, raw_query=None):
+    st, hd, body = http_get(srv, path, params, raw_query)
+    return st, json.loads(body)
+
+
+def recorded_lines(symbol, month, n):
+    with gzip.open(os.path.join(DATA, f"{symbol}-1m-2023-{month:02d}.csv.gz"), "rt") as fh:
+        return [next(fh).rstrip("\n") for _ in range(n)]
+
+
+def as_json_row(csv_line):
+    f = csv_line.split(",")
+    return '[%s,"%s","%s","%s","%s","%s",%s,"%s",%s,"%s","%s","%s"]' % tuple(f)
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+START = br.parse_time_ms("2023-02-01T00:00:30Z")
+
+
+@pytest.fixture(scope="module")
+def srv():
+    s = br.ReplayServer(data_dir=DATA, start=START, speed=0).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean(request):
+    yield
+    if "srv" in request.fixturenames:
+        s = request.getfixturevalue("srv")
+        s.clear_faults()
+        s.set_clock(now_ms=START, speed=0)
+        s.reset_limits()
+        s.reset_stats()
+
+
+# ---------------------------------------------------------------------------- clock
+
+def test_time_follows_virtual_clock(srv):
+    st, hd, body = http_get(srv, "/api/v3/time")
+    assert st == 200 and json.loads(body) == {"serverTime": START}
+    assert hd["content-type"] == "application/json;charset=UTF-8"
+    assert http_get(srv, "/api/v3/ping")[2] == b"{}"
+
+    st, c = http_json(srv, "GET", "/_replay/clock")
+    assert c["now_ms"] == START and c["speed"] == 0
+    st, c = http_json(srv, "POST", "/_replay/clock", {"advance_ms": 90_000})
+    assert st == 200 and c["now_ms"] == START + 90_000
+    assert json.loads(http_get(srv, "/api/v3/time")[2])["serverTime"] == START + 90_000
+    st, c = http_json(srv, "POST", "/_replay/clock", {"now_ms": "2023-03-01T00:00:00Z"})
+    assert c["now_ms"] == br.parse_time_ms("2023-03-01T00:00:00Z")
+
+    # running clock: 1000 virtual seconds per wall second
+    http_json(srv, "POST", "/_replay/clock", {"now_ms": START, "speed": 1000})
+    time.sleep(0.2)
+    t = json.loads(http_get(srv, "/api/v3/time")[2])["serverTime"]
+    assert START + 150_000 <= t <= START + 2_000_000
+    http_json(srv, "POST", "/_replay/clock", {"speed": 0})
+    t1 = srv.now_ms()
+    time.sleep(0.05)
+    assert srv.now_ms() == t1
+
+
+def test_open_minute_is_partial_and_monotone(srv):
+    rec = json.loads(as_json_row(recorded_lines("BTCUSDT", 2, 1)[0]))
+    ot = rec[0]
+    prev = None
+    for off in (0, 1, 15_000, 30_000, 59_999):
+        srv.set_clock(now_ms=ot + off)
+        rows = klines(srv, limit=2)
+        last = rows[-1]
+        assert last[0] == ot and last[6] == ot + 59999
+        assert rows[0][0] == ot - M          # previous minute closed, recorded values
+        o, h, l, c = (float(x) for x in last[1:5])
+        assert last[1] == rec[1] and l <= min(o, c) and h >= max(o, c)
+        if off == 0:
+            assert last[5] == "0.000" and last[8] == 0
+        if prev is not None:
+            assert float(last[2]) >= float(prev[2]) and float(last[3]) <= float(prev[3])
+            assert float(last[5]) >= float(prev[5]) and last[8] >= prev[8]
+        prev = last
+    srv.set_clock(now_ms=ot + 60_000)  # closed: exact recorded strings
+    assert klines(srv, limit=2)[0] == rec
+    # nothing after virtual now is served
+    assert klines(srv, startTime=ot + 2 * M) == []
+
+
+# ---------------------------------------------------------------------------- klines
+
+def test_exact_strings_first_rows(srv):
+    lines = recorded_lines("BTCUSDT", 1, 5)
+    st, hd, body = http_get(srv, "/api/v3/klines",
+                            {"symbol": "BTCUSDT", "interval": "1m", "startTime": T0, "limit": 5})
+    assert st == 200
+    assert body.decode() == "[" + ",".join(as_json_row(x) for x in lines) + "]"
+    assert body.startswith(b'[[1672531200000,"16537.50","16538.00","16534.30","16538.00",'
+                           b'"170.576",1672531259999,"2820697.45580",946,"103.782",'
+                           b'"1716164.80590","0"]')
+    eth = recorded_lines("ETHUSDT", 3, 1)[0]
+    srv.set_clock(now_ms="2023-04-01T00:00:00Z")
+    st, hd, body = http_get(srv, "/api/v3/klines", {"symbol": "ETHUSDT", "interval": "1m",
+                                                    "startTime": int(eth.split(",")[0]), "limit": 1})
+    assert body.decode() == "[" + as_json_row(eth) + "]"
+
+
+def test_klines_paging_semantics(srv):
+    now = START  # 2023-02-01T00:00:30Z: minute 00:00 is open
+    open_min = now - 30_000
+    # startTime + endTime: inclusive on open_time, ascending
+    rows = klines(srv, startTime=T0, endTime=T0 + 9 * M)
+    assert [r[0] for r in rows] == [T0 + i * M for i in range(10)]
+    # endTime mid-minute: open_time <= endTime
+    assert len(klines(srv, startTime=T0, endTime=T0 + 9 * M + 1)) == 10
+    # startTime mid-minute: the first open_time >= startTime
+    assert klines(srv, startTime=T0 + 1, limit=1)[0][0] == T0 + M
+    # only startTime: default limit 500
+    rows = klines(srv, startTime=T0)
+    assert len(rows) == 500 and rows[-1][0] == T0 + 499 * M
+    # limit 1000 max; consecutive pages are contiguous
+    p1 = klines(srv, startTime=T0, limit=1000)
+    p2 = klines(srv, startTime=p1[-1][0] + 1, limit=1000)
+    ots = [r[0] for r in p1 + p2]
+    assert ots == [T0 + i * M for i in range(2000)]
+    # only endTime: the last `limit` with open_time <= endTime
+    e = T0 + 5000 * M + 123
+    rows = klines(srv, endTime=e, limit=7)
+    assert [r[0] for r in rows] == [T0 + (4994 + i) * M for i in range(7)]
+    assert len(klines(srv, endTime=e)) == 500
+    # neither: the most recent `limit`, ending with the open minute
+    rows = klines(srv, limit=3)
+    assert [r[0] for r in rows] == [open_min - 2 * M, open_min - M, open_min]
+    # the window is clipped at virtual now
+    rows = klines(srv, startTime=open_min - 2 * M, endTime=open_min + 10 * M)
+    assert [r[0] for r in rows] == [open_min - 2 * M, open_min - M, open_min]
+    # before the data / empty windows
+    assert klines(srv, endTime=T0 - 1) == []
+    assert klines(srv, startTime=T0 + 10 * M, endTime=T0) == []
+    # limit is honoured with startTime+endTime
+    assert len(klines(srv, startTime=T0, endTime=T0 + 2000 * M, limit=3)) == 3
+
+
+def test_errors(srv):
+    st, e = err(srv, "/api/v3/klines", {"symbol": "NOPEUSDT", "interval": "1m"})
+    assert st == 400 and e == {"code": -1121, "msg": "Invalid symbol."}
+    st, e = err(srv, "/api/v3/klines", {"interval": "1m"})
+    assert st == 400 and e["code"] == -1102 and "'symbol'" in e["msg"]
+    st, e = err(srv, "/api/v3/klines", {"symbol": "BTCUSDT"})
+    assert st == 400 and e["code"] == -1102 and "'interval'" in e["msg"]
+    st, e = err(srv, "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "7m"})
+    assert st == 400 and e == {"code": -1120, "msg": "Invalid interval."}
+    st, e = err(srv, "/api/v3/klines", {"symbol": "btcusdt", "interval": "1m"})
+    assert st == 400 and e["code"] == -1100
+    st, e = err(srv, "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m", "startTime": "abc"})
+    assert st == 400 and e["code"] == -1100 and "startTime" in e["msg"]
+    st, e = err(srv, "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m", "limit": 1001})
+    assert st == 400 and e["code"] == -1130
+    st, e = err(srv, "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m", "limit": 0})
+    assert st == 400 and e["code"] == -1130
+    st, e = err(srv, "/api/v3/klines", raw_query="symbol=BTCUSDT&interval=1m&limit=5&limit=6")
+    assert st == 400 and e["code"] == -1101
+    st, e = err(srv, "/api/v3/exchangeInfo", {"symbol": "NOPEUSDT"})
+    assert st == 400 and e == {"code": -1121, "msg": "Invalid symbol."}
+
+
+def test_exchange_info(srv):
+    st, hd, body = http_get(srv, "/api/v3/exchangeInfo")
+    info = json.loads(body)
+    assert st == 200 and info["timezone"] == "UTC" and info["serverTime"] == START
+    assert info["exchangeFilters"] == []
+    rl = {(r["rateLimitType"], r["interval"]): r for r in info["rateLimits"]}
+    assert rl[("REQUEST_WEIGHT", "MINUTE")]["limit"] == 6000
+    assert [s["symbol"] for s in info["symbols"]] == ["BTCUSDT", "ETHUSDT"]
+    s0 = info["symbols"][0]
+    assert (s0["status"], s0["baseAsset"], s0["quoteAsset"]) == ("TRADING", "BTC", "USDT")
+    assert s0["baseAssetPrecision"] == 8 and s0["quotePrecision"] == 8 and s0["filters"]
+    one = json.loads(http_get(srv, "/api/v3/exchangeInfo", {"symbol": "ETHUSDT"})[2])
+    assert [s["symbol"] for s in one["symbols"]] == ["ETHUSDT"]
+    for q in ('symbols=["ETHUSDT","BTCUSDT"]',
+              "symbols=" + urllib.parse.quote('["ETHUSDT","BTCUSDT"]')):
+        st, hd, body = http_get(srv, "/api/v3/exchangeInfo", raw_query=q)
+        assert st == 200, body
+        assert [s["symbol"] for s in json.loads(body)["symbols"]] == ["ETHUSDT", "BTCUSDT"]
+    st, e = err(srv, "/api/v3/exchangeInfo", raw_query='symbols=["ETHUSDT","NOPE"]')
+    assert st == 400 and e["code"] == -1121
+
+
+# ---------------------------------------------------------------------------- halts, tiling
+
+def test_halt_and_missing():
+    with br.ReplayServer(data_dir=DATA, start="2023-04-01T00:00:00Z", speed=0,
+                         halts=["2023-03-24T12:40:00Z/2023-03-24T14:00:00Z"]) as s:
+        for sym in ("BTCUSDT", "ETHUSDT"):
+            rows = klines(s, symbol=sym, startTime=HALT_FROM - 10 * M, limit=20)
+            ots = [r[0] for r in rows]
+            assert ots == [HALT_FROM - (10 - i) * M for i in range(10)] + \
+                          [HALT_TO + i * M for i in range(10)]
+            assert rows[9][6] == HALT_FROM - M + 41646        # shortened close_time
+            assert rows[8][6] == rows[8][0] + 59999
+            # only endTime, across the halt
+            rows = klines(s, symbol=sym, endTime=HALT_TO + M, limit=4)
+            assert [r[0] for r in rows] == [HALT_FROM - 2 * M, HALT_FROM - M, HALT_TO, HALT_TO + M]
+            # inside the halt
+            assert klines(s, symbol=sym, startTime=HALT_FROM, endTime=HALT_TO - 1) == []
+        # a month of spot-like data has 80 fewer rows
+        n, t = 0, br.parse_time_ms("2023-03-01T00:00:00Z")
+        while True:
+            rows = klines(s, startTime=t, endTime=br.parse_time_ms("2023-04-01T00:00:00Z") - 1,
+                          limit=1000)
+            if not rows:
+                break
+            n += len(rows)
+            t = rows[-1][0] + 1
+        assert n == 44640 - 80
+
+        # the `missing` fault: per symbol, counted in stats
+        ids = s.add_faults({"kind": "missing", "symbol": "ETHUSDT",
+                            "from_ms": T0 + 5 * M, "to_ms": T0 + 7 * M, "shorten": False})
+        assert [r[0] for r in klines(s, symbol="ETHUSDT", startTime=T0, limit=7)] == \
+               [T0 + i * M for i in (0, 1, 2, 3, 4, 7, 8)]
+        assert klines(s, symbol="ETHUSDT", startTime=T0, limit=7)[4][6] == T0 + 4 * M + 59999
+        assert len(klines(s, symbol="BTCUSDT", startTime=T0, endTime=T0 + 8 * M)) == 9
+        fired = {f["id"]: f["fired"] for f in s.stats()["faults"]}
+        assert fired[ids[0]] == 2
+
+
+def test_tiling():
+    with br.ReplayServer(data_dir=DATA, tile_until="2024-01-01", start="2024-01-01T00:00:00Z",
+                         speed=0) as s:
+        base = klines(s, startTime=T0, limit=1000)
+        for k in (1, 3):
+            tiled = klines(s, startTime=T0 + k * PERIOD, limit=1000)
+            assert [r[0] - k * PERIOD for r in tiled] == [r[0] for r in base]
+            assert [r[6] - k * PERIOD for r in tiled] == [r[6] for r in base]
+            assert [r[1:6] + r[7:] for r in tiled] == [r[1:6] + r[7:] for r in base]
+        # a page across a tile boundary is contiguous
+        rows = klines(s, startTime=T0 + PERIOD - 3 * M, limit=6)
+        assert [r[0] for r in rows] == [T0 + PERIOD + i * M for i in range(-3, 3)]
+        assert rows[3][1:6] == base[0][1:6]
+        # the last minute before tile-until, and nothing after
+        end = br.parse_time_ms("2024-01-01T00:00:00Z")
+        rows = klines(s, limit=2)
+        assert [r[0] for r in rows] == [end - 2 * M, end - M]
+        s.set_clock(now_ms=end + 10 * DAY)
+        assert klines(s, startTime=end) == []
+
+
+# ---------------------------------------------------------------------------- weights, limits
+
+def test_weight_header():
+    fake = [6_000_000.0 + 5]
+    with br.ReplayServer(data_dir=DATA, start=START, speed=0, wall=lambda: fake[0]) as s:
+        seen = []
+        for path, params in (("/api/v3/ping", None), ("/api/v3/time", None),
+                             ("/api/v3/exchangeInfo", None),
+                             ("/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m", "limit": 1}),
+                             ("/api/v3/klines", {"symbol": "NOPE", "interval": "1m"})):
+            st, hd, body = http_get(s, path, params)
+            seen.append(int(hd["x-mbx-used-weight-1m"]))
+        # X-MBX-USED-WEIGHT-1M counts this request too; errors cost weight as well
+        assert seen == [1, 2, 22, 24, 26]
+        assert s.stats()["weight_used"] == 26
+        fake[0] += 60  # the next wall-clock minute
+        assert http_get(s, "/api/v3/ping")[1]["x-mbx-used-weight-1m"] == "1"
+
+
+def test_429_then_418_violation():
+    fake = [6_000_000.0]  # a minute boundary (100000 * 60)
+    with br.ReplayServer(data_dir=DATA, start=START, speed=0, weight_limit=10,
+                         wall=lambda: fake[0]) as s:
+        fake[0] += 20.0
+        p = {"symbol": "BTCUSDT", "interval": "1m", "limit": 1}
+        for i in range(5):
+            st, hd, _ = http_get(s, "/api/v3/klines", p)
+            assert st == 200 and hd["x-mbx-used-weight-1m"] == str(2 * (i + 1))
+        st, hd, body = http_get(s, "/api/v3/klines", p)
+        assert st == 429 and hd["retry-after"] == "40" and json.loads(body)["code"] == -1003
+        fake[0] += 1.5
+        st, hd, body = http_get(s, "/api/v3/time")  # hammering while Retry-After is in force
+        assert st == 418 and hd["retry-after"] == "39" and json.loads(body)["code"] == -1003
+        st, hd, body = http_get(s, "/api/v3/ping")
+        assert st == 418
+        stt = s.stats()
+        assert stt["violations"] == 2 and stt["rate_limited"] == 1
+        assert stt["responses"] == {"200": 5, "429": 1, "418": 2}
+        fake[0] += 40.0  # next window: budget and ban are reset
+        st, hd, _ = http_get(s, "/api/v3/klines", p)
+        assert st == 200 and hd["x-mbx-used-weight-1m"] == "2"
+        st, info = http_json(s, "GET", "/_replay/limits")
+        assert info["weight_limit"] == 10 and info["weight_used"] == 2
+
+
+# ---------------------------------------------------------------------------- faults
+
+def test_fault_status(srv):
+    st, r = http_json(srv, "POST", "/_replay/faults",
+                      {"rules": [{"kind": "status", "status": 503, "after": 1, "count": 2}]})
+    assert st == 200
+    p = {"symbol": "BTCUSDT", "interval": "1m", "limit": 1}
+    got = [http_get(srv, "/api/v3/klines", p) for _ in range(4)]
+    assert [g[0] for g in got] == [200, 503, 503, 200]
+    assert got[1][1]["content-type"].startswith("text/html")
+    assert http_get(srv, "/api/v3/time")[0] == 200  # default path filter: klines only
+    st, body = http_json(srv, "GET", "/_replay/stats")
+    assert body["faults"][0]["fired"] == 2 and body["faults"][0]["seen"] == 4
+    assert body["responses"]["503"] == 2
+    srv.reset_stats()  # resets counters, does not re-arm the rule
+    assert http_get(srv, "/api/v3/klines", p)[0] == 200
+    assert srv.stats()["faults"][0]["fired"] == 2
+
+
+def test_latency_does_not_serialize():
+    import concurrent.futures
+    with br.ReplayServer(data_dir=DATA, start=START, speed=0, latency_ms=200) as s:
+        t = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            sts = list(ex.map(lambda _: http_get(s, "/api/v3/ping")[0], range(4)))
+        dt = time.monotonic() - t
+        assert sts == [200] * 4 and 0.2 <= dt < 0.6
+
+
+def test_fault_status_429_retry_after_ban():
+    fake = [6_000_000.0]
+    with br.ReplayServer(data_dir=DATA, start=START, speed=0, wall=lambda: fake[0]) as s:
+        s.add_faults([{"kind": "status", "status": 429, "retry_after": 3, "path": "*"},
+                      {"kind": "status", "status": 500, "symbol": "ETHUSDT", "count": -1}])
+        st, hd, body = http_get(s, "/api/v3/ping")
+        assert st == 429 and hd["retry-after"] == "3" and json.loads(body)["code"] == -1003
+        fake[0] += 1.0
+        st, hd, _ = http_get(s, "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m"})
+        assert st == 418 and hd["retry-after"] == "2"
+        assert s.stats()["violations"] == 1
+        fake[0] += 2.5
+        assert http_get(s, "/api/v3/ping")[0] == 200
+        for _ in range(3):  # count -1: forever, only for its symbol
+            assert http_get(s, "/api/v3/klines", {"symbol": "ETHUSDT", "interval": "1m"})[0] == 500
+        assert http_get(s, "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m"})[0] == 200
+        assert [f["fired"] for f in s.stats()["faults"]] == [1, 3]
+
+
+def test_fault_slow(srv):
+    srv.add_faults({"kind": "slow", "delay_ms": 400, "count": 1})
+    p = {"symbol": "BTCUSDT", "interval": "1m", "limit": 1}
+    with pytest.raises((socket.timeout, TimeoutError)):
+        http_get(srv, "/api/v3/klines", p, timeout=0.15)
+    t = time.monotonic()
+    assert http_get(srv, "/api/v3/klines", p)[0] == 200
+    assert time.monotonic() - t < 0.3
+
+
+def test_fault_truncate(srv):
+    srv.add_faults([{"kind": "truncate", "count": 1},
+                    {"kind": "truncate", "mode": "short", "after": 1, "count": 1}])
+    p = {"symbol": "BTCUSDT", "interval": "1m", "startTime": T0, "limit": 100}
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", "/api/v3/klines?" + urllib.parse.urlencode(p))
+    r = conn.getresponse()
+    assert r.status == 200
+    full_len = int(r.getheader("Content-Length"))
+    with pytest.raises(http.client.IncompleteRead) as ei:
+        r.read()
+    assert 0 < len(ei.value.partial) < full_len
+    conn.close()
+    st, hd, body = http_get(srv, "/api/v3/klines", p)  # the "short" variant
+    assert st == 200 and int(hd["content-length"]) == len(body)
+    with pytest.raises(ValueError):
+        json.loads(body)
+    st, hd, body = http_get(srv, "/api/v3/klines", p)
+    assert st == 200 and len(json.loads(body)) == 100 and int(hd["content-length"]) == full_len
+    assert [f["fired"] for f in srv.stats()["faults"]] == [1, 1]
+
+
+def test_fault_malformed(srv):
+    srv.add_faults({"kind": "malformed", "count": 2})
+    p = {"symbol": "BTCUSDT", "interval": "1m", "startTime": T0, "limit": 10}
+    for _ in range(2):
+        st, hd, body = http_get(srv, "/api/v3/klines", p)
+        assert st == 200 and body.startswith(b"[[1672531200000,")
+        with pytest.raises(ValueError):
+            json.loads(body)
+    assert len(klines(srv, **p)) == 10
+    assert srv.stats()["faults"][0]["fired"] == 2
+
+
+def test_fault_bad_kline(srv):
+    p = dict(startTime=T0, limit=10)
+    ref = klines(srv, **p)
+    srv.add_faults([{"kind": "bad_kline", "field": "high", "value": "abc", "index": 0},
+                    {"kind": "bad_kline", "field": "volume", "value": "-1.5", "after": 1},
+                    {"kind": "bad_kline", "field": "open_time", "offset": -DAY, "index": -1,
+                     "after": 2}])
+    r1 = klines(srv, **p)
+    assert r1[0][2] == "abc" and r1[1:] == ref[1:]
+    r2 = klines(srv, **p)
+    assert r2[5][5] == "-1.5" and r2[:5] == ref[:5] and r2[6:] == ref[6:]
+    r3 = klines(srv, **p)
+    assert r3[-1][0] == ref[-1][0] - DAY and r3[:-1] == ref[:-1]
+    assert klines(srv, **p) == ref
+    assert [f["fired"] for f in srv.stats()["faults"]] == [1, 1, 1]
+
+
+def test_faults_api_clear_and_validation(srv):
+    st, r = http_json(srv, "POST", "/_replay/faults", {"rules": [{"kind": "nope"}]})
+    assert st == 400
+    st, r = http_json(srv, "POST", "/_replay/faults", {"rules": [{"kind": "status", "status": 502}]})
+    assert st == 200 and len(r["ids"]) == 1
+    st, r = http_json(srv, "DELETE", "/_replay/faults")
+    assert st == 200
+    assert http_get(srv, "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m"})[0] == 200
+    st, s = http_json(srv, "GET", "/_replay/stats")
+    assert s["requests"]["/api/v3/klines"] >= 1 and s["klines_served"] >= 1
+    st, _ = http_json(srv, "POST", "/_replay/reset_stats")
+    st, s = http_json(srv, "GET", "/_replay/stats")
+    assert s["requests"] == {} and s["klines_served"] == 0 and s["faults"] == []
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def test_cli_json_line_and_sigterm():
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "binance_replay.py"), "--port", "0",
+                          "--start", "2023-01-01T00:10:30Z", "--speed", "0",
+                          "--faults", json.dumps([{"kind": "status", "status": 502}])],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(p.stdout.readline())
+        assert info["rest_url"] == "http://127.0.0.1:%d" % info["port"]
+        assert info["ws_url"] == "ws://127.0.0.1:%d" % info["port"]
+
+        class _S:
+            port = info["port"]
+        assert http_get(_S, "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m"})[0] == 502
+        rows = json.loads(http_get(_S, "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m"})[2])
+        assert len(rows) == 11 and rows[0][0] == T0
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
