@@ -113,10 +113,16 @@ static int line(struct file *f, const char *s, size_t len)
 		snprintf(origin, sizeof(origin), "%s:%" PRId64, f->name, f->lineno);
 		kl_warn("import", "%s: refused kline: %s", origin, kl_kline_reason(v));
 		f->rejects++;
-		return kl_store_put_reject(f->st, 0, f->symbol, origin, kl_kline_reason(v), raw);
+		if (kl_store_put_reject(f->st, 0, f->symbol, origin, kl_kline_reason(v), raw) < 0)
+			return kl_log_errno(-EIO, "import", "%s: cannot store: %s", f->name,
+					    kl_store_errmsg(f->st));
+		return 0;
 	}
 	f->rows++;
-	return kl_store_put_kline(f->st, f->sid, &k, KL_SRC_IMPORT);
+	if (kl_store_put_kline(f->st, f->sid, &k, KL_SRC_IMPORT) < 0)
+		return kl_log_errno(-EIO, "import", "%s: cannot store: %s", f->name,
+				    kl_store_errmsg(f->st));
+	return 0;
 }
 
 /* Feed a buffer of whole lines (the last may lack its newline). */
@@ -152,10 +158,14 @@ static int read_gz(struct file *f)
 		}
 		r = line(f, buf, len);
 	}
-	if (r == 0 && !gzeof(gz)) {
-		int zerr;
-		kl_err("import", "%s: %s", f->name, gzerror(gz, &zerr));
-		r = -EIO;
+	if (r == 0) {
+		/* A truncated or corrupt gzip ends gzgets early: only the error tells. */
+		int zerr = Z_OK;
+		const char *msg = gzerror(gz, &zerr);
+		if (zerr != Z_OK && zerr != Z_STREAM_END) {
+			kl_err("import", "%s: %s", f->name, zerr == Z_ERRNO ? strerror(errno) : msg);
+			r = -EIO;
+		}
 	}
 	gzclose(gz);
 	return r;
@@ -222,8 +232,10 @@ static int import_file(struct kl_store *st, struct file *f)
 		r = kl_store_symbol(st, f->symbol, true, &start, &f->sid);
 	if (r == 0 && f->from < start)
 		r = kl_store_symbol_extend(st, f->sid, f->from);
-	if (r < 0)
+	if (r < 0) {
+		kl_err("import", "%s: %s", f->name, kl_store_errmsg(st));
 		goto out;
+	}
 	if (len > 4 && strcmp(f->name + len - 4, ".zip") == 0)
 		r = read_zip(f);
 	else
@@ -244,11 +256,12 @@ static int import_file(struct kl_store *st, struct file *f)
 		r = kl_store_put_outage(st, f->sid, f->holes.v[i].from, f->holes.v[i].to);
 	if (r == 0)
 		r = kl_store_commit(st);
+	if (r == -EIO || r == -EBUSY || r == -ENOSPC)
+		kl_err("import", "%s: %s", f->name, kl_store_errmsg(st));
 out:
 	if (r < 0) {
 		kl_store_rollback(st);
-		kl_err("import", "%s: not imported (nothing of it was stored): %s", f->name,
-		       r == -EIO || r == -EBUSY ? kl_store_errmsg(st) : strerror(-r));
+		kl_err("import", "%s: not imported (nothing of it was stored)", f->name);
 	} else {
 		kl_info("import", "%s: %" PRId64 " klines, %" PRId64 " refused, %zu outages",
 			f->name, f->rows, f->rejects, f->holes.n);

@@ -31,6 +31,7 @@
 #define BACKOFF_FIRST_MS   500
 #define BACKOFF_MAX_MS	   30000
 #define BAN_DEFAULT_MS	   60000
+#define BAN_MARGIN_MS	   250
 #define DEFAULT_WEIGHT_MAX 6000
 
 struct req {
@@ -309,7 +310,12 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 	if (status == 429 || status == 418) {
 		uint64_t ban =
 		    q->retry_after_ms >= 0 ? (uint64_t)q->retry_after_ms : BAN_DEFAULT_MS;
-		uint64_t until = uv_now(rest->loop) + ban;
+		uint64_t until;
+
+		/* The loop's cached time may be stale by a page's parsing: refresh it, and
+		 * add a margin for the exchange's clock granularity. */
+		uv_update_time(rest->loop);
+		until = uv_now(rest->loop) + ban + BAN_MARGIN_MS;
 		if (until > rest->banned_until)
 			rest->banned_until = until;
 		rest->stats.throttled++;

@@ -155,10 +155,10 @@ static int user_version(sqlite3 *db, int *ret)
 	return rc == SQLITE_ROW ? 0 : err_of(rc);
 }
 
-static int migrate(sqlite3 *db, bool readonly, char *err, size_t n)
+/* Called before anything writes, so a store from a newer klined stays untouched. */
+static int check_version(sqlite3 *db, bool readonly, char *err, size_t n)
 {
 	int v, r;
-	char text[64];
 
 	r = user_version(db, &v);
 	if (r < 0) {
@@ -179,6 +179,17 @@ static int migrate(sqlite3 *db, bool readonly, char *err, size_t n)
 			 v, kl_schema_count);
 		return -EPROTO;
 	}
+	return 0;
+}
+
+static int migrate(sqlite3 *db, char *err, size_t n)
+{
+	int v, r;
+	char text[64];
+
+	r = user_version(db, &v);
+	if (r < 0)
+		return r;
 	for (size_t i = (size_t)v; i < kl_schema_count; i++) {
 		r = exec(db, "BEGIN IMMEDIATE", err, n);
 		if (r < 0)
@@ -214,6 +225,9 @@ int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *
 	}
 	/* Users run sqlite3 beside the daemon: wait for their locks, don't fail. */
 	sqlite3_busy_timeout(st->db, 30000);
+	r = check_version(st->db, readonly, err, n);
+	if (r < 0)
+		goto out;
 	if (!readonly) {
 		r = exec(st->db,
 			 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; "
@@ -222,7 +236,7 @@ int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *
 		if (r < 0)
 			goto out;
 	}
-	r = migrate(st->db, readonly, err, n);
+	r = readonly ? 0 : migrate(st->db, err, n);
 	if (r < 0)
 		goto out;
 	for (size_t i = 0; i < S_COUNT; i++) {

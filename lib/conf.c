@@ -424,11 +424,40 @@ static int add_kafka_prop(struct kl_conf *c, const char *name, const char *v, ch
 	return 0;
 }
 
+/*
+ * inih as Debian builds it neither passes the handler a line number nor
+ * stops at the first error (it returns the first error's line but keeps
+ * calling the handler), and it splits lines longer than its buffer into
+ * pieces it parses as lines. So the text is fed through our own reader,
+ * which counts lines, and the message kept is the first one, with its line.
+ */
 struct ini_ctx {
 	struct kl_conf *c;
-	char *err;
-	size_t errlen;
+	const char *p; /* the text not yet read */
+	int line;      /* of the line last read */
+	int errline;   /* of the first handler error, 0: none yet */
+	int longline;  /* of a line too long for inih's buffer, 0: none */
+	char msg[400]; /* "[section] key: problem" of errline */
 };
+
+static char *ini_read(char *str, int num, void *stream)
+{
+	struct ini_ctx *ctx = stream;
+	const char *nl = strchr(ctx->p, '\n');
+	size_t len = nl ? (size_t)(nl - ctx->p) + 1 : strlen(ctx->p);
+
+	if (len == 0)
+		return NULL;
+	ctx->line++;
+	if (num < 1 || len >= (size_t)num) {
+		ctx->longline = ctx->line; /* stop here rather than misread it */
+		return NULL;
+	}
+	memcpy(str, ctx->p, len);
+	str[len] = '\0';
+	ctx->p += len;
+	return str;
+}
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
@@ -451,28 +480,31 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	}
 	snprintf(msg, sizeof(msg), "unknown key");
 bad:
-	/* Debian's inih passes no line number; kl_conf_load_ini adds it. */
-	snprintf(ctx->err, ctx->errlen, "[%s] %s: %s", section, name, msg);
+	if (!ctx->errline) {
+		ctx->errline = ctx->line;
+		snprintf(ctx->msg, sizeof(ctx->msg), "[%s] %s: %s", section, name, msg);
+	}
 	return 0;
 }
 
 int kl_conf_load_ini(struct kl_conf *c, const char *text, const char *filename, char *err,
 		     size_t errlen)
 {
-	char msg[400] = "";
-	struct ini_ctx ctx = {c, msg, sizeof(msg)};
+	struct ini_ctx ctx = {.c = c, .p = text};
 	int r;
 
-	r = ini_parse_string(text, on_ini, &ctx);
-	if (r == 0)
+	r = ini_parse_stream(ini_read, &ctx, on_ini, &ctx);
+	if (r == 0 && !ctx.longline)
 		return 0;
 	if (r < 0)
 		snprintf(err, errlen, "%s: out of memory", filename);
-	else if (!msg[0])
+	else if (r == 0)
+		snprintf(err, errlen, "%s:%d: line too long", filename, ctx.longline);
+	else if (r != ctx.errline)
 		snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)",
 			 filename, r);
 	else
-		snprintf(err, errlen, "%s:%d: %s", filename, r, msg);
+		snprintf(err, errlen, "%s:%d: %s", filename, r, ctx.msg);
 	return -EINVAL;
 }
 
