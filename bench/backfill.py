@@ -36,6 +36,7 @@ bench/out/backfill.json (key "full" or "quick", the other kept).
 """
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -408,17 +409,18 @@ def mb(kb):
 
 def table(results: dict) -> str:
     lines = ["| regime | client | klines | wall s | klines/s | pages/s | peak RSS MB | CPU s "
-             "| replay CPU s | 429 / 418 |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| replay CPU s | other load | 429 / 418 |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, reg in results["regimes"].items():
         for r in reg["rows"]:
             wall = r.get("seconds", r["wall_s"])
-            lines.append("| %s | %s | %s | %.2f | %s | %.1f | %s | %s | %.2f | %d / %d |" % (
+            lines.append("| %s | %s | %s | %.2f | %s | %.1f | %s | %s | %.2f | %s | %d / %d |" % (
                 name, r["client"], format(r["klines"], ","), wall,
                 format(r["klines_per_s"], ","), r["pages_per_s"],
                 mb(r["maxrss_kb"]) if "serving" not in r["client"] else "-",
                 r["cpu_s"] if "serving" not in r["client"] else "-",
-                r["replay_cpu_s"], r["http_429"], r["http_418"]))
+                r["replay_cpu_s"], "%.2f" % r["other_busy_cores"]
+                if r.get("other_busy_cores") is not None else "-", r["http_429"], r["http_418"]))
     return "\n".join(lines)
 
 
@@ -428,6 +430,9 @@ def verdicts(results: dict) -> list:
     if "loopback" in regs:
         g = regs["loopback"]
         k, p = g["klined"], g["python"]
+        if len(k.get("runs_wall_s", [])) > 1:
+            out.append("loopback: median of %d runs each; klined walls %s s, reference walls %s s"
+                       % (len(k["runs_wall_s"]), k["runs_wall_s"], p["runs_wall_s"]))
         out.append("loopback: klined %s klines/s (target >= 200,000: %s), peak RSS %s MB "
                    "(target < 50: %s), %.2fx the Python reference (target > 2x: %s); "
                    "replay serves %s klines/s at concurrency 8"
@@ -451,7 +456,8 @@ def verdicts(results: dict) -> list:
                       k["klines_requests"], 2 * k["klines_requests"], WEIGHT_LIMIT))
     if "sustained" in regs:
         g = regs["sustained"]
-        k, prof = g["klined"], g["minutes"]
+        k = g["klined"]
+        prof = k["minutes"]
         sp = prof["steady_pages_per_s"]
         out.append("sustained: klined %.1f pages/s over the whole run, %s pages/s in the %d "
                    "wall-clock minutes wholly inside it (%s of the %d pages/s ceiling), pages per "
@@ -462,6 +468,35 @@ def verdicts(results: dict) -> list:
     return out
 
 
+def measured_pair(rp, hist, work, tag, conf, start, end, expected, repeat, keep):
+    """klined then the reference, `repeat` times; the median run of each is reported
+    (all walls are kept), every pair of stores is verified and then deleted."""
+    ks, ps, vs = [], [], []
+    for i in range(repeat):
+        t = tag if repeat == 1 else "%s%d" % (tag, i + 1)
+        k = run_klined(rp, hist, work, t, conf)
+        p = run_reference(rp, hist, work, t)
+        v = verify(k["db"], p["db"], start, end, expected)
+        if not v["ok"]:
+            log("  verify %s: %s" % (t, v["problems"]))
+        ks.append(k)
+        ps.append(p)
+        vs.append(v)
+        if not keep:
+            for f in (k["db"], p["db"]):
+                for x in work.glob(Path(f).name + "*"):
+                    x.unlink()
+    med = lambda rs: sorted(rs, key=lambda r: r["wall_s"])[len(rs) // 2]
+    k, p = med(ks), med(ps)
+    k["runs_wall_s"] = [r["wall_s"] for r in ks]
+    p["runs_wall_s"] = [r["wall_s"] for r in ps]
+    v = dict(vs[-1])
+    v["ok"] = all(x["ok"] for x in vs)
+    v["problems"] = [q for x in vs for q in x["problems"]]
+    v["pairs_verified"] = len(vs)
+    return k, p, v
+
+
 # ------------------------------------------------------------------------------------------
 # main
 # ------------------------------------------------------------------------------------------
@@ -470,14 +505,24 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="30 days, no sustained regime")
     ap.add_argument("--no-build", action="store_true", help="don't run ninja -C build first")
+    ap.add_argument("--klined", default=None,
+                    help="benchmark this klined binary instead of building build/daemon/klined "
+                         "(implies --no-build)")
     ap.add_argument("--no-sustained", action="store_true")
     ap.add_argument("--sweep", action="store_true",
                     help="also klined on loopback at --rest-concurrency 1,2,4,8,16")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="loopback: run klined and the reference N times each, report the median")
+    ap.add_argument("--regimes", default="loopback,network,sustained",
+                    help="comma-separated subset of loopback,network,sustained")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (stores, logs)")
     args = ap.parse_args()
     command = "python3 bench/backfill.py" + "".join(" " + a for a in sys.argv[1:])
 
-    if not args.no_build:
+    global KLINED
+    if args.klined:
+        KLINED = Path(args.klined).resolve()
+    elif not args.no_build:
         if not (REPO / "build").is_dir():
             subprocess.run(["meson", "setup", "build"], cwd=REPO, check=True,
                            stdout=subprocess.DEVNULL)
@@ -497,10 +542,16 @@ def main() -> int:
     hist = day_str(start)
     expected = days * 1440 * len(SYMBOLS)
     work = Path(tempfile.mkdtemp(prefix="klined-bench-"))
+    # a private copy: a rebuild of the tree during the run must not change what is measured
+    shutil.copy2(KLINED, work / "klined")
+    src_klined = KLINED
+    KLINED = work / "klined"
     conf = work / "empty.conf"
     conf.write_text("")  # keep a stray /etc/klined/klined.conf out of the figures
 
     info = machine_info()
+    info["klined_binary"] = str(src_klined)
+    info["klined_sha256"] = hashlib.sha256(src_klined.read_bytes()).hexdigest()[:16]
     results = {"command": command, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "machine": info, "range": {"symbols": SYMBOLS, "from": hist, "to": end_day,
                                           "klines": expected,
@@ -508,80 +559,75 @@ def main() -> int:
                "regimes": {}}
     print("## machine\n")
     for key in ("cpu_model", "nproc", "cpus_usable", "mem_total_gb", "kernel", "python",
-                "sqlite_python", "klined", "git", "time_source", "loadavg_start"):
+                "sqlite_python", "klined", "klined_binary", "klined_sha256", "git", "time_source",
+                "loadavg_start"):
         print("- %s: %s" % (key, info[key]))
     print("\ncommand: %s\nrange: %s, %s .. %s (exclusive): %s klines, %d pages\n"
           % (command, ",".join(SYMBOLS), hist, end_day, format(expected, ","),
              results["range"]["pages"]))
 
+    regimes = [r.strip() for r in args.regimes.split(",") if r.strip()]
+    if args.quick or args.no_sustained:
+        regimes = [r for r in regimes if r != "sustained"]
     commands = {}
     try:
         # ---- 1. loopback ---------------------------------------------------------------
-        log("loopback: no added latency, no weight limit")
-        rp = Replay(end_day, errlog=work / "replay-loopback.err")
-        commands["replay loopback"] = cmdline(rp.cmd)
-        try:
-            s1 = run_serve(rp, start, end, 1, 0, work, "loop-c1")
-            s8 = run_serve(rp, start, end, 8, 0, work, "loop-c8")
-            k = run_klined(rp, hist, work, "loop", conf)
-            p = run_reference(rp, hist, work, "loop")
-            v = verify(k["db"], p["db"], start, end, expected)
+        if "loopback" in regimes:
+            log("loopback: no added latency, no weight limit")
+            rp = Replay(end_day, errlog=work / "replay-loopback.err")
+            commands["replay loopback"] = cmdline(rp.cmd)
             sweep = []
-            if args.sweep:
-                for c in (1, 2, 4, 8, 16):
-                    sw = run_klined(rp, hist, work, "loop-c%d" % c, conf, concurrency=c)
-                    sw.pop("log")
-                    sweep.append({kk: sw[kk] for kk in ("client", "klines", "wall_s", "klines_per_s",
-                                                        "pages_per_s", "cpu_s", "maxrss_kb",
-                                                        "replay_cpu_s", "backfill_phase_rows_per_s")})
-                    os.unlink(sw["db"])
-        finally:
-            rp.stop()
-        commands["klined loopback"] = k["cmd"]
-        commands["python loopback"] = p["cmd"]
-        commands["serve loopback"] = s8["cmd"]
-        k.pop("log")
-        results["regimes"]["loopback"] = {"replay": rp.cmd[2:], "serve_c1": s1, "serve_c8": s8,
-                                          "klined": k, "python": p, "verify": v, "sweep": sweep,
-                                          "rows": [s1, s8, k, p]}
-        log("  verify: %s" % ("ok" if v["ok"] else v["problems"]))
-        for f in (k["db"], p["db"]):
-            if not args.keep:
-                for x in work.glob(Path(f).name + "*"):
-                    x.unlink()
+            try:
+                s1 = run_serve(rp, start, end, 1, 0, work, "loop-c1")
+                s8 = run_serve(rp, start, end, 8, 0, work, "loop-c8")
+                k, p, v = measured_pair(rp, hist, work, "loop", conf, start, end, expected,
+                                        args.repeat, args.keep)
+                if args.sweep:
+                    for c in (1, 2, 4, 8, 16):
+                        sw = run_klined(rp, hist, work, "loop-c%d" % c, conf, concurrency=c)
+                        sweep.append({kk: sw[kk] for kk in (
+                            "client", "klines", "wall_s", "klines_per_s", "pages_per_s", "cpu_s",
+                            "maxrss_kb", "replay_cpu_s", "other_busy_cores",
+                            "backfill_phase_rows_per_s")})
+                        for x in work.glob(Path(sw["db"]).name + "*"):
+                            x.unlink()
+            finally:
+                rp.stop()
+            commands["serve loopback"] = s8["cmd"]
+            commands["klined loopback"] = k["cmd"]
+            commands["python loopback"] = p["cmd"]
+            k.pop("log")
+            results["regimes"]["loopback"] = {"replay": rp.cmd[2:], "serve_c1": s1,
+                                              "serve_c8": s8, "klined": k, "python": p,
+                                              "verify": v, "sweep": sweep}
+            log("  verify: %s" % ("ok" if v["ok"] else v["problems"]))
 
         # ---- 2. real-network model -----------------------------------------------------
-        log("network: --latency-ms %d --weight-limit %d" % (LATENCY_MS, WEIGHT_LIMIT))
-        rp = Replay(end_day, LATENCY_MS, WEIGHT_LIMIT, errlog=work / "replay-network.err")
-        commands["replay network"] = cmdline(rp.cmd)
-        try:
-            pages = results["range"]["pages"]
-            # bounded so that both together stay far under one minute's weight
-            n1 = min(pages, 100)
-            n8 = min(pages, 400)
-            n64 = min(pages, 1000)
-            s1 = run_serve(rp, start, end, 1, n1, work, "net-c1")
-            s8 = run_serve(rp, start, end, 8, n8, work, "net-c8")
-            s64 = run_serve(rp, start, end, 64, n64, work, "net-c64")
-            k = run_klined(rp, hist, work, "net", conf)
-            p = run_reference(rp, hist, work, "net")
-            v = verify(k["db"], p["db"], start, end, expected)
-        finally:
-            rp.stop()
-        commands["klined network"] = k["cmd"]
-        commands["python network"] = p["cmd"]
-        k["minutes"] = minute_profile(k.pop("log"))
-        results["regimes"]["network"] = {"replay": rp.cmd[2:], "serve_c1": s1, "serve_c8": s8,
-                                         "serve_c64": s64, "klined": k, "python": p, "verify": v,
-                                         "rows": [s1, s8, s64, k, p]}
-        log("  verify: %s" % ("ok" if v["ok"] else v["problems"]))
-        for f in (k["db"], p["db"]):
-            if not args.keep:
-                for x in work.glob(Path(f).name + "*"):
-                    x.unlink()
+        if "network" in regimes:
+            log("network: --latency-ms %d --weight-limit %d" % (LATENCY_MS, WEIGHT_LIMIT))
+            rp = Replay(end_day, LATENCY_MS, WEIGHT_LIMIT, errlog=work / "replay-network.err")
+            commands["replay network"] = cmdline(rp.cmd)
+            try:
+                pages = results["range"]["pages"]
+                # bounded: each stays far under one minute's weight (and the weight is reset)
+                s1 = run_serve(rp, start, end, 1, min(pages, 100), work, "net-c1")
+                s8 = run_serve(rp, start, end, 8, min(pages, 400), work, "net-c8")
+                s64 = run_serve(rp, start, end, 64, min(pages, 1000), work, "net-c64")
+                k, p, v = measured_pair(rp, hist, work, "net", conf, start, end, expected, 1,
+                                        args.keep)
+            finally:
+                rp.stop()
+            commands["serve network"] = s8["cmd"]
+            commands["klined network"] = k["cmd"]
+            commands["python network"] = p["cmd"]
+            k["minutes"] = minute_profile(k.pop("log"))
+            results["regimes"]["network"] = {"replay": rp.cmd[2:], "serve_c1": s1,
+                                             "serve_c8": s8, "serve_c64": s64, "klined": k,
+                                             "python": p, "verify": v}
+            log("  verify: %s" % ("ok" if v["ok"] else v["problems"]))
 
         # ---- 3. sustained: the weight limit binds ---------------------------------------
-        if not args.quick and not args.no_sustained:
+        if "sustained" in regimes:
             s_end = "2029-01-01"
             s_hist = "2023-01-01"
             s_days = (ms(s_end) - ms(s_hist)) // DAY_MS
@@ -596,12 +642,14 @@ def main() -> int:
                 rp.stop()
             commands["klined sustained"] = k["cmd"]
             k["minutes"] = minute_profile(k.pop("log"))
-            k["expected"] = s_expected
-            results["regimes"]["sustained"] = {"replay": rp.cmd[2:], "klined": k, "rows": [k],
+            v = {"ok": k["klines"] == s_expected, "klined": k["klines"], "expected": s_expected,
+                 "problems": [] if k["klines"] == s_expected else
+                 ["klined holds %d klines, expected %d" % (k["klines"], s_expected)]}
+            results["regimes"]["sustained"] = {"replay": rp.cmd[2:], "klined": k, "verify": v,
                                                "range": {"from": s_hist, "to": s_end,
-                                                         "klines": s_expected}}
-            if k["klines"] != s_expected:
-                log("  sustained: klined holds %d klines, expected %d" % (k["klines"], s_expected))
+                                                         "klines": s_expected,
+                                                         "pages": k["klines_requests"]}}
+            log("  verify: %s" % ("ok" if v["ok"] else v["problems"]))
             if not args.keep:
                 for x in work.glob("klined-sustained.db*"):
                     x.unlink()
@@ -614,11 +662,10 @@ def main() -> int:
     results["machine"]["loadavg_end"] = os.getloadavg()
     results["commands"] = commands
     results["verdicts"] = verdicts(results)
-    for reg in results["regimes"].values():
-        reg.pop("rows")
     print("## commands (ports vary per run)\n")
     for name, c in commands.items():
-        print("- %s: `%s`" % (name, c.replace(str(REPO) + "/", "").replace(sys.executable, "python3")))
+        c = c.replace(str(work) + "/", "$WORK/").replace(str(REPO) + "/", "")
+        print("- %s: `%s`" % (name, c.replace(sys.executable, "python3")))
     print()
     # rebuild the rows for the table from what was kept
     tab = {"regimes": {}}
@@ -627,21 +674,23 @@ def main() -> int:
         tab["regimes"][name] = {"rows": rows}
     print(table(tab))
     print()
-    if results["regimes"]["loopback"]["sweep"]:
+    if results["regimes"].get("loopback", {}).get("sweep"):
         print("klined on loopback by --rest-concurrency:\n")
-        print("| concurrency | klines/s | backfill phase rows/s | wall s | CPU s | replay CPU s | peak RSS MB |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        print("| concurrency | klines/s | backfill phase rows/s | wall s | CPU s | replay CPU s "
+              "| other load | peak RSS MB |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for s in results["regimes"]["loopback"]["sweep"]:
-            print("| %s | %s | %s | %.2f | %s | %.2f | %s |" % (
+            print("| %s | %s | %s | %.2f | %s | %.2f | %s | %s |" % (
                 s["client"].split()[-1].rstrip(")"), format(s["klines_per_s"], ","),
                 format(s["backfill_phase_rows_per_s"] or 0, ","), s["wall_s"], s["cpu_s"],
-                s["replay_cpu_s"], mb(s["maxrss_kb"])))
+                s["replay_cpu_s"], s.get("other_busy_cores"), mb(s["maxrss_kb"])))
         print()
     for line in results["verdicts"]:
         print("- " + line)
-    ok = all(reg["verify"]["ok"] for reg in results["regimes"].values() if "verify" in reg)
-    print("- stores checked: %s" % ("equal counts, ranges, trade sums and sampled rows in every "
-                                     "regime" if ok else "MISMATCH, see bench/out/backfill.json"))
+    ok = all(reg["verify"]["ok"] for reg in results["regimes"].values())
+    print("- stores checked: %s" % ("klined and the reference hold the expected klines, with equal "
+                                     "per-symbol counts, ranges, trade sums and sampled rows"
+                                     if ok else "MISMATCH, see bench/out/backfill.json"))
     print("- loadavg at start %s, at end %s" % (info["loadavg_start"], results["machine"]["loadavg_end"]))
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -649,7 +698,10 @@ def main() -> int:
         saved = json.loads(OUT.read_text())
     except (OSError, ValueError):
         saved = {}
-    saved["quick" if args.quick else "full"] = results
+    full = {"loopback", "network", "sustained"} <= set(regimes)
+    results["regimes_run"] = regimes
+    key = "quick" if args.quick else "full" if full else "partial"
+    saved[key] = results
     OUT.write_text(json.dumps(saved, indent=1, default=str) + "\n")
     print("\nwrote %s" % OUT.relative_to(REPO))
     return 0 if ok else 1

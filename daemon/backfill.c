@@ -22,12 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PAGE_LIMIT  1000
-#define PAGE_WEIGHT 2
-#define PAGES_AHEAD 64 /* pages handed to rest.c at once: > any sane concurrency */
-#define COMMIT_ROWS 100000
-#define COMMIT_MS   1000
-#define PROGRESS_MS 5000
+#define PAGE_LIMIT    1000
+#define PAGE_WEIGHT   2
+#define PAGES_AHEAD   64 /* pages handed to rest.c at once: > any sane concurrency */
+#define COMMIT_ROWS   100000
+#define COMMIT_MS     1000
+#define PROGRESS_MS   5000
+#define QUIET_MINUTES 1440 /* smaller runs log progress only at debug level */
 
 struct sym {
 	const char *symbol;
@@ -57,7 +58,7 @@ struct kl_backfill {
 	void *ud;
 	struct kl_kline *kbuf; /* page scratch */
 	int64_t *tbuf;
-	bool running, failed;
+	bool running, failed, finished;
 };
 
 static void feed(struct kl_backfill *bf);
@@ -93,6 +94,11 @@ int kl_backfill_add(struct kl_backfill *bf, const char *symbol, int64_t sid,
 {
 	struct sym *s = NULL;
 
+	if (!bf->running && bf->finished) {
+		/* A new run: progress counts from here. */
+		bf->done = bf->total = 0;
+		bf->finished = false;
+	}
 	for (size_t i = 0; i < bf->nsyms; i++) {
 		if (bf->syms[i].sid == sid)
 			s = &bf->syms[i];
@@ -104,6 +110,11 @@ int kl_backfill_add(struct kl_backfill *bf, const char *symbol, int64_t sid,
 		bf->syms = v;
 		s = &v[bf->nsyms++];
 		*s = (struct sym){.symbol = symbol, .sid = sid};
+	}
+	if (s->next >= s->todo.n) {
+		/* All handed out: start afresh, or new ranges would merge into spent ones. */
+		kl_ranges_clear(&s->todo);
+		s->next = 0;
 	}
 	for (size_t i = 0; i < ranges->n; i++) {
 		if (kl_ranges_add(&s->todo, ranges->v[i].from, ranges->v[i].to) < 0)
@@ -268,7 +279,10 @@ static void maybe_done(struct kl_backfill *bf)
 	commit(bf);
 	uv_timer_stop(&bf->progress_timer);
 	bf->running = false;
-	log_progress(bf, "done");
+	bf->finished = true;
+	/* Following the exchange minute by minute is routine, not news. */
+	if (bf->total > QUIET_MINUTES || kl_log_enabled(KL_LOG_DEBUG))
+		log_progress(bf, "done");
 	bf->cb(bf->ud, bf->failed ? -EIO : 0);
 }
 
@@ -363,7 +377,7 @@ int kl_backfill_run(struct kl_backfill *bf, int64_t now_ms, kl_backfill_cb cb, v
 	bf->running = true;
 	bf->started = uv_now(bf->loop);
 	bf->rows = 0;
-	if (bf->total)
+	if (bf->total > QUIET_MINUTES || (bf->total && kl_log_enabled(KL_LOG_DEBUG)))
 		log_progress(bf, "start");
 	uv_timer_start(&bf->progress_timer, on_progress_timer, PROGRESS_MS, PROGRESS_MS);
 	feed(bf);

@@ -163,7 +163,8 @@ static int read_gz(struct file *f)
 		int zerr = Z_OK;
 		const char *msg = gzerror(gz, &zerr);
 		if (zerr != Z_OK && zerr != Z_STREAM_END) {
-			kl_err("import", "%s: %s", f->name, zerr == Z_ERRNO ? strerror(errno) : msg);
+			kl_err("import", "%s: %s", f->name,
+			       zerr == Z_ERRNO ? strerror(errno) : msg);
 			r = -EIO;
 		}
 	}

@@ -309,3 +309,44 @@ def test_status_reports_the_store(halted, klined):
         assert by[s]["days"] == 90 and by[s]["last_day"]["day"] == "2023-03-31"
     human = k.cmd("status")
     assert human.returncode == 0 and "BTCUSDT" in human.stdout and "2023-03-31" in human.stdout
+
+
+def test_daemon_follows_the_exchange_clock(replay, klined):
+    # Virtual time runs an hour per second: the daemon must keep fetching each
+    # newly closed minute, keep complete days exact and today's row current.
+    srv = replay(start="2023-03-10T22:00:30Z", speed=3600)
+    k = klined(srv.rest_url, "--history-start", "2023-03-08")
+    proc = k.start()
+    wait_for(lambda: _count(k.db) > 0 and query(
+        k.db, "SELECT count(*) FROM daily WHERE day = '2023-03-11' AND source = 'speed'")[0][0],
+        timeout=60)
+    code, err = stop(proc)
+    assert code == 0, err
+    newest = query(k.db, "SELECT max(open_time) FROM kline")[0][0]
+    assert newest >= 1678492800000  # into 2023-03-11
+    for s in SYMS:
+        exp = {t: v for t, v in expected_minutes(s, skip=()).items()
+               if 1678233600000 <= t <= newest}
+        got = query(k.db, "SELECT count(*) FROM kline_1m WHERE symbol = ?", s)[0][0]
+        assert got == len(exp), "every closed minute up to the newest is stored"
+        days = oracle.days(s)
+        rows = query(k.db, "SELECT day, printf('%.8f', close), source FROM daily "
+                           "WHERE symbol = ? ORDER BY day", s)
+        assert [r[0] for r in rows][:3] == ["2023-03-08", "2023-03-09", "2023-03-10"]
+        for day, close, source in rows[:3]:
+            assert (close, source) == (oracle.fmt8(days[day]["close"]), "batch")
+        today = rows[-1]
+        assert today[2] == "speed"
+        last = oracle.minutes(s)[max(t for t in exp)]
+        assert today[1] == oracle.fmt8(last[4]), "today's close is the newest minute's"
+
+
+def test_history_start_moved_earlier_extends_coverage(halted, klined):
+    k = klined(halted.rest_url, "--history-start", "2023-03-01")
+    k.once()
+    assert query(k.db, "SELECT min(day) FROM daily") == [("2023-03-01",)]
+    halted.reset_stats()
+    k.once("--history-start", "2023-02-01")
+    assert query(k.db, "SELECT min(day), count(*) FROM daily") == [("2023-02-01", 2 * 59)]
+    for s in SYMS:
+        check_daily(k.db, s, skip=(HALT_MS, (0, 1675209600000)))

@@ -318,6 +318,12 @@ static void csv_line(void **state)
 	assert_int_equal(kl_kline_from_csv(buf, strlen(CSV), &k), KL_KLINE_OK);
 	assert_row(&k);
 	assert_int_equal(kl_kline_from_csv(buf, strlen(CSV) + 1, &k), KL_KLINE_OK);
+	/* Without the "ignore" column the line ends in a decimal: the line
+	 * end must not stick to it. */
+	snprintf(buf, sizeof(buf), "%.*s\r\n", (int)(strrchr(CSV, ',') - CSV), CSV);
+	memset(&k, 0, sizeof(k));
+	assert_int_equal(kl_kline_from_csv(buf, strlen(buf), &k), KL_KLINE_OK);
+	assert_row(&k);
 }
 
 static void csv_header_and_shape(void **state)
