@@ -371,6 +371,11 @@ static void on_idle_done(uv_timer_t *t)
 
 int kl_backfill_run(struct kl_backfill *bf, int64_t now_ms, kl_backfill_cb cb, void *ud)
 {
+	if (bf->finished) {
+		/* Nothing was added since the last run. */
+		bf->done = bf->total = 0;
+		bf->finished = false;
+	}
 	bf->now_ms = now_ms;
 	bf->cb = cb;
 	bf->ud = ud;

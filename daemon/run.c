@@ -6,19 +6,26 @@
  *   PLAN    per symbol: coverage start (listing: first kline), holes
  *   FILL    backfill every hole up to the last closed minute
  *   DAYS    refresh day rows of every symbol
- *   FOLLOW  poll the exchange's clock and fetch each newly closed minute
- *           (until the websocket speed layer takes this over)
+ *   LIVE    (not with --once) the stream runs from PLAN on: websocket ->
+ *           Kafka -> klined's consumer -> SQLite. Every HEAL_MS, and soon
+ *           after each (re)connection, minutes the stream did not bring
+ *           are fetched from REST; days the watermark has made final are
+ *           certified from REST (refetched: REST wins) and become batch.
  *
- * Any state may be left for STOP on SIGTERM/SIGINT: REST requests are
- * dropped, fetched pages are committed, the store is closed, exit 0.
+ * Any state may be left for STOP on SIGTERM/SIGINT: the stream closes,
+ * the consumer checkpoints, the producer flushes (bounded), REST requests
+ * are dropped, fetched pages are committed, the store is closed, exit 0.
  */
 #include "run.h"
 
 #include "backfill.h"
+#include "bus.h"
 #include "day.h"
 #include "log.h"
 #include "rest.h"
+#include "speed.h"
 #include "store.h"
+#include "ws.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -27,7 +34,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FOLLOW_MS 2000
+#define FOLLOW_MS    2000  /* without a stream ([kafka] brokers = off): poll the clock */
+#define HEAL_MS	     30000 /* wall time between heals while streaming */
+#define HEAL_SOON_MS 5000  /* after a (re)connection */
+#define HEAL_DAYS    2	   /* how far back a periodic heal looks */
+#define HEAL_LAG_MS  120000
+#define FRESH_MS     10000 /* a consumer this recently active is healthy */
 
 struct rsym {
 	struct run *run;
@@ -42,13 +54,17 @@ struct run {
 	struct kl_store *st;
 	struct kl_rest *rest;
 	struct kl_backfill *bf;
+	struct kl_bus *bus;
+	struct kl_speed *speed;
+	struct kl_ws *ws;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t follow;
 	struct rsym *syms;
 	size_t nsyms, pending;
 	int64_t now_ms, closed_end;
+	int64_t certify_before; /* days before this with ws minutes get certified */
 	int exit_code;
-	bool once, stopping, filling;
+	bool once, stopping, filling, heal_wanted;
 };
 
 static void stop(struct run *run, int code)
@@ -57,6 +73,12 @@ static void stop(struct run *run, int code)
 		return;
 	run->stopping = true;
 	run->exit_code = code;
+	kl_ws_free(run->ws);
+	run->ws = NULL;
+	kl_speed_free(run->speed);
+	run->speed = NULL;
+	kl_bus_free(run->bus);
+	run->bus = NULL;
 	kl_rest_free(run->rest);
 	run->rest = NULL;
 	kl_backfill_free(run->bf);
@@ -107,6 +129,8 @@ static void refresh_days(struct run *run)
 
 static void on_follow(uv_timer_t *t);
 
+static void certify(struct run *run);
+
 static void on_filled(void *ud, int status)
 {
 	struct run *run = ud;
@@ -125,24 +149,50 @@ static void on_filled(void *ud, int status)
 		stop(run, 0);
 		return;
 	}
-	uv_timer_start(&run->follow, on_follow, FOLLOW_MS, 0);
+	if (!run->speed) {
+		uv_timer_start(&run->follow, on_follow, FOLLOW_MS, 0);
+		return;
+	}
+	kl_speed_reload(run->speed);
+	if (run->certify_before > 0) {
+		certify(run);
+		return;
+	}
+	if (run->heal_wanted) {
+		run->heal_wanted = false;
+		uv_timer_start(&run->follow, on_follow, 0, 0);
+		return;
+	}
+	uv_timer_start(&run->follow, on_follow, HEAL_MS, 0);
 }
 
-/* Queue [from, to) of every symbol (each from its own coverage start) and fetch. */
+/* Queue the holes of [from, to) of every symbol (each from its own coverage start) and fetch. */
 static void fill(struct run *run, int64_t from)
 {
 	struct kl_ranges holes = {0};
 
 	for (size_t i = 0; i < run->nsyms; i++) {
 		struct rsym *s = &run->syms[i];
-		int64_t a = from > s->start ? from : s->start;
-		int r = kl_store_holes(run->st, s->sid, a, run->closed_end, &holes);
+		int64_t a = from > s->start ? from : s->start, to = run->closed_end;
+		int r;
+
+		if (run->speed && from > 0) {
+			/* While the stream is healthy, REST waits for what it hasn't brought yet.
+			 */
+			int64_t frontier = kl_speed_frontier(run->speed, s->sid, FRESH_MS);
+			if (frontier >= 0 && frontier < to)
+				to = frontier;
+			else if (frontier >= 0)
+				to -= HEAL_LAG_MS;
+		}
+		r = kl_store_holes(run->st, s->sid, a, to, &holes);
 		if (r == 0 && holes.n) {
-			if (from <= s->start)
-				kl_info(
-				    "run",
-				    "%s: %" PRId64 " minutes missing in %zu ranges since %" PRId64,
-				    s->symbol, kl_ranges_minutes(&holes), holes.n, holes.v[0].from);
+			char t[21];
+			kl_time_format(holes.v[0].from, t);
+			if (from <= s->start || run->speed)
+				kl_info("run",
+					"%s: %" PRId64 " minutes missing in %zu ranges from %s",
+					s->symbol, kl_ranges_minutes(&holes), holes.n, t);
 			r = kl_backfill_add(run->bf, s->symbol, s->sid, &holes);
 		}
 		kl_ranges_clear(&holes);
@@ -156,23 +206,67 @@ static void fill(struct run *run, int64_t from)
 	kl_backfill_run(run->bf, run->now_ms, on_filled, run);
 }
 
+/* Refetch from REST every past day that still holds websocket minutes. */
+static void certify(struct run *run)
+{
+	int64_t *pairs = NULL;
+	int n = kl_store_uncertified(run->st, run->certify_before, &pairs);
+
+	run->certify_before = 0;
+	if (n < 0) {
+		kl_err("run", "cannot read the store: %s", kl_store_errmsg(run->st));
+		stop(run, 1);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		struct kl_ranges day = {0};
+		char d[11];
+		for (size_t k = 0; k < run->nsyms; k++) {
+			if (run->syms[k].sid != pairs[2 * i])
+				continue;
+			kl_day_format(pairs[2 * i + 1], d);
+			kl_info("run", "%s: certifying %s from REST", run->syms[k].symbol, d);
+			if (kl_ranges_add(&day, pairs[2 * i + 1], pairs[2 * i + 1] + KL_DAY_MS) <
+				0 ||
+			    kl_backfill_add(run->bf, run->syms[k].symbol, run->syms[k].sid, &day) <
+				0)
+				stop(run, 1);
+		}
+		kl_ranges_clear(&day);
+	}
+	free(pairs);
+	if (run->stopping)
+		return;
+	run->filling = true;
+	kl_backfill_run(run->bf, run->now_ms, on_filled, run);
+}
+
 static enum kl_rest_verdict on_follow_time(void *ud, const struct kl_rest_reply *r)
 {
 	struct run *run = ud;
-	json_t *j = json_loadb(r->body, r->len, 0, NULL);
-	json_t *t = json_object_get(j, "serverTime");
+	json_t *j, *t;
 	int64_t prev = run->closed_end;
+
 	if (r->cancelled)
 		return KL_REST_DONE;
-
+	j = json_loadb(r->body, r->len, 0, NULL);
+	t = json_object_get(j, "serverTime");
 	if (r->status != 200 || !json_is_integer(t)) {
 		json_decref(j);
 		return KL_REST_RETRY;
 	}
 	run->now_ms = json_integer_value(t);
 	json_decref(j);
-	if (kl_kline_slot(run->now_ms) > run->closed_end) {
+	if (run->speed)
+		kl_speed_set_clock(run->speed, run->now_ms);
+	if (kl_kline_slot(run->now_ms) > run->closed_end)
 		run->closed_end = kl_kline_slot(run->now_ms);
+	if (run->filling)
+		return KL_REST_DONE;
+	if (run->speed) {
+		int64_t back = run->closed_end - HEAL_DAYS * KL_DAY_MS;
+		fill(run, back > 0 ? back : 1);
+	} else if (run->closed_end > prev) {
 		fill(run, prev);
 	} else {
 		uv_timer_start(&run->follow, on_follow, FOLLOW_MS, 0);
@@ -186,6 +280,68 @@ static void on_follow(uv_timer_t *t)
 
 	if (kl_rest_get(run->rest, "/api/v3/time", 1, on_follow_time, run) < 0)
 		stop(run, 1);
+}
+
+/* Events go to Kafka untouched; klined's consumer reads them back. */
+static void on_ws_event(void *ud, const char *symbol, const char *data, size_t len)
+{
+	struct run *run = ud;
+
+	kl_bus_produce(run->bus, symbol, strlen(symbol), data, len);
+}
+
+static void on_ws_up(void *ud)
+{
+	struct run *run = ud;
+
+	/* Whatever passed while disconnected comes from REST, soon. */
+	if (run->filling)
+		run->heal_wanted = true;
+	else
+		uv_timer_start(&run->follow, on_follow, HEAL_SOON_MS, 0);
+}
+
+static void on_day_final(void *ud, int64_t day_start)
+{
+	struct run *run = ud;
+
+	if (day_start + KL_DAY_MS > run->certify_before)
+		run->certify_before = day_start + KL_DAY_MS;
+	if (!run->filling)
+		certify(run);
+}
+
+/* Start the speed layer: consumer first, so nothing produced is skipped. */
+static int start_stream(struct run *run)
+{
+	struct kl_speed_symbol *ss = calloc(run->nsyms, sizeof(*ss));
+	char err[512];
+	int r;
+
+	if (!ss)
+		return -ENOMEM;
+	for (size_t i = 0; i < run->nsyms; i++)
+		ss[i] = (struct kl_speed_symbol){run->syms[i].symbol, run->syms[i].sid};
+	r = kl_bus_new(&run->loop, run->conf, &run->bus, err, sizeof(err));
+	if (r == 0)
+		r = kl_speed_new(&run->loop, run->st, run->bus, run->conf, ss, run->nsyms,
+				 on_day_final, run, &run->speed);
+	free(ss);
+	if (r == 0) {
+		kl_speed_set_clock(run->speed, run->now_ms);
+		r = kl_speed_start(run->speed);
+	}
+	if (r == 0)
+		r = kl_ws_new(&run->loop, run->conf, run->conf->symbols, run->conf->nsymbols,
+			      on_ws_event, on_ws_up, run, &run->ws, err, sizeof(err));
+	if (r == -EINVAL) {
+		fprintf(stderr, "klined: %s\n", err);
+		stop(run, 78);
+	} else if (r < 0) {
+		kl_err("run", "cannot start the stream: %s", r == -ENOMEM ? "out of memory" : err);
+		stop(run, 1);
+	}
+	return r;
 }
 
 static int history_start(struct run *run, int64_t *ret)
@@ -233,6 +389,12 @@ static void planned(struct run *run)
 		kl_err("run", "cannot write to the store: %s", kl_store_errmsg(run->st));
 		stop(run, 1);
 		return;
+	}
+	if (!run->once && strcmp(run->conf->kafka_brokers, "off") != 0) {
+		if (start_stream(run) < 0)
+			return;
+		/* Days before today that the stream wrote are certified after the backfill. */
+		run->certify_before = kl_day_floor(run->closed_end);
 	}
 	fill(run, 0);
 }

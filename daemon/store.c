@@ -41,6 +41,10 @@ enum stmt {
 	S_PREV_CLOSE,
 	S_DAY_PUT,
 	S_DAY_DEL,
+	S_OFFSETS,
+	S_OFFSET_PUT,
+	S_SPEED_DAY,
+	S_UNCERTIFIED,
 	S_COUNT
 };
 
@@ -79,6 +83,15 @@ static const char *const sql[S_COUNT] = {
 		     "ORDER BY day DESC LIMIT 1",
     [S_DAY_PUT] = "INSERT OR REPLACE INTO day VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
     [S_DAY_DEL] = "DELETE FROM day WHERE sid = ?1 AND day = ?2",
+    [S_OFFSETS] = "SELECT part, next FROM consumer_offset WHERE topic = ?1 ORDER BY part",
+    [S_OFFSET_PUT] = "INSERT OR REPLACE INTO consumer_offset VALUES (?1, ?2, ?3)",
+    [S_SPEED_DAY] = "INSERT INTO day VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,2) "
+		    "ON CONFLICT (sid, day) DO UPDATE SET open = excluded.open, "
+		    "high = excluded.high, low = excluded.low, close = excluded.close, "
+		    "volume = excluded.volume, quote_volume = excluded.quote_volume, "
+		    "trades = excluded.trades WHERE day.source = 2",
+    [S_UNCERTIFIED] = "SELECT DISTINCT sid, open_time - open_time % 86400000 FROM kline "
+		      "WHERE source = 2 AND open_time < ?1",
 };
 
 struct dirty {
@@ -716,4 +729,105 @@ out:
 	else
 		*ret = root;
 	return r;
+}
+
+int kl_store_get_offsets(struct kl_store *st, const char *topic, int32_t *parts, int64_t *next,
+			 size_t max)
+{
+	sqlite3_stmt *s = st->stmt[S_OFFSETS];
+	size_t n = 0;
+	int rc;
+
+	sqlite3_bind_text(s, 1, topic, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < max) {
+		parts[n] = sqlite3_column_int(s, 0);
+		next[n++] = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? (int)n : err_of(rc);
+}
+
+int kl_store_put_offset(struct kl_store *st, const char *topic, int32_t part, int64_t next)
+{
+	sqlite3_stmt *s = st->stmt[S_OFFSET_PUT];
+
+	sqlite3_bind_text(s, 1, topic, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, part);
+	sqlite3_bind_int64(s, 3, next);
+	return step_done(st, S_OFFSET_PUT);
+}
+
+int kl_store_put_speed_day(struct kl_store *st, int64_t sid, const struct kl_day *d)
+{
+	sqlite3_stmt *s = st->stmt[S_SPEED_DAY];
+	char day[11], qv[64];
+
+	kl_day_format(d->start, day);
+	kl_dec_format(d->quote_volume, qv, sizeof(qv));
+	sqlite3_bind_int64(s, 1, sid);
+	sqlite3_bind_text(s, 2, day, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 3, d->open);
+	sqlite3_bind_int64(s, 4, d->high);
+	sqlite3_bind_int64(s, 5, d->low);
+	sqlite3_bind_int64(s, 6, d->close);
+	sqlite3_bind_int64(s, 7, d->volume);
+	sqlite3_bind_text(s, 8, qv, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 9, d->trades);
+	return step_done(st, S_SPEED_DAY);
+}
+
+int kl_store_each_kline(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
+			void (*fn)(void *ud, const struct kl_kline *k), void *ud)
+{
+	sqlite3_stmt *s = st->stmt[S_DAY_KLINES];
+	struct kl_kline k = {0};
+	int rc;
+
+	sqlite3_bind_int64(s, 1, sid);
+	sqlite3_bind_int64(s, 2, from);
+	sqlite3_bind_int64(s, 3, to);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		k.open_time = sqlite3_column_int64(s, 0);
+		k.close_time = k.open_time + KL_MINUTE_MS - 1;
+		k.open = sqlite3_column_int64(s, 1);
+		k.high = sqlite3_column_int64(s, 2);
+		k.low = sqlite3_column_int64(s, 3);
+		k.close = sqlite3_column_int64(s, 4);
+		k.volume = sqlite3_column_int64(s, 5);
+		k.quote_volume = sqlite3_column_int64(s, 6);
+		k.trades = sqlite3_column_int64(s, 7);
+		fn(ud, &k);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : err_of(rc);
+}
+
+int kl_store_uncertified(struct kl_store *st, int64_t before_ms, int64_t **pairs)
+{
+	sqlite3_stmt *s = st->stmt[S_UNCERTIFIED];
+	int64_t *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	sqlite3_bind_int64(s, 1, before_ms);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n + 2 > cap) {
+			int64_t *g = realloc(v, (cap = cap ? cap * 2 : 32) * sizeof(*v));
+			if (!g) {
+				sqlite3_reset(s);
+				free(v);
+				return -ENOMEM;
+			}
+			v = g;
+		}
+		v[n++] = sqlite3_column_int64(s, 0);
+		v[n++] = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return err_of(rc);
+	}
+	*pairs = v;
+	return (int)(n / 2);
 }

@@ -87,5 +87,27 @@ int kl_store_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
  */
 int kl_store_refresh_days(struct kl_store *st, int64_t sid, int64_t now_ms);
 
+/** Read the consumer offsets of @p topic into @p offs (room for @p max). @return the count or -EIO.
+ */
+int kl_store_get_offsets(struct kl_store *st, const char *topic, int32_t *parts, int64_t *next,
+			 size_t max);
+
+/** Store a partition's next offset (inside a transaction). @return 0 or -EIO. */
+int kl_store_put_offset(struct kl_store *st, const char *topic, int32_t part, int64_t next);
+
+/** Write a speed row for @p d unless the day is already batch or fill. @return 0 or -EIO. */
+int kl_store_put_speed_day(struct kl_store *st, int64_t sid, const struct kl_day *d);
+
+/** Call @p fn for each stored kline of @p sid in [from, to). @return 0 or -EIO. */
+int kl_store_each_kline(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
+			void (*fn)(void *ud, const struct kl_kline *k), void *ud);
+
+/**
+ * Days before @p before_ms that still hold websocket minutes (not yet
+ * certified from REST), appended to @p days as (sid, day start) pairs.
+ * @return the number of pairs, or -EIO/-ENOMEM.
+ */
+int kl_store_uncertified(struct kl_store *st, int64_t before_ms, int64_t **pairs);
+
 /** Build the status report (what `klined status --json` prints). @return 0 or -EIO. */
 int kl_store_status(struct kl_store *st, json_t **ret);

@@ -8,6 +8,7 @@
 
 #include "dec.h"
 
+#include <errno.h>
 #include <string.h>
 
 const char *kl_kline_reason(enum kl_verdict v)
@@ -35,6 +36,10 @@ const char *kl_kline_reason(enum kl_verdict v)
 		return "price of zero";
 	case KL_KLINE_NEGATIVE:
 		return "negative volume";
+	case KL_KLINE_EVENT:
+		return "not a 1m kline event of a valid symbol";
+	case KL_KLINE_FUTURE:
+		return "event time ahead of the exchange's clock";
 	}
 	return "unknown";
 }
@@ -157,4 +162,136 @@ enum kl_verdict kl_kline_check(const struct kl_kline *k, int64_t from, int64_t t
 	if (k->low > k->open || k->low > k->close)
 		return KL_KLINE_LOW;
 	return KL_KLINE_OK;
+}
+
+static enum kl_verdict obj_dec(const json_t *k, const char *key, int64_t *ret)
+{
+	const json_t *v = json_object_get(k, key);
+
+	if (!json_is_string(v))
+		return KL_KLINE_DECIMAL;
+	if (kl_dec_parse(json_string_value(v), json_string_length(v), ret) < 0)
+		return negative_or_decimal(json_string_value(v));
+	return KL_KLINE_OK;
+}
+
+static bool valid_symbol(const char *s, size_t n)
+{
+	if (n < 2 || n > 20)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9')))
+			return false;
+	}
+	return true;
+}
+
+enum kl_verdict kl_event_from_json(const json_t *data, struct kl_event *ev)
+{
+	static const char *const keys[] = {"o", "h", "l", "c", "v", "q", "V", "Q"};
+	int64_t *const dec[] = {&ev->k.open,	   &ev->k.high,	      &ev->k.low,
+				&ev->k.close,	   &ev->k.volume,     &ev->k.quote_volume,
+				&ev->k.taker_base, &ev->k.taker_quote};
+	const json_t *k = json_object_get(data, "k"), *s = json_object_get(data, "s");
+	const json_t *t = json_object_get(k, "t"), *T = json_object_get(k, "T");
+	const json_t *E = json_object_get(data, "E"), *x = json_object_get(k, "x");
+	const json_t *n = json_object_get(k, "n"), *e = json_object_get(data, "e");
+	const json_t *i = json_object_get(k, "i");
+
+	if (!json_is_object(data) || !json_is_object(k) || !json_is_string(e) ||
+	    strcmp(json_string_value(e), "kline") || !json_is_string(s) ||
+	    !valid_symbol(json_string_value(s), json_string_length(s)) || !json_is_string(i) ||
+	    strcmp(json_string_value(i), "1m") || !json_is_boolean(x))
+		return KL_KLINE_EVENT;
+	if (!json_is_integer(t) || !json_is_integer(T) || !json_is_integer(E) ||
+	    json_integer_value(t) < 0 || json_integer_value(E) < 0)
+		return KL_KLINE_TIME;
+	memcpy(ev->symbol, json_string_value(s), json_string_length(s) + 1);
+	ev->event_time = json_integer_value(E);
+	ev->closed = json_is_true(x);
+	ev->k.open_time = json_integer_value(t);
+	ev->k.close_time = json_integer_value(T);
+	for (size_t j = 0; j < sizeof(keys) / sizeof(keys[0]); j++) {
+		enum kl_verdict v = obj_dec(k, keys[j], dec[j]);
+		if (v != KL_KLINE_OK)
+			return v;
+	}
+	if (!json_is_integer(n) || json_integer_value(n) < 0)
+		return KL_KLINE_TRADES;
+	ev->k.trades = json_integer_value(n);
+	return KL_KLINE_OK;
+}
+
+/* Skip one JSON value starting at p; the text is known to be valid JSON. */
+static size_t skip_value(const char *t, size_t p, size_t n)
+{
+	int depth = 0;
+	bool str = false;
+
+	for (; p < n; p++) {
+		char c = t[p];
+		if (str) {
+			if (c == '\\')
+				p++;
+			else if (c == '"')
+				str = false;
+			if (!str && depth == 0)
+				return p + 1;
+			continue;
+		}
+		if (c == '"')
+			str = true;
+		else if (c == '{' || c == '[')
+			depth++;
+		else if (c == '}' || c == ']') {
+			if (depth == 0)
+				return p; /* end of the enclosing object */
+			if (--depth == 0)
+				return p + 1;
+		} else if (depth == 0 &&
+			   (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'))
+			return p;
+	}
+	return p;
+}
+
+static size_t skip_ws(const char *t, size_t p, size_t n)
+{
+	while (p < n && (t[p] == ' ' || t[p] == '\t' || t[p] == '\n' || t[p] == '\r'))
+		p++;
+	return p;
+}
+
+int kl_json_member(const char *text, size_t n, const char *key, size_t *off, size_t *len)
+{
+	size_t klen = strlen(key), p = skip_ws(text, 0, n);
+
+	if (p >= n || text[p] != '{')
+		return -EINVAL;
+	p++;
+	while (p < n) {
+		size_t kstart, kend, vstart;
+
+		p = skip_ws(text, p, n);
+		if (p >= n || text[p] == '}')
+			break;
+		if (text[p] != '"')
+			return -EINVAL;
+		kstart = p + 1;
+		kend = skip_value(text, p, n) - 1;
+		p = skip_ws(text, kend + 1, n);
+		if (p >= n || text[p] != ':')
+			return -EINVAL;
+		vstart = skip_ws(text, p + 1, n);
+		p = skip_value(text, vstart, n);
+		if (kend - kstart == klen && memcmp(text + kstart, key, klen) == 0) {
+			*off = vstart;
+			*len = p - vstart;
+			return 0;
+		}
+		p = skip_ws(text, p, n);
+		if (p < n && text[p] == ',')
+			p++;
+	}
+	return -ENOENT;
 }

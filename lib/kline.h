@@ -6,6 +6,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,16 @@ enum kl_verdict {
 	KL_KLINE_LOW,	   /* low above open or close */
 	KL_KLINE_PRICE,	   /* a price of zero */
 	KL_KLINE_NEGATIVE, /* a negative volume */
+	KL_KLINE_EVENT,	   /* not a 1m kline event of a valid symbol */
+	KL_KLINE_FUTURE,   /* an event ahead of the exchange's clock */
+};
+
+/* A websocket kline event: the running state of one minute. */
+struct kl_event {
+	char symbol[24];
+	int64_t event_time; /* E: when the exchange sent it */
+	bool closed;	    /* k.x: the minute is final */
+	struct kl_kline k;
 };
 
 /** @return a static human-readable reason for @p v. */
@@ -51,6 +62,21 @@ enum kl_verdict kl_kline_from_json(const json_t *row, struct kl_kline *k);
  * @return KL_KLINE_OK, or the verdict.
  */
 enum kl_verdict kl_kline_from_csv(const char *line, size_t len, struct kl_kline *k);
+
+/**
+ * Parse a kline stream event (`{"e":"kline","E":..,"s":..,"k":{..}}`,
+ * the `data` of a combined stream). @p data is borrowed.
+ * @return KL_KLINE_OK with @p ev filled, or the verdict.
+ */
+enum kl_verdict kl_event_from_json(const json_t *data, struct kl_event *ev);
+
+/**
+ * Find the raw text of the top-level member @p key of the JSON object in
+ * @p text (already known to be valid JSON), so it can be passed on byte
+ * for byte. @return 0 with *off, *len set; -ENOENT when absent; -EINVAL
+ * when @p text is not an object.
+ */
+int kl_json_member(const char *text, size_t n, const char *key, size_t *off, size_t *len);
 
 /**
  * The checks every parsed kline must pass before it is stored:

@@ -1,0 +1,405 @@
+/*
+ * Consumer state machine, per event:
+ *   parse/validate --bad--> reject (kept, logged)
+ *   watermark observe; minute ended before the watermark --> late (counted)
+ *   window of its day (opened from the store if new) --> apply:
+ *      CLOSED: the minute goes to kline_1m (source ws) in the open transaction
+ *      OPEN: the day's running row changes
+ *   offset of the message noted
+ * Every COMMIT_MS or COMMIT_EVENTS: day rows + offsets + COMMIT, one
+ * transaction (invariant: the stored offsets never run ahead of the
+ * stored effects of the events before them). Then windows the watermark
+ * has passed are closed and reported final.
+ */
+#include "speed.h"
+
+#include "day.h"
+#include "log.h"
+#include "window.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMMIT_MS     100
+#define COMMIT_EVENTS 1000
+#define MAX_PARTS     64
+#define WINDOWS	      3	     /* open days per symbol: today and late yesterday */
+#define FUTURE_MS     600000 /* events this far past the exchange's clock are bogus */
+
+struct swin {
+	struct kl_window w;
+	bool used, dirty;
+};
+
+struct ssym {
+	const char *symbol;
+	int64_t sid;
+	struct swin win[WINDOWS];
+	int64_t frontier;     /* end of the newest closed minute applied */
+	uint64_t frontier_at; /* uv_now() then */
+};
+
+struct kl_speed {
+	uv_loop_t *loop;
+	struct kl_store *st;
+	struct kl_bus *bus;
+	const struct kl_conf *conf;
+	struct ssym *syms; /* sorted by name */
+	size_t nsyms;
+	struct kl_watermark wm;
+	struct kl_bus_offset offs[MAX_PARTS];
+	size_t noffs;
+	size_t pending;
+	int64_t clock_ms; /* exchange time from REST; 0 unknown */
+	uint64_t clock_at;
+	int64_t final_upto;
+	uv_timer_t commit_timer;
+	kl_speed_final_cb on_final;
+	void *ud;
+	struct kl_speed_stats stats;
+	bool failed;
+};
+
+static int cmp_sym(const void *a, const void *b)
+{
+	return strcmp(((const struct ssym *)a)->symbol, ((const struct ssym *)b)->symbol);
+}
+
+int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
+		 const struct kl_conf *conf, const struct kl_speed_symbol *syms, size_t n,
+		 kl_speed_final_cb on_final, void *ud, struct kl_speed **ret)
+{
+	struct kl_speed *sp = calloc(1, sizeof(*sp));
+
+	if (!sp || !(sp->syms = calloc(n ? n : 1, sizeof(*sp->syms)))) {
+		free(sp);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		sp->syms[i].symbol = syms[i].symbol;
+		sp->syms[i].sid = syms[i].sid;
+		sp->syms[i].frontier = -1;
+	}
+	qsort(sp->syms, n, sizeof(*sp->syms), cmp_sym);
+	sp->nsyms = n;
+	sp->loop = loop;
+	sp->st = st;
+	sp->bus = bus;
+	sp->conf = conf;
+	sp->on_final = on_final;
+	sp->ud = ud;
+	sp->final_upto = INT64_MIN;
+	kl_watermark_init(&sp->wm, conf->watermark_ms);
+	uv_timer_init(loop, &sp->commit_timer);
+	sp->commit_timer.data = sp;
+	*ret = sp;
+	return 0;
+}
+
+static void seed(void *ud, const struct kl_kline *k)
+{
+	kl_window_seed(ud, k);
+}
+
+/* (Re)build a window from the minutes already stored for its day. */
+static int load_window(struct kl_speed *sp, struct ssym *s, struct swin *w, int64_t day)
+{
+	struct kl_kline open = w->w.open;
+	int64_t open_event = w->w.open_event;
+	bool had_open = w->used && w->w.has_open && w->w.closed.start == day;
+
+	kl_window_init(&w->w, day);
+	if (kl_store_each_kline(sp->st, s->sid, day, day + KL_DAY_MS, seed, &w->w) < 0)
+		return kl_log_errno(-EIO, "speed", "%s: cannot read the store: %s", s->symbol,
+				    kl_store_errmsg(sp->st));
+	if (had_open) {
+		struct kl_event ev = {.event_time = open_event, .k = open};
+		kl_window_apply(&w->w, &ev);
+	}
+	w->used = true;
+	w->dirty = true;
+	return 0;
+}
+
+static struct swin *window_for(struct kl_speed *sp, struct ssym *s, int64_t day)
+{
+	struct swin *victim = NULL;
+	struct kl_day d;
+
+	for (int i = 0; i < WINDOWS; i++) {
+		if (s->win[i].used && s->win[i].w.closed.start == day)
+			return &s->win[i];
+	}
+	for (int i = 0; i < WINDOWS && !victim; i++) {
+		if (!s->win[i].used)
+			victim = &s->win[i];
+	}
+	if (!victim) {
+		victim = &s->win[0];
+		for (int i = 1; i < WINDOWS; i++) {
+			if (s->win[i].w.closed.start < victim->w.closed.start)
+				victim = &s->win[i];
+		}
+		if (victim->w.closed.start > day)
+			return NULL; /* older than every open window: late for the speed layer */
+		if (victim->dirty && kl_window_day(&victim->w, &d) && kl_store_begin(sp->st) == 0)
+			kl_store_put_speed_day(sp->st, s->sid, &d);
+		victim->used = false;
+	}
+	return load_window(sp, s, victim, day) < 0 ? NULL : victim;
+}
+
+static struct ssym *find_sym(struct kl_speed *sp, const char *symbol)
+{
+	struct ssym key = {.symbol = symbol};
+
+	return bsearch(&key, sp->syms, sp->nsyms, sizeof(*sp->syms), cmp_sym);
+}
+
+static void reject(struct kl_speed *sp, const char *symbol, const char *raw, size_t len,
+		   enum kl_verdict v)
+{
+	char *text = strndup(raw, len < 2000 ? len : 2000);
+
+	sp->stats.bad++;
+	if (sp->stats.bad == 1 || sp->stats.bad % 1000 == 0)
+		kl_warn("speed", "refused event (%" PRIu64 " so far): %s: %.200s", sp->stats.bad,
+			kl_kline_reason(v), text ? text : "");
+	kl_store_put_reject(sp->st, sp->wm.max_event < 0 ? 0 : sp->wm.max_event,
+			    symbol ? symbol : "?", "ws", kl_kline_reason(v), text ? text : "");
+	free(text);
+}
+
+static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
+{
+	json_t *j = json_loadb(m->value, m->len, 0, NULL);
+	struct kl_event ev;
+	enum kl_verdict v = j ? kl_event_from_json(j, &ev) : KL_KLINE_EVENT;
+	struct ssym *s;
+	struct swin *w;
+
+	json_decref(j);
+	sp->stats.events++;
+	if (v == KL_KLINE_OK)
+		v = kl_kline_check(&ev.k, 0, INT64_MAX);
+	if (v != KL_KLINE_OK) {
+		reject(sp, NULL, m->value, m->len, v);
+		return;
+	}
+	s = find_sym(sp, ev.symbol);
+	if (!s) {
+		sp->stats.unknown++;
+		return;
+	}
+	if (sp->clock_ms) {
+		/* The exchange's clock as of the last REST reading, or the stream's own
+		 * newest time when it runs ahead (virtual time may run fast). */
+		int64_t now = sp->clock_ms + (int64_t)(uv_now(sp->loop) - sp->clock_at);
+		if (sp->wm.max_event > now)
+			now = sp->wm.max_event;
+		if (ev.event_time > now + FUTURE_MS || ev.k.open_time > now + FUTURE_MS) {
+			sp->stats.future++;
+			reject(sp, ev.symbol, m->value, m->len, KL_KLINE_FUTURE);
+			return;
+		}
+	}
+	kl_watermark_observe(&sp->wm, ev.event_time);
+	sp->stats.last_event_time = sp->wm.max_event;
+	if (kl_watermark_late(&sp->wm, &ev.k) ||
+	    !(w = window_for(sp, s, kl_day_floor(ev.k.open_time)))) {
+		sp->stats.late++;
+		return;
+	}
+	switch (kl_window_apply(&w->w, &ev)) {
+	case KL_APPLY_CLOSED:
+		if (kl_store_begin(sp->st) < 0 ||
+		    kl_store_put_kline(sp->st, s->sid, &ev.k, KL_SRC_WS) < 0) {
+			kl_err("speed", "cannot store a minute: %s", kl_store_errmsg(sp->st));
+			sp->failed = true;
+		}
+		sp->stats.closed++;
+		if (ev.k.open_time + KL_MINUTE_MS > s->frontier)
+			s->frontier = ev.k.open_time + KL_MINUTE_MS;
+		s->frontier_at = uv_now(sp->loop);
+		w->dirty = true;
+		break;
+	case KL_APPLY_OPEN:
+		w->dirty = true;
+		break;
+	case KL_APPLY_DUPLICATE:
+		sp->stats.duplicates++;
+		break;
+	case KL_APPLY_STALE:
+	case KL_APPLY_WRONG_DAY:
+		sp->stats.stale++;
+		break;
+	}
+}
+
+static void note_offset(struct kl_speed *sp, int32_t part, int64_t next)
+{
+	for (size_t i = 0; i < sp->noffs; i++) {
+		if (sp->offs[i].partition == part) {
+			sp->offs[i].offset = next;
+			return;
+		}
+	}
+	if (sp->noffs < MAX_PARTS)
+		sp->offs[sp->noffs++] = (struct kl_bus_offset){part, next};
+}
+
+/* Windows the watermark has passed: write their last row and report the day. */
+static void close_final(struct kl_speed *sp)
+{
+	int64_t newest_final = INT64_MIN;
+
+	for (size_t i = 0; i < sp->nsyms; i++) {
+		for (int k = 0; k < WINDOWS; k++) {
+			struct swin *w = &sp->syms[i].win[k];
+			if (!w->used || !kl_watermark_final(&sp->wm, w->w.closed.start))
+				continue;
+			if (w->w.closed.start > newest_final)
+				newest_final = w->w.closed.start;
+			w->used = false;
+		}
+	}
+	if (newest_final > sp->final_upto) {
+		sp->final_upto = newest_final;
+		char day[11];
+		kl_day_format(newest_final, day);
+		kl_info("speed", "day %s is final in event time (watermark passed its end)", day);
+		if (sp->on_final)
+			sp->on_final(sp->ud, newest_final);
+	}
+}
+
+static void commit(struct kl_speed *sp)
+{
+	uint64_t t0 = uv_hrtime();
+	int r;
+
+	uv_timer_stop(&sp->commit_timer);
+	if (!sp->pending)
+		return;
+	r = kl_store_begin(sp->st);
+	for (size_t i = 0; r == 0 && i < sp->nsyms; i++) {
+		for (int k = 0; r == 0 && k < WINDOWS; k++) {
+			struct swin *w = &sp->syms[i].win[k];
+			struct kl_day d;
+			if (!w->used || !w->dirty)
+				continue;
+			if (kl_window_day(&w->w, &d))
+				r = kl_store_put_speed_day(sp->st, sp->syms[i].sid, &d);
+			w->dirty = false;
+		}
+	}
+	for (size_t i = 0; r == 0 && i < sp->noffs; i++)
+		r = kl_store_put_offset(sp->st, sp->conf->kafka_topic, sp->offs[i].partition,
+					sp->offs[i].offset);
+	if (r == 0)
+		r = kl_store_commit(sp->st);
+	if (r < 0) {
+		kl_err("speed", "checkpoint failed: %s", kl_store_errmsg(sp->st));
+		kl_store_rollback(sp->st);
+		sp->failed = true;
+		return;
+	}
+	sp->pending = 0;
+	sp->stats.commits++;
+	double ms = (double)(uv_hrtime() - t0) / 1e6;
+	if (ms > sp->stats.commit_ms_max)
+		sp->stats.commit_ms_max = ms;
+	kl_bus_commit(sp->bus, sp->offs, sp->noffs);
+	close_final(sp);
+}
+
+static void on_commit_timer(uv_timer_t *t)
+{
+	commit(t->data);
+}
+
+static void on_batch(void *ud, const struct kl_bus_msg *m, size_t n)
+{
+	struct kl_speed *sp = ud;
+
+	if (sp->failed)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		apply(sp, &m[i]);
+		note_offset(sp, m[i].partition, m[i].offset + 1);
+		if (++sp->pending >= COMMIT_EVENTS)
+			commit(sp);
+	}
+	if (sp->pending && !uv_is_active((uv_handle_t *)&sp->commit_timer))
+		uv_timer_start(&sp->commit_timer, on_commit_timer, COMMIT_MS, 0);
+}
+
+int kl_speed_start(struct kl_speed *sp)
+{
+	int32_t parts[MAX_PARTS];
+	int64_t next[MAX_PARTS];
+	int n = kl_store_get_offsets(sp->st, sp->conf->kafka_topic, parts, next, MAX_PARTS);
+
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++)
+		note_offset(sp, parts[i], next[i]);
+	return kl_bus_consume(sp->bus, sp->offs, sp->noffs, on_batch, sp);
+}
+
+void kl_speed_set_clock(struct kl_speed *sp, int64_t exchange_ms)
+{
+	sp->clock_ms = exchange_ms;
+	sp->clock_at = uv_now(sp->loop);
+}
+
+void kl_speed_reload(struct kl_speed *sp)
+{
+	for (size_t i = 0; i < sp->nsyms; i++) {
+		for (int k = 0; k < WINDOWS; k++) {
+			struct swin *w = &sp->syms[i].win[k];
+			if (w->used)
+				load_window(sp, &sp->syms[i], w, w->w.closed.start);
+		}
+	}
+	sp->pending++;
+	commit(sp);
+}
+
+int64_t kl_speed_frontier(const struct kl_speed *sp, int64_t sid, uint64_t fresh_ms)
+{
+	for (size_t i = 0; i < sp->nsyms; i++) {
+		if (sp->syms[i].sid == sid)
+			return sp->syms[i].frontier >= 0 &&
+				       uv_now(sp->loop) - sp->syms[i].frontier_at <= fresh_ms
+				   ? sp->syms[i].frontier
+				   : -1;
+	}
+	return -1;
+}
+
+void kl_speed_stats(const struct kl_speed *sp, struct kl_speed_stats *ret)
+{
+	*ret = sp->stats;
+	ret->watermark = kl_watermark_value(&sp->wm);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	struct kl_speed *sp = h->data;
+
+	free(sp->syms);
+	free(sp);
+}
+
+void kl_speed_free(struct kl_speed *sp)
+{
+	if (!sp)
+		return;
+	sp->on_final = NULL;
+	commit(sp);
+	uv_close((uv_handle_t *)&sp->commit_timer, on_closed);
+}

@@ -1,0 +1,57 @@
+/*
+ * The speed layer's consumer: events from Kafka, parsed and validated
+ * with the batch layer's code, applied to event-time day windows; closed
+ * minutes, day rows and the consumer offsets commit in one SQLite
+ * transaction, batched.
+ */
+#pragma once
+
+#include "bus.h"
+#include "conf.h"
+#include "store.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+struct kl_speed;
+
+/** A day's window is final for every symbol: it may be certified from REST. */
+typedef void (*kl_speed_final_cb)(void *ud, int64_t day_start);
+
+struct kl_speed_symbol {
+	const char *symbol; /* borrowed */
+	int64_t sid;
+};
+
+/**
+ * @p syms is copied (names stay borrowed). @return 0 with *ret owned by
+ * the caller, or -ENOMEM.
+ */
+int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
+		 const struct kl_conf *conf, const struct kl_speed_symbol *syms, size_t n,
+		 kl_speed_final_cb on_final, void *ud, struct kl_speed **ret);
+
+/** Start consuming from the offsets stored in SQLite. @return 0 or -errno. */
+int kl_speed_start(struct kl_speed *sp);
+
+/** The exchange's clock as last read over REST, to refuse events from the future. */
+void kl_speed_set_clock(struct kl_speed *sp, int64_t exchange_ms);
+
+/** Re-read open windows from the store (after REST wrote minutes into them). */
+void kl_speed_reload(struct kl_speed *sp);
+
+/**
+ * The end of the newest minute of @p sid the consumer has closed within
+ * the last @p fresh_ms of wall time; -1 when it has none that fresh.
+ */
+int64_t kl_speed_frontier(const struct kl_speed *sp, int64_t sid, uint64_t fresh_ms);
+
+struct kl_speed_stats {
+	uint64_t events, closed, late, future, bad, duplicates, stale, unknown, commits;
+	int64_t watermark, last_event_time;
+	double commit_ms_max;
+};
+void kl_speed_stats(const struct kl_speed *sp, struct kl_speed_stats *ret);
+
+/** Commit what is pending and free. NULL is fine. */
+void kl_speed_free(struct kl_speed *sp);

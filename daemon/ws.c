@@ -1,0 +1,474 @@
+/*
+ * Websocket client. Each group of up to KL_WS_STREAMS_PER_CONN streams is
+ * a "slot" with at most two connections: the live one and, during a
+ * rotation, its successor. Connection states:
+ *
+ *   CONNECTING --established--> LIVE --first event--> DELIVERING
+ *   any --error/close/silence--> (slot reconnects after backoff)
+ *   DELIVERING --age >= ROTATE_MS or serverShutdown--> successor opened;
+ *   the old one is closed when the successor delivers its first event,
+ *   so no minute falls between them (duplicates are absorbed downstream).
+ *
+ * klined sends nothing but lws's automatic pongs, far below the
+ * exchange's 5 messages per second.
+ */
+#include "ws.h"
+
+#include "kline.h"
+#include "log.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FRAME_MAX	 (1u << 20)
+#define SILENCE_MS	 30000
+#define ROTATE_MS	 (23LL * 3600 * 1000 + 30 * 60 * 1000) /* exchange time */
+#define BACKOFF_FIRST_MS 500
+#define BACKOFF_MAX_MS	 30000
+
+struct slot;
+
+struct conn {
+	struct slot *slot;
+	struct lws *wsi;
+	char *buf;
+	size_t len, cap;
+	int64_t first_event; /* exchange time of its first event; -1 none */
+	bool delivering, closing;
+};
+
+struct slot {
+	struct kl_ws *ws;
+	char *path;
+	struct conn *live, *next;
+	uv_timer_t reconnect, silence;
+	unsigned attempts;
+};
+
+struct kl_ws {
+	uv_loop_t *loop;
+	struct lws_context *ctx;
+	struct slot *slots;
+	size_t nslots;
+	char host[256], prefix[256];
+	int port;
+	bool tls, closing;
+	const struct kl_conf *conf;
+	kl_ws_event_cb on_event;
+	kl_ws_up_cb on_up;
+	void *ud;
+	struct kl_ws_stats stats;
+	int nclosing;
+};
+
+static void connect_slot(struct slot *s);
+static void rotate(struct slot *s, const char *why);
+
+static void on_reconnect(uv_timer_t *t)
+{
+	connect_slot(t->data);
+}
+
+static void schedule_reconnect(struct slot *s)
+{
+	uint64_t delay = (uint64_t)BACKOFF_FIRST_MS << (s->attempts < 6 ? s->attempts : 6);
+
+	if (s->ws->closing)
+		return;
+	if (delay > BACKOFF_MAX_MS)
+		delay = BACKOFF_MAX_MS;
+	delay = (uint64_t)((double)delay * (0.5 + (double)random() / ((double)RAND_MAX + 1.0)));
+	s->attempts++;
+	s->ws->stats.reconnects++;
+	kl_warn("ws", "reconnecting in %.1f s (attempt %u)", (double)delay / 1000.0, s->attempts);
+	uv_timer_start(&s->reconnect, on_reconnect, delay, 0);
+}
+
+/* Close from outside lws: it happens in the next WRITEABLE callback. */
+static void close_conn(struct conn *c)
+{
+	if (!c || c->closing || !c->wsi)
+		return;
+	c->closing = true;
+	lws_callback_on_writable(c->wsi);
+}
+
+static void on_silence(uv_timer_t *t)
+{
+	struct slot *s = t->data;
+
+	kl_warn("ws", "no frame for %d s: dropping the connection", SILENCE_MS / 1000);
+	if (s->live && s->live->wsi) {
+		close_conn(s->live);
+	} else if (!s->live && !uv_is_active((uv_handle_t *)&s->reconnect)) {
+		schedule_reconnect(s);
+	}
+}
+
+/* The connection is finished (error or close); the slot carries on without it. */
+static void conn_gone(struct conn *c, const char *why)
+{
+	struct slot *s = c->slot;
+
+	if (!s)
+		return;
+	c->slot = NULL;
+	if (c->delivering && s->ws->stats.connected)
+		s->ws->stats.connected--;
+	if (s->next == c) {
+		s->next = NULL;
+		return;
+	}
+	if (s->live != c)
+		return; /* an old connection closed after a rotation */
+	s->live = s->next;
+	s->next = NULL;
+	if (s->live)
+		return;
+	if (!s->ws->closing) {
+		kl_warn("ws", "connection lost: %s", why);
+		schedule_reconnect(s);
+	}
+}
+
+static void rotate(struct slot *s, const char *why)
+{
+	if (s->next || s->ws->closing)
+		return;
+	kl_info("ws", "rotating the connection (%s), make before break", why);
+	s->ws->stats.rotations++;
+	connect_slot(s);
+}
+
+static void frame(struct conn *c)
+{
+	struct kl_ws *ws = c->slot->ws;
+	struct slot *s = c->slot;
+	json_error_t e;
+	json_t *j = json_loadb(c->buf, c->len, 0, &e), *data, *ev;
+	size_t off, len;
+
+	ws->stats.frames++;
+	ws->stats.last_frame_ms = (int64_t)uv_now(ws->loop);
+	if (c == s->live || c == s->next)
+		uv_timer_start(&s->silence, on_silence, SILENCE_MS, 0);
+	data = json_object_get(j, "data");
+	ev = json_is_object(data) ? json_object_get(data, "e") : json_object_get(j, "e");
+	if (json_is_string(ev) && !strcmp(json_string_value(ev), "serverShutdown")) {
+		rotate(s, "serverShutdown");
+		goto out;
+	}
+	if (json_is_object(j) && json_object_get(j, "result") && json_object_get(j, "id"))
+		goto out; /* a reply to a (un)subscription */
+	if (!json_is_object(data) || kl_json_member(c->buf, c->len, "data", &off, &len) < 0) {
+		ws->stats.bad_frames++;
+		if (ws->stats.bad_frames == 1 || ws->stats.bad_frames % 1000 == 0)
+			kl_warn("ws",
+				"ignoring a frame that is not a combined-stream event "
+				"(%llu so far): %.120s",
+				(unsigned long long)ws->stats.bad_frames, c->buf);
+		goto out;
+	}
+	if (!c->delivering) {
+		c->delivering = true;
+		ws->stats.connected++;
+		s->attempts = 0;
+		if (c == s->next) {
+			/* The successor delivers: now the old one may go. */
+			close_conn(s->live);
+			s->live = c;
+			s->next = NULL;
+		}
+		if (ws->on_up)
+			ws->on_up(ws->ud);
+	}
+	if (json_is_integer(json_object_get(data, "E"))) {
+		int64_t t = json_integer_value(json_object_get(data, "E"));
+		if (c->first_event < 0)
+			c->first_event = t;
+		else if (t - c->first_event >= ROTATE_MS && c == s->live)
+			rotate(s, "24 h connection limit ahead");
+	}
+	if (json_is_string(json_object_get(data, "s")))
+		ws->on_event(ws->ud, json_string_value(json_object_get(data, "s")), c->buf + off,
+			     len);
+	else
+		ws->stats.bad_frames++;
+out:
+	json_decref(j);
+}
+
+static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		  size_t len)
+{
+	struct conn *c = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		if (c)
+			conn_gone(c, in ? (const char *)in : "connection error");
+		break;
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+		if (c && c->slot) {
+			c->slot->ws->stats.connects++;
+			kl_info("ws", "connected to %s", c->slot->path);
+		}
+		break;
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+		if (!c || !c->slot)
+			break;
+		if (c->len + len + 1 > FRAME_MAX) {
+			kl_warn("ws", "frame larger than %u bytes: dropping the connection",
+				FRAME_MAX);
+			return -1;
+		}
+		if (c->len + len + 1 > c->cap) {
+			size_t cap = c->cap ? c->cap : 4096;
+			while (cap < c->len + len + 1)
+				cap *= 2;
+			char *b = realloc(c->buf, cap);
+			if (!b)
+				return -1;
+			c->buf = b;
+			c->cap = cap;
+		}
+		memcpy(c->buf + c->len, in, len);
+		c->len += len;
+		c->buf[c->len] = '\0';
+		if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
+			frame(c);
+			c->len = 0;
+		}
+		break;
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		if (c && c->closing) {
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, NULL, 0);
+			return -1;
+		}
+		break;
+	case LWS_CALLBACK_CLIENT_CLOSED:
+		if (c)
+			conn_gone(c, "closed");
+		break;
+	case LWS_CALLBACK_WSI_DESTROY:
+		if (c) {
+			conn_gone(c, "gone");
+			free(c->buf);
+			free(c);
+		}
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static const struct lws_protocols protocols[] = {
+    {"klined", on_lws, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* No lws pings and no idle hangup: the exchange pings us, and we watch silence. */
+static const lws_retry_bo_t retry_policy = {
+    .secs_since_valid_ping = 65000,
+    .secs_since_valid_hangup = 65500,
+};
+
+static void connect_slot(struct slot *s)
+{
+	struct kl_ws *ws = s->ws;
+	struct lws_client_connect_info i;
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		schedule_reconnect(s);
+		return;
+	}
+	c->slot = s;
+	c->first_event = -1;
+	memset(&i, 0, sizeof(i));
+	i.context = ws->ctx;
+	i.address = ws->host;
+	i.port = ws->port;
+	i.path = s->path;
+	i.host = ws->host;
+	i.origin = ws->host;
+	i.ssl_connection = ws->tls ? LCCSCF_USE_SSL : 0;
+	i.local_protocol_name = "klined";
+	i.userdata = c;
+	i.pwsi = &c->wsi;
+	i.retry_and_idle_policy = &retry_policy;
+	if (s->live)
+		s->next = c;
+	else
+		s->live = c;
+	uv_timer_start(&s->silence, on_silence, SILENCE_MS, 0);
+	if (!lws_client_connect_via_info(&i)) {
+		/* Failed before lws took it: no callback will ever see c. */
+		if (s->next == c)
+			s->next = NULL;
+		else
+			s->live = NULL;
+		free(c);
+		if (!s->live)
+			schedule_reconnect(s);
+	}
+}
+
+static void on_lws_log(int level, const char *line)
+{
+	size_t n = strlen(line);
+
+	while (n && line[n - 1] == '\n')
+		n--;
+	kl_log(level & LLL_ERR	  ? KL_LOG_ERROR
+	       : level & LLL_WARN ? KL_LOG_WARN
+				  : KL_LOG_DEBUG,
+	       "lws", "%.*s", (int)n, line);
+}
+
+static int parse_url(struct kl_ws *ws, const char *url)
+{
+	const char *p, *slash, *colon;
+
+	if (!strncmp(url, "wss://", 6)) {
+		ws->tls = true;
+		p = url + 6;
+		ws->port = 443;
+	} else if (!strncmp(url, "ws://", 5)) {
+		p = url + 5;
+		ws->port = 80;
+	} else {
+		return -EINVAL;
+	}
+	slash = strchr(p, '/');
+	if (!slash)
+		slash = p + strlen(p);
+	colon = memchr(p, ':', (size_t)(slash - p));
+	if ((size_t)((colon ? colon : slash) - p) >= sizeof(ws->host))
+		return -EINVAL;
+	snprintf(ws->host, sizeof(ws->host), "%.*s", (int)((colon ? colon : slash) - p), p);
+	if (colon)
+		ws->port = atoi(colon + 1);
+	snprintf(ws->prefix, sizeof(ws->prefix), "%s", slash);
+	return ws->host[0] && ws->port > 0 && ws->port < 65536 ? 0 : -EINVAL;
+}
+
+static int make_slots(struct kl_ws *ws, char *const *symbols, size_t n)
+{
+	ws->nslots = (n + KL_WS_STREAMS_PER_CONN - 1) / KL_WS_STREAMS_PER_CONN;
+	ws->slots = calloc(ws->nslots, sizeof(*ws->slots));
+	if (!ws->slots)
+		return -ENOMEM;
+	for (size_t k = 0; k < ws->nslots; k++) {
+		struct slot *s = &ws->slots[k];
+		size_t first = k * KL_WS_STREAMS_PER_CONN, cap = strlen(ws->prefix) + 32, len;
+
+		for (size_t i = first; i < n && i < first + KL_WS_STREAMS_PER_CONN; i++)
+			cap += strlen(symbols[i]) + 12;
+		s->path = malloc(cap);
+		if (!s->path)
+			return -ENOMEM;
+		len = (size_t)snprintf(s->path, cap, "%s/stream?streams=", ws->prefix);
+		for (size_t i = first; i < n && i < first + KL_WS_STREAMS_PER_CONN; i++) {
+			len +=
+			    (size_t)snprintf(s->path + len, cap - len, "%s", i > first ? "/" : "");
+			for (const char *q = symbols[i]; *q; q++)
+				s->path[len++] = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
+			len += (size_t)snprintf(s->path + len, cap - len, "@kline_1m");
+		}
+		s->ws = ws;
+		uv_timer_init(ws->loop, &s->reconnect);
+		uv_timer_init(ws->loop, &s->silence);
+		s->reconnect.data = s->silence.data = s;
+	}
+	return 0;
+}
+
+int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols, size_t n,
+	      kl_ws_event_cb on_event, kl_ws_up_cb on_up, void *ud, struct kl_ws **ret, char *err,
+	      size_t errlen)
+{
+	struct kl_ws *ws = calloc(1, sizeof(*ws));
+	struct lws_context_creation_info info;
+	void *loops[1] = {loop};
+
+	if (!ws)
+		return -ENOMEM;
+	ws->loop = loop;
+	ws->conf = conf;
+	ws->on_event = on_event;
+	ws->on_up = on_up;
+	ws->ud = ud;
+	if (parse_url(ws, conf->ws_url) < 0) {
+		snprintf(err, errlen, "[exchange] ws_url: cannot use '%s'", conf->ws_url);
+		free(ws);
+		return -EINVAL;
+	}
+	lws_set_log_level(kl_log_enabled(KL_LOG_DEBUG) ? LLL_ERR | LLL_WARN | LLL_NOTICE
+						       : LLL_ERR | LLL_WARN,
+			  on_lws_log);
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.foreign_loops = loops;
+	info.client_ssl_ca_filepath = conf->ca_file;
+	ws->ctx = lws_create_context(&info);
+	if (!ws->ctx) {
+		snprintf(err, errlen, "cannot create the websocket context (libuv event lib)");
+		free(ws);
+		return -EIO;
+	}
+	if (make_slots(ws, symbols, n) < 0) {
+		snprintf(err, errlen, "out of memory");
+		kl_ws_free(ws);
+		return -ENOMEM;
+	}
+	for (size_t k = 0; k < ws->nslots; k++)
+		connect_slot(&ws->slots[k]);
+	*ret = ws;
+	return 0;
+}
+
+void kl_ws_stats(const struct kl_ws *ws, struct kl_ws_stats *ret)
+{
+	*ret = ws->stats;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct slot *s = h->data;
+	struct kl_ws *ws = s->ws;
+
+	if (--ws->nclosing == 0) {
+		for (size_t k = 0; k < ws->nslots; k++)
+			free(ws->slots[k].path);
+		free(ws->slots);
+		free(ws);
+	}
+}
+
+void kl_ws_free(struct kl_ws *ws)
+{
+	if (!ws || ws->closing)
+		return;
+	ws->closing = true;
+	/* lws closes its connections and its own handles on the loop. */
+	lws_context_destroy(ws->ctx);
+	ws->ctx = NULL;
+	if (!ws->nslots) {
+		free(ws->slots);
+		free(ws);
+		return;
+	}
+	ws->nclosing = (int)(2 * ws->nslots);
+	for (size_t k = 0; k < ws->nslots; k++) {
+		uv_close((uv_handle_t *)&ws->slots[k].reconnect, on_timer_closed);
+		uv_close((uv_handle_t *)&ws->slots[k].silence, on_timer_closed);
+	}
+}

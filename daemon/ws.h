@@ -1,0 +1,42 @@
+/*
+ * The exchange's kline stream (libwebsockets client on the daemon's libuv
+ * loop): combined streams of up to KL_WS_STREAMS_PER_CONN symbols per
+ * connection, reconnect with backoff and jitter on close, error or
+ * silence, and make-before-break rotation before the exchange's 24 h
+ * limit or on a serverShutdown event.
+ */
+#pragma once
+
+#include "conf.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define KL_WS_STREAMS_PER_CONN 200
+
+struct kl_ws;
+
+/** One event: its symbol and the raw text of a combined frame's "data" (borrowed). */
+typedef void (*kl_ws_event_cb)(void *ud, const char *symbol, const char *data, size_t len);
+
+/** A connection came up (a window the stream did not see may lie behind it). */
+typedef void (*kl_ws_up_cb)(void *ud);
+
+/**
+ * Connect for @p symbols (borrowed, must outlive the stream).
+ * @return 0 with *ret owned by the caller, or -errno with @p err set.
+ */
+int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols, size_t n,
+	      kl_ws_event_cb on_event, kl_ws_up_cb on_up, void *ud, struct kl_ws **ret, char *err,
+	      size_t errlen);
+
+struct kl_ws_stats {
+	uint64_t connects, reconnects, rotations, frames, bad_frames;
+	size_t connected;      /* connections currently delivering */
+	int64_t last_frame_ms; /* uv_now() of the newest frame */
+};
+void kl_ws_stats(const struct kl_ws *ws, struct kl_ws_stats *ret);
+
+/** Close every connection and free once lws has let go (the loop must run on). NULL is fine. */
+void kl_ws_free(struct kl_ws *ws);
