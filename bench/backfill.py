@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Batch-backfill benchmark: klined vs the original Python pipeline, on the replay exchange.
 
-    python3 bench/backfill.py [--quick] [--no-build] [--no-sustained] [--sweep]
+    python3 bench/backfill.py [--quick] [--sweep] [--repeat N] [--wait-idle S]
+                              [--regimes loopback,network,sustained] [--klined PATH | --no-build]
 
 One year of 1m klines for BTCUSDT and ETHUSDT (the recorded 2023-Q1 data tiled
 forward: 365 days x 1440 x 2 = 1,051,200 klines, 1052 pages of 1000) from the
@@ -23,6 +24,10 @@ Regimes:
   sustained  (not with --quick or --no-sustained) the network model, klined only,
              over 6 years (6,312,960 klines) so that the 6000/min weight limit binds
              for several wall-clock minutes: klined's steady rate vs 50 pages/s
+
+klined and tests/replay/binance_replay.py are copied into the work directory
+first ($WORK in the printed commands), so a rebuild or an edit of the tree
+during the run cannot change what is measured.
 
 Peak RSS comes from /usr/bin/time -v when it exists, else from polling
 /proc/PID/status VmHWM.  Both stores are checked to hold the expected number of
@@ -56,6 +61,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 REPLAY = REPO / "tests" / "replay" / "binance_replay.py"
+DATA = (REPO / ".." / "shared" / "data" / "binance").resolve()
 KLINED = REPO / "build" / "daemon" / "klined"
 OUT = BENCH / "out" / "backfill.json"
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -143,8 +149,8 @@ class Replay:
 
     def __init__(self, until_day: str, latency_ms: int = 0, weight_limit: int = 0,
                  errlog: Path = None):
-        self.cmd = [sys.executable, str(REPLAY), "--port", "0", "--start", until_day + CLOCK,
-                    "--speed", "0", "--tile-until", until_day]
+        self.cmd = [sys.executable, str(REPLAY), "--port", "0", "--data", str(DATA),
+                    "--start", until_day + CLOCK, "--speed", "0", "--tile-until", until_day]
         if latency_ms:
             self.cmd += ["--latency-ms", str(latency_ms)]
         if weight_limit:
@@ -153,7 +159,10 @@ class Replay:
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=self.err, text=True)
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError("the replay exchange did not start: %s" % cmdline(self.cmd))
+            self.proc.wait()
+            tail = Path(errlog).read_text()[-2000:] if errlog else ""
+            raise RuntimeError("the replay exchange did not start: %s\n%s"
+                               % (cmdline(self.cmd), tail))
         self.info = json.loads(line)
         self.url = self.info["rest_url"]
 
@@ -199,8 +208,26 @@ def summarize_stats(st: dict) -> dict:
     }
 
 
+WAIT_IDLE_S = 0.0
+
+
+def wait_idle(replay: Replay) -> float:
+    """With --wait-idle: wait (at most WAIT_IDLE_S) until the rest of the machine uses less than
+    a third of a core over a second.  @return the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < WAIT_IDLE_S:
+        m0, r0 = machine_cpu(), replay.cpu_s()
+        time.sleep(1.0)
+        m1, r1 = machine_cpu(), replay.cpu_s()
+        other = (m1[0] - m0[0]) / max(1, m1[1] - m0[1]) * os.cpu_count() - (r1 - r0)
+        if other < 0.33:
+            break
+    return round(time.perf_counter() - t0, 1)
+
+
 def measure(cmd, replay: Replay, stderr_path: Path) -> dict:
     """Run cmd to completion: wall time, peak RSS, CPU, and what the machine did meanwhile."""
+    waited = wait_idle(replay) if WAIT_IDLE_S > 0 else 0.0
     use_time = os.path.exists(TIME_BIN)
     tfile = stderr_path.with_suffix(".time")
     full = [TIME_BIN, "-v", "-o", str(tfile)] + list(cmd) if use_time else list(cmd)
@@ -231,7 +258,7 @@ def measure(cmd, replay: Replay, stderr_path: Path) -> dict:
     res = {"cmd": cmdline(cmd), "rc": p.returncode, "wall_s": round(wall, 3), "stdout": out,
            "replay_cpu_s": round(r1 - r0, 2),
            "machine_busy_cores": round((m1[0] - m0[0]) / max(1, m1[1] - m0[1]) * os.cpu_count(), 2),
-           "loadavg_before": la0, "loadavg_after": os.getloadavg()}
+           "loadavg_before": la0, "loadavg_after": os.getloadavg(), "waited_idle_s": waited}
     if use_time:
         txt = tfile.read_text()
         def field(name):
@@ -332,6 +359,8 @@ def run_reference(replay: Replay, history_start: str, work: Path, tag: str,
 
 def rate(r: dict) -> None:
     r["klines_per_s"] = round(r["klines"] / r["wall_s"])
+    # load-independent: what one core does per second of its own CPU time
+    r["klines_per_cpu_s"] = round(r["klines"] / r["cpu_s"]) if r.get("cpu_s") else None
     r["pages_per_s"] = round(r["klines_requests"] / r["wall_s"], 1)
 
 
@@ -409,16 +438,17 @@ def mb(kb):
 
 def table(results: dict) -> str:
     lines = ["| regime | client | klines | wall s | klines/s | pages/s | peak RSS MB | CPU s "
-             "| replay CPU s | other load | 429 / 418 |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| klines per CPU s | replay CPU s | other load | 429 / 418 |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, reg in results["regimes"].items():
         for r in reg["rows"]:
             wall = r.get("seconds", r["wall_s"])
-            lines.append("| %s | %s | %s | %.2f | %s | %.1f | %s | %s | %.2f | %s | %d / %d |" % (
+            lines.append("| %s | %s | %s | %.2f | %s | %.1f | %s | %s | %s | %.2f | %s | %d / %d |" % (
                 name, r["client"], format(r["klines"], ","), wall,
                 format(r["klines_per_s"], ","), r["pages_per_s"],
                 mb(r["maxrss_kb"]) if "serving" not in r["client"] else "-",
                 r["cpu_s"] if "serving" not in r["client"] else "-",
+                format(r["klines_per_cpu_s"], ",") if r.get("klines_per_cpu_s") else "-",
                 r["replay_cpu_s"], "%.2f" % r["other_busy_cores"]
                 if r.get("other_busy_cores") is not None else "-", r["http_429"], r["http_418"]))
     return "\n".join(lines)
@@ -513,13 +543,54 @@ def main() -> int:
                     help="also klined on loopback at --rest-concurrency 1,2,4,8,16")
     ap.add_argument("--repeat", type=int, default=3,
                     help="loopback: run klined and the reference N times each, report the median")
+    ap.add_argument("--rev", default=None,
+                    help="benchmark the klined and replay exchange of this commit (git archive, "
+                         "built in the work directory), not the work tree's")
+    ap.add_argument("--replay", default=None,
+                    help="use this binance_replay.py instead of tests/replay/binance_replay.py")
     ap.add_argument("--regimes", default="loopback,network,sustained",
                     help="comma-separated subset of loopback,network,sustained")
+    ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
+                    help="before each measured run, wait up to S seconds for the rest of the "
+                         "machine to go quiet (< 1/3 core busy); for shared machines")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (stores, logs)")
     args = ap.parse_args()
     command = "python3 bench/backfill.py" + "".join(" " + a for a in sys.argv[1:])
 
-    global KLINED
+    work = Path(tempfile.mkdtemp(prefix="klined-bench-"))
+    try:
+        return run(args, command, work)
+    finally:
+        if args.keep:
+            log("work directory kept: %s" % work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, command: str, work: Path) -> int:
+    global KLINED, WAIT_IDLE_S, REPLAY
+    WAIT_IDLE_S = args.wait_idle
+    source = "work tree of %s" % REPO
+    if args.rev:
+        sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.rev],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        src = work / ("src-" + sha)
+        src.mkdir()
+        log("building klined %s in %s" % (sha, src))
+        subprocess.run("git -C %s archive %s | tar -x -C %s" % (shlex.quote(str(REPO)), sha,
+                                                               shlex.quote(str(src))),
+                       shell=True, check=True)
+        b = subprocess.run("meson setup build -Dtests=false >/dev/null && ninja -C build "
+                           "daemon/klined", shell=True, cwd=src, capture_output=True, text=True)
+        if b.returncode != 0:
+            log(b.stdout[-3000:] + b.stderr[-3000:])
+            log("cannot build %s" % sha)
+            return 1
+        args.klined = str(src / "build" / "daemon" / "klined")
+        args.replay = args.replay or str(src / "tests" / "replay" / "binance_replay.py")
+        source = "commit %s" % sha
+    if args.replay:
+        REPLAY = Path(args.replay).resolve()
     if args.klined:
         KLINED = Path(args.klined).resolve()
     elif not args.no_build:
@@ -541,17 +612,22 @@ def main() -> int:
     end = ms(end_day)
     hist = day_str(start)
     expected = days * 1440 * len(SYMBOLS)
-    work = Path(tempfile.mkdtemp(prefix="klined-bench-"))
     # a private copy: a rebuild of the tree during the run must not change what is measured
     shutil.copy2(KLINED, work / "klined")
     src_klined = KLINED
     KLINED = work / "klined"
+    shutil.copy2(REPLAY, work / REPLAY.name)  # likewise the replay exchange
+    src_replay = REPLAY
+    REPLAY = work / REPLAY.name
     conf = work / "empty.conf"
     conf.write_text("")  # keep a stray /etc/klined/klined.conf out of the figures
 
     info = machine_info()
+    info["klined_source"] = source if not args.klined or args.rev else "given binary"
     info["klined_binary"] = str(src_klined)
     info["klined_sha256"] = hashlib.sha256(src_klined.read_bytes()).hexdigest()[:16]
+    info["replay"] = str(src_replay)
+    info["replay_sha256"] = hashlib.sha256(src_replay.read_bytes()).hexdigest()[:16]
     results = {"command": command, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "machine": info, "range": {"symbols": SYMBOLS, "from": hist, "to": end_day,
                                           "klines": expected,
@@ -559,8 +635,8 @@ def main() -> int:
                "regimes": {}}
     print("## machine\n")
     for key in ("cpu_model", "nproc", "cpus_usable", "mem_total_gb", "kernel", "python",
-                "sqlite_python", "klined", "klined_binary", "klined_sha256", "git", "time_source",
-                "loadavg_start"):
+                "sqlite_python", "klined", "klined_source", "klined_binary", "klined_sha256",
+                "replay", "replay_sha256", "git", "time_source", "loadavg_start"):
         print("- %s: %s" % (key, info[key]))
     print("\ncommand: %s\nrange: %s, %s .. %s (exclusive): %s klines, %d pages\n"
           % (command, ",".join(SYMBOLS), hist, end_day, format(expected, ","),
@@ -570,101 +646,96 @@ def main() -> int:
     if args.quick or args.no_sustained:
         regimes = [r for r in regimes if r != "sustained"]
     commands = {}
-    try:
-        # ---- 1. loopback ---------------------------------------------------------------
-        if "loopback" in regimes:
-            log("loopback: no added latency, no weight limit")
-            rp = Replay(end_day, errlog=work / "replay-loopback.err")
-            commands["replay loopback"] = cmdline(rp.cmd)
-            sweep = []
-            try:
-                s1 = run_serve(rp, start, end, 1, 0, work, "loop-c1")
-                s8 = run_serve(rp, start, end, 8, 0, work, "loop-c8")
-                k, p, v = measured_pair(rp, hist, work, "loop", conf, start, end, expected,
-                                        args.repeat, args.keep)
-                if args.sweep:
-                    for c in (1, 2, 4, 8, 16):
-                        sw = run_klined(rp, hist, work, "loop-c%d" % c, conf, concurrency=c)
-                        sweep.append({kk: sw[kk] for kk in (
-                            "client", "klines", "wall_s", "klines_per_s", "pages_per_s", "cpu_s",
-                            "maxrss_kb", "replay_cpu_s", "other_busy_cores",
-                            "backfill_phase_rows_per_s")})
-                        for x in work.glob(Path(sw["db"]).name + "*"):
-                            x.unlink()
-            finally:
-                rp.stop()
-            commands["serve loopback"] = s8["cmd"]
-            commands["klined loopback"] = k["cmd"]
-            commands["python loopback"] = p["cmd"]
-            k.pop("log")
-            results["regimes"]["loopback"] = {"replay": rp.cmd[2:], "serve_c1": s1,
-                                              "serve_c8": s8, "klined": k, "python": p,
-                                              "verify": v, "sweep": sweep}
-            log("  verify: %s" % ("ok" if v["ok"] else v["problems"]))
+    # ---- 1. loopback ---------------------------------------------------------------
+    if "loopback" in regimes:
+        log("loopback: no added latency, no weight limit")
+        rp = Replay(end_day, errlog=work / "replay-loopback.err")
+        commands["replay loopback"] = cmdline(rp.cmd)
+        sweep = []
+        try:
+            s1 = run_serve(rp, start, end, 1, 0, work, "loop-c1")
+            s8 = run_serve(rp, start, end, 8, 0, work, "loop-c8")
+            k, p, v = measured_pair(rp, hist, work, "loop", conf, start, end, expected,
+                                    args.repeat, args.keep)
+            if args.sweep:
+                for c in (1, 2, 4, 8, 16):
+                    sw = run_klined(rp, hist, work, "loop-c%d" % c, conf, concurrency=c)
+                    sweep.append({kk: sw[kk] for kk in (
+                        "client", "klines", "wall_s", "klines_per_s", "pages_per_s", "cpu_s",
+                        "maxrss_kb", "replay_cpu_s", "other_busy_cores",
+                        "backfill_phase_rows_per_s")})
+                    for x in work.glob(Path(sw["db"]).name + "*"):
+                        x.unlink()
+        finally:
+            rp.stop()
+        commands["serve loopback"] = s8["cmd"]
+        commands["klined loopback"] = k["cmd"]
+        commands["python loopback"] = p["cmd"]
+        k.pop("log")
+        results["regimes"]["loopback"] = {"replay": rp.cmd[2:], "serve_c1": s1,
+                                          "serve_c8": s8, "klined": k, "python": p,
+                                          "verify": v, "sweep": sweep}
+        log("  verify: %s" % ("ok" if v["ok"] else v["problems"]))
 
-        # ---- 2. real-network model -----------------------------------------------------
-        if "network" in regimes:
-            log("network: --latency-ms %d --weight-limit %d" % (LATENCY_MS, WEIGHT_LIMIT))
-            rp = Replay(end_day, LATENCY_MS, WEIGHT_LIMIT, errlog=work / "replay-network.err")
-            commands["replay network"] = cmdline(rp.cmd)
-            try:
-                pages = results["range"]["pages"]
-                # bounded: each stays far under one minute's weight (and the weight is reset)
-                s1 = run_serve(rp, start, end, 1, min(pages, 100), work, "net-c1")
-                s8 = run_serve(rp, start, end, 8, min(pages, 400), work, "net-c8")
-                s64 = run_serve(rp, start, end, 64, min(pages, 1000), work, "net-c64")
-                k, p, v = measured_pair(rp, hist, work, "net", conf, start, end, expected, 1,
-                                        args.keep)
-            finally:
-                rp.stop()
-            commands["serve network"] = s8["cmd"]
-            commands["klined network"] = k["cmd"]
-            commands["python network"] = p["cmd"]
-            k["minutes"] = minute_profile(k.pop("log"))
-            results["regimes"]["network"] = {"replay": rp.cmd[2:], "serve_c1": s1,
-                                             "serve_c8": s8, "serve_c64": s64, "klined": k,
-                                             "python": p, "verify": v}
-            log("  verify: %s" % ("ok" if v["ok"] else v["problems"]))
+    # ---- 2. real-network model -----------------------------------------------------
+    if "network" in regimes:
+        log("network: --latency-ms %d --weight-limit %d" % (LATENCY_MS, WEIGHT_LIMIT))
+        rp = Replay(end_day, LATENCY_MS, WEIGHT_LIMIT, errlog=work / "replay-network.err")
+        commands["replay network"] = cmdline(rp.cmd)
+        try:
+            pages = results["range"]["pages"]
+            # bounded: each stays far under one minute's weight (and the weight is reset)
+            s1 = run_serve(rp, start, end, 1, min(pages, 100), work, "net-c1")
+            s8 = run_serve(rp, start, end, 8, min(pages, 400), work, "net-c8")
+            s64 = run_serve(rp, start, end, 64, min(pages, 1000), work, "net-c64")
+            k, p, v = measured_pair(rp, hist, work, "net", conf, start, end, expected, 1,
+                                    args.keep)
+        finally:
+            rp.stop()
+        commands["serve network"] = s8["cmd"]
+        commands["klined network"] = k["cmd"]
+        commands["python network"] = p["cmd"]
+        k["minutes"] = minute_profile(k.pop("log"))
+        results["regimes"]["network"] = {"replay": rp.cmd[2:], "serve_c1": s1,
+                                         "serve_c8": s8, "serve_c64": s64, "klined": k,
+                                         "python": p, "verify": v}
+        log("  verify: %s" % ("ok" if v["ok"] else v["problems"]))
 
-        # ---- 3. sustained: the weight limit binds ---------------------------------------
-        if "sustained" in regimes:
-            s_end = "2029-01-01"
-            s_hist = "2023-01-01"
-            s_days = (ms(s_end) - ms(s_hist)) // DAY_MS
-            s_expected = s_days * 1440 * len(SYMBOLS)
-            log("sustained: klined only, %s .. %s (%s klines), --latency-ms %d --weight-limit %d"
-                % (s_hist, s_end, format(s_expected, ","), LATENCY_MS, WEIGHT_LIMIT))
-            rp = Replay(s_end, LATENCY_MS, WEIGHT_LIMIT, errlog=work / "replay-sustained.err")
-            commands["replay sustained"] = cmdline(rp.cmd)
-            try:
-                k = run_klined(rp, s_hist, work, "sustained", conf)
-            finally:
-                rp.stop()
-            commands["klined sustained"] = k["cmd"]
-            k["minutes"] = minute_profile(k.pop("log"))
-            v = {"ok": k["klines"] == s_expected, "klined": k["klines"], "expected": s_expected,
-                 "problems": [] if k["klines"] == s_expected else
-                 ["klined holds %d klines, expected %d" % (k["klines"], s_expected)]}
-            results["regimes"]["sustained"] = {"replay": rp.cmd[2:], "klined": k, "verify": v,
-                                               "range": {"from": s_hist, "to": s_end,
-                                                         "klines": s_expected,
-                                                         "pages": k["klines_requests"]}}
-            log("  verify: %s" % ("ok" if v["ok"] else v["problems"]))
-            if not args.keep:
-                for x in work.glob("klined-sustained.db*"):
-                    x.unlink()
-    finally:
-        if args.keep:
-            log("work directory kept: %s" % work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    # ---- 3. sustained: the weight limit binds ---------------------------------------
+    if "sustained" in regimes:
+        s_end = "2029-01-01"
+        s_hist = "2023-01-01"
+        s_days = (ms(s_end) - ms(s_hist)) // DAY_MS
+        s_expected = s_days * 1440 * len(SYMBOLS)
+        log("sustained: klined only, %s .. %s (%s klines), --latency-ms %d --weight-limit %d"
+            % (s_hist, s_end, format(s_expected, ","), LATENCY_MS, WEIGHT_LIMIT))
+        rp = Replay(s_end, LATENCY_MS, WEIGHT_LIMIT, errlog=work / "replay-sustained.err")
+        commands["replay sustained"] = cmdline(rp.cmd)
+        try:
+            k = run_klined(rp, s_hist, work, "sustained", conf)
+        finally:
+            rp.stop()
+        commands["klined sustained"] = k["cmd"]
+        k["minutes"] = minute_profile(k.pop("log"))
+        v = {"ok": k["klines"] == s_expected, "klined": k["klines"], "expected": s_expected,
+             "problems": [] if k["klines"] == s_expected else
+             ["klined holds %d klines, expected %d" % (k["klines"], s_expected)]}
+        results["regimes"]["sustained"] = {"replay": rp.cmd[2:], "klined": k, "verify": v,
+                                           "range": {"from": s_hist, "to": s_end,
+                                                     "klines": s_expected,
+                                                     "pages": k["klines_requests"]}}
+        log("  verify: %s" % ("ok" if v["ok"] else v["problems"]))
+        if not args.keep:
+            for x in work.glob("klined-sustained.db*"):
+                x.unlink()
 
     results["machine"]["loadavg_end"] = os.getloadavg()
     results["commands"] = commands
     results["verdicts"] = verdicts(results)
     print("## commands (ports vary per run)\n")
     for name, c in commands.items():
-        c = c.replace(str(work) + "/", "$WORK/").replace(str(REPO) + "/", "")
+        c = c.replace(str(work) + "/", "$WORK/").replace(str(DATA), "../shared/data/binance")
+        c = c.replace(str(REPO) + "/", "")
         print("- %s: `%s`" % (name, c.replace(sys.executable, "python3")))
     print()
     # rebuild the rows for the table from what was kept

@@ -114,6 +114,13 @@ static int exchange_error(const struct kl_rest_reply *r, char *msg, size_t n)
 
 static void refresh_days(struct run *run)
 {
+	if (run->speed) {
+		/* The stream's event times are the exchange's clock too, and fresher. */
+		struct kl_speed_stats ss;
+		kl_speed_stats(run->speed, &ss);
+		if (kl_kline_slot(ss.last_event_time) > run->closed_end)
+			run->closed_end = kl_kline_slot(ss.last_event_time);
+	}
 	for (size_t i = 0; i < run->nsyms; i++) {
 		int n = kl_store_refresh_days(run->st, run->syms[i].sid, run->closed_end);
 		if (n < 0) {

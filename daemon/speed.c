@@ -23,11 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COMMIT_MS     100
-#define COMMIT_EVENTS 1000
-#define MAX_PARTS     64
-#define WINDOWS	      3	     /* open days per symbol: today and late yesterday */
-#define FUTURE_MS     600000 /* events this far past the exchange's clock are bogus */
+#define COMMIT_MS      100
+#define COMMIT_EVENTS  1000
+#define MAX_PARTS      64
+#define WINDOWS	       3      /* open days per symbol: today and late yesterday */
+#define FUTURE_MS      600000 /* events this far past the exchange's clock are bogus */
+#define FUTURE_WALL_MS 10000  /* plus this much wall time at the clock's rate */
 
 struct swin {
 	struct kl_window w;
@@ -55,6 +56,7 @@ struct kl_speed {
 	size_t pending;
 	int64_t clock_ms; /* exchange time from REST; 0 unknown */
 	uint64_t clock_at;
+	double clock_rate; /* exchange ms per wall ms, 1 on a real exchange */
 	int64_t final_upto;
 	uv_timer_t commit_timer;
 	kl_speed_final_cb on_final;
@@ -92,6 +94,7 @@ int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
 	sp->on_final = on_final;
 	sp->ud = ud;
 	sp->final_upto = INT64_MIN;
+	sp->clock_rate = 1;
 	kl_watermark_init(&sp->wm, conf->watermark_ms);
 	uv_timer_init(loop, &sp->commit_timer);
 	sp->commit_timer.data = sp;
@@ -195,12 +198,14 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 		return;
 	}
 	if (sp->clock_ms) {
-		/* The exchange's clock as of the last REST reading, or the stream's own
-		 * newest time when it runs ahead (virtual time may run fast). */
-		int64_t now = sp->clock_ms + (int64_t)(uv_now(sp->loop) - sp->clock_at);
+		/* The exchange's clock extrapolated from REST readings at the rate it has
+		 * been seen to run (a replay runs fast), or the stream's own newest time. */
+		double wall = (double)(uv_now(sp->loop) - sp->clock_at);
+		int64_t now = sp->clock_ms + (int64_t)(wall * sp->clock_rate);
+		int64_t slack = FUTURE_MS + (int64_t)(FUTURE_WALL_MS * sp->clock_rate);
 		if (sp->wm.max_event > now)
 			now = sp->wm.max_event;
-		if (ev.event_time > now + FUTURE_MS || ev.k.open_time > now + FUTURE_MS) {
+		if (ev.event_time > now + slack || ev.k.open_time > now + slack) {
 			sp->stats.future++;
 			reject(sp, ev.symbol, m->value, m->len, KL_KLINE_FUTURE);
 			return;
@@ -352,6 +357,12 @@ int kl_speed_start(struct kl_speed *sp)
 
 void kl_speed_set_clock(struct kl_speed *sp, int64_t exchange_ms)
 {
+	uint64_t wall = uv_now(sp->loop) - sp->clock_at;
+
+	if (sp->clock_ms && wall >= 1000 && exchange_ms > sp->clock_ms) {
+		double rate = (double)(exchange_ms - sp->clock_ms) / (double)wall;
+		sp->clock_rate = rate < 1 ? 1 : rate > 1e6 ? 1e6 : rate;
+	}
 	sp->clock_ms = exchange_ms;
 	sp->clock_at = uv_now(sp->loop);
 }
@@ -401,5 +412,11 @@ void kl_speed_free(struct kl_speed *sp)
 		return;
 	sp->on_final = NULL;
 	commit(sp);
+	kl_info("speed",
+		"stopped: events=%" PRIu64 ", closed=%" PRIu64 ", late=%" PRIu64 ", future=%" PRIu64
+		", bad=%" PRIu64 ", duplicates=%" PRIu64 ", stale=%" PRIu64 ", unknown=%" PRIu64
+		", commits=%" PRIu64,
+		sp->stats.events, sp->stats.closed, sp->stats.late, sp->stats.future, sp->stats.bad,
+		sp->stats.duplicates, sp->stats.stale, sp->stats.unknown, sp->stats.commits);
 	uv_close((uv_handle_t *)&sp->commit_timer, on_closed);
 }

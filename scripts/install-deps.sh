@@ -10,7 +10,7 @@ APT_PACKAGES=(
     libuv1-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev libinih-dev
     libcmocka-dev zlib1g-dev libzip-dev
     libwebsockets-dev libwebsockets-evlib-uv librdkafka-dev libsystemd-dev
-    sqlite3 python3 python3-pip
+    sqlite3 python3 python3-pip kcat openjdk-17-jre-headless maven
 )
 
 SUDO=
@@ -26,9 +26,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! $PY -c 'import aiohttp, pytest, pytest_timeout' 2>/dev/null; then
+if ! $PY -c 'import aiohttp, pytest, pytest_timeout, confluent_kafka' 2>/dev/null; then
     echo "install-deps: pip install -r tests/requirements.txt"
     $PY -m pip install -q -r tests/requirements.txt 2>/dev/null ||
         $PY -m pip install -q --break-system-packages -r tests/requirements.txt
 fi
+# Apache Kafka (KRaft) for the tests and the demo, from Maven Central, cached.
+$PY tests/kafka/kafka.py fetch
 echo "install-deps: ok"

@@ -16,6 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import binance_replay as br  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests" / "kafka"))
+from conftest_kafka import kafka_broker, kafka_factory, kafka_topic  # noqa: E402,F401
+
 KLINED = Path(os.environ.get("KLINED_BIN", ROOT / "build" / "daemon" / "klined"))
 HALT = ("2023-03-24T12:40:00Z", "2023-03-24T14:00:00Z")
 HALT_MS = (1679661600000, 1679666400000)
@@ -64,8 +67,13 @@ class Klined:
         return p
 
     def start(self, *args):
-        return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        # stderr goes to a file: a pipe nobody reads would stall a chatty daemon.
+        self.log = open(self.db.parent / f"klined-{time.monotonic_ns()}.log", "w+")
+        proc = subprocess.Popen(self.argv(*args), stdout=subprocess.DEVNULL,
+                                stderr=self.log, text=True)
+        proc.log = self.log
+        RUNNING.append(proc)
+        return proc
 
     def cmd(self, cmd, *args, timeout=120):
         return subprocess.run(self.argv(*args, cmd=cmd), capture_output=True, text=True,
@@ -96,12 +104,41 @@ def wait_for(pred, timeout=30, step=0.05):
     raise AssertionError("condition not met in time")
 
 
+RUNNING = []
+
+
+def read_log(proc):
+    proc.log.flush()
+    proc.log.seek(0)
+    return proc.log.read()
+
+
+@pytest.fixture(autouse=True)
+def _stop_daemons(request):
+    """Every test stops what it started; a failing test shows the daemon's log."""
+    yield
+    failed = getattr(request.node, "rep_call", None)
+    while RUNNING:
+        proc = RUNNING.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if failed is not None and failed.failed:
+            print(f"--- klined log (exit {proc.returncode}) ---\n{read_log(proc)[-6000:]}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    rep = (yield).get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
 def stop(proc, sig=signal.SIGTERM, timeout=10):
     proc.send_signal(sig)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"klined did not stop within {timeout}s:\n{err[-3000:]}")
-    return proc.returncode, err
+        proc.wait()
+        raise AssertionError(f"klined did not stop within {timeout}s:\n{read_log(proc)[-3000:]}")
+    return proc.returncode, read_log(proc)

@@ -315,7 +315,7 @@ def test_daemon_follows_the_exchange_clock(replay, klined):
     # Virtual time runs an hour per second: the daemon must keep fetching each
     # newly closed minute, keep complete days exact and today's row current.
     srv = replay(start="2023-03-10T22:00:30Z", speed=3600)
-    k = klined(srv.rest_url, "--history-start", "2023-03-08")
+    k = klined(srv.rest_url, "--history-start", "2023-03-08", "--kafka-brokers", "off")
     proc = k.start()
     wait_for(lambda: _count(k.db) > 0 and query(
         k.db, "SELECT count(*) FROM daily WHERE day = '2023-03-11' AND source = 'speed'")[0][0],

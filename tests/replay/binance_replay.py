@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import bisect
 import collections
+import copy
 import datetime as _dt
 import gzip
 import json
@@ -44,6 +45,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -144,6 +146,18 @@ class VirtualClock:
         self._anchor_v = int(start_ms)
         self._anchor_w = wall()
         self._speed = float(speed)
+        self._listeners: List[Callable[[], None]] = []
+
+    def add_listener(self, fn: Callable[[], None]) -> None:
+        """fn() is called (in the caller's thread) after every set(); the websocket side
+        uses it to wake its stream generators."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[], None]) -> None:
+        try:
+            self._listeners.remove(fn)
+        except ValueError:
+            pass
 
     def now_ms(self) -> int:
         with self._lock:
@@ -173,7 +187,10 @@ class VirtualClock:
                 self._speed = float(speed)
             self._anchor_v = cur
             self._anchor_w = self._wall()
-            return {"now_ms": cur, "now_iso": iso_ms(cur), "speed": self._speed}
+            st = {"now_ms": cur, "now_iso": iso_ms(cur), "speed": self._speed}
+        for fn in list(self._listeners):
+            fn()
+        return st
 
     def state(self) -> Dict[str, Any]:
         with self._lock:
@@ -261,6 +278,44 @@ class BaseData:
             self.close_off[sym] = {(ot - self.origin_ms) // MINUTE_MS: c
                                    for ot, c in odd_close[sym].items()}
             self.has_holes[sym] = any(m is None for m in mids)
+        # symbol -> the recorded symbol whose data it serves (itself; see with_generated)
+        self.source: Dict[str, str] = {s: s for s in self.symbols}
+        self._trade_prefix: Dict[str, List[int]] = {}   # shared by generated views
+
+    def with_generated(self, n: int) -> "BaseData":
+        """A view with n synthetic symbols S0001USDT, S0002USDT, ... added, each serving the
+        recorded data of the base symbols in turn (S0001 = 1st, S0002 = 2nd, ...).  The lists
+        are shared, so this costs no memory; the cached BaseData itself is not modified."""
+        if n <= 0:
+            return self
+        v = copy.copy(self)
+        v.mid, v.tail = dict(self.mid), dict(self.tail)
+        v.close_off, v.has_holes, v.source = dict(self.close_off), dict(self.has_holes), dict(self.source)
+        names = []
+        for i in range(1, int(n) + 1):
+            name = "S%04dUSDT" % i
+            src = self.symbols[(i - 1) % len(self.symbols)]
+            if name in self.mid:
+                raise ValueError(f"generated symbol {name} clashes with a recorded one")
+            v.mid[name], v.tail[name] = self.mid[src], self.tail[src]
+            v.close_off[name], v.has_holes[name] = self.close_off[src], self.has_holes[src]
+            v.source[name] = src
+            names.append(name)
+        v.symbols = list(self.symbols) + names
+        return v
+
+    def trade_prefix(self, symbol: str) -> List[int]:
+        """prefix[i] = trades in the base period's minutes before index i (len n+1)."""
+        src = self.source.get(symbol, symbol)
+        p = self._trade_prefix.get(src)
+        if p is None:
+            acc, p = 0, [0]
+            for t in self.tail[src]:
+                if t is not None:
+                    acc += int(t.split(",", 2)[1])
+                p.append(acc)
+            self._trade_prefix[src] = p
+        return p
 
     @classmethod
     def load(cls, data_dir: str) -> "BaseData":
@@ -300,6 +355,40 @@ def _frac_toward_zero(delta: int, num: int, den: int) -> int:
     return -q if delta < 0 else q
 
 
+def partial_plan(fields: List[Any]) -> Tuple:
+    """The integer form of a recorded kline that partial_kline() interpolates (computed once
+    per minute by the websocket side, which sends ~30 running updates of each minute)."""
+    pp = max(_scaled(fields[j])[1] for j in (1, 2, 3, 4))
+    o = _scaled(fields[1])
+    o_int = o[0] * 10 ** (pp - o[1])
+    deltas = []
+    for j in (2, 3, 4):
+        x, p = _scaled(fields[j])
+        deltas.append(x * 10 ** (pp - p) - o_int)
+    vols = []
+    # volumes: common places for base volume / taker base, and for quote / taker quote
+    for a, b in ((5, 9), (7, 10)):
+        va, pa = _scaled(fields[a])
+        vb, pb = _scaled(fields[b])
+        p = max(pa, pb)
+        vols.append((a, va * 10 ** (p - pa), b, vb * 10 ** (p - pb), p))
+    return (list(fields), pp, o_int, _fmt_scaled(o_int, pp), deltas, vols, int(fields[8]))
+
+
+def partial_from_plan(plan: Tuple, elapsed: int, duration: int) -> List[Any]:
+    fields, pp, o_int, o_str, deltas, vols, trades = plan
+    elapsed = max(0, min(elapsed, duration))
+    out = list(fields)
+    out[1] = o_str
+    for j, d in zip((2, 3, 4), deltas):
+        out[j] = _fmt_scaled(o_int + _frac_toward_zero(d, elapsed, duration), pp)
+    for a, va, b, vb, p in vols:
+        out[a] = _fmt_scaled(_frac_toward_zero(va, elapsed, duration), p)
+        out[b] = _fmt_scaled(_frac_toward_zero(vb, elapsed, duration), p)
+    out[8] = (trades * elapsed) // duration
+    return out
+
+
 def partial_kline(fields: List[Any], elapsed: int, duration: int) -> List[Any]:
     """Running values of a kline `elapsed` ms into a bar of `duration` ms (0 <= elapsed < duration).
 
@@ -307,25 +396,7 @@ def partial_kline(fields: List[Any], elapsed: int, duration: int) -> List[Any]:
     values (truncated toward open, so low <= open,close <= high always holds and high is
     non-decreasing, low non-increasing); volumes and trades grow linearly from 0
     (truncated).  At elapsed == duration the recorded values would be reached exactly."""
-    elapsed = max(0, min(elapsed, duration))
-    out = list(fields)
-    pp = max(_scaled(fields[j])[1] for j in (1, 2, 3, 4))
-    o = _scaled(fields[1])
-    o_int = o[0] * 10 ** (pp - o[1])
-    for j in (2, 3, 4):
-        x, p = _scaled(fields[j])
-        x_int = x * 10 ** (pp - p)
-        out[j] = _fmt_scaled(o_int + _frac_toward_zero(x_int - o_int, elapsed, duration), pp)
-    out[1] = _fmt_scaled(o_int, pp)
-    # volumes: common places for base volume / taker base, and for quote / taker quote
-    for a, b in ((5, 9), (7, 10)):
-        va, pa = _scaled(fields[a])
-        vb, pb = _scaled(fields[b])
-        p = max(pa, pb)
-        out[a] = _fmt_scaled(_frac_toward_zero(va * 10 ** (p - pa), elapsed, duration), p)
-        out[b] = _fmt_scaled(_frac_toward_zero(vb * 10 ** (p - pb), elapsed, duration), p)
-    out[8] = (int(fields[8]) * elapsed) // duration
-    return out
+    return partial_from_plan(partial_plan(fields), elapsed, duration)
 
 
 def render_kline(fields: Sequence[Any]) -> str:
@@ -404,6 +475,15 @@ class KlineStore:
         if ki is None or symbol not in self.base.mid:
             return False
         return self.base.mid[symbol][ki[1]] is not None and not self._in_gap(symbol, ot)
+
+    FIRST_TRADE_ID = 100_000_000
+
+    def first_trade_id(self, symbol: str, ot: int) -> int:
+        """A synthetic, consistent trade id of the minute's first trade (ids of consecutive
+        minutes are contiguous; tiles continue the count)."""
+        k, i = self._index(ot)
+        p = self.base.trade_prefix(symbol)
+        return self.FIRST_TRADE_ID + k * p[-1] + p[i]
 
     def close_offset(self, symbol: str, ot: int) -> int:
         shortened = self._gaps[symbol][2]
@@ -639,8 +719,11 @@ class Replay:
     def __init__(self, data_dir: Optional[str] = None, start: Any = None, speed: float = 1.0,
                  tile_until: Any = None, weight_limit: int = 0, latency_ms: int = 0,
                  halts: Iterable[Any] = (), faults: Iterable[Dict] = (),
-                 log_size: int = 10000, wall: Callable[[], float] = time.time):
-        self.base = BaseData.load(data_dir or DEFAULT_DATA_DIR)
+                 log_size: int = 10000, wall: Callable[[], float] = time.time,
+                 gen_symbols: int = 0, ws_config: Optional[Dict[str, Any]] = None,
+                 ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000):
+        self.base = BaseData.load(data_dir or DEFAULT_DATA_DIR).with_generated(int(gen_symbols))
+        self.ws: Optional["WsHub"] = None
         tu = None
         if tile_until is not None:
             tu = parse_time_ms(tile_until)
@@ -665,6 +748,8 @@ class Replay:
                 a, b = h
                 self.store.add_gap(parse_time_ms(a), parse_time_ms(b), None, True, "halt")
         self.add_faults(list(faults))
+        self.ws = WsHub(self, ws_config or {}, ws_log_size)
+        self.ws.add_faults(list(ws_faults))
 
     # ---- stats --------------------------------------------------------------------
     def reset_stats(self) -> None:
@@ -675,6 +760,8 @@ class Replay:
         self.rate_limited = 0
         self.requests_total = 0
         self.log: collections.deque = collections.deque(maxlen=self._log_size)
+        if getattr(self, "ws", None) is not None:
+            self.ws.reset_stats()
         # fault rules keep their seen/fired counters: resetting them would re-arm them
 
     def stats(self, with_log: bool = False) -> Dict[str, Any]:
@@ -695,6 +782,9 @@ class Replay:
                       + [_public_rule(g["rule"]) for g in self.store.gap_rules() if g["rule"]],
             "clock": self.clock.state(),
         }
+        if self.ws is not None:
+            st["ws"] = self.ws.stats()
+            st["ws_rate_violations"] = st["ws"]["rate_violations"]
         if with_log:
             st["log"] = list(self.log)
         return st
@@ -996,6 +1086,725 @@ def _malformed_body(body: bytes) -> bytes:
     return cut + b'\x00garbage}{<html>not json'
 
 
+# --------------------------------------------------------------------------------------
+# websocket streams (<symbol>@kline_1m), on the same server, port and virtual clock
+# --------------------------------------------------------------------------------------
+
+WS_DEFAULTS: Dict[str, Any] = {
+    "ping_interval_s": 20.0,      # server ping frame every N wall seconds (0 = never)
+    "pong_timeout_s": 60.0,       # close if a ping stays unanswered this long (wall)
+    "max_age_ms": 86_400_000,     # close after this much virtual time (0 = never)
+    "shutdown_notice_ms": 0,      # serverShutdown event this long (virtual) before max_age
+    "max_msgs_per_s": 5,          # incoming messages per connection per second (0 = no limit)
+    "update_ms": 2000,            # virtual ms between running (x:false) updates
+    "max_streams": 1024,          # per connection
+    "burst_events": 512,          # more updates than this due at once: send only the latest
+}
+WS_FAULT_KINDS = {"drop", "close", "silence", "malformed", "duplicate", "reorder", "future",
+                  "past", "shutdown"}
+_WS_STREAM_RE = re.compile(r"^([a-z0-9]+)@kline_1m$")
+_WS_STREAM_NAME_RE = re.compile(r"^[a-z0-9!@_.\-]{1,100}$")
+_WS_ID_RE = re.compile(r"^[A-Za-z0-9]{1,36}$")
+_WS_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
+_FRAME1 = struct.Struct("!BB").pack
+_FRAME2 = struct.Struct("!BBH").pack
+_FRAME3 = struct.Struct("!BBQ").pack
+_K_TAIL = ('"i":"1m","f":%d,"L":%d,"o":"%s","c":"%s","h":"%s","l":"%s","v":"%s","n":%d,"x":%s,'
+           '"q":"%s","V":"%s","Q":"%s","B":"%s"}}')
+_K_HEAD = '{"e":"kline","E":%d,"s":"%s","k":{"t":%d,"T":%d,"s":"%s",'
+
+
+def _text_frame(text: str) -> bytes:
+    """An unmasked, unfragmented server text frame (no extensions are negotiated)."""
+    b = text.encode()
+    n = len(b)
+    if n < 126:
+        return _FRAME1(0x81, n) + b
+    if n < 65536:
+        return _FRAME2(0x81, 126, n) + b
+    return _FRAME3(0x81, 127, n) + b
+
+
+def normalize_ws_rule(rule: Dict[str, Any], rule_id: int) -> Dict[str, Any]:
+    if not isinstance(rule, dict):
+        raise ValueError("a ws fault rule must be a JSON object")
+    kind = rule.get("kind")
+    if kind not in WS_FAULT_KINDS:
+        raise ValueError(f"unknown ws fault kind {kind!r}; kinds: {sorted(WS_FAULT_KINDS)}")
+    r = dict(rule)
+    r["id"] = rule_id
+    sym = r.get("symbol")
+    r["symbol"] = sym.upper() if isinstance(sym, str) else None
+    if r.get("final") is not None:
+        r["final"] = bool(r["final"])
+    else:
+        r["final"] = None
+    r["conn"] = int(r["conn"]) if r.get("conn") is not None else None
+    r["after"] = int(r.get("after", 0))
+    r["count"] = int(r.get("count", 1))
+    r["seen"] = 0
+    r["fired"] = 0
+    if kind == "silence":
+        r["seconds"] = float(r.get("seconds", 5.0))
+    elif kind == "malformed":
+        r["mode"] = r.get("mode", "junk")
+        if r["mode"] not in ("junk", "truncated", "missing"):
+            raise ValueError("malformed mode must be 'junk', 'truncated' or 'missing'")
+    elif kind == "future":
+        r["days"] = float(r.get("days", 30))
+    elif kind == "past":
+        r["days"] = float(r.get("days", 3))
+    elif kind == "close":
+        r["code"] = int(r.get("code", 1001))
+        r["reason"] = str(r.get("reason", "Going away"))
+    elif kind == "shutdown":
+        if r.get("close_after_s") is not None:
+            r["close_after_s"] = float(r["close_after_s"])
+    return r
+
+
+class _Ev:
+    """One kline event about to be sent."""
+    __slots__ = ("sym", "stream", "ot", "close", "E", "final", "raw")
+
+    def __init__(self, sym, stream, ot, close, E, final, raw):
+        self.sym, self.stream, self.ot, self.close = sym, stream, ot, close
+        self.E, self.final, self.raw = E, final, raw
+
+
+class WsHub:
+    """Loop-side state of the websocket streams: config, connections, fault rules, stats, log."""
+
+    def __init__(self, rp: "Replay", config: Dict[str, Any], log_size: int = 10000):
+        self.rp = rp
+        self.cfg: Dict[str, Any] = dict(WS_DEFAULTS)
+        self.set_config(config)
+        self.conns: Dict[int, "WsConn"] = {}
+        self._next_conn = 1
+        self.rules: List[Dict[str, Any]] = []
+        self._next_rule = 1
+        self._cache: Dict[Tuple, str] = {}
+        self._minute: Dict[Tuple, Tuple] = {}
+        self._log_size = int(log_size)
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self.reset_stats()
+
+    # ---- config / loop ------------------------------------------------------------
+    def set_config(self, cfg: Dict[str, Any]) -> Dict[str, Any]:
+        for k, v in cfg.items():
+            if v is None:
+                continue
+            if k not in WS_DEFAULTS:
+                raise ValueError(f"unknown ws config key {k!r}; keys: {sorted(WS_DEFAULTS)}")
+            v = type(WS_DEFAULTS[k])(v)
+            if v < 0 or (k == "update_ms" and v <= 0):
+                raise ValueError(f"bad value for {k}: {v}")
+            self.cfg[k] = v
+        for c in getattr(self, "conns", {}).values():
+            c.wake()
+        return dict(self.cfg)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is None:
+            self._loop = loop
+            self.rp.clock.add_listener(self._on_clock)
+
+    def _on_clock(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self.wake_all)
+            except RuntimeError:
+                pass
+
+    def wake_all(self) -> None:
+        for c in list(self.conns.values()):
+            c.wake()
+
+    # ---- stats --------------------------------------------------------------------
+    def reset_stats(self) -> None:
+        self.c: Dict[str, int] = collections.Counter()
+        self.finals_sent: Dict[str, int] = collections.Counter()
+        self.events_by_symbol: Dict[str, int] = collections.Counter()
+        self.close_reasons: Dict[str, int] = collections.Counter()
+        self.max_lag_ms = 0
+        self.log: collections.deque = collections.deque(maxlen=self._log_size)
+        for conn in getattr(self, "conns", {}).values():
+            conn.max_lag_ms = 0
+
+    def stats(self) -> Dict[str, Any]:
+        c = self.c
+        return {
+            "connections_opened": c["opened"],
+            "connections_closed": c["closed"],
+            "connections_current": len(self.conns),
+            "connections": [conn.info() for conn in self.conns.values()],
+            "events_sent": c["events"],
+            "finals_sent": dict(self.finals_sent),
+            "events_by_symbol": dict(self.events_by_symbol),
+            "fault_frames": c["fault_frames"],
+            "updates_skipped": c["skipped"],
+            "max_lag_ms": self.max_lag_ms,
+            "pings_sent": c["pings_sent"],
+            "pongs_received": c["pongs_received"],
+            "pings_received": c["pings_received"],
+            "client_messages": c["client_messages"],
+            "requests": c["requests"],
+            "rate_violations": c["rate_violations"],
+            "pong_timeouts": c["pong_timeouts"],
+            "age_closes": c["age_closes"],
+            "shutdown_notices": c["shutdown_notices"],
+            "close_reasons": dict(self.close_reasons),
+            "faults": [_public_rule(r) for r in self.rules],
+            "faults_fired": sum(r["fired"] for r in self.rules),
+            "config": dict(self.cfg),
+        }
+
+    def log_entries(self, last: Optional[int] = None) -> List[Dict[str, Any]]:
+        items = list(self.log)
+        if last is not None:
+            items = items[-int(last):] if int(last) > 0 else []
+        return [{"wall_ms": w, "conn": cid, "stream": st, "E": E, "t": t, "x": x, "fault": f,
+                 "text": txt} for (w, cid, st, E, t, x, f, txt) in items]
+
+    # ---- faults -------------------------------------------------------------------
+    def add_faults(self, rules: List[Dict[str, Any]]) -> List[int]:
+        normalized = [normalize_ws_rule(r, self._next_rule + i) for i, r in enumerate(rules)]
+        self._next_rule += len(normalized)
+        self.rules.extend(normalized)
+        return [r["id"] for r in normalized]
+
+    def clear_faults(self) -> None:
+        self.rules = []
+
+    def fault_rules(self) -> List[Dict[str, Any]]:
+        return [_public_rule(r) for r in self.rules]
+
+    def pick(self, conn: "WsConn", ev: _Ev) -> Optional[Dict[str, Any]]:
+        chosen = None
+        for r in self.rules:
+            if r["symbol"] is not None and r["symbol"] != ev.sym:
+                continue
+            if r["final"] is not None and r["final"] != ev.final:
+                continue
+            if r["conn"] is not None and r["conn"] != conn.id:
+                continue
+            r["seen"] += 1
+            if chosen is None and r["seen"] > r["after"] and (r["count"] < 0 or r["fired"] < r["count"]):
+                r["fired"] += 1
+                chosen = r
+        return chosen
+
+    # ---- events -------------------------------------------------------------------
+    def render(self, sym: str, stream: str, ot: int, close: int, when: int, final: bool) -> _Ev:
+        """The kline event of sym's minute ot: running values at virtual time `when`
+        (x:false, the same values REST serves at that time), or the recorded row (x:true,
+        when = close + 1).  Generated symbols share the cache with their source symbol."""
+        store = self.rp.store
+        src = store.base.source[sym]
+        key = (src, ot, close, when, final)
+        tail = self._cache.get(key)
+        if tail is None:
+            mk = (src, ot, close)
+            mi = self._minute.get(mk)
+            if mi is None:
+                rec = store.recorded_fields(sym, ot)
+                mi = (rec, partial_plan(rec), store.first_trade_id(sym, ot))
+                if len(self._minute) > 100_000:
+                    self._minute.clear()
+                self._minute[mk] = mi
+            f = mi[0] if final else partial_from_plan(mi[1], when - ot, close - ot + 1)
+            n = f[8]
+            first, last = (mi[2], mi[2] + n - 1) if n > 0 else (-1, -1)
+            tail = _K_TAIL % (first, last, f[1], f[4], f[2], f[3], f[5], n,
+                              "true" if final else "false", f[7], f[9], f[10], f[11])
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[key] = tail
+        raw = _K_HEAD % (when, sym, ot, close, sym) + tail
+        return _Ev(sym, stream, ot, close, when, final, raw)
+
+    def disconnect_all(self, code: int = 1001, reason: str = "Server closing") -> int:
+        n = 0
+        for conn in list(self.conns.values()):
+            if not conn.closing:
+                n += 1
+                conn.spawn(conn.close(code, reason, "disconnect_all"))
+        return n
+
+
+class WsConn:
+    """One websocket connection: a reader (client messages, rate limit), a pinger, and a
+    generator that walks virtual time from the connection's cursor and sends kline events."""
+
+    def __init__(self, hub: WsHub, ws: web.WebSocketResponse, request: web.Request,
+                 writer: Any, combined: bool, streams: List[str], start_v: int):
+        self.hub = hub
+        self.rp = hub.rp
+        self.ws = ws
+        self.request = request
+        self.writer = writer
+        self.combined = combined
+        self.id = hub._next_conn
+        hub._next_conn += 1
+        self.path = request.path_qs if len(request.path_qs) <= 200 else request.path_qs[:200] + "..."
+        self.streams: List[str] = []
+        self.active: List[Tuple[str, str]] = []
+        self.cur = start_v                         # events up to this virtual time are sent
+        self.opened_v = self.cur
+        self.age_ms = 0                            # virtual time walked by the generator
+        self.notice_sent = False
+        self.closing = False
+        self.close_reason: Optional[str] = None
+        self.held: Dict[str, str] = {}            # reorder fault: symbol -> frame text
+        self.silent_until = 0.0
+        self.msg_times: collections.deque = collections.deque()
+        self.pings_out: Dict[bytes, float] = {}
+        self.ping_seq = 0
+        self.events_sent = 0
+        self.max_lag_ms = 0
+        self._wake_fut: Optional[asyncio.Future] = None
+        self._tasks: List[asyncio.Task] = []
+        self._closer: Optional[asyncio.Task] = None
+        self._loop = asyncio.get_running_loop()
+        self.set_streams(streams)
+
+    # ---- subscriptions ------------------------------------------------------------
+    def set_streams(self, streams: List[str]) -> None:
+        seen = set()
+        self.streams = [s for s in streams if not (s in seen or seen.add(s))]
+        act = []
+        for s in self.streams:
+            m = _WS_STREAM_RE.match(s)
+            if m is not None:
+                sym = m.group(1).upper()
+                if sym in self.rp.base.mid:
+                    act.append((s, sym))
+        self.active = act
+        self.wake()
+
+    def info(self) -> Dict[str, Any]:
+        return {"id": self.id, "path": self.path, "combined": self.combined,
+                "streams": list(self.streams), "opened_ms": self.opened_v, "cursor_ms": self.cur,
+                "age_ms": self.age_ms, "events_sent": self.events_sent,
+                "lag_ms": max(0, self.rp.clock.now_ms() - self.cur), "max_lag_ms": self.max_lag_ms,
+                "closing": self.closing}
+
+    # ---- plumbing -----------------------------------------------------------------
+    def spawn(self, coro) -> asyncio.Task:
+        t = self._loop.create_task(coro)
+        self._tasks.append(t)
+        return t
+
+    def wake(self) -> None:
+        f = self._wake_fut
+        if f is not None and not f.done():
+            f.set_result(None)
+
+    async def _sleep(self, seconds: Optional[float]) -> None:
+        """Wall sleep that wake() (clock change, subscription, config) cuts short."""
+        if seconds is not None and seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        fut = self._loop.create_future()
+        self._wake_fut = fut
+        h = None
+        if seconds is not None:
+            h = self._loop.call_later(seconds, lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            self._wake_fut = None
+            if h is not None:
+                h.cancel()
+
+    async def _wait_silence(self) -> None:
+        while not self.closing:
+            d = self.silent_until - self._loop.time()
+            if d <= 0:
+                return
+            await asyncio.sleep(d)
+
+    def _silent(self) -> bool:
+        return self._loop.time() < self.silent_until
+
+    async def close(self, code: int, reason: str, why: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.close_reason = why
+        self.hub.close_reasons[why] += 1
+        self._closer = asyncio.current_task()
+        self.wake()
+        try:
+            await self.ws.close(code=code, message=reason.encode())
+        except Exception:
+            pass
+
+    def abort(self, why: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.close_reason = why
+        self.hub.close_reasons[why] += 1
+        tr = self.request.transport
+        if tr is not None:
+            tr.abort()
+        self.wake()
+
+    async def _write(self, frames: List[str]) -> None:
+        tr = self.request.transport
+        if self.closing or self.ws.closed or tr is None or tr.is_closing():
+            raise ConnectionResetError("websocket closed")
+        tr.write(b"".join([_text_frame(f) for f in frames]))
+        await self.writer.drain()
+
+    async def send_json_text(self, text: str) -> None:
+        if self._silent():
+            await self._wait_silence()
+        if not self.closing and not self.ws.closed:
+            await self._write([text])
+
+    # ---- reader -------------------------------------------------------------------
+    async def read_loop(self) -> None:
+        ws, hub = self.ws, self.hub
+        T = web.WSMsgType
+        while True:
+            msg = await ws.receive()
+            t = msg.type
+            if t in (T.CLOSE, T.CLOSING, T.CLOSED, T.ERROR):
+                if self.close_reason is None:
+                    self.close_reason = "client_close" if t in (T.CLOSE, T.CLOSING) else "connection_lost"
+                    hub.close_reasons[self.close_reason] += 1
+                return
+            hub.c["client_messages"] += 1
+            if not self._count_incoming():
+                hub.c["rate_violations"] += 1
+                await self.close(1008, "Too many requests", "rate_violation")
+                return
+            if t == T.PING:
+                hub.c["pings_received"] += 1
+                if not self._silent() and not self.closing:
+                    try:
+                        await ws.pong(msg.data)
+                    except Exception:
+                        pass
+            elif t == T.PONG:
+                hub.c["pongs_received"] += 1
+                sent = self.pings_out.get(bytes(msg.data))
+                if sent is not None:   # answers this ping and every earlier one
+                    self.pings_out = {p: w for p, w in self.pings_out.items() if w > sent}
+            elif t == T.TEXT:
+                hub.c["requests"] += 1
+                reply = self._handle_request(msg.data)
+                if reply is not None:
+                    if self._silent():
+                        self.spawn(self.send_json_text(reply))
+                    else:
+                        try:
+                            await self._write([reply])
+                        except Exception:
+                            pass
+
+    def _count_incoming(self) -> bool:
+        lim = self.hub.cfg["max_msgs_per_s"]
+        if lim <= 0:
+            return True
+        now = self._loop.time()
+        dq = self.msg_times
+        dq.append(now)
+        while dq and dq[0] <= now - 1.0:
+            dq.popleft()
+        return len(dq) <= lim
+
+    def _handle_request(self, text: str) -> Optional[str]:
+        def err(code: int, msg: str, rid: Any = None) -> str:
+            return json.dumps({"error": {"code": code, "msg": msg}, "id": rid}, separators=(",", ":"))
+        try:
+            req = json.loads(text)
+        except ValueError as e:
+            return err(3, f"Invalid JSON: {e}")
+        if not isinstance(req, dict):
+            return err(2, "Invalid request: expected a JSON object")
+        rid = req.get("id")
+        if not (rid is None or (isinstance(rid, int) and not isinstance(rid, bool)
+                                and -2**63 <= rid < 2**63)
+                or (isinstance(rid, str) and _WS_ID_RE.match(rid))):
+            return err(2, "Invalid request: request ID must be an unsigned integer")
+        if "method" not in req:
+            return err(2, "Invalid request: missing field `method`", rid)
+        method = req["method"]
+        if method not in _WS_METHODS:
+            return err(2, "Invalid request: unknown variant `%s`, expected one of `SUBSCRIBE`, "
+                          "`UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`"
+                       % method, rid)
+        params = req.get("params", [])
+        if not isinstance(params, list):
+            return err(2, "Invalid request: params must be an array", rid)
+
+        def ok(result: Any) -> str:
+            return json.dumps({"result": result, "id": rid}, separators=(",", ":"))
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            if not params or not all(isinstance(p, str) and _WS_STREAM_NAME_RE.match(p) for p in params):
+                return err(2, "Invalid request: invalid stream name", rid)
+            if method == "SUBSCRIBE":
+                new = self.streams + [p for p in params if p not in self.streams]
+                if len(new) > self.hub.cfg["max_streams"]:
+                    return err(2, "Invalid request: too many streams (max %d)"
+                               % self.hub.cfg["max_streams"], rid)
+                self.set_streams(new)
+            else:
+                drop = set(params)
+                self.set_streams([s for s in self.streams if s not in drop])
+            return ok(None)
+        if method == "LIST_SUBSCRIPTIONS":
+            return ok(list(self.streams))
+        if not params or not isinstance(params[0], str):
+            return err(2, "Invalid request: property name must be a string", rid)
+        if params[0] != "combined":
+            return json.dumps({"code": 0, "msg": "Unknown property", "id": rid}, separators=(",", ":"))
+        if method == "GET_PROPERTY":
+            return ok(self.combined)
+        if len(params) != 2 or not isinstance(params[1], bool):
+            return err(1, "Invalid value type: expected Boolean", rid)
+        self.combined = params[1]
+        return ok(None)
+
+    # ---- pinger -------------------------------------------------------------------
+    async def ping_loop(self) -> None:
+        loop, hub = self._loop, self.hub
+        next_ping = loop.time() + hub.cfg["ping_interval_s"]
+        try:
+            while not self.closing:
+                now = loop.time()
+                if now < self.silent_until:
+                    await asyncio.sleep(self.silent_until - now)
+                    continue
+                cfg = hub.cfg
+                if self.pings_out:
+                    oldest = min(self.pings_out.values())
+                    if now - oldest >= cfg["pong_timeout_s"]:
+                        hub.c["pong_timeouts"] += 1
+                        await self.close(1008, "Pong timeout", "pong_timeout")
+                        return
+                interval = cfg["ping_interval_s"]
+                if interval > 0 and now >= next_ping:
+                    self.ping_seq += 1
+                    payload = b"%d" % self.ping_seq
+                    await self.ws.ping(payload)
+                    hub.c["pings_sent"] += 1
+                    self.pings_out[payload] = now
+                    next_ping = now + interval
+                wake = next_ping if interval > 0 else now + 1.0
+                if self.pings_out:
+                    wake = min(wake, min(self.pings_out.values()) + cfg["pong_timeout_s"])
+                await asyncio.sleep(min(1.0, max(0.0, wake - loop.time())))
+        except (ConnectionError, RuntimeError):
+            pass
+
+    # ---- generator ----------------------------------------------------------------
+    def _events(self, cur: int, target: int) -> Iterable[_Ev]:
+        """Events due in the virtual interval (cur, target], each symbol's in time order.
+        Per minute: the running (x:false) updates at the ticks ot+U, ot+2U, ... <= close, then
+        the final (x:true, E = close+1).  When the interval holds more than `burst_events`
+        updates (the server fell behind, or the clock jumped), only the last tick's update
+        of the minute open at target is sent: intermediate updates are skipped, finals never."""
+        store, hub, act = self.rp.store, self.hub, self.active
+        if not act:
+            return
+        U = hub.cfg["update_ms"]
+        render = hub.render
+        M = MINUTE_MS
+        ot, last = _floor_min(cur), _floor_min(target)
+        every_tick = ((target - cur) // U + 1) * len(act) <= hub.cfg["burst_events"]
+        if not every_tick:
+            hub.c["skipped"] += max(0, (target - cur) // U - 1) * len(act)
+        while ot <= last:
+            here = []
+            for stream, sym in act:
+                if store.exists(sym, ot):
+                    here.append((stream, sym, ot + store.close_offset(sym, ot)))
+            if here:
+                if every_tick:
+                    t0 = ot + max(1, (cur - ot) // U + 1) * U
+                    t1 = min(target, ot + M - 1)
+                    for tick in range(t0, t1 + 1, U):
+                        for stream, sym, close in here:
+                            if tick <= close:
+                                yield render(sym, stream, ot, close, tick, False)
+                elif ot == last:
+                    tick = last + ((target - last) // U) * U
+                    if tick > cur and tick - last >= U:
+                        for stream, sym, close in here:
+                            if tick <= close:
+                                yield render(sym, stream, ot, close, tick, False)
+                for stream, sym, close in here:
+                    if cur < close + 1 <= target:
+                        yield render(sym, stream, ot, close, close + 1, True)
+            ot += M
+
+    def _frame(self, stream: str, raw: str) -> str:
+        return '{"stream":"%s","data":%s}' % (stream, raw) if self.combined else raw
+
+    def _note(self, ev: _Ev, text: str, fault: Optional[str] = None, extra: bool = False) -> None:
+        hub = self.hub
+        if extra:
+            hub.c["fault_frames"] += 1
+        else:
+            hub.c["events"] += 1
+            self.events_sent += 1
+            hub.events_by_symbol[ev.sym] += 1
+            if ev.final:
+                hub.finals_sent[ev.sym] += 1
+        hub.log.append((int(time.time() * 1000), self.id, ev.stream, ev.E, ev.ot, ev.final, fault, text))
+
+    async def _deliver(self, events: Iterable[_Ev]) -> None:
+        hub = self.hub
+        out: List[str] = []
+        for ev in events:
+            if self.closing:
+                return
+            rule = hub.pick(self, ev) if hub.rules else None
+            text = self._frame(ev.stream, ev.raw)
+            kind = rule["kind"] if rule is not None else None
+            if kind is None:
+                out.append(text)
+                self._note(ev, text)
+            elif kind == "duplicate":
+                out += [text, text]
+                self._note(ev, text)
+                self._note(ev, text, "duplicate", extra=True)
+            elif kind == "reorder":
+                self._note(ev, text, "reorder")
+                if ev.sym in self.held:
+                    out.append(self.held.pop(ev.sym))
+                self.held[ev.sym] = text
+                continue
+            elif kind in ("malformed", "future", "past", "shutdown"):
+                bad = self._fault_frame(rule, ev)
+                out += [bad, text]
+                self._note(ev, bad, kind, extra=True)
+                self._note(ev, text)
+                if kind == "shutdown":
+                    hub.c["shutdown_notices"] += 1
+                    if rule.get("close_after_s") is not None:
+                        self._loop.call_later(rule["close_after_s"], lambda: self.spawn(
+                            self.close(1001, "Server shutdown", "shutdown_fault")))
+            elif kind == "drop":
+                if out:
+                    await self._write(out)
+                self._note(ev, "", "drop", extra=True)
+                self.abort("drop_fault")
+                return
+            elif kind == "close":
+                if out:
+                    await self._write(out)
+                self._note(ev, "", "close", extra=True)
+                await self.close(rule["code"], rule["reason"], "close_fault")
+                return
+            elif kind == "silence":
+                if out:
+                    await self._write(out)
+                    out = []
+                self.silent_until = self._loop.time() + rule["seconds"]
+                await self._wait_silence()
+                if self.closing:
+                    return
+                out.append(text)
+                self._note(ev, text, "silence")
+            if ev.sym in self.held and kind != "reorder":
+                out.append(self.held.pop(ev.sym))
+            if len(out) >= 128:
+                await self._write(out)
+                out = []
+                await asyncio.sleep(0)   # let other connections and the control API run
+        if out:
+            await self._write(out)
+
+    def _fault_frame(self, rule: Dict[str, Any], ev: _Ev) -> str:
+        kind = rule["kind"]
+        if kind == "shutdown":
+            return '{"e":"serverShutdown","E":%d}' % self.rp.clock.now_ms()
+        if kind == "malformed":
+            mode = rule["mode"]
+            if rule.get("text") is not None:
+                return str(rule["text"])
+            if mode == "junk":
+                return "\x00garbage}{<html>not json"
+            if mode == "truncated":
+                t = self._frame(ev.stream, ev.raw)
+                return t[: len(t) // 2]
+            d = json.loads(ev.raw)   # "missing": a JSON object without some required fields
+            for k in ("c", "x", "T"):
+                d["k"].pop(k, None)
+            return self._frame(ev.stream, json.dumps(d, separators=(",", ":")))
+        if kind == "future":
+            shift = int(rule["days"] * DAY_MS)
+            raw = (_K_HEAD % (ev.E + shift, ev.sym, ev.ot + shift, ev.close + shift, ev.sym)
+                   + ev.raw[ev.raw.index('"i":"1m"'):])
+            return self._frame(ev.stream, raw)
+        # past: the final event of a minute `days` before (recorded values if it exists)
+        pot = ev.ot - int(rule["days"] * DAY_MS)
+        store = self.rp.store
+        if store.exists(ev.sym, pot):
+            pc = pot + store.close_offset(ev.sym, pot)
+            pe = self.hub.render(ev.sym, ev.stream, pot, pc, pc + 1, True)
+            raw = _K_HEAD % (ev.E, ev.sym, pot, pc, ev.sym) + pe.raw[pe.raw.index('"i":"1m"'):]
+        else:
+            raw = (_K_HEAD % (ev.E, ev.sym, pot, pot + MINUTE_MS - 1, ev.sym)
+                   + ev.raw[ev.raw.index('"i":"1m"'):].replace('"x":false', '"x":true'))
+        return self._frame(ev.stream, raw)
+
+    async def gen_loop(self) -> None:
+        clock, hub = self.rp.clock, self.hub
+        try:
+            while not self.closing:
+                cfg = hub.cfg
+                now = clock.now_ms()
+                if now < self.cur:          # the clock went back: no replay, restart from now
+                    self.cur = now
+                max_age = cfg["max_age_ms"]
+                left = max_age - self.age_ms if max_age > 0 else None
+                target = now if left is None else min(now, self.cur + max(0, left))
+                if target > self.cur:
+                    await self._deliver(self._events(self.cur, target))
+                    if self.closing:
+                        return
+                    self.age_ms += target - self.cur
+                    self.cur = target
+                    lag = clock.now_ms() - target
+                    if lag > self.max_lag_ms:
+                        self.max_lag_ms = lag
+                        hub.max_lag_ms = max(hub.max_lag_ms, lag)
+                notice = cfg["shutdown_notice_ms"]
+                if (max_age > 0 and notice > 0 and not self.notice_sent
+                        and self.age_ms >= max_age - notice):
+                    self.notice_sent = True
+                    hub.c["shutdown_notices"] += 1
+                    await self._write(['{"e":"serverShutdown","E":%d}' % self.cur])
+                if max_age > 0 and self.age_ms >= max_age:
+                    hub.c["age_closes"] += 1
+                    await self.close(1000, "Connection age limit reached", "max_age")
+                    return
+                # next virtual time something is due
+                U = cfg["update_ms"]
+                m0 = _floor_min(self.cur)
+                nxt = min(m0 + ((self.cur - m0) // U + 1) * U, m0 + MINUTE_MS)
+                if not self.active:
+                    nxt = None
+                if max_age > 0:
+                    due = [self.cur + (max_age - self.age_ms)]
+                    if notice > 0 and not self.notice_sent:
+                        due.append(self.cur + max(1, max_age - notice - self.age_ms))
+                    nxt = min(due) if nxt is None else min([nxt] + due)
+                await self._sleep(None if nxt is None else clock.wall_seconds_until(nxt))
+        except (ConnectionError, RuntimeError):
+            pass
+
+
+DAY_MS = 86_400_000
+
+
 class _App:
     """The aiohttp application around a Replay."""
 
@@ -1016,7 +1825,115 @@ class _App:
         app.router.add_get("/_replay/limits", self.c_limits_get)
         app.router.add_post("/_replay/limits", self.c_limits_post)
         app.router.add_get("/_replay/info", self.c_info)
+        app.router.add_get("/ws", self.ws_handler)
+        app.router.add_get("/ws/{tail:.*}", self.ws_handler)
+        app.router.add_get("/stream", self.ws_handler)
+        app.router.add_get("/stream/", self.ws_handler)
+        app.router.add_get("/_replay/ws_faults", self.c_ws_faults_get)
+        app.router.add_post("/_replay/ws_faults", self.c_ws_faults_post)
+        app.router.add_delete("/_replay/ws_faults", self.c_ws_faults_delete)
+        app.router.add_get("/_replay/ws_log", self.c_ws_log)
+        app.router.add_get("/_replay/ws_config", self.c_ws_config_get)
+        app.router.add_post("/_replay/ws_config", self.c_ws_config_post)
+        app.router.add_post("/_replay/ws_disconnect", self.c_ws_disconnect)
+        app.on_startup.append(self._on_startup)
+        app.on_shutdown.append(self._on_shutdown)
         self.app = app
+
+    async def _on_startup(self, app) -> None:
+        self.rp.ws.attach(asyncio.get_running_loop())
+        for sym in self.rp.base.symbols:   # trade id prefix sums (once per process)
+            self.rp.base.trade_prefix(sym)
+
+    async def _on_shutdown(self, app) -> None:
+        hub = self.rp.ws
+        conns = list(hub.conns.values())
+        for c in conns:
+            c.spawn(c.close(1001, "Server shutdown", "server_shutdown"))
+        if conns:
+            await asyncio.sleep(0.05)
+
+    # ---- websocket streams ---------------------------------------------------------
+    async def ws_handler(self, request: web.Request) -> web.StreamResponse:
+        hub = self.rp.ws
+        if request.path.startswith("/stream"):
+            combined = True
+            raw = request.query.get("streams", "")
+        else:
+            combined = False
+            raw = request.path[len("/ws/"):] if request.path.startswith("/ws/") else ""
+        streams = [x for x in raw.split("/") if x]
+        if len(streams) > hub.cfg["max_streams"]:
+            return web.Response(status=400, text=f"too many streams (max {hub.cfg['max_streams']})")
+        ws = web.WebSocketResponse(autoping=False, compress=False, timeout=2.0,
+                                   max_msg_size=1 << 20)
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=400, text="websocket upgrade expected")
+        start_v = self.rp.clock.now_ms()   # before the 101 reaches the client
+        writer = await ws.prepare(request)
+        conn = WsConn(hub, ws, request, writer, combined, streams, start_v)
+        hub.conns[conn.id] = conn
+        hub.c["opened"] += 1
+        gen = conn.spawn(conn.gen_loop())
+        pinger = conn.spawn(conn.ping_loop())
+        try:
+            await conn.read_loop()
+        except (ConnectionError, RuntimeError, asyncio.TimeoutError):
+            pass
+        finally:
+            conn.closing = True
+            conn.wake()
+            for t in (gen, pinger):   # a task inside close() finishes the close handshake
+                if t is not conn._closer and not t.done():
+                    t.cancel()
+            try:
+                await asyncio.wait_for(asyncio.gather(*conn._tasks, return_exceptions=True), 3.0)
+            except asyncio.TimeoutError:
+                pass
+            hub.conns.pop(conn.id, None)
+            hub.c["closed"] += 1
+        return ws
+
+    async def c_ws_faults_get(self, request):
+        return self._json({"rules": self.rp.ws.fault_rules()})
+
+    async def c_ws_faults_post(self, request):
+        try:
+            b = await self._body(request)
+            rules = b.get("rules", [b]) if isinstance(b, dict) else b
+            ids = self.rp.ws.add_faults(list(rules))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            return self._json({"error": str(e)}, 400)
+        return self._json({"ids": ids, "rules": self.rp.ws.fault_rules()})
+
+    async def c_ws_faults_delete(self, request):
+        self.rp.ws.clear_faults()
+        return self._json({"ok": True})
+
+    async def c_ws_log(self, request):
+        last = request.query.get("last")
+        try:
+            return self._json(self.rp.ws.log_entries(int(last) if last else None))
+        except ValueError as e:
+            return self._json({"error": str(e)}, 400)
+
+    async def c_ws_config_get(self, request):
+        return self._json(dict(self.rp.ws.cfg))
+
+    async def c_ws_config_post(self, request):
+        try:
+            b = await self._body(request)
+            return self._json(self.rp.ws.set_config(b))
+        except (ValueError, TypeError, AttributeError) as e:
+            return self._json({"error": str(e)}, 400)
+
+    async def c_ws_disconnect(self, request):
+        try:
+            b = await self._body(request)
+            n = self.rp.ws.disconnect_all(int(b.get("code", 1001)), str(b.get("reason", "Server closing")))
+        except (ValueError, TypeError, AttributeError) as e:
+            return self._json({"error": str(e)}, 400)
+        return self._json({"closed": n})
 
     # ---- REST --------------------------------------------------------------------
     async def rest(self, request: web.Request) -> web.StreamResponse:
@@ -1225,12 +2142,22 @@ class ReplayServer:
                  start: Any = None, speed: float = 1.0, tile_until: Any = None,
                  weight_limit: int = 0, latency_ms: int = 0, halts: Iterable[Any] = (),
                  faults: Iterable[Dict] = (), shutdown_timeout: float = 1.0,
-                 wall: Callable[[], float] = time.time):
+                 wall: Callable[[], float] = time.time, gen_symbols: int = 0,
+                 ws_ping_interval: float = 20.0, ws_pong_timeout: float = 60.0,
+                 ws_max_age_ms: int = 86_400_000, ws_shutdown_notice_ms: int = 0,
+                 ws_max_msgs_per_s: int = 5, ws_update_ms: int = 2000,
+                 ws_max_streams: int = 1024, ws_burst_events: int = 512,
+                 ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000):
         # wall: the wall clock (epoch seconds) of the weight windows and bans; tests may
         # inject a fake one.  The virtual clock always runs on time.monotonic.
+        ws_config = {"ping_interval_s": ws_ping_interval, "pong_timeout_s": ws_pong_timeout,
+                     "max_age_ms": ws_max_age_ms, "shutdown_notice_ms": ws_shutdown_notice_ms,
+                     "max_msgs_per_s": ws_max_msgs_per_s, "update_ms": ws_update_ms,
+                     "max_streams": ws_max_streams, "burst_events": ws_burst_events}
         self.replay = Replay(data_dir=data_dir, start=start, speed=speed, tile_until=tile_until,
                              weight_limit=weight_limit, latency_ms=latency_ms, halts=halts,
-                             faults=faults, wall=wall)
+                             faults=faults, wall=wall, gen_symbols=gen_symbols,
+                             ws_config=ws_config, ws_faults=ws_faults, ws_log_size=ws_log_size)
         self.host = host
         self.requested_port = int(port)
         self.port: Optional[int] = None
@@ -1261,8 +2188,10 @@ class ReplayServer:
             loop = self._loop
             asyncio.set_event_loop(loop)
             try:
+                # long request lines: /stream?streams=... with hundreds of streams
                 self._runner = web.AppRunner(_App(self.replay).app, access_log=None,
-                                             shutdown_timeout=self._shutdown_timeout)
+                                             shutdown_timeout=self._shutdown_timeout,
+                                             max_line_size=65536, max_field_size=65536)
                 loop.run_until_complete(self._runner.setup())
                 loop.run_until_complete(web.SockSite(self._runner, sock).start())
             except BaseException as e:  # pragma: no cover
@@ -1343,6 +2272,33 @@ class ReplayServer:
         a, b = parse_time_ms(from_ms), parse_time_ms(to_ms)
         return self._call(lambda: self.replay.store.add_gap(a, b, symbol, shorten, "halt"))
 
+    # websocket side
+    def ws_stats(self) -> Dict[str, Any]:
+        return self._call(lambda: json.loads(json.dumps(self.replay.ws.stats())))
+
+    def add_ws_faults(self, rules: Any) -> List[int]:
+        if isinstance(rules, dict):
+            rules = [rules]
+        return self._call(lambda: self.replay.ws.add_faults(list(rules)))
+
+    def clear_ws_faults(self) -> None:
+        self._call(self.replay.ws.clear_faults)
+
+    def ws_faults(self) -> List[Dict[str, Any]]:
+        return self._call(self.replay.ws.fault_rules)
+
+    def ws_log(self, last: Optional[int] = None) -> List[Dict[str, Any]]:
+        """The last kline frames sent (all connections): conn, stream, E, t, x, fault, text."""
+        return self._call(lambda: self.replay.ws.log_entries(last))
+
+    def ws_config(self, **changes: Any) -> Dict[str, Any]:
+        """Read or change ping_interval_s, pong_timeout_s, max_age_ms, shutdown_notice_ms,
+        max_msgs_per_s, update_ms, max_streams (applies to open connections too)."""
+        return self._call(lambda: self.replay.ws.set_config(changes))
+
+    def ws_disconnect_all(self, code: int = 1001, reason: str = "Server closing") -> int:
+        return self._call(lambda: self.replay.ws.disconnect_all(code, reason))
+
 
 # --------------------------------------------------------------------------------------
 # CLI
@@ -1366,22 +2322,50 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    help="FROM/TO (ISO UTC or ms, half-open): minutes missing for all symbols")
     p.add_argument("--faults", default=None,
                    help="JSON list of fault rules (or {\"rules\": [...]}, or @file)")
+    p.add_argument("--gen-symbols", type=int, default=0,
+                   help="add N synthetic symbols S0001USDT... (copies of the recorded ones, in turn)")
+    p.add_argument("--ws-ping-interval", type=float, default=20.0,
+                   help="websocket: server ping every N wall seconds (0 = never)")
+    p.add_argument("--ws-pong-timeout", type=float, default=60.0,
+                   help="websocket: close when a ping is unanswered for N wall seconds")
+    p.add_argument("--ws-max-age-ms", type=int, default=86_400_000,
+                   help="websocket: close after this much virtual time (0 = never)")
+    p.add_argument("--ws-shutdown-notice-ms", type=int, default=0,
+                   help="websocket: send serverShutdown this many virtual ms before the age limit")
+    p.add_argument("--ws-max-msgs-per-s", type=int, default=5,
+                   help="websocket: incoming messages per second before disconnecting (0 = no limit)")
+    p.add_argument("--ws-update-ms", type=int, default=2000,
+                   help="websocket: virtual ms between running kline updates")
+    p.add_argument("--ws-max-streams", type=int, default=1024)
+    p.add_argument("--ws-burst-events", type=int, default=512,
+                   help="websocket: when more updates than this are due at once (server behind "
+                        "or clock jump), send only the latest per symbol (finals always)")
+    p.add_argument("--ws-faults", default=None,
+                   help="JSON list of websocket fault rules (or {\"rules\": [...]}, or @file)")
     return p.parse_args(argv)
+
+
+def _load_rules(txt: Optional[str]) -> List[Dict]:
+    if not txt:
+        return []
+    if txt.startswith("@"):
+        with open(txt[1:], encoding="utf-8") as fh:
+            txt = fh.read()
+    obj = json.loads(txt)
+    return obj.get("rules", [obj]) if isinstance(obj, dict) else obj
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     a = _parse_args(argv)
-    faults: List[Dict] = []
-    if a.faults:
-        txt = a.faults
-        if txt.startswith("@"):
-            with open(txt[1:], encoding="utf-8") as fh:
-                txt = fh.read()
-        obj = json.loads(txt)
-        faults = obj.get("rules", [obj]) if isinstance(obj, dict) else obj
     srv = ReplayServer(data_dir=a.data, port=a.port, host=a.host, start=a.start, speed=a.speed,
                        tile_until=a.tile_until, weight_limit=a.weight_limit,
-                       latency_ms=a.latency_ms, halts=a.halt, faults=faults)
+                       latency_ms=a.latency_ms, halts=a.halt, faults=_load_rules(a.faults),
+                       gen_symbols=a.gen_symbols, ws_ping_interval=a.ws_ping_interval,
+                       ws_pong_timeout=a.ws_pong_timeout, ws_max_age_ms=a.ws_max_age_ms,
+                       ws_shutdown_notice_ms=a.ws_shutdown_notice_ms,
+                       ws_max_msgs_per_s=a.ws_max_msgs_per_s, ws_update_ms=a.ws_update_ms,
+                       ws_max_streams=a.ws_max_streams, ws_burst_events=a.ws_burst_events,
+                       ws_faults=_load_rules(a.ws_faults))
     stop = threading.Event()
 
     def on_signal(signum, frame):

@@ -504,3 +504,430 @@ def test_cli_json_line_and_sigterm():
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+# ---------------------------------------------------------------------------- websocket
+
+import asyncio  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+import aiohttp  # noqa: E402
+
+WS_T0 = br.parse_time_ms("2023-02-01T00:00:00Z")   # a minute boundary; Feb's first CSV row
+K_KEYS = ["t", "T", "s", "i", "f", "L", "o", "c", "h", "l", "v", "n", "x", "q", "V", "Q", "B"]
+WT = aiohttp.WSMsgType
+
+
+def feb_rows(symbol, n):
+    """The first n recorded rows of February as 12-string lists."""
+    return [ln.split(",") for ln in recorded_lines(symbol, 2, n)]
+
+
+def k_equals_row(k, row):
+    """A final kline event's k against a recorded CSV row: every field, exact strings."""
+    return (k["t"] == int(row[0]) and k["T"] == int(row[6]) and
+            [k["o"], k["h"], k["l"], k["c"], k["v"], k["q"], k["V"], k["Q"], k["B"]] ==
+            [row[1], row[2], row[3], row[4], row[5], row[7], row[9], row[10], row[11]] and
+            k["n"] == int(row[8]))
+
+
+async def ws_next(ws, timeout=3.0):
+    """The next text frame (JSON if it parses, else the raw text); control frames skipped."""
+    while True:
+        m = await ws.receive(timeout=timeout)
+        if m.type == WT.TEXT:
+            try:
+                return json.loads(m.data)
+            except ValueError:
+                return m.data
+        if m.type in (WT.PING, WT.PONG):
+            continue
+        return m
+
+
+async def ws_quiet(ws, seconds=0.2):
+    """True if no text frame arrives within `seconds`."""
+    try:
+        m = await ws.receive(timeout=seconds)
+    except asyncio.TimeoutError:
+        return True
+    return m.type not in (WT.TEXT, WT.BINARY)
+
+
+def check_event_shape(d, sym):
+    assert list(d) == ["e", "E", "s", "k"] and d["e"] == "kline" and d["s"] == sym
+    k = d["k"]
+    assert list(k) == K_KEYS
+    assert k["s"] == sym and k["i"] == "1m" and k["B"] == "0" and isinstance(k["x"], bool)
+    assert k["T"] == k["t"] + 59999 and k["t"] % M == 0
+    for f in ("E",):
+        assert isinstance(d[f], int)
+    for f in ("t", "T", "f", "L", "n"):
+        assert isinstance(k[f], int) and not isinstance(k[f], bool)
+    for f in ("o", "c", "h", "l", "v", "q", "V", "Q"):
+        assert isinstance(k[f], str) and Decimal(k[f]) >= 0
+    if k["n"] > 0:
+        assert k["L"] - k["f"] + 1 == k["n"]
+    else:
+        assert k["f"] == k["L"] == -1
+
+
+def check_running(inter, final):
+    """Intermediate (x:false) events of one minute against its final event."""
+    fk = final["k"]
+    prev = None
+    for d in inter:
+        k = d["k"]
+        assert k["t"] == fk["t"] and not k["x"] and k["o"] == fk["o"] and k["f"] in (fk["f"], -1)
+        assert k["t"] < d["E"] <= k["T"] and d["E"] % 2000 == 0
+        h, l, v, q = (Decimal(k[x]) for x in ("h", "l", "v", "q"))
+        assert Decimal(fk["l"]) <= l <= min(Decimal(k["o"]), Decimal(k["c"]))
+        assert max(Decimal(k["o"]), Decimal(k["c"])) <= h <= Decimal(fk["h"])
+        assert v <= Decimal(fk["v"]) and q <= Decimal(fk["q"]) and k["n"] <= fk["n"]
+        if prev is not None:
+            pk = prev["k"]
+            assert d["E"] > prev["E"]
+            assert h >= Decimal(pk["h"]) and l <= Decimal(pk["l"])
+            assert v >= Decimal(pk["v"]) and q >= Decimal(pk["q"]) and k["n"] >= pk["n"]
+            assert Decimal(k["V"]) >= Decimal(pk["V"]) and Decimal(k["Q"]) >= Decimal(pk["Q"])
+        prev = d
+    assert final["E"] == fk["T"] + 1 and fk["x"] is True
+
+
+def test_ws_combined_stream_running_and_exact_finals():
+    # 600 virtual seconds per wall second: a minute every 0.1 s, an update every 3.3 ms
+    with br.ReplayServer(data_dir=DATA, start=WS_T0 - 5000, speed=0) as s:
+        async def run():
+            async with aiohttp.ClientSession() as cs:
+                async with cs.ws_connect(s.ws_url + "/stream?streams=btcusdt@kline_1m/ethusdt@kline_1m") as ws:
+                    s.set_clock(speed=600)
+                    got = {"BTCUSDT": [], "ETHUSDT": []}
+                    finals = {"BTCUSDT": 0, "ETHUSDT": 0}
+                    while min(finals.values()) < 5:
+                        m = await ws_next(ws)
+                        assert isinstance(m, dict) and list(m) == ["stream", "data"], m
+                        d = m["data"]
+                        assert m["stream"] == d["s"].lower() + "@kline_1m"
+                        got[d["s"]].append(d)
+                        finals[d["s"]] += d["k"]["x"]
+                    return got
+        got = asyncio.run(run())
+        for sym, evs in got.items():
+            rows = {int(r[0]): r for r in feb_rows(sym, 10)}
+            for d in evs:
+                check_event_shape(d, sym)
+            assert [d["E"] for d in evs] == sorted(d["E"] for d in evs)   # in order
+            fin = [d for d in evs if d["k"]["x"]]
+            # the minute open at the start (Jan 31 23:59), then consecutive February minutes,
+            # each final exactly the recorded row
+            assert [d["k"]["t"] for d in fin] == [WS_T0 + i * M for i in range(-1, len(fin) - 1)]
+            fin = fin[1:]
+            for d in fin:
+                assert k_equals_row(d["k"], rows[d["k"]["t"]]), (d, rows[d["k"]["t"]])
+            # trade ids continue from one minute to the next
+            for a, b in zip(fin, fin[1:]):
+                assert b["k"]["f"] == a["k"]["L"] + 1
+            for d in fin[1:4]:   # fully observed minutes
+                inter = [e for e in evs if e["k"]["t"] == d["k"]["t"] and not e["k"]["x"]]
+                assert 5 <= len(inter) <= 29
+                check_running(inter, d)
+        st = s.ws_stats()
+        assert st["connections_opened"] == 1 and st["finals_sent"]["BTCUSDT"] >= 4
+
+
+def test_ws_stepped_clock_matches_rest_and_skips():
+    with br.ReplayServer(data_dir=DATA, start=WS_T0, speed=0) as s:
+        async def run():
+            async with aiohttp.ClientSession() as cs:
+                async with cs.ws_connect(s.ws_url + "/ws/btcusdt@kline_1m") as ws:
+                    evs = []
+                    for i in range(1, 31):   # one 2-second update per step, then the final
+                        s.set_clock(advance_ms=2000)
+                        d = await ws_next(ws)
+                        evs.append(d)
+                        check_event_shape(d, "BTCUSDT")   # raw payload, no wrapper
+                        assert d["E"] == WS_T0 + 2000 * i and d["k"]["x"] == (i == 30)
+                        # the running values are what REST serves at that virtual time
+                        row = klines(s, limit=2)[-1 if i < 30 else 0]
+                        k = d["k"]
+                        assert [k["t"], k["o"], k["h"], k["l"], k["c"], k["v"], k["q"], k["n"],
+                                k["V"], k["Q"]] == [row[0], row[1], row[2], row[3], row[4], row[5],
+                                                    row[7], row[8], row[9], row[10]]
+                    check_running(evs[:29], evs[29])
+                    assert k_equals_row(evs[29]["k"], feb_rows("BTCUSDT", 1)[0])
+                    # a jump of 20 minutes with few burst events allowed: the 20 finals only
+                    s.ws_config(burst_events=10)
+                    s.set_clock(advance_ms=20 * M)
+                    fin = [await ws_next(ws) for _ in range(20)]
+                    assert [d["k"]["t"] for d in fin] == [WS_T0 + i * M for i in range(1, 21)]
+                    assert all(d["k"]["x"] for d in fin) and await ws_quiet(ws, 0.15)
+                    assert s.ws_stats()["updates_skipped"] > 0
+                    # a jump into a minute sends its latest update only
+                    s.set_clock(advance_ms=M + 7000)
+                    d1, d2 = await ws_next(ws), await ws_next(ws)
+                    assert d1["k"]["x"] and d1["k"]["t"] == WS_T0 + 21 * M
+                    assert not d2["k"]["x"] and d2["E"] == WS_T0 + 22 * M + 6000
+                    # the clock going back: nothing replayed, streaming resumes from there
+                    s.set_clock(now_ms=WS_T0 + 5 * M)
+                    assert await ws_quiet(ws, 0.15)
+                    s.set_clock(advance_ms=2000)
+                    d = await ws_next(ws)
+                    assert d["E"] == WS_T0 + 5 * M + 2000 and d["k"]["t"] == WS_T0 + 5 * M
+                    # halted minutes produce nothing; the bar before it closes early
+                    s.add_halt(WS_T0 + 7 * M, WS_T0 + 9 * M)
+                    s.set_clock(now_ms=WS_T0 + 6 * M)   # forward: time passes, minute 5 closes
+                    d = await ws_next(ws)
+                    assert d["k"]["x"] and d["k"]["t"] == WS_T0 + 5 * M
+                    s.set_clock(advance_ms=4 * M)
+                    fin = [await ws_next(ws) for _ in range(2)]
+                    assert [(d["k"]["t"], d["k"]["T"], d["E"]) for d in fin] == [
+                        (WS_T0 + 6 * M, WS_T0 + 6 * M + 41646, WS_T0 + 6 * M + 41647),
+                        (WS_T0 + 9 * M, WS_T0 + 10 * M - 1, WS_T0 + 10 * M)]
+                    assert await ws_quiet(ws, 0.1)
+        asyncio.run(run())
+        log = s.ws_log(last=3)
+        assert len(log) == 3 and log[-1]["stream"] == "btcusdt@kline_1m" and log[-1]["x"]
+        assert json.loads(log[-1]["text"])["E"] == WS_T0 + 10 * M
+
+
+def test_ws_subscribe_list_unsubscribe_and_errors():
+    with br.ReplayServer(data_dir=DATA, start=WS_T0, speed=0, ws_max_msgs_per_s=0) as s:
+        async def run():
+            async with aiohttp.ClientSession() as cs:
+                async with cs.ws_connect(s.ws_url + "/ws") as ws:
+                    await ws.send_str(json.dumps({"method": "SUBSCRIBE", "id": 1, "params": [
+                        "btcusdt@kline_1m", "nopeusdt@kline_1m", "ethusdt@kline_5m"]}))
+                    assert await ws_next(ws) == {"result": None, "id": 1}
+                    await ws.send_str('{"method":"LIST_SUBSCRIPTIONS","id":"ab2"}')
+                    assert await ws_next(ws) == {"result": ["btcusdt@kline_1m", "nopeusdt@kline_1m",
+                                                            "ethusdt@kline_5m"], "id": "ab2"}
+                    s.set_clock(advance_ms=2000)   # only btcusdt has data at 1m
+                    d = await ws_next(ws)
+                    assert d["s"] == "BTCUSDT" and "stream" not in d and await ws_quiet(ws, 0.15)
+                    await ws.send_str('{"method":"SET_PROPERTY","params":["combined",true],"id":3}')
+                    assert await ws_next(ws) == {"result": None, "id": 3}
+                    await ws.send_str('{"method":"GET_PROPERTY","params":["combined"],"id":4}')
+                    assert await ws_next(ws) == {"result": True, "id": 4}
+                    s.set_clock(advance_ms=2000)
+                    d = await ws_next(ws)
+                    assert d["stream"] == "btcusdt@kline_1m" and d["data"]["E"] == WS_T0 + 4000
+                    await ws.send_str('{"method":"UNSUBSCRIBE","params":["btcusdt@kline_1m"],"id":5}')
+                    assert await ws_next(ws) == {"result": None, "id": 5}
+                    s.set_clock(advance_ms=2000)
+                    assert await ws_quiet(ws, 0.2)
+                    await ws.send_str("{not json")
+                    assert (await ws_next(ws))["error"]["code"] == 3
+                    await ws.send_str('{"method":"FOO","id":6}')
+                    e = await ws_next(ws)
+                    assert e["error"]["code"] == 2 and e["id"] == 6 and "FOO" in e["error"]["msg"]
+                    await ws.send_str('{"method":"SUBSCRIBE","params":["BTCUSDT@kline_1m"],"id":7}')
+                    assert (await ws_next(ws))["error"]["code"] == 2
+                    await ws.send_str('{"method":"LIST_SUBSCRIPTIONS","id":8}')
+                    assert await ws_next(ws) == {"result": ["nopeusdt@kline_1m", "ethusdt@kline_5m"],
+                                                 "id": 8}
+                # an unknown symbol: the connection is accepted and stays silent
+                async with cs.ws_connect(s.ws_url + "/ws/nopeusdt@kline_1m") as ws:
+                    s.set_clock(advance_ms=M)
+                    assert await ws_quiet(ws, 0.2) and not ws.closed
+        asyncio.run(run())
+        st, hd, body = http_get(s, "/ws/btcusdt@kline_1m")   # not an upgrade
+        assert st == 400
+        assert s.ws_stats()["requests"] == 9
+
+
+def test_ws_ping_pong_timeout():
+    # pongs count as incoming messages: a ping every 0.25 s stays under 5 per second
+    with br.ReplayServer(data_dir=DATA, start=WS_T0, speed=0, ws_ping_interval=0.25,
+                         ws_pong_timeout=0.6) as s:
+        async def run():
+            async with aiohttp.ClientSession() as cs:
+                good = await cs.ws_connect(s.ws_url + "/ws/btcusdt@kline_1m")   # autoping: answers
+                bad = await cs.ws_connect(s.ws_url + "/ws/btcusdt@kline_1m", autoping=False)
+
+                async def drain_good():
+                    try:
+                        await good.receive(timeout=1.3)
+                    except asyncio.TimeoutError:
+                        pass
+
+                async def drain_bad():
+                    t0 = time.monotonic()
+                    pings = 0
+                    while True:
+                        m = await bad.receive(timeout=3)
+                        if m.type == WT.PING:
+                            pings += 1   # never answered
+                            continue
+                        return m, time.monotonic() - t0, pings
+                _, (m, dt, pings) = await asyncio.gather(drain_good(), drain_bad())
+                assert m.type == WT.CLOSE and m.data == 1008 and m.extra == "Pong timeout", m
+                assert 0.6 <= dt <= 1.3 and pings >= 2
+                assert not good.closed
+                # a client ping is answered with a pong carrying its payload
+                await bad.close()
+                c = await cs.ws_connect(s.ws_url + "/ws", autoping=False)
+                await c.ping(b"hello")
+                m = await c.receive(timeout=2)
+                while m.type == WT.PING:
+                    await c.pong(m.data)
+                    m = await c.receive(timeout=2)
+                assert m.type == WT.PONG and m.data == b"hello"
+                await c.close()
+                await good.close()
+        asyncio.run(run())
+        st = s.ws_stats()
+        assert st["pong_timeouts"] == 1 and st["pings_sent"] >= 7 and st["pongs_received"] >= 4
+        assert st["pings_received"] == 1 and st["close_reasons"]["pong_timeout"] == 1
+
+
+def test_ws_incoming_message_rate_limit():
+    with br.ReplayServer(data_dir=DATA, start=WS_T0, speed=0) as s:
+        async def run():
+            async with aiohttp.ClientSession() as cs:
+                async with cs.ws_connect(s.ws_url + "/ws/btcusdt@kline_1m") as ws:
+                    for i in range(5):   # 5 per second are fine
+                        await ws.send_str('{"method":"LIST_SUBSCRIPTIONS","id":%d}' % i)
+                    for i in range(5):
+                        assert (await ws_next(ws))["id"] == i
+                    await asyncio.sleep(1.05)
+                    for i in range(4):
+                        await ws.send_str('{"method":"LIST_SUBSCRIPTIONS","id":%d}' % i)
+                    await ws.ping()   # pings count too: the 6th message in a second
+                    await ws.pong()
+                    for i in range(4):
+                        assert (await ws_next(ws))["id"] == i
+                    m = await ws_next(ws)
+                    assert m.type == WT.CLOSE and m.data == 1008 and m.extra == "Too many requests"
+        asyncio.run(run())
+        stt = s.stats()
+        assert stt["ws_rate_violations"] == 1 and stt["ws"]["rate_violations"] == 1
+        assert stt["ws"]["client_messages"] == 11 and stt["ws"]["connections_closed"] == 1
+
+
+def test_ws_faults():
+    with br.ReplayServer(data_dir=DATA, start=WS_T0, speed=0) as s:
+        url = s.ws_url + "/ws/btcusdt@kline_1m"
+
+        async def scenario(rules, steps, n_frames):
+            """Adds the rules, connects, advances the clock by 2 s `steps` times and returns
+            the next n_frames messages (text frames parsed) with their arrival times."""
+            s.clear_ws_faults()
+            ids = s.add_ws_faults(rules)
+            async with aiohttp.ClientSession() as cs:
+                async with cs.ws_connect(url) as ws:
+                    t0 = time.monotonic()
+                    for _ in range(steps):
+                        s.set_clock(advance_ms=2000)
+                        await asyncio.sleep(0.01)
+                    out = []
+                    for _ in range(n_frames):
+                        m = await ws_next(ws)
+                        out.append((m, time.monotonic() - t0))
+            assert [r["fired"] for r in s.ws_faults() if r["id"] in ids] == [1] * len(ids)
+            return [m for m, _ in out], [t for _, t in out]
+
+        async def run():
+            base = s.now_ms()
+            # duplicate: the 2nd event twice
+            (a, b, c), _ = await scenario([{"kind": "duplicate", "after": 1}], 2, 3)
+            assert a["E"] == base + 2000 and b == c and b["E"] == base + 4000
+            # reorder: two consecutive events of a symbol swapped
+            (a, b), _ = await scenario([{"kind": "reorder", "symbol": "btcusdt"}], 2, 2)
+            assert (a["E"], b["E"]) == (base + 8000, base + 6000)
+            # future: an extra event 30 days ahead
+            (a, b), _ = await scenario([{"kind": "future", "days": 30}], 1, 2)
+            assert a["k"]["t"] - b["k"]["t"] == 30 * DAY and a["E"] - b["E"] == 30 * DAY
+            assert {k: v for k, v in a["k"].items() if k not in "tT"} == \
+                   {k: v for k, v in b["k"].items() if k not in "tT"}
+            # past: the final of a minute 3 days back, then the real event
+            (a, b), _ = await scenario([{"kind": "past", "days": 3}], 1, 2)
+            assert a["k"]["t"] == b["k"]["t"] - 3 * DAY and a["k"]["x"] and a["E"] == b["E"]
+            row = klines(s, startTime=a["k"]["t"], limit=1)[0]
+            assert [a["k"][f] for f in ("o", "h", "l", "c", "v", "n")] == \
+                   [row[1], row[2], row[3], row[4], row[5], row[8]]
+            # malformed: a frame that isn't JSON, then one missing fields; then the event
+            (a, b, c, d), _ = await scenario([{"kind": "malformed"},
+                                              {"kind": "malformed", "mode": "missing", "after": 1}],
+                                             2, 4)
+            assert isinstance(a, str) and b["e"] == "kline" and "c" not in c["k"] and \
+                "x" not in c["k"] and d["E"] == b["E"] + 2000
+            # shutdown: a serverShutdown event
+            (a, b), _ = await scenario([{"kind": "shutdown"}], 1, 2)
+            assert a == {"e": "serverShutdown", "E": s.now_ms()} and b["e"] == "kline"
+            # silence: nothing (not even pongs) for 0.4 s
+            (a, b), ts = await scenario([{"kind": "silence", "seconds": 0.4, "after": 1}], 2, 2)
+            assert b["E"] == a["E"] + 2000 and ts[1] - ts[0] >= 0.35
+            # close: a clean close frame 1001
+            (a, b), _ = await scenario([{"kind": "close", "after": 1}], 2, 2)
+            assert a["e"] == "kline" and b.type == WT.CLOSE and b.data == 1001
+            # drop: the TCP connection ends without a close frame
+            (a, b), _ = await scenario([{"kind": "drop", "after": 1}], 2, 2)
+            assert a["e"] == "kline" and b.type in (WT.CLOSED, WT.ERROR)
+        asyncio.run(run())
+        st = s.ws_stats()
+        assert st["close_reasons"]["close_fault"] == 1 and st["close_reasons"]["drop_fault"] == 1
+        assert st["fault_frames"] >= 7 and st["shutdown_notices"] == 1
+        # the control API
+        s.clear_ws_faults()
+        code, r = http_json(s, "POST", "/_replay/ws_faults", {"rules": [{"kind": "duplicate",
+                                                                        "count": -1}]})
+        assert code == 200 and len(r["ids"]) == 1
+        assert http_json(s, "POST", "/_replay/ws_faults", {"kind": "nope"})[0] == 400
+        assert http_json(s, "GET", "/_replay/ws_faults")[1]["rules"][0]["kind"] == "duplicate"
+        assert http_json(s, "DELETE", "/_replay/ws_faults")[0] == 200 and s.ws_faults() == []
+        assert http_json(s, "GET", "/_replay/stats")[1]["ws"]["faults_fired"] == 0
+        code, cfg = http_json(s, "POST", "/_replay/ws_config", {"ping_interval_s": 5})
+        assert code == 200 and cfg["ping_interval_s"] == 5.0
+        assert len(http_json(s, "GET", "/_replay/ws_log?last=2")[1]) == 2
+
+
+def test_ws_age_limit_with_shutdown_notice():
+    with br.ReplayServer(data_dir=DATA, start=WS_T0, speed=0, ws_max_age_ms=5 * M,
+                         ws_shutdown_notice_ms=M, ws_burst_events=1) as s:
+        async def run():
+            async with aiohttp.ClientSession() as cs:
+                async with cs.ws_connect(s.ws_url + "/ws/ethusdt@kline_1m") as ws:
+                    got = []
+                    for _ in range(5):
+                        s.set_clock(advance_ms=M)
+                        await asyncio.sleep(0.02)
+                    while True:
+                        m = await ws_next(ws)
+                        got.append(m)
+                        if not isinstance(m, dict):
+                            break
+                    return got
+        got = asyncio.run(run())
+        assert [g["k"]["t"] for g in got[:4]] == [WS_T0 + i * M for i in range(4)]
+        assert got[4] == {"e": "serverShutdown", "E": WS_T0 + 4 * M}
+        assert got[5]["k"]["t"] == WS_T0 + 4 * M and got[5]["k"]["x"]
+        assert got[6].type == WT.CLOSE and got[6].data == 1000
+        st = s.ws_stats()
+        assert st["age_closes"] == 1 and st["close_reasons"] == {"max_age": 1}
+
+
+def test_generated_symbols_rest_and_ws():
+    with br.ReplayServer(data_dir=DATA, start=WS_T0, speed=0, gen_symbols=3) as s:
+        info = json.loads(http_get(s, "/api/v3/exchangeInfo")[2])
+        assert [x["symbol"] for x in info["symbols"]] == ["BTCUSDT", "ETHUSDT", "S0001USDT",
+                                                          "S0002USDT", "S0003USDT"]
+        assert info["symbols"][2]["baseAsset"] == "S0001"
+        for g, src in (("S0001USDT", "BTCUSDT"), ("S0002USDT", "ETHUSDT"), ("S0003USDT", "BTCUSDT")):
+            assert klines(s, symbol=g, startTime=T0, limit=50) == klines(s, symbol=src, startTime=T0,
+                                                                          limit=50)
+
+        async def run():
+            async with aiohttp.ClientSession() as cs:
+                async with cs.ws_connect(s.ws_url + "/stream?streams=s0002usdt@kline_1m/"
+                                                    "ethusdt@kline_1m") as ws:
+                    s.set_clock(advance_ms=M)
+                    evs = [await ws_next(ws) for _ in range(60)]
+                    return evs
+        evs = asyncio.run(run())
+        by = {}
+        for m in evs:
+            by.setdefault(m["data"]["s"], []).append(m["data"])
+        assert len(by["S0002USDT"]) == len(by["ETHUSDT"]) == 30
+        for a, b in zip(by["S0002USDT"], by["ETHUSDT"]):
+            assert json.dumps(a).replace("S0002USDT", "ETHUSDT") == json.dumps(b)
+        assert k_equals_row(by["S0002USDT"][-1]["k"], feb_rows("ETHUSDT", 1)[0])
