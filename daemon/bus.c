@@ -20,10 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BATCH_MAX      1000
 #define SETUP_RETRY_MS 5000
+#define MAX_PARTITIONS 256
 
 struct waker {
 	int fd[2];
@@ -41,6 +43,8 @@ struct kl_bus {
 	struct kl_bus_offset *offs;
 	size_t noffs;
 	int32_t npartitions; /* from the worker */
+	int64_t started_ms;  /* wall clock: Kafka timestamps are the producer's */
+	int64_t start_offset[MAX_PARTITIONS];
 	char setup_err[256];
 	kl_bus_batch_cb cb;
 	void *ud;
@@ -193,6 +197,7 @@ int kl_bus_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_bus **ret,
 {
 	struct kl_bus *bus = calloc(1, sizeof(*bus));
 	rd_kafka_conf_t *pc = NULL, *cc = NULL;
+	struct timespec ts;
 	char msg[256];
 	int r = -EINVAL;
 
@@ -201,6 +206,8 @@ int kl_bus_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_bus **ret,
 	bus->loop = loop;
 	bus->conf = conf;
 	bus->stats.lag = -1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	bus->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - 60000;
 	pc = make_conf(bus, true, err, errlen);
 	cc = pc ? make_conf(bus, false, err, errlen) : NULL;
 	if (!pc || !cc)
@@ -280,6 +287,17 @@ static void setup_work(uv_work_t *w)
 	if (md)
 		rd_kafka_metadata_destroy(md);
 	rd_kafka_topic_destroy(rkt);
+	/* Partitions with no offset in the store start at what this process may
+	 * have produced already (from its start, by timestamp), not at the end. */
+	for (int32_t p = 0; p < bus->npartitions && p < MAX_PARTITIONS; p++) {
+		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+		rd_kafka_topic_partition_list_add(l, topic, p)->offset = bus->started_ms;
+		bus->start_offset[p] = RD_KAFKA_OFFSET_END;
+		if (!rd_kafka_offsets_for_times(bus->cons, l, 5000) && !l->elems[0].err)
+			bus->start_offset[p] =
+			    l->elems[0].offset >= 0 ? l->elems[0].offset : RD_KAFKA_OFFSET_END;
+		rd_kafka_topic_partition_list_destroy(l);
+	}
 }
 
 static void start_setup(struct kl_bus *bus);
@@ -311,7 +329,7 @@ static void setup_done(uv_work_t *w, int status)
 	}
 	parts = rd_kafka_topic_partition_list_new(bus->npartitions);
 	for (int32_t p = 0; p < bus->npartitions; p++) {
-		int64_t off = RD_KAFKA_OFFSET_END;
+		int64_t off = p < MAX_PARTITIONS ? bus->start_offset[p] : RD_KAFKA_OFFSET_END;
 		for (size_t i = 0; i < bus->noffs; i++) {
 			if (bus->offs[i].partition == p)
 				off = bus->offs[i].offset;

@@ -297,15 +297,26 @@ static void on_ws_event(void *ud, const char *symbol, const char *data, size_t l
 	kl_bus_produce(run->bus, symbol, strlen(symbol), data, len);
 }
 
-static void on_ws_up(void *ud)
+/* Whatever the stream did not bring comes from REST, soon. */
+static void heal_soon(struct run *run)
 {
-	struct run *run = ud;
-
-	/* Whatever passed while disconnected comes from REST, soon. */
+	if (run->stopping)
+		return;
 	if (run->filling)
 		run->heal_wanted = true;
-	else
+	else if (!uv_is_active((uv_handle_t *)&run->follow) ||
+		 uv_timer_get_due_in(&run->follow) > HEAL_SOON_MS)
 		uv_timer_start(&run->follow, on_follow, HEAL_SOON_MS, 0);
+}
+
+static void on_ws_up(void *ud)
+{
+	heal_soon(ud);
+}
+
+static void on_gap(void *ud)
+{
+	heal_soon(ud);
 }
 
 static void on_day_final(void *ud, int64_t day_start)
@@ -332,7 +343,7 @@ static int start_stream(struct run *run)
 	r = kl_bus_new(&run->loop, run->conf, &run->bus, err, sizeof(err));
 	if (r == 0)
 		r = kl_speed_new(&run->loop, run->st, run->bus, run->conf, ss, run->nsyms,
-				 on_day_final, run, &run->speed);
+				 on_day_final, on_gap, run, &run->speed);
 	free(ss);
 	if (r == 0) {
 		kl_speed_set_clock(run->speed, run->now_ms);

@@ -29,6 +29,7 @@
 #define WINDOWS	       3      /* open days per symbol: today and late yesterday */
 #define FUTURE_MS      600000 /* events this far past the exchange's clock are bogus */
 #define FUTURE_WALL_MS 10000  /* plus this much wall time at the clock's rate */
+#define JUMP_EVENTS    20     /* this many in a row beyond it: the clock lagged */
 
 struct swin {
 	struct kl_window w;
@@ -57,9 +58,11 @@ struct kl_speed {
 	int64_t clock_ms; /* exchange time from REST; 0 unknown */
 	uint64_t clock_at;
 	double clock_rate; /* exchange ms per wall ms, 1 on a real exchange */
+	unsigned ahead;	   /* consecutive events beyond the clock */
 	int64_t final_upto;
 	uv_timer_t commit_timer;
 	kl_speed_final_cb on_final;
+	kl_speed_gap_cb on_gap;
 	void *ud;
 	struct kl_speed_stats stats;
 	bool failed;
@@ -72,7 +75,8 @@ static int cmp_sym(const void *a, const void *b)
 
 int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
 		 const struct kl_conf *conf, const struct kl_speed_symbol *syms, size_t n,
-		 kl_speed_final_cb on_final, void *ud, struct kl_speed **ret)
+		 kl_speed_final_cb on_final, kl_speed_gap_cb on_gap, void *ud,
+		 struct kl_speed **ret)
 {
 	struct kl_speed *sp = calloc(1, sizeof(*sp));
 
@@ -92,6 +96,7 @@ int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
 	sp->bus = bus;
 	sp->conf = conf;
 	sp->on_final = on_final;
+	sp->on_gap = on_gap;
 	sp->ud = ud;
 	sp->final_upto = INT64_MIN;
 	sp->clock_rate = 1;
@@ -199,17 +204,26 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 	}
 	if (sp->clock_ms) {
 		/* The exchange's clock extrapolated from REST readings at the rate it has
-		 * been seen to run (a replay runs fast), or the stream's own newest time. */
+		 * been seen to run (a replay runs fast), or the stream's own newest time.
+		 * An event far beyond both is refused, unless the stream as a whole has
+		 * moved there (JUMP_EVENTS in a row): then the clock was what lagged. */
 		double wall = (double)(uv_now(sp->loop) - sp->clock_at);
 		int64_t now = sp->clock_ms + (int64_t)(wall * sp->clock_rate);
 		int64_t slack = FUTURE_MS + (int64_t)(FUTURE_WALL_MS * sp->clock_rate);
 		if (sp->wm.max_event > now)
 			now = sp->wm.max_event;
 		if (ev.event_time > now + slack || ev.k.open_time > now + slack) {
-			sp->stats.future++;
-			reject(sp, ev.symbol, m->value, m->len, KL_KLINE_FUTURE);
-			return;
+			if (++sp->ahead < JUMP_EVENTS) {
+				sp->stats.future++;
+				reject(sp, ev.symbol, m->value, m->len, KL_KLINE_FUTURE);
+				return;
+			}
+			kl_warn("speed",
+				"the stream moved %" PRId64 " s past the exchange's clock; "
+				"following it",
+				(ev.event_time - now) / 1000);
 		}
+		sp->ahead = 0;
 	}
 	kl_watermark_observe(&sp->wm, ev.event_time);
 	sp->stats.last_event_time = sp->wm.max_event;
@@ -226,6 +240,8 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 			sp->failed = true;
 		}
 		sp->stats.closed++;
+		if (ev.k.open_time > s->frontier && sp->on_gap)
+			sp->on_gap(sp->ud); /* a first minute, or minutes the stream skipped */
 		if (ev.k.open_time + KL_MINUTE_MS > s->frontier)
 			s->frontier = ev.k.open_time + KL_MINUTE_MS;
 		s->frontier_at = uv_now(sp->loop);
@@ -411,6 +427,7 @@ void kl_speed_free(struct kl_speed *sp)
 	if (!sp)
 		return;
 	sp->on_final = NULL;
+	sp->on_gap = NULL;
 	commit(sp);
 	kl_info("speed",
 		"stopped: events=%" PRIu64 ", closed=%" PRIu64 ", late=%" PRIu64 ", future=%" PRIu64

@@ -18,6 +18,9 @@ struct kl_speed;
 /** A day's window is final for every symbol: it may be certified from REST. */
 typedef void (*kl_speed_final_cb)(void *ud, int64_t day_start);
 
+/** The stream skipped minutes of a symbol (or just began): REST should look soon. */
+typedef void (*kl_speed_gap_cb)(void *ud);
+
 struct kl_speed_symbol {
 	const char *symbol; /* borrowed */
 	int64_t sid;
@@ -29,7 +32,8 @@ struct kl_speed_symbol {
  */
 int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
 		 const struct kl_conf *conf, const struct kl_speed_symbol *syms, size_t n,
-		 kl_speed_final_cb on_final, void *ud, struct kl_speed **ret);
+		 kl_speed_final_cb on_final, kl_speed_gap_cb on_gap, void *ud,
+		 struct kl_speed **ret);
 
 /** Start consuming from the offsets stored in SQLite. @return 0 or -errno. */
 int kl_speed_start(struct kl_speed *sp);

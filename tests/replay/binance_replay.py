@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Replay exchange: a Binance spot REST look-alike on 127.0.0.1 for klined's tests.
+"""Replay exchange: a Binance spot REST + websocket look-alike on 127.0.0.1 for klined's tests.
 
 It serves recorded 1-minute klines (gzip CSV files, see ../shared/data/binance/README.md)
 in *virtual time*, with Binance's request weights, rate limiting (429/418 + Retry-After)
 and deterministic fault injection.  Every decimal field is served as the exact
-recorded source string; only the timestamps are ever computed.
+recorded source string; only the timestamps are ever computed.  The same port also
+serves the kline websocket streams (/ws/<stream>, /stream?streams=a/b), driven by the
+same virtual clock, with Binance's pings, 5 messages/s limit, 24 h connection age and
+websocket faults (drop, close, silence, malformed, duplicate, reorder, future, past,
+shutdown).
 
 Usable two ways:
 
@@ -20,14 +24,17 @@ Usable two ways:
       from binance_replay import ReplayServer
       with ReplayServer(start="2023-02-01T00:00:00Z", speed=0) as srv:
           srv.rest_url  # "http://127.0.0.1:N"
+          srv.ws_url    # "ws://127.0.0.1:N"  (+ "/stream?streams=btcusdt@kline_1m")
           srv.set_clock(advance_ms=60000)
           srv.add_faults([{"kind": "status", "status": 503}])
-          srv.stats()
+          srv.add_ws_faults([{"kind": "drop", "after": 10}])
+          srv.stats(); srv.ws_stats(); srv.ws_log(last=5)
 
-The pieces meant to be shared with a future websocket side are the
-:class:`VirtualClock` and :class:`KlineStore` classes (``Replay.clock``/``Replay.store``):
-``store.kline_fields(symbol, open_time, now_ms)`` yields one kline (running values for
-the open minute) and ``store.query(...)`` pages of them.
+:class:`VirtualClock` and :class:`KlineStore` (``Replay.clock``/``Replay.store``) are
+shared by both sides: ``store.kline_fields(symbol, open_time, now_ms)`` yields one kline
+(running values for the open minute), ``store.query(...)`` pages of them; the websocket
+side (:class:`WsHub`, :class:`WsConn`) sends the same running values every 2 virtual
+seconds and the recorded row when the minute closes.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from aiohttp import web
 
 MINUTE_MS = 60_000
+DAY_MS = 86_400_000
 HALT_CLOSE_OFFSET_MS = 41_646  # close_time - open_time of the bar just before a halt
 JSON_CT = "application/json;charset=UTF-8"
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
@@ -1764,8 +1772,12 @@ class WsConn:
                 if now < self.cur:          # the clock went back: no replay, restart from now
                     self.cur = now
                 max_age = cfg["max_age_ms"]
-                left = max_age - self.age_ms if max_age > 0 else None
-                target = now if left is None else min(now, self.cur + max(0, left))
+                notice = cfg["shutdown_notice_ms"]
+                target = now
+                if max_age > 0:   # stop at the age limit, and at the shutdown notice
+                    target = min(target, self.cur + max(0, max_age - self.age_ms))
+                    if notice > 0 and not self.notice_sent:
+                        target = min(target, self.cur + max(0, max_age - notice - self.age_ms))
                 if target > self.cur:
                     await self._deliver(self._events(self.cur, target))
                     if self.closing:
@@ -1776,7 +1788,6 @@ class WsConn:
                     if lag > self.max_lag_ms:
                         self.max_lag_ms = lag
                         hub.max_lag_ms = max(hub.max_lag_ms, lag)
-                notice = cfg["shutdown_notice_ms"]
                 if (max_age > 0 and notice > 0 and not self.notice_sent
                         and self.age_ms >= max_age - notice):
                     self.notice_sent = True
@@ -1800,9 +1811,10 @@ class WsConn:
                 await self._sleep(None if nxt is None else clock.wall_seconds_until(nxt))
         except (ConnectionError, RuntimeError):
             pass
-
-
-DAY_MS = 86_400_000
+        except Exception:   # a bug: say so, and don't leave a silent connection behind
+            import traceback
+            traceback.print_exc(file=sys.stderr)
+            await self.close(1011, "Internal error", "internal_error")
 
 
 class _App:
@@ -2133,10 +2145,17 @@ class ReplayServer:
                  tile_until=None, weight_limit=0, latency_ms=0, halts=(), faults=(),
                  shutdown_timeout=1.0, wall=time.time)
 
+    Websocket and benchmark options: gen_symbols=0, ws_ping_interval=20.0 (s),
+    ws_pong_timeout=60.0 (s), ws_max_age_ms=86400000, ws_shutdown_notice_ms=0,
+    ws_max_msgs_per_s=5, ws_update_ms=2000, ws_max_streams=1024, ws_burst_events=512,
+    ws_faults=(), ws_log_size=10000.
+
     start() -> self (blocks until listening), stop(); usable as a context manager.
-    Attributes after start: port, rest_url, ws_url, replay (the Replay core: .clock, .store).
-    Control helpers (thread-safe, same effect as the /_replay/ API): now_ms(), set_clock(),
-    add_faults(), clear_faults(), stats(), reset_stats(), reset_limits(), info()."""
+    Attributes after start: port, rest_url, ws_url, replay (the Replay core: .clock, .store,
+    .ws).  Control helpers (thread-safe, same effect as the /_replay/ API): now_ms(),
+    set_clock(), add_faults(), clear_faults(), stats(), reset_stats(), reset_limits(), info(),
+    ws_stats(), add_ws_faults(), clear_ws_faults(), ws_faults(), ws_log(), ws_config(),
+    ws_disconnect_all()."""
 
     def __init__(self, data_dir: Optional[str] = None, port: int = 0, host: str = "127.0.0.1",
                  start: Any = None, speed: float = 1.0, tile_until: Any = None,
@@ -2305,7 +2324,8 @@ class ReplayServer:
 # --------------------------------------------------------------------------------------
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Binance spot REST replay exchange (virtual time, faults).")
+    p = argparse.ArgumentParser(description="Binance spot REST + kline websocket replay exchange "
+                                            "(virtual time, faults).")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
     p.add_argument("--data", default=DEFAULT_DATA_DIR, help="dir of SYMBOL-1m-YYYY-MM.csv.gz")

@@ -1,5 +1,6 @@
 """Tests of the replay exchange (tests/replay/binance_replay.py)."""
 
+import asyncio
 import gzip
 import http.client
 import json
@@ -10,7 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from decimal import Decimal
 
+import aiohttp
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -486,7 +489,10 @@ def test_faults_api_clear_and_validation(srv):
 def test_cli_json_line_and_sigterm():
     p = subprocess.Popen([sys.executable, os.path.join(HERE, "binance_replay.py"), "--port", "0",
                           "--start", "2023-01-01T00:10:30Z", "--speed", "0",
-                          "--faults", json.dumps([{"kind": "status", "status": 502}])],
+                          "--faults", json.dumps([{"kind": "status", "status": 502}]),
+                          "--gen-symbols", "2", "--ws-ping-interval", "7", "--ws-pong-timeout", "9",
+                          "--ws-max-age-ms", "3600000", "--ws-max-msgs-per-s", "4",
+                          "--ws-faults", json.dumps([{"kind": "duplicate", "count": -1}])],
                          stdout=subprocess.PIPE, text=True)
     try:
         info = json.loads(p.stdout.readline())
@@ -498,6 +504,19 @@ def test_cli_json_line_and_sigterm():
         assert http_get(_S, "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m"})[0] == 502
         rows = json.loads(http_get(_S, "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m"})[2])
         assert len(rows) == 11 and rows[0][0] == T0
+        info2 = json.loads(http_get(_S, "/api/v3/exchangeInfo")[2])
+        assert [x["symbol"] for x in info2["symbols"]][2:] == ["S0001USDT", "S0002USDT"]
+        st, cfg = http_json(_S, "GET", "/_replay/ws_config")
+        assert (cfg["ping_interval_s"], cfg["pong_timeout_s"], cfg["max_age_ms"],
+                cfg["max_msgs_per_s"]) == (7.0, 9.0, 3600000, 4)
+
+        async def ws_roundtrip():
+            async with aiohttp.ClientSession() as cs:
+                async with cs.ws_connect(info["ws_url"] + "/ws/s0002usdt@kline_1m") as ws:
+                    await ws.send_str('{"method":"LIST_SUBSCRIPTIONS","id":1}')
+                    return await ws_next(ws)
+        assert asyncio.run(ws_roundtrip()) == {"result": ["s0002usdt@kline_1m"], "id": 1}
+        assert http_json(_S, "GET", "/_replay/ws_faults")[1]["rules"][0]["kind"] == "duplicate"
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=10) == 0
     finally:
@@ -507,11 +526,6 @@ def test_cli_json_line_and_sigterm():
 
 
 # ---------------------------------------------------------------------------- websocket
-
-import asyncio  # noqa: E402
-from decimal import Decimal  # noqa: E402
-
-import aiohttp  # noqa: E402
 
 WS_T0 = br.parse_time_ms("2023-02-01T00:00:00Z")   # a minute boundary; Feb's first CSV row
 K_KEYS = ["t", "T", "s", "i", "f", "L", "o", "c", "h", "l", "v", "n", "x", "q", "V", "Q", "B"]
@@ -552,6 +566,16 @@ async def ws_quiet(ws, seconds=0.2):
     except asyncio.TimeoutError:
         return True
     return m.type not in (WT.TEXT, WT.BINARY)
+
+
+def eventually(pred, timeout=3.0):
+    """Polls pred() (server-side bookkeeping finishes just after the client sees a close)."""
+    t = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > t:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def check_event_shape(d, sym):
@@ -744,9 +768,9 @@ def test_ws_ping_pong_timeout():
                 good = await cs.ws_connect(s.ws_url + "/ws/btcusdt@kline_1m")   # autoping: answers
                 bad = await cs.ws_connect(s.ws_url + "/ws/btcusdt@kline_1m", autoping=False)
 
-                async def drain_good():
+                async def drain_good():   # (each auto-answered ping restarts receive's timeout)
                     try:
-                        await good.receive(timeout=1.3)
+                        await asyncio.wait_for(good.receive(), 1.3)
                     except asyncio.TimeoutError:
                         pass
 
@@ -775,6 +799,7 @@ def test_ws_ping_pong_timeout():
                 await c.close()
                 await good.close()
         asyncio.run(run())
+        assert eventually(lambda: s.ws_stats()["connections_current"] == 0)
         st = s.ws_stats()
         assert st["pong_timeouts"] == 1 and st["pings_sent"] >= 7 and st["pongs_received"] >= 4
         assert st["pings_received"] == 1 and st["close_reasons"]["pong_timeout"] == 1
@@ -799,9 +824,11 @@ def test_ws_incoming_message_rate_limit():
                     m = await ws_next(ws)
                     assert m.type == WT.CLOSE and m.data == 1008 and m.extra == "Too many requests"
         asyncio.run(run())
+        assert eventually(lambda: s.ws_stats()["connections_closed"] == 1)
         stt = s.stats()
         assert stt["ws_rate_violations"] == 1 and stt["ws"]["rate_violations"] == 1
-        assert stt["ws"]["client_messages"] == 11 and stt["ws"]["connections_closed"] == 1
+        assert stt["ws"]["client_messages"] == 11 and stt["ws"]["connections_current"] == 0
+        assert stt["ws"]["close_reasons"] == {"rate_violation": 1}
 
 
 def test_ws_faults():
@@ -864,6 +891,7 @@ def test_ws_faults():
             (a, b), _ = await scenario([{"kind": "drop", "after": 1}], 2, 2)
             assert a["e"] == "kline" and b.type in (WT.CLOSED, WT.ERROR)
         asyncio.run(run())
+        assert eventually(lambda: s.ws_stats()["connections_current"] == 0)
         st = s.ws_stats()
         assert st["close_reasons"]["close_fault"] == 1 and st["close_reasons"]["drop_fault"] == 1
         assert st["fault_frames"] >= 7 and st["shutdown_notices"] == 1
@@ -898,6 +926,7 @@ def test_ws_age_limit_with_shutdown_notice():
                             break
                     return got
         got = asyncio.run(run())
+        assert eventually(lambda: s.ws_stats()["connections_current"] == 0)
         assert [g["k"]["t"] for g in got[:4]] == [WS_T0 + i * M for i in range(4)]
         assert got[4] == {"e": "serverShutdown", "E": WS_T0 + 4 * M}
         assert got[5]["k"]["t"] == WS_T0 + 4 * M and got[5]["k"]["x"]
