@@ -1,48 +1,66 @@
 #!/usr/bin/env python3
 """Speed-layer benchmark: replay websocket -> klined -> Kafka -> klined's consumer -> SQLite.
 
-    python3 bench/stream.py [--quick] [--klined PATH] [--keep]
+    python3 bench/stream.py [--quick] [--commit-ms N] [--wait-idle S] [--keep]
+                            [--klined PATH | --no-build] [--no-variant]
 
 Everything runs on 127.0.0.1 and is started and stopped here: one Kafka 4.1 broker
-(tests/kafka/kafka.py), and per scenario a replay exchange (tests/replay/binance_replay.py,
-in a subprocess, its clock frozen until the measurement starts) and klined in daemon mode
-on a fresh store and a fresh topic (created by klined: 1 partition).
+(tests/kafka/kafka.py, JIT-warmed with 30,000 messages first), and per scenario a replay
+exchange (tests/replay/binance_replay.py, in a subprocess, its clock frozen at
+2023-06-10T00:02:30Z until the measurement starts) and klined in daemon mode on a fresh
+store and a fresh topic (created by klined: one partition).  build/daemon/klined is rebuilt
+with ninja (unless --no-build) and copied first, so a concurrent rebuild can't change what is
+measured.
 
-What is measured, per event (not sampled):
+What is measured, per event (every event, not a sample):
 
-  sent      the replay's wall time when it queued the event's frame: the hub's per-frame
-            log hook (WsHub.log.append, called for every frame just before it is written)
-            is replaced, in the replay's process, by one that appends
-            "time.time() stream E t x" to a file.  Nothing in binance_replay.py changes.
-  produced  the Kafka message's CreateTime: set by librdkafka when klined produced it
-            (ms resolution).  Events are matched to messages by (symbol, E, x), read back
-            from the topic after the run.
-  visible   the first time an observer in this process (its own SQLite connection, polling
-            `SELECT next FROM consumer_offset` every ~0.5 ms) sees the consumer's stored
-            next offset pass the message's offset.  klined commits that offset in the same
-            transaction as the event's effects (the day row; for an x:true event its
-            kline row), so this is when the change is committed and visible.  Checked
-            independently for the x:true events: the time their kline row (source 2)
-            appears ("kline-row check").
+  sent      the replay's wall time when it queued the event's frame.  The replay's per-frame
+            log hook (WsHub.log.append, called for every frame just before it is written) is
+            replaced, in the replay's process, by one that appends "time.time() stream E t x"
+            to a file.  Nothing in binance_replay.py changes.
+  produced  the Kafka message's CreateTime: set by librdkafka when klined produced it (ms).
+            Events are matched to messages by (symbol, E, x), read back after the run.
+  visible   the first time an observer in this process (its own read-only SQLite connection,
+            polling `SELECT next FROM consumer_offset` every ~0.5 ms) sees the consumer's
+            stored next offset pass the message's offset.  klined commits that offset in the
+            same transaction as the event's effects (the day row; for an x:true event its
+            kline row, source 2), so this is when the change is committed and visible.  For
+            the first step's x:true events the appearance of the kline row itself is watched
+            too, as a cross-check.
 
-  latency = visible - sent (also split: produced - sent, visible - produced).
+  latency = visible - sent; split into sent -> produced (websocket, klined's loop, producer)
+  and produced -> visible (broker, consumer, commit policy).
 
-Scenarios:
-  2 symbols    BTCUSDT, ETHUSDT at --speed 1000: 2 events per 2 virtual seconds per symbol
-               => ~1,000 x:false updates/s + ~33 finals/s.
-  500 symbols  BTCUSDT, ETHUSDT + 498 generated (--gen-symbols), one klined; a ramp of
-               replay speeds: 4 (~1,000 events/s), 20, 40, 80, 120, 160, 240, 320, 480 ...
-               Each step reports what the replay sent, what reached Kafka, what klined
-               committed, the latency percentiles, the backlog at the step's end, and
-               the CPU of each process.  klined's peak RSS (VmHWM) is read from /proc at
-               the end of the 1,000 events/s step and at the end of the ramp.
-  drain        (500 symbols) a second klined on a fresh store whose consumer offset is
-               set to 0 of the ramp's topic, with the replay frozen: it consumes the
-               recorded backlog (the same events, in order) as fast as it can.  This is
-               the consumer's (Kafka -> SQLite) ceiling, independent of the replay.
+Scenarios (offered rates; the replay's speed is set from the number of streaming symbols:
+each symbol yields 0.5 events per virtual second, 29 x:false updates and 1 x:true a minute):
 
-Prints the machine, the commands, markdown tables; writes bench/out/stream.json
-(key "full" or "quick").  --quick: shorter steps, fewer ramp steps (~2.5 min).
+  2 symbols            BTCUSDT, ETHUSDT at 1,000 events/s (speed 1000).
+  500 symbols          BTCUSDT, ETHUSDT + S0001USDT..S0498USDT (--gen-symbols 498) at
+                       1,000 events/s, the tree's klined: how many symbols stream at all.
+  500 symbols ws100    klined-ws100, the tree's sources with KL_WS_STREAMS_PER_CONN = 100
+                       (libwebsockets 4.1 truncates a client request line at 2,048 bytes, so
+                       200 streams per connection don't connect), built in $WORK: a ramp of
+                       1k, 5k, 10k, 20k, 30k, 40k, 60k events/s.  Each step reports what the
+                       replay sent, what klined committed, latency percentiles, the backlog
+                       (Kafka end - committed) at its end, the replay's skipped updates
+                       (it fell behind: its own CPU, or backpressure from klined's socket)
+                       and each process's CPU.  After the last step the clock stops and
+                       every frame already queued is let through and counted.
+  drain                the tree's klined on a fresh store whose consumer offset is set to the
+                       start of the ramp's topic, the replay frozen: the consumer alone
+                       (Kafka -> SQLite) on the same events, as fast as it goes.
+  --commit-ms N        also klined-commitN (ws100 + COMMIT_MS = N) at 1,000 events/s, 2 and
+                       500 symbols: what the consumer's commit timer costs in latency.
+
+Peak RSS: VmHWM from /proc of klined after the first step and at the end of each scenario;
+the broker's VmRSS/VmHWM separately.  The machine is shared: before each scenario the bench
+waits (at most --wait-idle s, default 60) until other processes use under 1/3 core, and
+reports what they used during each step.
+
+Prints the machine, a markdown table, the commands; writes bench/out/stream.json (key "full",
+"quick", or with "+commitN").  --keep keeps $WORK: per step sent-NN.log (the replay's send
+log), latency-NN.tsv (sent, produced, offset, visible per event), commits.tsv, the logs.
+--quick: shorter and fewer steps (~3 min).
 """
 import argparse
 import bisect
@@ -60,7 +78,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +91,7 @@ DAY = "2023-06-10"              # a tiled day; the clock starts at 00:02:30 (2 m
 START = DAY + "T00:02:30Z"
 TILE_UNTIL = "2024-01-01"
 POLL_S = 0.0005                 # observer poll period
-WS_PER_CONN = 200               # klined's KL_WS_STREAMS_PER_CONN (daemon/ws.h)
+WAIT_IDLE_S = 60.0              # --wait-idle: longest wait for the rest of the machine
 
 
 # ------------------------------------------------------------------------------------------
@@ -206,6 +223,36 @@ def log(msg: str) -> None:
 
 def cmdline(cmd) -> str:
     return " ".join(shlex.quote(str(c)) for c in cmd)
+
+
+def short_cmd(cmd) -> str:
+    """The command line, with a long --symbols list written as its first and last names."""
+    out = []
+    for c in map(str, cmd):
+        names = c.split(",")
+        if len(names) > 4 and all(re.fullmatch(r"[A-Z0-9]+", n) for n in names):
+            c = "%s,%s,%s,...,%s" % (names[0], names[1], names[2], names[-1])
+        out.append(c)
+    return cmdline(out)
+
+
+def other_cpu(pids, seconds=1.0) -> float:
+    """Cores the rest of the machine (not pids, not this process) used over `seconds`."""
+    m0, p0, s0 = machine_cpu(), sum(proc_cpu_s(p) for p in pids), time.process_time()
+    time.sleep(seconds)
+    m1, p1, s1 = machine_cpu(), sum(proc_cpu_s(p) for p in pids), time.process_time()
+    busy = (m1[0] - m0[0]) / max(1, m1[1] - m0[1]) * os.cpu_count() * seconds
+    return max(0.0, (busy - (p1 - p0) - (s1 - s0)) / seconds)
+
+
+def wait_idle(pids) -> dict:
+    """Wait (at most WAIT_IDLE_S) until the rest of the machine uses under a third of a core
+    over a second: other people's builds and tests share this machine."""
+    t0 = time.monotonic()
+    o = other_cpu(pids)
+    while o >= 0.33 and time.monotonic() - t0 < WAIT_IDLE_S:
+        o = other_cpu(pids)
+    return {"waited_s": round(time.monotonic() - t0, 1), "other_cores": round(o, 2)}
 
 
 def ms_of(iso: str) -> int:
@@ -465,6 +512,8 @@ def run_scenario(sc, boot, work: Path):
     topic = "bench.%s.%d" % (slug, int(time.time()))
     res = {"name": name, "symbols": nsym, "binary": sc["label"], "topic": topic, "steps": []}
     log("== %s: %d symbols, %s, topic %s" % (name, nsym, sc["label"], topic))
+    res["idle_before"] = wait_idle([BROKER.pid])
+    log("   machine: %s" % res["idle_before"])
     replay = Replay(work, nsym, sdir / "replay.err")
     res["replay_cmd"] = cmdline(["python3"] + [a if a != str(Path(__file__).resolve())
                                                else "bench/stream.py" for a in replay.cmd[1:]])
@@ -473,8 +522,8 @@ def run_scenario(sc, boot, work: Path):
         db = sdir / "klined.db"
         k = Klined(binary, db, replay.info["rest_url"], replay.info["ws_url"], boot, topic, syms,
                    sdir / "klined.err")
-        res["klined_cmd"] = cmdline(k.cmd)
-        nconn = (nsym + WS_PER_CONN - 1) // WS_PER_CONN
+        res["klined_cmd"] = short_cmd(k.cmd)
+        nconn = (nsym + sc["per_conn"] - 1) // sc["per_conn"]
         t0 = time.monotonic()
         k.wait_log(lambda s: "kafka: consuming" in s and "ws: connected" in s, 120,
                    "the stream to start")
@@ -512,10 +561,10 @@ def run_scenario(sc, boot, work: Path):
         sym_index = {s.encode(): i for i, s in enumerate(syms)}
         sid_of_index = {i: sym_ids[s] for i, s in enumerate(syms)}
 
+        pids = {"klined": k.pid, "replay": replay.proc.pid, "broker": BROKER.pid}
         # warm-up: the first event of each symbol loads its day window from the store
         replay.cmd_("speed", speed_for(sc["steps"][0][0], streaming))
         obs.run_for(sc["warmup"])
-        pids = {"klined": k.pid, "replay": replay.proc.pid, "broker": BROKER.pid}
         peak = {"klined_rss": 0, "broker_rss": 0}
 
         def sample():
@@ -550,6 +599,9 @@ def run_scenario(sc, boot, work: Path):
                 "cpu": {p: round((cpu1[p] - cpu0[p]) / wall * 100) for p in pids},
                 "cpu_observer": round((self1 - self0) / wall * 100),
                 "cpu_machine": round((m1[0] - m0[0]) / max(1, m1[1] - m0[1]) * os.cpu_count() * 100),
+                "cpu_other": round((m1[0] - m0[0]) / max(1, m1[1] - m0[1]) * os.cpu_count() * 100
+                                   - sum(cpu1[p] - cpu0[p] for p in pids) / wall * 100
+                                   - (self1 - self0) / wall * 100),
                 "klined_status": proc_status(k.pid),
                 "sendlog": str(path),
             }
@@ -557,13 +609,20 @@ def run_scenario(sc, boot, work: Path):
             log("     sent %d/s, committed %d/s, backlog %d, skipped %d, cpu %s"
                 % (step["sent_per_s"], step["committed_per_s"], step["backlog_end"],
                    step["replay_skipped"], step["cpu"]))
-        # stop the clock; let klined catch up
+        # Stop the clock and let klined catch up: frames the replay has queued (its
+        # transport buffer and the sockets hold thousands when klined reads slower than it
+        # sends) still arrive; done when Kafka's end stops moving and all of it is committed.
         replay.step("-", 0)
-        high = hwm(boot, topic)
         t_stop = time.monotonic()
-        while obs.poll() < high and time.monotonic() - t_stop < 120:
-            time.sleep(0.005)
-        res["catchup_after_s"] = round(time.monotonic() - t_stop, 2)
+        high, since = hwm(boot, topic), time.monotonic()
+        while time.monotonic() - t_stop < 120:
+            obs.run_for(0.25)
+            h = hwm(boot, topic)
+            if h != high:
+                high, since = h, time.monotonic()
+            elif obs.last >= high and time.monotonic() - since >= 1.5:
+                break
+        res["catchup_after_s"] = round(since - t_stop, 2)
         res["all_committed"] = obs.last >= high
         res["peak_rss_sampled_kib"] = peak
         res["klined_status_end"] = proc_status(k.pid)
@@ -626,6 +685,7 @@ def run_drain(binary, replay, boot, topic, syms, sdir: Path, lo, hi):
     """A fresh klined whose consumer starts at the topic's first offset, the replay frozen."""
     log("== drain: a fresh klined (%s) consumes the %d recorded events" % (binary.name, hi - lo))
     replay.cmd_("clock", ms_of(START))
+    idle = wait_idle([BROKER.pid, replay.proc.pid])
     db = sdir / "drain.db"
     once = Klined(binary, db, replay.info["rest_url"], replay.info["ws_url"], boot, topic, syms,
                   sdir / "drain-once.err", group="bench-drain", once=True)
@@ -643,6 +703,7 @@ def run_drain(binary, replay, boot, topic, syms, sdir: Path, lo, hi):
     obs = Observer(db, topic)
     pids = {"klined": k.pid, "broker": BROKER.pid}
     c0 = {p: proc_cpu_s(v) for p, v in pids.items()}
+    m0, self0 = machine_cpu(), time.process_time()
     t0 = time.time()
     first = None
     try:
@@ -657,6 +718,7 @@ def run_drain(binary, replay, boot, topic, syms, sdir: Path, lo, hi):
             time.sleep(0.002)
         t1 = time.time()
         c1 = {p: proc_cpu_s(v) for p, v in pids.items()}
+        m1, self1 = machine_cpu(), time.process_time()
         status = proc_status(k.pid)
     finally:
         code = k.stop()
@@ -676,9 +738,12 @@ def run_drain(binary, replay, boot, topic, syms, sdir: Path, lo, hi):
            "startup_s": round(first[0] - t0, 2) if first else None,
            "commits": len(times),
            "cpu": {p: round((c1[p] - c0[p]) / (t1 - t0) * 100) for p in pids},
-           "klined_status": status, "exit": code,
+           "cpu_other": round((m1[0] - m0[0]) / max(1, m1[1] - m0[1]) * os.cpu_count() * 100
+                              - sum(c1[p] - c0[p] for p in pids) / (t1 - t0) * 100
+                              - (self1 - self0) / (t1 - t0) * 100),
+           "idle_before": idle, "klined_status": status, "exit": code,
            "stopped": [l for l in k.log_text().splitlines() if "speed: stopped" in l][-1:],
-           "cmd": cmdline(k.cmd)}
+           "cmd": short_cmd(k.cmd)}
     log("   drained %s events/s (best 1 s: %s), cpu %s" % (out["events_per_s"],
                                                           out["best_1s_per_s"], out["cpu"]))
     return out
@@ -714,33 +779,53 @@ def warm_broker(boot, n=30000):
 # builds
 # ------------------------------------------------------------------------------------------
 
-WHATIF_ANCHOR = "\tinfo.client_ssl_ca_filepath = conf->ca_file;\n"
-WHATIF_LINE = "\tinfo.max_http_header_data = 16384; /* bench what-if: room for 200 streams */\n"
+WS_H = "daemon/ws.h"
+WS_DEFINE = re.compile(r"^#define KL_WS_STREAMS_PER_CONN\s+(\d+)", re.M)
+COMMIT_DEFINE = re.compile(r"^#define COMMIT_MS(\s+)(\d+)", re.M)
 
 
-def build_whatif(work: Path):
-    """klined from a snapshot of this tree's sources with one line added to daemon/ws.c
-    (lws's client header buffer raised to 16 KiB), built in $WORK with the same build type.
-    Returns (path, diff text) or (None, reason)."""
-    src = work / "src-whatif"
+def streams_per_conn(src: Path) -> int:
+    m = WS_DEFINE.search((src / WS_H).read_text())
+    return int(m.group(1)) if m else 200
+
+
+def build_variant(work: Path, name: str, per_conn: int, commit_ms=None):
+    """klined from a snapshot of this tree's sources (daemon, lib, schema, meson files) with
+    KL_WS_STREAMS_PER_CONN set to per_conn (daemon/ws.h) and, if given, COMMIT_MS
+    (daemon/speed.c); built in $WORK with the tree's build type.  Nothing in the tree is
+    touched.  Returns (binary, description) or (None, why not)."""
+    src = work / ("src-" + name)
     src.mkdir()
     for d in ("daemon", "lib", "schema"):
         shutil.copytree(REPO / d, src / d, ignore=shutil.ignore_patterns("__pycache__"))
     for f in ("meson.build", "meson_options.txt"):
         shutil.copy2(REPO / f, src / f)
-    ws = src / "daemon" / "ws.c"
+    changes = []
+    ws = src / WS_H
     text = ws.read_text()
-    if WHATIF_ANCHOR not in text or "max_http_header_data" in text:
-        return None, "daemon/ws.c changed (anchor not found or already set): no what-if build"
-    ws.write_text(text.replace(WHATIF_ANCHOR, WHATIF_ANCHOR + WHATIF_LINE))
+    m = WS_DEFINE.search(text)
+    if not m:
+        return None, "KL_WS_STREAMS_PER_CONN not found in daemon/ws.h"
+    if int(m.group(1)) != per_conn:
+        ws.write_text(WS_DEFINE.sub("#define KL_WS_STREAMS_PER_CONN %d" % per_conn, text))
+        changes.append("daemon/ws.h: KL_WS_STREAMS_PER_CONN %s -> %d" % (m.group(1), per_conn))
+    if commit_ms is not None:
+        sp = src / "daemon" / "speed.c"
+        text = sp.read_text()
+        m = COMMIT_DEFINE.search(text)
+        if not m:
+            return None, "COMMIT_MS not found in daemon/speed.c"
+        sp.write_text(COMMIT_DEFINE.sub(lambda x: "#define COMMIT_MS%s%d" % (x.group(1), commit_ms),
+                                        text))
+        changes.append("daemon/speed.c: COMMIT_MS %s -> %d" % (m.group(2), commit_ms))
     b = subprocess.run(["meson", "setup", str(src / "build"), str(src), "-Dtests=false",
                         "--buildtype=debugoptimized"], capture_output=True, text=True)
     if b.returncode == 0:
         b = subprocess.run(["ninja", "-C", str(src / "build"), "daemon/klined"],
                            capture_output=True, text=True)
     if b.returncode != 0:
-        return None, "what-if build failed: " + (b.stdout + b.stderr)[-1000:]
-    return src / "build" / "daemon" / "klined", "daemon/ws.c, kl_ws_new(): +" + WHATIF_LINE.strip()
+        return None, "build failed: " + (b.stdout + b.stderr)[-1000:]
+    return src / "build" / "daemon" / "klined", "; ".join(changes) or "no change"
 
 
 # ------------------------------------------------------------------------------------------
@@ -762,42 +847,46 @@ def mib(kib):
 def report(results, machine, argv) -> str:
     L = []
     m = machine
-    L.append("Machine: %s, %d CPUs, %.1f GB RAM, %s, kernel %s; Python %s, Kafka %s (1 broker, "
-             "KRaft, JVM %s); klined %s built debugoptimized (-O2 -g) at %s, sha256 %s."
+    L.append("Machine: %s, %d CPUs, %.1f GB RAM, %s, kernel %s; Python %s; Kafka %s (one broker, "
+             "KRaft, JVM %s, -Xmx512m); %s, build type debugoptimized (-O2 -g), tree %s, "
+             "binary sha256 %s."
              % (m["cpu_model"], m["nproc"], m["mem_total_gb"], m["os"], m["kernel"],
                 m["python"], m["kafka"], m["java"], m["klined"], m["git"], m["klined_sha256"]))
     L.append("")
     L.append("Command: `%s` (%d s in all)" % (" ".join(["python3", "bench/stream.py"] + argv),
                                                m.get("total_s", 0)))
     L.append("")
-    L.append("| scenario | offered ev/s | replay sent ev/s | klined committed ev/s | latency p50 | p90 | p99 | max "
-             "| sent→produced p50 / p99 | produced→visible p50 / p99 | backlog at step end "
-             "| replay skipped updates | CPU % klined / replay / broker / machine |")
-    L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    L.append("| klined | symbols (streaming) | offered ev/s | replay sent ev/s | committed ev/s "
+             "| p50 ms | p90 ms | p99 ms | max ms | sent→produced p50 / p99 "
+             "| produced→visible p50 / p99 | backlog at step end | replay skipped "
+             "| CPU % klined / replay / broker / others |")
+    L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in results:
-        label = "%d symbols%s" % (r["symbols"], "" if r["binary"] == "klined" else ", " + r["binary"])
-        if r.get("streaming_symbols", r["symbols"]) < r["symbols"]:
-            label += " (%d streaming)" % r["streaming_symbols"]
+        nstream = r.get("streaming_symbols", r["symbols"])
+        syms = "%d" % r["symbols"] + (" (**%d**)" % nstream if nstream < r["symbols"] else "")
         for s in r["steps"]:
             lat, a, b = s["latency"], s["to_kafka"], s["kafka_to_visible"]
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s | %s / %s / %s / %s |"
-                     % (label, fmt(s["rate"]), fmt(s["sent_per_s"]), fmt(s["committed_per_s"]),
-                        fmt(lat["p50"], 1), fmt(lat["p90"], 1), fmt(lat["p99"], 1),
-                        fmt(lat["max"], 1), fmt(a["p50"], 1), fmt(a["p99"], 1),
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s "
+                     "| %s / %s / %s / %s |"
+                     % (r["binary"], syms, fmt(s["rate"]), fmt(s["sent_per_s"]),
+                        fmt(s["committed_per_s"]), fmt(lat["p50"], 1), fmt(lat["p90"], 1),
+                        fmt(lat["p99"], 1), fmt(lat["max"], 1), fmt(a["p50"], 1), fmt(a["p99"], 1),
                         fmt(b["p50"], 1), fmt(b["p99"], 1), fmt(s["backlog_end"]),
                         fmt(s["replay_skipped"]), s["cpu"]["klined"], s["cpu"]["replay"],
-                        s["cpu"]["broker"], s["cpu_machine"]))
+                        s["cpu"]["broker"], max(0, s["cpu_other"])))
     L.append("")
-    L.append("Latencies in ms. Every event the replay sent during a step is counted (matched to "
-             "its Kafka message and its commit); the observer's own CPU is in the machine column.")
+    L.append("Latency = visible − sent, in ms, over every event the replay sent during the step "
+             "(matched to its Kafka message and to the commit of its offset). \"others\" is the "
+             "machine's busy time minus klined, the replay, the broker and the observer: other "
+             "people's processes on this shared machine.")
     L.append("")
     for r in results:
         st = r.get("klined_status_end", {})
         s0 = r["steps"][0]
-        L.append("- **%d symbols, %s**: klined VmHWM %s MiB after the %s events/s step, %s MiB at "
-                 "the end; broker VmRSS %s MiB (VmHWM %s MiB). %s of %s events matched and "
-                 "committed; every produced message committed at the end: %s."
-                 % (r["symbols"], r["binary"], mib(s0["klined_status"].get("VmHWM")),
+        L.append("- **%s, %d symbols**: klined VmHWM %s MiB after the %s events/s step, %s MiB "
+                 "at the end; broker VmRSS %s MiB (VmHWM %s MiB). %s of %s events matched and "
+                 "seen committed; all produced messages committed at the end: %s."
+                 % (r["binary"], r["symbols"], mib(s0["klined_status"].get("VmHWM")),
                     fmt(s0["rate"]), mib(st.get("VmHWM")),
                     mib(r.get("broker_status_end", {}).get("VmRSS")),
                     mib(r.get("broker_status_end", {}).get("VmHWM")),
@@ -808,31 +897,42 @@ def report(results, machine, argv) -> str:
             L.append("  **%s.**" % r["stream_problem"])
         chk = s0.get("kline_row_check")
         if chk:
-            L.append("  Check on the x:true events of the first step (%d): the kline row "
-                     "appears at p50 %s / p99 %s ms, the offset commit at p50 %s / p99 %s ms."
+            L.append("  Cross-check on the first step's x:true events (%d): their kline row "
+                     "appears at p50 %s / p99 %s ms, their offset's commit at p50 %s / p99 %s ms."
                      % (chk["finals"], chk["row"]["p50"], chk["row"]["p99"],
                         chk["offset"]["p50"], chk["offset"]["p99"]))
         if r.get("klined_stopped"):
             L.append("  klined's last line: `%s`" % r["klined_stopped"][0].split("speed: ", 1)[-1])
         d = r.get("drain")
         if d:
-            L.append("- **drain** (unmodified klined, fresh store, consumer offset set to the "
-                     "start of the %d-symbol topic, replay frozen): %s events in %s s = **%s "
-                     "events/s** (best 1 s: %s/s), %d commits; CPU %% klined %s / broker %s; "
-                     "klined VmHWM %s MiB; all consumed: %s."
-                     % (r["symbols"], fmt(d["events"]), d["seconds"], fmt(d["events_per_s"]),
+            L.append("- **drain** (klined, fresh store, consumer offset set to the start of the "
+                     "topic above, replay frozen): %s events in %s s = **%s events/s** (best 1 s: "
+                     "%s/s), %d commits; CPU %% klined %s / broker %s / others %s; klined VmHWM "
+                     "%s MiB; all consumed: %s."
+                     % (fmt(d["events"]), d["seconds"], fmt(d["events_per_s"]),
                         fmt(d["best_1s_per_s"]), d["commits"], d["cpu"]["klined"],
-                        d["cpu"]["broker"], mib(d["klined_status"].get("VmHWM")),
-                        "yes" if d["done"] else "NO"))
+                        d["cpu"]["broker"], max(0, d["cpu_other"]),
+                        mib(d["klined_status"].get("VmHWM")), "yes" if d["done"] else "NO"))
     L.append("")
-    L.append("Commands as run ($WORK: the run's temporary directory; ports are ephemeral):")
+    if m.get("variants"):
+        L.append("Variants (built by the bench from a snapshot of the tree, nothing in the tree "
+                 "changed):")
+        L.append("")
+        for k, v in m["variants"].items():
+            L.append("- %s: %s" % (k, v))
+        L.append("")
+    L.append("Commands as run ($WORK: the run's temporary directory; ports are ephemeral; "
+             "`--symbols` lists BTCUSDT, ETHUSDT, S0001USDT ... S0498USDT):")
     L.append("")
     L.append("```")
+    seen = set()
     for r in results:
-        L.append(r["replay_cmd"])
-        L.append(r["klined_cmd"])
-        if r.get("drain"):
-            L.append(r["drain"]["cmd"])
+        for c in (r["replay_cmd"], r["klined_cmd"], (r.get("drain") or {}).get("cmd")):
+            c = c and re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", c)
+            c = c and re.sub(r"bench\.[a-z0-9-]+\.\d+", "TOPIC", c)
+            if c and c not in seen:
+                seen.add(c)
+                L.append(c)
     L.append("```")
     return "\n".join(L)
 
@@ -841,6 +941,7 @@ BROKER = None
 
 
 def main(argv=None) -> int:
+    global BROKER, WAIT_IDLE_S
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_replay":
         return replay_child(argv[1:])
@@ -848,13 +949,19 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter and fewer steps (~3 min)")
     ap.add_argument("--klined", default=str(KLINED))
     ap.add_argument("--no-build", action="store_true", help="don't run ninja -C build first")
-    ap.add_argument("--no-whatif", action="store_true",
-                    help="skip the patched build (500 symbols with lws's header buffer raised)")
+    ap.add_argument("--no-variant", action="store_true",
+                    help="skip the 100-streams-per-connection build (500 symbols then stream "
+                         "only as far as the tree's klined manages)")
+    ap.add_argument("--commit-ms", type=int, metavar="N",
+                    help="also measure a build with COMMIT_MS = N at 1,000 events/s")
+    ap.add_argument("--wait-idle", type=float, default=WAIT_IDLE_S, metavar="S",
+                    help="before each scenario wait at most S s for the rest of the machine to "
+                         "use under 1/3 core (default %(default)s)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(KAFKA_DIR))
     import kafka as kf
-    global BROKER
+    WAIT_IDLE_S = a.wait_idle
     if not a.no_build and Path(a.klined) == KLINED:
         b = subprocess.run(["ninja", "-C", str(REPO / "build"), "daemon/klined"],
                            capture_output=True, text=True)
@@ -873,27 +980,41 @@ def main(argv=None) -> int:
                                               text=True).stdout.split()[0][:12]
     machine["java"] = subprocess.run([kf._java(), "-version"], capture_output=True,
                                      text=True).stderr.split("\n")[0].split('"')[1]
-    whatif, whatif_note = (None, "skipped (--no-whatif)")
-    if not a.no_whatif:
-        whatif, whatif_note = build_whatif(work)
-        log("what-if build: %s" % whatif_note)
-    machine["whatif"] = whatif_note
+    per_conn = streams_per_conn(REPO)
+    variants = {}
+    ws100 = None
+    if not a.no_variant and per_conn > 100:
+        ws100, note = build_variant(work, "ws100", 100)
+        variants["klined-ws100"] = note if ws100 else "not built: " + note
+        log("variant klined-ws100: %s" % note)
+    commit = None
+    if a.commit_ms is not None:
+        commit, note = build_variant(work, "commit", min(per_conn, 100), a.commit_ms)
+        variants["klined-commit%d" % a.commit_ms] = note if commit else "not built: " + note
+        log("variant commit: %s" % note)
+    machine["variants"] = variants
     q = a.quick
     ramp = ([(1000, 15), (10000, 5), (20000, 5), (40000, 5)] if q else
             [(1000, 30), (5000, 10), (10000, 10), (20000, 10), (30000, 10), (40000, 10),
-             (60000, 10), (80000, 10)])
+             (60000, 10)])
     warm = 2 if q else 5
-    plain = {"name": "2 symbols", "symbols": 2, "binary": binary, "label": "klined",
-             "steps": [(1000, 10 if q else 30)], "warmup": warm}
-    big = {"name": "500 symbols", "symbols": 500, "binary": binary, "label": "klined",
-           "steps": [(1000, 10 if q else 20)], "warmup": warm}
-    scenarios = [plain, big]
-    if whatif:
-        scenarios.append({"name": "500 symbols what-if", "symbols": 500, "binary": whatif,
-                          "label": "klined + ws what-if", "steps": ramp, "warmup": warm,
-                          "drain": binary})
+    one = [(1000, 10 if q else 30)]
+
+    def sc(name, nsym, b, label, pc, steps, **kw):
+        return dict(name=name, symbols=nsym, binary=b, label=label, per_conn=pc, steps=steps,
+                    warmup=warm, **kw)
+    scenarios = [sc("2 symbols", 2, binary, "klined", per_conn, one)]
+    if ws100:
+        scenarios.append(sc("500 symbols", 500, binary, "klined", per_conn,
+                            [(1000, 10 if q else 20)]))
+        scenarios.append(sc("500 symbols ws100", 500, ws100, "klined-ws100", 100, ramp,
+                            drain=binary))
     else:
-        big.update(steps=ramp, drain=binary)
+        scenarios.append(sc("500 symbols", 500, binary, "klined", per_conn, ramp, drain=binary))
+    if commit:
+        lab = "klined-commit%d" % a.commit_ms
+        scenarios.append(sc("2 symbols " + lab, 2, commit, lab, min(per_conn, 100), one))
+        scenarios.append(sc("500 symbols " + lab, 500, commit, lab, min(per_conn, 100), one))
     results = []
     t0 = time.monotonic()
     BROKER = kf.KafkaBroker(port=0, workdir=work / "kafka")
@@ -902,15 +1023,12 @@ def main(argv=None) -> int:
                                                              time.monotonic() - t0))
     try:
         warm_broker(BROKER.bootstrap)
-        for sc in scenarios:
-            results.append(run_scenario(sc, BROKER.bootstrap, work))
+        for s_ in scenarios:
+            results.append(run_scenario(s_, BROKER.bootstrap, work))
     finally:
         BROKER.stop()
     machine["total_s"] = round(time.monotonic() - t0)
-    text = report(results, machine, argv)
-    if whatif:
-        text += "\n\nWhat-if build: %s\n" % whatif_note
-    text = text.replace(str(work), "$WORK")
+    text = report(results, machine, argv).replace(str(work), "$WORK")
     print(text)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     prev = {}
@@ -919,8 +1037,10 @@ def main(argv=None) -> int:
             prev = json.loads(OUT.read_text())
         except ValueError:
             prev = {}
-    prev["quick" if q else "full"] = {"machine": machine, "results": results, "markdown": text,
-                                      "argv": argv}
+    key = "quick" if q else "full"
+    if a.commit_ms is not None:
+        key += "+commit%d" % a.commit_ms
+    prev[key] = {"machine": machine, "results": results, "markdown": text, "argv": argv}
     OUT.write_text(json.dumps(prev, indent=1, default=str).replace(str(work), "$WORK") + "\n")
     if a.keep:
         log("work directory kept: %s" % work)

@@ -25,6 +25,8 @@
 
 #define BATCH_MAX      1000
 #define SETUP_RETRY_MS 5000
+#define SETUP_WAIT_MS  1500 /* each blocking call in the worker: bounds shutdown too */
+#define FLUSH_MS       2000
 #define MAX_PARTITIONS 256
 
 struct waker {
@@ -268,14 +270,14 @@ static void setup_work(uv_work_t *w)
 	nt = rd_kafka_NewTopic_new(topic, 1, -1, bus->setup_err, sizeof(bus->setup_err));
 	if (nt) {
 		rd_kafka_CreateTopics(bus->prod, &nt, 1, NULL, q);
-		ev = rd_kafka_queue_poll(q, 10000);
+		ev = rd_kafka_queue_poll(q, SETUP_WAIT_MS);
 		if (ev)
 			rd_kafka_event_destroy(ev); /* "already exists" is the usual answer */
 		rd_kafka_NewTopic_destroy(nt);
 	}
 	rd_kafka_queue_destroy(q);
 	rkt = rd_kafka_topic_new(bus->cons, topic, NULL);
-	err = rd_kafka_metadata(bus->cons, 0, rkt, &md, 5000);
+	err = rd_kafka_metadata(bus->cons, 0, rkt, &md, SETUP_WAIT_MS);
 	if (err) {
 		snprintf(bus->setup_err, sizeof(bus->setup_err), "%s", rd_kafka_err2str(err));
 	} else if (md->topic_cnt == 1 && !md->topics[0].err) {
@@ -293,7 +295,7 @@ static void setup_work(uv_work_t *w)
 		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
 		rd_kafka_topic_partition_list_add(l, topic, p)->offset = bus->started_ms;
 		bus->start_offset[p] = RD_KAFKA_OFFSET_END;
-		if (!rd_kafka_offsets_for_times(bus->cons, l, 5000) && !l->elems[0].err)
+		if (!rd_kafka_offsets_for_times(bus->cons, l, SETUP_WAIT_MS) && !l->elems[0].err)
 			bus->start_offset[p] =
 			    l->elems[0].offset >= 0 ? l->elems[0].offset : RD_KAFKA_OFFSET_END;
 		rd_kafka_topic_partition_list_destroy(l);
@@ -450,7 +452,8 @@ static void teardown(struct kl_bus *bus)
 	rd_kafka_resp_err_t err;
 
 	/* A short, bounded wait: what isn't delivered now is healed from REST. */
-	err = rd_kafka_flush(bus->prod, 3000);
+	err = rd_kafka_outq_len(bus->prod) ? rd_kafka_flush(bus->prod, FLUSH_MS)
+					   : RD_KAFKA_RESP_ERR_NO_ERROR;
 	if (err)
 		kl_warn("kafka", "%d events not delivered at shutdown (REST heals them)",
 			rd_kafka_outq_len(bus->prod));

@@ -520,9 +520,9 @@ static int load_day(struct kl_store *st, int64_t sid, struct kl_day *d)
 	return r;
 }
 
-static int put_day(struct kl_store *st, int64_t sid, const struct kl_day *d, enum kl_day_source src)
+/* Both day statements take (sid, day, open, high, low, close, volume, qv, trades). */
+static void bind_day(sqlite3_stmt *s, int64_t sid, const struct kl_day *d)
 {
-	sqlite3_stmt *s = st->stmt[S_DAY_PUT];
 	char day[11], qv[64];
 
 	kl_day_format(d->start, day);
@@ -536,7 +536,12 @@ static int put_day(struct kl_store *st, int64_t sid, const struct kl_day *d, enu
 	sqlite3_bind_int64(s, 7, d->volume);
 	sqlite3_bind_text(s, 8, qv, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 9, d->trades);
-	sqlite3_bind_int(s, 10, (int)src);
+}
+
+static int put_day(struct kl_store *st, int64_t sid, const struct kl_day *d, enum kl_day_source src)
+{
+	bind_day(st->stmt[S_DAY_PUT], sid, d);
+	sqlite3_bind_int(st->stmt[S_DAY_PUT], 10, (int)src);
 	return step_done(st, S_DAY_PUT);
 }
 
@@ -759,20 +764,7 @@ int kl_store_put_offset(struct kl_store *st, const char *topic, int32_t part, in
 
 int kl_store_put_speed_day(struct kl_store *st, int64_t sid, const struct kl_day *d)
 {
-	sqlite3_stmt *s = st->stmt[S_SPEED_DAY];
-	char day[11], qv[64];
-
-	kl_day_format(d->start, day);
-	kl_dec_format(d->quote_volume, qv, sizeof(qv));
-	sqlite3_bind_int64(s, 1, sid);
-	sqlite3_bind_text(s, 2, day, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, d->open);
-	sqlite3_bind_int64(s, 4, d->high);
-	sqlite3_bind_int64(s, 5, d->low);
-	sqlite3_bind_int64(s, 6, d->close);
-	sqlite3_bind_int64(s, 7, d->volume);
-	sqlite3_bind_text(s, 8, qv, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 9, d->trades);
+	bind_day(st->stmt[S_SPEED_DAY], sid, d);
 	return step_done(st, S_SPEED_DAY);
 }
 

@@ -136,7 +136,7 @@ def _count(db):
 
 def test_sigterm_mid_backfill_keeps_what_was_fetched(replay, klined):
     srv = replay(halts=["/".join(HALT)], latency_ms=30)
-    k = klined(srv.rest_url, "--rest-concurrency", "2")
+    k = klined(srv.rest_url, "--rest-concurrency", "2", "--kafka-brokers", "off")
     proc = k.start()
     wait_for(lambda: _count(k.db) > 0, timeout=60)
     time.sleep(0.5)

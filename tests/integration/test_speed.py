@@ -241,3 +241,19 @@ def test_ws_silence_reconnects_and_heals(replay, klined, kafka_broker, kafka_top
     code, err = stop(proc)
     assert code == 0, err
     check_minutes_upto_newest(k.db)
+
+
+def test_sigterm_with_kafka_down_stops_within_seconds(replay, klined, tmp_path):
+    # No broker at all: the daemon streams into its local queue, heals over REST,
+    # and a SIGTERM still ends it promptly and cleanly.
+    srv = replay(start="2023-03-10T23:00:30Z", speed=60)
+    k = klined(srv.rest_url, "--ws-url", srv.ws_url, "--kafka-brokers", "127.0.0.1:9",
+               "--history-start", "2023-03-10")
+    proc = k.start()
+    wait_for(lambda: "ws: connected" in read_log(proc), timeout=60, step=0.5)
+    time.sleep(3)
+    t0 = time.monotonic()
+    code, err = stop(proc)
+    assert code == 0, err
+    assert time.monotonic() - t0 < 6
+    assert query(k.db, "SELECT count(*) FROM kline")[0][0] >= 1380 * 2
