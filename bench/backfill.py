@@ -22,7 +22,7 @@ Regimes:
   loopback   no added latency, no weight limit: CPU-bound
   network    --latency-ms 100 --weight-limit 6000: the real-network model
   sustained  (not with --quick or --no-sustained) the network model, klined only,
-             over 6 years (6,312,960 klines) so that the 6000/min weight limit binds
+             over 9 years (9,466,560 klines) so that the 6000/min weight limit binds
              for several wall-clock minutes: klined's steady rate vs 50 pages/s
 
 klined and tests/replay/binance_replay.py are copied into the work directory
@@ -703,7 +703,7 @@ def run(args, command: str, work: Path) -> int:
 
     # ---- 3. sustained: the weight limit binds ---------------------------------------
     if "sustained" in regimes:
-        s_end = "2029-01-01"
+        s_end = "2032-01-01"
         s_hist = "2023-01-01"
         s_days = (ms(s_end) - ms(s_hist)) // DAY_MS
         s_expected = s_days * 1440 * len(SYMBOLS)

@@ -165,6 +165,7 @@ def replay_child(argv) -> int:
                                       "connections_current")}
             out["lag_ms"] = max([c["lag_ms"] for c in st["connections"]] or [0])
             out["streams"] = sum(len(c["streams"]) for c in st["connections"])
+            out["rest_requests"] = srv.stats()["requests_total"]
             out["now_ms"] = srv.now_ms()
         else:
             out = {"error": "unknown command"}
@@ -549,7 +550,7 @@ def run_scenario(sc, boot, work: Path):
         streaming = st["streams"]
         res["streaming_symbols"] = streaming
         if streaming < nsym:
-            bad = sum("Invalid char in url" in l or "InvalidURLError" in l
+            bad = sum(l.startswith("aiohttp.http_exceptions.InvalidURLError")
                       for l in (sdir / "replay.err").read_text(errors="replace").splitlines())
             res["stream_problem"] = (
                 "only %d of %d symbols stream: %d of klined's %d websocket connections are up "
@@ -596,6 +597,7 @@ def run_scenario(sc, boot, work: Path):
                 "backlog_end": high - n1,
                 "replay_skipped": st1["updates_skipped"] - st0["updates_skipped"],
                 "replay_lag_ms_end": st1["lag_ms"],
+                "rest_requests": st1["rest_requests"] - st0["rest_requests"],
                 "cpu": {p: round((cpu1[p] - cpu0[p]) / wall * 100) for p in pids},
                 "cpu_observer": round((self1 - self0) / wall * 100),
                 "cpu_machine": round((m1[0] - m0[0]) / max(1, m1[1] - m0[1]) * os.cpu_count() * 100),
@@ -858,25 +860,27 @@ def report(results, machine, argv) -> str:
     L.append("")
     L.append("| klined | symbols (streaming) | offered ev/s | replay sent ev/s | committed ev/s "
              "| p50 ms | p90 ms | p99 ms | max ms | sent→produced p50 / p99 "
-             "| produced→visible p50 / p99 | backlog at step end | replay skipped "
+             "| produced→visible p50 / p99 | backlog at step end | replay skipped | REST req "
              "| CPU % klined / replay / broker / others |")
-    L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in results:
         nstream = r.get("streaming_symbols", r["symbols"])
         syms = "%d" % r["symbols"] + (" (**%d**)" % nstream if nstream < r["symbols"] else "")
         for s in r["steps"]:
             lat, a, b = s["latency"], s["to_kafka"], s["kafka_to_visible"]
             L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s "
-                     "| %s / %s / %s / %s |"
+                     "| %s | %s / %s / %s / %s |"
                      % (r["binary"], syms, fmt(s["rate"]), fmt(s["sent_per_s"]),
                         fmt(s["committed_per_s"]), fmt(lat["p50"], 1), fmt(lat["p90"], 1),
                         fmt(lat["p99"], 1), fmt(lat["max"], 1), fmt(a["p50"], 1), fmt(a["p99"], 1),
                         fmt(b["p50"], 1), fmt(b["p99"], 1), fmt(s["backlog_end"]),
-                        fmt(s["replay_skipped"]), s["cpu"]["klined"], s["cpu"]["replay"],
+                        fmt(s["replay_skipped"]), fmt(s["rest_requests"]),
+                        s["cpu"]["klined"], s["cpu"]["replay"],
                         s["cpu"]["broker"], max(0, s["cpu_other"])))
     L.append("")
     L.append("Latency = visible − sent, in ms, over every event the replay sent during the step "
-             "(matched to its Kafka message and to the commit of its offset). \"others\" is the "
+             "(matched to its Kafka message and to the commit of its offset). \"REST req\": requests "
+             "klined made to the replay during the step (its periodic heal). \"others\" is the "
              "machine's busy time minus klined, the replay, the broker and the observer: other "
              "people's processes on this shared machine.")
     L.append("")
