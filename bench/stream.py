@@ -99,10 +99,14 @@ WAIT_IDLE_S = 60.0              # --wait-idle: longest wait for the rest of the 
 # ------------------------------------------------------------------------------------------
 
 def replay_child(argv) -> int:
-    """`stream.py _replay --start ... --gen-symbols N --copy DIR`: serves the replay exchange
-    and reads commands on stdin, each answered with one JSON line:
+    """`stream.py _replay --module-dir DIR --data DIR --start T --tile-until D --gen-symbols N`
+    serves the replay exchange (binance_replay imported from DIR) and reads commands on
+    stdin, each answered with one JSON line:
+      speed X           set the clock's speed
       step PATH SPEED   send log to PATH (or '-' for none), then set the clock's speed
-      stats             the websocket stats (events sent, skipped updates, lag)
+      clock MS          set the clock to MS, frozen
+      stats             websocket stats (events sent, skipped updates, lag, streams) and
+                        the REST request count
     EOF stops the server."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--module-dir", required=True)

@@ -22,13 +22,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PAGE_LIMIT    1000
-#define PAGE_WEIGHT   2
-#define PAGES_AHEAD   64 /* pages handed to rest.c at once: > any sane concurrency */
-#define COMMIT_ROWS   100000
-#define COMMIT_MS     1000
-#define PROGRESS_MS   5000
-#define QUIET_MINUTES 1440 /* smaller runs log progress only at debug level */
+#define PAGE_LIMIT	 1000
+#define PAGE_WEIGHT	 2
+#define PAGES_AHEAD	 64 /* pages handed to rest.c at once: > any sane concurrency */
+#define COMMIT_ROWS	 100000
+#define COMMIT_MS	 1000
+#define PROGRESS_MS	 5000
+#define BACKOFF_FIRST_MS 500
+#define BACKOFF_MAX_MS	 30000
+#define QUIET_MINUTES	 1440 /* smaller runs log progress only at debug level */
 
 struct sym {
 	const char *symbol;
@@ -38,10 +40,28 @@ struct sym {
 	bool failed;
 };
 
+struct prej {
+	enum kl_verdict v;
+	char *raw;
+};
+
+/* A page of klines: requested, then parsed on the thread pool, then stored. */
 struct page {
 	struct kl_backfill *bf;
 	size_t sym;
 	struct kl_range r;
+	unsigned attempt;
+	uv_work_t work;
+	char *body; /* the response, owned while parsing */
+	size_t len;
+	/* Parse results (worker thread), consumed on the loop. */
+	struct kl_kline *k;
+	size_t nk;
+	int64_t *t; /* occupied minutes, sorted: valid and refused-in-range klines */
+	size_t nt, nrows;
+	struct prej *rej;
+	size_t nrej;
+	char err[200]; /* non-empty: the body was malformed */
 };
 
 struct kl_backfill {
@@ -56,12 +76,13 @@ struct kl_backfill {
 	uv_timer_t commit_timer, progress_timer;
 	kl_backfill_cb cb;
 	void *ud;
-	struct kl_kline *kbuf; /* page scratch */
-	int64_t *tbuf;
-	bool running, failed, finished;
+	size_t nworking; /* pages on the thread pool */
+	int nclosed;	 /* timers closed, once freeing */
+	bool running, failed, finished, closing;
 };
 
 static void feed(struct kl_backfill *bf);
+static void maybe_done(struct kl_backfill *bf);
 
 int kl_backfill_new(uv_loop_t *loop, struct kl_rest *rest, struct kl_store *st,
 		    struct kl_backfill **ret)
@@ -70,14 +91,6 @@ int kl_backfill_new(uv_loop_t *loop, struct kl_rest *rest, struct kl_store *st,
 
 	if (!bf)
 		return -ENOMEM;
-	bf->kbuf = malloc(PAGE_LIMIT * sizeof(*bf->kbuf));
-	bf->tbuf = malloc(PAGE_LIMIT * sizeof(*bf->tbuf));
-	if (!bf->kbuf || !bf->tbuf) {
-		free(bf->kbuf);
-		free(bf->tbuf);
-		free(bf);
-		return -ENOMEM;
-	}
 	bf->loop = loop;
 	bf->rest = rest;
 	bf->st = st;
@@ -166,57 +179,173 @@ static int cmp_i64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static void reject(struct kl_backfill *bf, struct sym *s, const json_t *row, enum kl_verdict v)
-{
-	char *raw = json_dumps(row, JSON_COMPACT | JSON_ENCODE_ANY);
+static void parse_rows(struct page *p, json_t *arr, json_error_t *err);
 
-	kl_warn("backfill", "%s: refused kline %.200s: %s", s->symbol, raw ? raw : "?",
-		kl_kline_reason(v));
-	if (kl_store_put_reject(bf->st, bf->now_ms, s->symbol, "rest", kl_kline_reason(v),
-				raw ? raw : "") < 0)
-		bf->failed = true;
-	free(raw);
+static void page_free(struct page *p)
+{
+	for (size_t i = 0; i < p->nrej; i++)
+		free(p->rej[i].raw);
+	free(p->rej);
+	free(p->k);
+	free(p->t);
+	free(p->body);
+	free(p);
 }
 
-/* Store one page; @return the number of rows in it, or -1 when the body was bad. */
-static int store_page(struct kl_backfill *bf, struct page *p, const json_t *arr)
-{
-	struct sym *s = &bf->syms[p->sym];
-	size_t n = json_array_size(arr), nk = 0, nt = 0;
-	struct kl_ranges holes = {0};
-	struct kl_gapscan scan;
-	int64_t covered;
+/*
+ * jansson allocates every value of a page separately; on the thread pool
+ * those allocations come from a per-thread arena that is reset after the
+ * page instead (no malloc/free per value, no tree walk to free it). Other
+ * threads, and everything outside a page parse, use malloc as usual.
+ */
+#define ARENA_CHUNK (4u << 20)
 
+struct arena {
+	char *base;
+	size_t used, size;
+	bool active, overflowed;
+};
+
+static _Thread_local struct arena arena;
+
+static void *arena_malloc(size_t n)
+{
+	struct arena *a = &arena;
+
+	n = (n + 15) & ~(size_t)15;
+	if (!a->active)
+		return malloc(n);
+	if (a->used + n > a->size) {
+		a->overflowed = true;
+		return malloc(n);
+	}
+	a->used += n;
+	return a->base + a->used - n;
+}
+
+static void arena_free(void *ptr)
+{
+	struct arena *a = &arena;
+
+	if (a->base && (char *)ptr >= a->base && (char *)ptr < a->base + a->size)
+		return; /* released wholesale when the page is done */
+	free(ptr);
+}
+
+static bool arena_begin(void)
+{
+	if (!arena.base && !(arena.base = malloc(ARENA_CHUNK)))
+		return false;
+	arena.size = ARENA_CHUNK;
+	arena.used = 0;
+	arena.active = true;
+	arena.overflowed = false;
+	return true;
+}
+
+static void arena_end(void)
+{
+	arena.active = false;
+	arena.used = 0;
+}
+
+void kl_backfill_global_init(void)
+{
+	json_set_alloc_funcs(arena_malloc, arena_free);
+}
+
+/* Thread pool: JSON parsing and validation, the costly half of a page. */
+static void parse_work(uv_work_t *w)
+{
+	struct page *p = w->data;
+	json_error_t e;
+	json_t *arr;
+
+	if (!arena_begin()) {
+		snprintf(p->err, sizeof(p->err), "out of memory");
+		return;
+	}
+	arr = json_loadb(p->body, p->len, 0, &e);
+	parse_rows(p, arr, &e);
+	/* Values in the arena need no decref; if some went to malloc, walk the tree. */
+	if (arena.overflowed)
+		json_decref(arr);
+	arena_end();
+}
+
+static void parse_rows(struct page *p, json_t *arr, json_error_t *err)
+{
+	json_error_t e = *err;
+	size_t n;
+
+	if (!arr || !json_is_array(arr) || json_array_size(arr) > PAGE_LIMIT) {
+		snprintf(p->err, sizeof(p->err), "%s at line %d column %d",
+			 arr ? "not an array of at most 1000 klines" : e.text, e.line, e.column);
+		return;
+	}
+	n = p->nrows = json_array_size(arr);
+	p->k = malloc((n ? n : 1) * sizeof(*p->k));
+	p->t = malloc((n ? n : 1) * sizeof(*p->t));
+	if (!p->k || !p->t) {
+		snprintf(p->err, sizeof(p->err), "out of memory");
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const json_t *row = json_array_get(arr, i);
-		struct kl_kline *k = &bf->kbuf[nk];
+		struct kl_kline *k = &p->k[p->nk];
 		enum kl_verdict v = kl_kline_from_json(row, k);
 
 		if (v == KL_KLINE_OK)
 			v = kl_kline_check(k, p->r.from, p->r.to);
 		/* A refused kline still shows the exchange has that minute (invariant 1). */
 		if (v != KL_KLINE_SHAPE && v != KL_KLINE_TIME && v != KL_KLINE_RANGE)
-			bf->tbuf[nt++] = k->open_time;
-		if (v != KL_KLINE_OK) {
-			reject(bf, s, row, v);
+			p->t[p->nt++] = k->open_time;
+		if (v == KL_KLINE_OK) {
+			p->nk++;
 			continue;
 		}
-		nk++;
+		struct prej *grown = realloc(p->rej, (p->nrej + 1) * sizeof(*grown));
+		if (grown) {
+			p->rej = grown;
+			/* The dump lives in the arena: keep a malloc'd copy. */
+			char *raw = json_dumps(row, JSON_COMPACT | JSON_ENCODE_ANY);
+			p->rej[p->nrej++] = (struct prej){v, raw ? strdup(raw) : NULL};
+			arena_free(raw);
+		}
 	}
+	qsort(p->t, p->nt, sizeof(*p->t), cmp_i64);
+}
+
+/* Store one parsed page (on the loop). @return 0, or -EIO with the backfill failed. */
+static int store_page(struct kl_backfill *bf, struct page *p)
+{
+	struct sym *s = &bf->syms[p->sym];
+	struct kl_ranges holes = {0};
+	struct kl_gapscan scan;
+	int64_t covered;
+
 	if (kl_store_begin(bf->st) < 0)
 		goto fail;
-	for (size_t i = 0; i < nk; i++) {
-		if (kl_store_put_kline(bf->st, s->sid, &bf->kbuf[i], KL_SRC_REST) < 0)
+	for (size_t i = 0; i < p->nrej; i++) {
+		const char *raw = p->rej[i].raw ? p->rej[i].raw : "";
+		kl_warn("backfill", "%s: refused kline %.200s: %s", s->symbol, raw,
+			kl_kline_reason(p->rej[i].v));
+		if (kl_store_put_reject(bf->st, bf->now_ms, s->symbol, "rest",
+					kl_kline_reason(p->rej[i].v), raw) < 0)
 			goto fail;
 	}
-	qsort(bf->tbuf, nt, sizeof(*bf->tbuf), cmp_i64);
+	for (size_t i = 0; i < p->nk; i++) {
+		if (kl_store_put_kline(bf->st, s->sid, &p->k[i], KL_SRC_REST) < 0)
+			goto fail;
+	}
 	/* A full page may stop short of the range; what follows is fetched next. */
-	covered = n >= PAGE_LIMIT && nt ? kl_kline_slot(bf->tbuf[nt - 1]) + KL_MINUTE_MS : p->r.to;
+	covered = p->nrows >= PAGE_LIMIT && p->nt ? kl_kline_slot(p->t[p->nt - 1]) + KL_MINUTE_MS
+						  : p->r.to;
 	if (covered > p->r.to)
 		covered = p->r.to;
 	kl_gapscan_init(&scan, p->r.from, covered, &holes);
-	for (size_t i = 0; i < nt; i++)
-		kl_gapscan_feed(&scan, bf->tbuf[i]);
+	for (size_t i = 0; i < p->nt; i++)
+		kl_gapscan_feed(&scan, p->t[i]);
 	kl_gapscan_finish(&scan);
 	for (size_t i = 0; i < holes.n; i++) {
 		char a[21], b[21];
@@ -230,10 +359,10 @@ static int store_page(struct kl_backfill *bf, struct page *p, const json_t *arr)
 			goto fail;
 	}
 	kl_ranges_clear(&holes);
-	bf->rows += (int64_t)nk;
-	bf->rows_pending += (int64_t)nk;
+	bf->rows += (int64_t)p->nk;
+	bf->rows_pending += (int64_t)p->nk;
 	bf->done += (covered - p->r.from) / KL_MINUTE_MS;
-	if (covered < p->r.to) {
+	if (covered < p->r.to && !bf->closing) {
 		/* Put the rest back in front of this symbol's work. */
 		struct kl_ranges rest = {0};
 		if (kl_ranges_add(&rest, covered, p->r.to) < 0)
@@ -244,16 +373,16 @@ static int store_page(struct kl_backfill *bf, struct page *p, const json_t *arr)
 		s->todo = rest;
 		s->next = 0;
 	}
-	if (bf->rows_pending >= COMMIT_ROWS)
+	if (bf->rows_pending >= COMMIT_ROWS || bf->closing)
 		commit(bf);
 	else if (!uv_is_active((uv_handle_t *)&bf->commit_timer))
 		uv_timer_start(&bf->commit_timer, on_commit_timer, COMMIT_MS, 0);
-	return (int)n;
+	return 0;
 fail:
 	kl_ranges_clear(&holes);
 	kl_err("backfill", "%s: cannot store a page: %s", s->symbol, kl_store_errmsg(bf->st));
 	bf->failed = true;
-	return 0;
+	return -EIO;
 }
 
 static void symbol_failed(struct kl_backfill *bf, struct sym *s, const struct kl_rest_reply *r)
@@ -286,39 +415,89 @@ static void maybe_done(struct kl_backfill *bf)
 	bf->cb(bf->ud, bf->failed ? -EIO : 0);
 }
 
+static void destroy(struct kl_backfill *bf);
+static bool request_page(struct kl_backfill *bf, struct page *p, uint64_t delay_ms);
+
+static void page_done(struct kl_backfill *bf, struct page *p)
+{
+	page_free(p);
+	bf->outstanding--;
+	feed(bf);
+	maybe_done(bf);
+}
+
+static void parse_done(uv_work_t *w, int status)
+{
+	struct page *p = w->data;
+	struct kl_backfill *bf = p->bf;
+
+	bf->nworking--;
+	if (bf->closing) {
+		/* Fetched before the stop: keep it (invariant 2). */
+		if (status == 0 && !p->err[0])
+			store_page(bf, p);
+		page_free(p);
+		if (!bf->nworking && bf->nclosed == 2)
+			destroy(bf);
+		return;
+	}
+	if (status < 0 || p->err[0]) {
+		uint64_t delay = (uint64_t)BACKOFF_FIRST_MS << (p->attempt < 6 ? p->attempt : 6);
+		if (delay > BACKOFF_MAX_MS)
+			delay = BACKOFF_MAX_MS;
+		kl_warn("backfill", "%s: malformed klines page (%zu bytes): %s; retry in %.1f s",
+			bf->syms[p->sym].symbol, p->len, p->err, (double)delay / 1000.0);
+		p->attempt++;
+		free(p->body);
+		p->body = NULL;
+		p->err[0] = '\0';
+		if (!request_page(bf, p, delay)) {
+			bf->failed = true;
+			page_done(bf, p);
+		}
+		return;
+	}
+	store_page(bf, p);
+	page_done(bf, p);
+}
+
 static enum kl_rest_verdict on_page(void *ud, const struct kl_rest_reply *r)
 {
 	struct page *p = ud;
 	struct kl_backfill *bf = p->bf;
-	struct sym *s = &bf->syms[p->sym];
-	json_error_t e;
-	json_t *arr;
 
 	if (r->cancelled) {
-		free(p);
+		page_free(p);
 		return KL_REST_DONE;
 	}
 	if (r->status != 200) {
-		symbol_failed(bf, s, r);
-		goto done;
+		symbol_failed(bf, &bf->syms[p->sym], r);
+		page_done(bf, p);
+		return KL_REST_DONE;
 	}
-	arr = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &e);
-	if (!arr || !json_is_array(arr) || json_array_size(arr) > PAGE_LIMIT) {
-		kl_warn("backfill",
-			"%s: malformed klines page (%zu bytes): %s at line %d column %d", s->symbol,
-			r->len, arr ? "not an array of at most 1000 klines" : e.text, e.line,
-			e.column);
-		json_decref(arr);
-		return KL_REST_RETRY;
+	p->body = malloc(r->len + 1);
+	if (!p->body) {
+		bf->failed = true;
+		page_done(bf, p);
+		return KL_REST_DONE;
 	}
-	store_page(bf, p, arr);
-	json_decref(arr);
-done:
-	free(p);
-	bf->outstanding--;
-	feed(bf);
-	maybe_done(bf);
+	memcpy(p->body, r->body, r->len + 1);
+	p->len = r->len;
+	p->work.data = p;
+	bf->nworking++;
+	uv_queue_work(bf->loop, &p->work, parse_work, parse_done);
 	return KL_REST_DONE;
+}
+
+static bool request_page(struct kl_backfill *bf, struct page *p, uint64_t delay_ms)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path),
+		 "/api/v3/klines?symbol=%s&interval=1m&startTime=%" PRId64 "&endTime=%" PRId64
+		 "&limit=%d",
+		 bf->syms[p->sym].symbol, p->r.from, p->r.to - 1, PAGE_LIMIT);
+	return kl_rest_get_in(bf->rest, path, PAGE_WEIGHT, delay_ms, on_page, p) == 0;
 }
 
 /* Hand out the next page, round-robin over symbols. @return false when none is left. */
@@ -329,20 +508,17 @@ static bool next_page(struct kl_backfill *bf)
 		struct sym *s = &bf->syms[i];
 		struct kl_range *r;
 		struct page *p;
-		char path[160];
 
 		if (s->failed || s->next >= s->todo.n)
 			continue;
 		r = &s->todo.v[s->next];
-		p = malloc(sizeof(*p));
+		p = calloc(1, sizeof(*p));
 		if (!p)
 			return false;
-		*p = (struct page){bf, i, kl_range_page(*r, PAGE_LIMIT)};
-		snprintf(path, sizeof(path),
-			 "/api/v3/klines?symbol=%s&interval=1m&startTime=%" PRId64
-			 "&endTime=%" PRId64 "&limit=%d",
-			 s->symbol, p->r.from, p->r.to - 1, PAGE_LIMIT);
-		if (kl_rest_get(bf->rest, path, PAGE_WEIGHT, on_page, p) < 0) {
+		p->bf = bf;
+		p->sym = i;
+		p->r = kl_range_page(*r, PAGE_LIMIT);
+		if (!request_page(bf, p, 0)) {
 			free(p);
 			return false;
 		}
@@ -398,25 +574,29 @@ void kl_backfill_progress(const struct kl_backfill *bf, int64_t *done, int64_t *
 	*total = bf->total;
 }
 
+static void destroy(struct kl_backfill *bf)
+{
+	for (size_t i = 0; i < bf->nsyms; i++)
+		kl_ranges_clear(&bf->syms[i].todo);
+	free(bf->syms);
+	free(bf);
+}
+
 static void on_closed(uv_handle_t *h)
 {
 	struct kl_backfill *bf = h->data;
 
-	if (h == (uv_handle_t *)&bf->progress_timer)
-		free(bf);
+	if (++bf->nclosed == 2 && !bf->nworking)
+		destroy(bf);
 }
 
 void kl_backfill_free(struct kl_backfill *bf)
 {
 	if (!bf)
 		return;
+	bf->closing = true;
 	if (kl_store_in_tx(bf->st))
 		commit(bf);
-	for (size_t i = 0; i < bf->nsyms; i++)
-		kl_ranges_clear(&bf->syms[i].todo);
-	free(bf->syms);
-	free(bf->kbuf);
-	free(bf->tbuf);
 	uv_close((uv_handle_t *)&bf->commit_timer, on_closed);
 	uv_close((uv_handle_t *)&bf->progress_timer, on_closed);
 }

@@ -34,6 +34,9 @@ int kl_backfill_add(struct kl_backfill *bf, const char *symbol, int64_t sid,
  */
 int kl_backfill_run(struct kl_backfill *bf, int64_t now_ms, kl_backfill_cb cb, void *ud);
 
+/** Route jansson's allocations through the page arenas; call once, before any thread. */
+void kl_backfill_global_init(void);
+
 /** Minutes queued and minutes done since the last run started. */
 void kl_backfill_progress(const struct kl_backfill *bf, int64_t *done, int64_t *total);
 

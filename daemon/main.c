@@ -3,6 +3,7 @@
  * Configuration is layered defaults < file < options, all through the
  * one table in lib/conf.c; any bad value exits 78 naming its key.
  */
+#include "backfill.h"
 #include "conf.h"
 #include "import.h"
 #include "log.h"
@@ -254,6 +255,7 @@ int main(int argc, char **argv)
 	kl_log_setup(c->log_level, getenv("JOURNAL_STREAM") != NULL);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	kl_backfill_global_init();
 	switch (a.cmd) {
 	case CMD_RUN:
 		code = kl_run(c, a.once);

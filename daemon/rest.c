@@ -535,7 +535,8 @@ void kl_rest_set_weight_limit(struct kl_rest *rest, int64_t limit)
 		rest->weight_limit = limit;
 }
 
-int kl_rest_get(struct kl_rest *rest, const char *path, int weight, kl_rest_cb cb, void *ud)
+int kl_rest_get_in(struct kl_rest *rest, const char *path, int weight, uint64_t delay_ms,
+		   kl_rest_cb cb, void *ud)
 {
 	struct req *q = calloc(1, sizeof(*q));
 
@@ -547,10 +548,16 @@ int kl_rest_get(struct kl_rest *rest, const char *path, int weight, kl_rest_cb c
 	q->weight = weight;
 	q->cb = cb;
 	q->ud = ud;
+	q->not_before = uv_now(rest->loop) + delay_ms;
 	enqueue(rest, q, false);
 	/* Dispatch from the loop, never from inside the caller. */
 	uv_timer_start(&rest->wake_timer, on_wake, 0, 0);
 	return 0;
+}
+
+int kl_rest_get(struct kl_rest *rest, const char *path, int weight, kl_rest_cb cb, void *ud)
+{
+	return kl_rest_get_in(rest, path, weight, 0, cb, ud);
 }
 
 void kl_rest_stats(const struct kl_rest *rest, struct kl_rest_stats *ret)

@@ -54,6 +54,10 @@ void kl_rest_set_weight_limit(struct kl_rest *rest, int64_t limit);
  */
 int kl_rest_get(struct kl_rest *rest, const char *path, int weight, kl_rest_cb cb, void *ud);
 
+/** As kl_rest_get, but not sent before @p delay_ms from now (a caller's own backoff). */
+int kl_rest_get_in(struct kl_rest *rest, const char *path, int weight, uint64_t delay_ms,
+		   kl_rest_cb cb, void *ud);
+
 /** Counters for progress lines and status. */
 struct kl_rest_stats {
 	uint64_t requests, retries, throttled; /* throttled: 429/418 answers */

@@ -6,7 +6,7 @@
  *      CLOSED: the minute goes to kline_1m (source ws) in the open transaction
  *      OPEN: the day's running row changes
  *   offset of the message noted
- * Every COMMIT_MS or COMMIT_EVENTS: day rows + offsets + COMMIT, one
+ * COMMIT_MS after a batch, or every COMMIT_EVENTS: day rows + offsets + COMMIT, one
  * transaction (invariant: the stored offsets never run ahead of the
  * stored effects of the events before them). Then windows the watermark
  * has passed are closed and reported final.
@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COMMIT_MS      100
+#define COMMIT_MS      5 /* a burst gathers this long, then one transaction */
 #define COMMIT_EVENTS  1000
 #define MAX_PARTS      64
 #define WINDOWS	       3      /* open days per symbol: today and late yesterday */

@@ -18,7 +18,6 @@
 #include "log.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,34 +143,42 @@ static void rotate(struct slot *s, const char *why)
 	connect_slot(s);
 }
 
+/* A combined-stream frame: {"stream":…,"data":{"e":"kline","E":…,"s":…,…}}. Only
+ * the members needed to route it are read, without building a tree: the
+ * consumer parses and validates the event itself, once. */
 static void frame(struct conn *c)
 {
 	struct kl_ws *ws = c->slot->ws;
 	struct slot *s = c->slot;
-	json_error_t e;
-	json_t *j = json_loadb(c->buf, c->len, 0, &e), *data, *ev;
+	char sym[32], e[32];
 	size_t off, len;
+	int64_t t;
 
 	ws->stats.frames++;
 	ws->stats.last_frame_ms = (int64_t)uv_now(ws->loop);
 	if (c == s->live || c == s->next)
 		uv_timer_start(&s->silence, on_silence, SILENCE_MS, 0);
-	data = json_object_get(j, "data");
-	ev = json_is_object(data) ? json_object_get(data, "e") : json_object_get(j, "e");
-	if (json_is_string(ev) && !strcmp(json_string_value(ev), "serverShutdown")) {
-		rotate(s, "serverShutdown");
-		goto out;
+	if (kl_json_member(c->buf, c->len, "data", &off, &len) < 0) {
+		off = 0;
+		len = c->len;
 	}
-	if (json_is_object(j) && json_object_get(j, "result") && json_object_get(j, "id"))
-		goto out; /* a reply to a (un)subscription */
-	if (!json_is_object(data) || kl_json_member(c->buf, c->len, "data", &off, &len) < 0) {
+	if (kl_json_member_string(c->buf + off, len, "e", e, sizeof(e)) == 0 &&
+	    !strcmp(e, "serverShutdown")) {
+		rotate(s, "serverShutdown");
+		return;
+	}
+	if (kl_json_member(c->buf, c->len, "result", &off, &len) == 0 &&
+	    kl_json_member(c->buf, c->len, "id", &off, &len) == 0)
+		return; /* a reply to a (un)subscription */
+	if (kl_json_member(c->buf, c->len, "data", &off, &len) < 0 ||
+	    kl_json_member_string(c->buf + off, len, "s", sym, sizeof(sym)) < 0) {
 		ws->stats.bad_frames++;
 		if (ws->stats.bad_frames == 1 || ws->stats.bad_frames % 1000 == 0)
 			kl_warn("ws",
 				"ignoring a frame that is not a combined-stream event "
 				"(%llu so far): %.120s",
 				(unsigned long long)ws->stats.bad_frames, c->buf);
-		goto out;
+		return;
 	}
 	if (!c->delivering) {
 		c->delivering = true;
@@ -186,20 +193,13 @@ static void frame(struct conn *c)
 		if (ws->on_up)
 			ws->on_up(ws->ud);
 	}
-	if (json_is_integer(json_object_get(data, "E"))) {
-		int64_t t = json_integer_value(json_object_get(data, "E"));
+	if (kl_json_member_int(c->buf + off, len, "E", &t) == 0) {
 		if (c->first_event < 0)
 			c->first_event = t;
 		else if (t - c->first_event >= ROTATE_MS && c == s->live)
 			rotate(s, "24 h connection limit ahead");
 	}
-	if (json_is_string(json_object_get(data, "s")))
-		ws->on_event(ws->ud, json_string_value(json_object_get(data, "s")), c->buf + off,
-			     len);
-	else
-		ws->stats.bad_frames++;
-out:
-	json_decref(j);
+	ws->on_event(ws->ud, sym, c->buf + off, len);
 }
 
 static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -358,29 +358,64 @@ static int parse_url(struct kl_ws *ws, const char *url)
 	return ws->host[0] && ws->port > 0 && ws->port < 65536 ? 0 : -EINVAL;
 }
 
+/*
+ * Streams are grouped into connections by URL length as well as count:
+ * libwebsockets 4.1 cuts the request line at 2048 bytes, and a cut URL
+ * would subscribe to fewer streams than asked (or be refused).
+ */
+#define URL_MAX 1800
+
+static size_t stream_len(const char *symbol)
+{
+	return strlen(symbol) + sizeof("@kline_1m/") - 1;
+}
+
+static int add_slot(struct kl_ws *ws, char *const *symbols, size_t first, size_t last)
+{
+	struct slot *v = realloc(ws->slots, (ws->nslots + 1) * sizeof(*v)), *s;
+	size_t cap = strlen(ws->prefix) + 32, len;
+
+	if (!v)
+		return -ENOMEM;
+	ws->slots = v;
+	s = memset(&v[ws->nslots], 0, sizeof(*s));
+	for (size_t i = first; i < last; i++)
+		cap += stream_len(symbols[i]);
+	s->path = malloc(cap);
+	if (!s->path)
+		return -ENOMEM;
+	ws->nslots++;
+	len = (size_t)snprintf(s->path, cap, "%s/stream?streams=", ws->prefix);
+	for (size_t i = first; i < last; i++) {
+		if (i > first)
+			s->path[len++] = '/';
+		for (const char *q = symbols[i]; *q; q++)
+			s->path[len++] = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
+		len += (size_t)snprintf(s->path + len, cap - len, "@kline_1m");
+	}
+	return 0;
+}
+
 static int make_slots(struct kl_ws *ws, char *const *symbols, size_t n)
 {
-	ws->nslots = (n + KL_WS_STREAMS_PER_CONN - 1) / KL_WS_STREAMS_PER_CONN;
-	ws->slots = calloc(ws->nslots, sizeof(*ws->slots));
-	if (!ws->slots)
-		return -ENOMEM;
+	size_t first = 0, url = strlen(ws->prefix) + sizeof("/stream?streams=");
+
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && i - first < KL_WS_STREAMS_PER_CONN &&
+		    url + stream_len(symbols[i]) <= URL_MAX) {
+			url += stream_len(symbols[i]);
+			continue;
+		}
+		if (i > first && add_slot(ws, symbols, first, i) < 0)
+			return -ENOMEM;
+		first = i;
+		url = strlen(ws->prefix) + sizeof("/stream?streams=");
+		if (i < n) {
+			url += stream_len(symbols[i]);
+		}
+	}
 	for (size_t k = 0; k < ws->nslots; k++) {
 		struct slot *s = &ws->slots[k];
-		size_t first = k * KL_WS_STREAMS_PER_CONN, cap = strlen(ws->prefix) + 32, len;
-
-		for (size_t i = first; i < n && i < first + KL_WS_STREAMS_PER_CONN; i++)
-			cap += strlen(symbols[i]) + 12;
-		s->path = malloc(cap);
-		if (!s->path)
-			return -ENOMEM;
-		len = (size_t)snprintf(s->path, cap, "%s/stream?streams=", ws->prefix);
-		for (size_t i = first; i < n && i < first + KL_WS_STREAMS_PER_CONN; i++) {
-			len +=
-			    (size_t)snprintf(s->path + len, cap - len, "%s", i > first ? "/" : "");
-			for (const char *q = symbols[i]; *q; q++)
-				s->path[len++] = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
-			len += (size_t)snprintf(s->path + len, cap - len, "@kline_1m");
-		}
 		s->ws = ws;
 		uv_timer_init(ws->loop, &s->reconnect);
 		uv_timer_init(ws->loop, &s->silence);
@@ -425,8 +460,13 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols,
 		return -EIO;
 	}
 	if (make_slots(ws, symbols, n) < 0) {
+		/* No handle was initialised yet: plain frees. */
 		snprintf(err, errlen, "out of memory");
-		kl_ws_free(ws);
+		lws_context_destroy(ws->ctx);
+		for (size_t k = 0; k < ws->nslots; k++)
+			free(ws->slots[k].path);
+		free(ws->slots);
+		free(ws);
 		return -ENOMEM;
 	}
 	for (size_t k = 0; k < ws->nslots; k++)

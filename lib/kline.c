@@ -295,3 +295,37 @@ int kl_json_member(const char *text, size_t n, const char *key, size_t *off, siz
 	}
 	return -ENOENT;
 }
+
+int kl_json_member_string(const char *text, size_t n, const char *key, char *buf, size_t buflen)
+{
+	size_t off, len;
+	int r = kl_json_member(text, n, key, &off, &len);
+
+	if (r < 0)
+		return r;
+	if (len < 2 || text[off] != '"' || text[off + len - 1] != '"' || len - 2 >= buflen ||
+	    memchr(text + off + 1, '\\', len - 2))
+		return -EINVAL;
+	memcpy(buf, text + off + 1, len - 2);
+	buf[len - 2] = '\0';
+	return 0;
+}
+
+int kl_json_member_int(const char *text, size_t n, const char *key, int64_t *ret)
+{
+	size_t off, len;
+	int64_t v = 0;
+	int r = kl_json_member(text, n, key, &off, &len);
+
+	if (r < 0)
+		return r;
+	if (len == 0 || len > 18)
+		return -EINVAL;
+	for (size_t i = off; i < off + len; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (text[i] - '0');
+	}
+	*ret = v;
+	return 0;
+}

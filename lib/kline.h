@@ -79,6 +79,16 @@ enum kl_verdict kl_event_from_json(const json_t *data, struct kl_event *ev);
 int kl_json_member(const char *text, size_t n, const char *key, size_t *off, size_t *len);
 
 /**
+ * The value of top-level member @p key when it is a plain string (no
+ * escapes) that fits @p buf. @return 0, -ENOENT, or -EINVAL.
+ */
+int kl_json_member_string(const char *text, size_t n, const char *key, char *buf, size_t buflen);
+
+/** The value of top-level member @p key when it is a non-negative integer. @return 0, -ENOENT,
+ * -EINVAL. */
+int kl_json_member_int(const char *text, size_t n, const char *key, int64_t *ret);
+
+/**
  * The checks every parsed kline must pass before it is stored:
  * open_time within [from, to) (pass 0, INT64_MAX for no range), close
  * time, price ordering, non-zero prices.

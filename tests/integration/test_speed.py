@@ -192,7 +192,7 @@ def test_late_events_dropped_and_counted_day_still_exact(replay, klined, kafka_b
     srv.add_ws_faults([{"kind": "past", "after": 50, "count": 5},
                        {"kind": "future", "after": 80, "count": 2},
                        {"kind": "malformed", "after": 100, "count": 3},
-                       {"kind": "duplicate", "after": 120, "count": 20},
+                       {"kind": "duplicate", "final": True, "after": 10, "count": 5},
                        {"kind": "reorder", "after": 200, "count": 20}])
     k = live(klined, srv, kafka_broker, kafka_topic)
     proc = k.start()
