@@ -22,6 +22,7 @@
 #include "bus.h"
 #include "day.h"
 #include "log.h"
+#include "notify.h"
 #include "rest.h"
 #include "speed.h"
 #include "store.h"
@@ -57,6 +58,8 @@ struct run {
 	struct kl_bus *bus;
 	struct kl_speed *speed;
 	struct kl_ws *ws;
+	struct kl_notify *notify;
+	uv_timer_t status_timer;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t follow;
 	struct rsym *syms;
@@ -73,6 +76,9 @@ static void stop(struct run *run, int code)
 		return;
 	run->stopping = true;
 	run->exit_code = code;
+	kl_notify_free(run->notify);
+	run->notify = NULL;
+	uv_close((uv_handle_t *)&run->status_timer, NULL);
 	kl_ws_free(run->ws);
 	run->ws = NULL;
 	kl_speed_free(run->speed);
@@ -86,6 +92,36 @@ static void stop(struct run *run, int code)
 	uv_close((uv_handle_t *)&run->sigterm, NULL);
 	uv_close((uv_handle_t *)&run->sigint, NULL);
 	uv_close((uv_handle_t *)&run->follow, NULL);
+}
+
+/* One STATUS= line a second: what systemctl status shows. */
+static void on_status(uv_timer_t *t)
+{
+	struct run *run = t->data;
+	int64_t done, total;
+
+	kl_backfill_progress(run->bf, &done, &total);
+	if (run->filling && total > 1440) {
+		kl_notify_status(run->notify, "backfill: %" PRId64 "/%" PRId64 " minutes (%.1f%%)",
+				 done, total, total ? 100.0 * (double)done / (double)total : 100.0);
+	} else if (run->speed) {
+		struct kl_speed_stats ss;
+		struct kl_bus_stats bs;
+		kl_speed_stats(run->speed, &ss);
+		kl_bus_stats(run->bus, &bs);
+		if (ss.last_symbol)
+			kl_notify_status(run->notify,
+					 "streaming %zu symbols, %s %.2f, consumer lag %" PRId64
+					 " events, %" PRIu64 " late",
+					 run->nsyms, ss.last_symbol, (double)ss.last_close / 1e8,
+					 bs.lag < 0 ? 0 : bs.lag, ss.late);
+		else
+			kl_notify_status(run->notify, "waiting for the stream (%zu symbols)",
+					 run->nsyms);
+	} else {
+		kl_notify_status(run->notify, "following the exchange over REST, %zu symbols",
+				 run->nsyms);
+	}
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -603,6 +639,12 @@ int kl_run(const struct kl_conf *conf, bool once)
 		uv_loop_close(&run->loop);
 		goto out;
 	}
+	if (kl_notify_new(&run->loop, &run->notify) < 0)
+		kl_warn("run", "out of memory: no systemd notifications");
+	kl_notify_ready(run->notify, "store open; asking the exchange for its clock");
+	uv_timer_init(&run->loop, &run->status_timer);
+	run->status_timer.data = run;
+	uv_timer_start(&run->status_timer, on_status, 1000, 1000);
 	uv_signal_init(&run->loop, &run->sigterm);
 	uv_signal_init(&run->loop, &run->sigint);
 	uv_timer_init(&run->loop, &run->follow);

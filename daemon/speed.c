@@ -232,6 +232,8 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 		sp->stats.late++;
 		return;
 	}
+	sp->stats.last_symbol = s->symbol;
+	sp->stats.last_close = ev.k.close;
 	switch (kl_window_apply(&w->w, &ev)) {
 	case KL_APPLY_CLOSED:
 		if (kl_store_begin(sp->st) < 0 ||
