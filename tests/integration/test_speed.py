@@ -61,11 +61,11 @@ def settle(srv, k=None):
         wait_for(lambda: holes(k) == 0, timeout=45, step=1)
 
 
-def check_history(db, upto_day):
-    """Every minute from 2023-03-09 to the newest stored one, and every complete day, exact."""
+def check_history(db, upto_day, since=1678320000000):
+    """Every minute from @since (2023-03-09) to the newest stored one, and every complete day, exact."""
     last = newest(db)
     for s in SYMS:
-        exp = {t: v for t, v in expected_minutes(s, skip=()).items() if 1678320000000 <= t <= last}
+        exp = {t: v for t, v in expected_minutes(s, skip=()).items() if since <= t <= last}
         got = query(db, "SELECT k.open_time, k.open, k.high, k.low, k.close, k.volume, "
                         "k.quote_volume, k.trades FROM kline k JOIN symbol s USING (sid) "
                         "WHERE s.symbol = ? ORDER BY open_time", s)
