@@ -159,7 +159,8 @@ static void log_progress(struct kl_backfill *bf, const char *what)
 	double secs = (double)(uv_now(bf->loop) - bf->started) / 1000.0;
 	double rate = secs > 0 ? (double)bf->rows / secs : 0;
 	double pct = bf->total ? 100.0 * (double)bf->done / (double)bf->total : 100.0;
-	double eta = rate > 0 ? (double)(bf->total - bf->done) / rate : 0;
+	double mrate = secs > 0 ? (double)bf->done / secs : 0;
+	double eta = mrate > 0 ? (double)(bf->total - bf->done) / mrate : 0;
 
 	kl_info("backfill",
 		"%s: %zu symbols, %" PRId64 "/%" PRId64 " minutes (%.1f%%), %" PRId64
@@ -568,10 +569,16 @@ int kl_backfill_run(struct kl_backfill *bf, int64_t now_ms, kl_backfill_cb cb, v
 	return 0;
 }
 
-void kl_backfill_progress(const struct kl_backfill *bf, int64_t *done, int64_t *total)
+void kl_backfill_progress(const struct kl_backfill *bf, int64_t *done, int64_t *total, double *rate,
+			  double *eta)
 {
+	double secs = (double)(uv_now(bf->loop) - bf->started) / 1000.0;
+	double minutes_per_s = secs > 0 ? (double)bf->done / secs : 0;
+
 	*done = bf->done;
 	*total = bf->total;
+	*rate = secs > 0 ? (double)bf->rows / secs : 0;
+	*eta = minutes_per_s > 0 ? (double)(bf->total - bf->done) / minutes_per_s : 0;
 }
 
 static void destroy(struct kl_backfill *bf)

@@ -99,11 +99,15 @@ static void on_status(uv_timer_t *t)
 {
 	struct run *run = t->data;
 	int64_t done, total;
+	double rate, eta;
 
-	kl_backfill_progress(run->bf, &done, &total);
+	kl_backfill_progress(run->bf, &done, &total, &rate, &eta);
 	if (run->filling && total > 1440) {
-		kl_notify_status(run->notify, "backfill: %" PRId64 "/%" PRId64 " minutes (%.1f%%)",
-				 done, total, total ? 100.0 * (double)done / (double)total : 100.0);
+		kl_notify_status(run->notify,
+				 "backfill: %zu symbols, %" PRId64 "/%" PRId64
+				 " minutes (%.1f%%), %.0f rows/s, ETA %.0f s",
+				 run->nsyms, done, total,
+				 total ? 100.0 * (double)done / (double)total : 100.0, rate, eta);
 	} else if (run->speed) {
 		struct kl_speed_stats ss;
 		struct kl_bus_stats bs;
