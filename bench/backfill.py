@@ -554,7 +554,16 @@ def main() -> int:
                     help="before each measured run, wait up to S seconds for the rest of the "
                          "machine to go quiet (< 1/3 core busy); for shared machines")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (stores, logs)")
+    ap.add_argument("--report", nargs="?", const="full", metavar="KEY",
+                    help="run nothing: print the saved results of bench/out/backfill.json "
+                         "(KEY full, quick or partial; default full)")
     args = ap.parse_args()
+    if args.report:
+        saved = json.loads(OUT.read_text())
+        if args.report not in saved:
+            log("no %r results in %s (have: %s)" % (args.report, OUT, ", ".join(saved)))
+            return 1
+        return 0 if report(saved[args.report]) else 1
     command = "python3 bench/backfill.py" + "".join(" " + a for a in sys.argv[1:])
 
     work = Path(tempfile.mkdtemp(prefix="klined-bench-"))
@@ -633,14 +642,9 @@ def run(args, command: str, work: Path) -> int:
                                           "klines": expected,
                                           "pages": len(SYMBOLS) * -(-days * 1440 // PAGE)},
                "regimes": {}}
-    print("## machine\n")
-    for key in ("cpu_model", "nproc", "cpus_usable", "mem_total_gb", "kernel", "python",
-                "sqlite_python", "klined", "klined_source", "klined_binary", "klined_sha256",
-                "replay", "replay_sha256", "git", "time_source", "loadavg_start"):
-        print("- %s: %s" % (key, info[key]))
-    print("\ncommand: %s\nrange: %s, %s .. %s (exclusive): %s klines, %d pages\n"
-          % (command, ",".join(SYMBOLS), hist, end_day, format(expected, ","),
-             results["range"]["pages"]))
+    log("machine: %s, %d CPUs, %.1f GB; klined %s (%s); load %s"
+        % (info["cpu_model"], info["nproc"], info["mem_total_gb"], info["klined_sha256"],
+           info["klined_source"], info["loadavg_start"]))
 
     regimes = [r.strip() for r in args.regimes.split(",") if r.strip()]
     if args.quick or args.no_sustained:
@@ -730,15 +734,44 @@ def run(args, command: str, work: Path) -> int:
                 x.unlink()
 
     results["machine"]["loadavg_end"] = os.getloadavg()
-    results["commands"] = commands
-    results["verdicts"] = verdicts(results)
-    print("## commands (ports vary per run)\n")
+    shown = {}
     for name, c in commands.items():
         c = c.replace(str(work) + "/", "$WORK/").replace(str(DATA), "../shared/data/binance")
-        c = c.replace(str(REPO) + "/", "")
-        print("- %s: `%s`" % (name, c.replace(sys.executable, "python3")))
+        shown[name] = c.replace(str(REPO) + "/", "").replace(sys.executable, "python3")
+    results["commands"] = shown
+    results["verdicts"] = verdicts(results)
+    ok = report(results)
+
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        saved = json.loads(OUT.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    full = {"loopback", "network", "sustained"} <= set(regimes)
+    results["regimes_run"] = regimes
+    key = "quick" if args.quick else "full" if full else "partial"
+    saved[key] = results
+    OUT.write_text(json.dumps(saved, indent=1, default=str) + "\n")
+    print("\nwrote %s" % OUT.relative_to(REPO))
+    return 0 if ok else 1
+
+
+def report(results: dict) -> bool:
+    """Print a run's results as markdown; @return whether every store check passed."""
+    info = results["machine"]
+    print("## machine\n")
+    for key in ("cpu_model", "nproc", "cpus_usable", "mem_total_gb", "kernel", "python",
+                "sqlite_python", "klined", "klined_source", "klined_binary", "klined_sha256",
+                "replay", "replay_sha256", "git", "time_source", "loadavg_start", "loadavg_end"):
+        print("- %s: %s" % (key, info.get(key)))
+    rg = results["range"]
+    print("\ncommand: %s (%s)\nrange: %s, %s .. %s (exclusive): %s klines, %d pages\n"
+          % (results["command"], results["when"], ",".join(rg["symbols"]), rg["from"], rg["to"],
+             format(rg["klines"], ","), rg["pages"]))
+    print("## commands ($WORK: the run's temporary directory; ports vary per run)\n")
+    for name, c in results["commands"].items():
+        print("- %s: `%s`" % (name, c))
     print()
-    # rebuild the rows for the table from what was kept
     tab = {"regimes": {}}
     for name, reg in results["regimes"].items():
         rows = [reg[x] for x in ("serve_c1", "serve_c8", "serve_c64", "klined", "python") if x in reg]
@@ -762,20 +795,8 @@ def run(args, command: str, work: Path) -> int:
     print("- stores checked: %s" % ("klined and the reference hold the expected klines, with equal "
                                      "per-symbol counts, ranges, trade sums and sampled rows"
                                      if ok else "MISMATCH, see bench/out/backfill.json"))
-    print("- loadavg at start %s, at end %s" % (info["loadavg_start"], results["machine"]["loadavg_end"]))
-
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        saved = json.loads(OUT.read_text())
-    except (OSError, ValueError):
-        saved = {}
-    full = {"loopback", "network", "sustained"} <= set(regimes)
-    results["regimes_run"] = regimes
-    key = "quick" if args.quick else "full" if full else "partial"
-    saved[key] = results
-    OUT.write_text(json.dumps(saved, indent=1, default=str) + "\n")
-    print("\nwrote %s" % OUT.relative_to(REPO))
-    return 0 if ok else 1
+    print("- loadavg at start %s, at end %s" % (info["loadavg_start"], info.get("loadavg_end")))
+    return ok
 
 
 if __name__ == "__main__":

@@ -714,7 +714,7 @@ static void json_member_int(void **state)
 	static const char odd[] =
 	    "{\"neg\":-1,\"plus\":+1,\"frac\":1.5,\"exp\":1e3,\"str\":\"12\","
 	    "\"zero\":0,\"big\":123456789012345678,\"huge\":1234567890123456789,"
-	    "\"arr\":[1],\"last\" : 42 \n}";
+	    "\"arr\":[1],\"tab\":7\t,\"cr\":8\r\n,\"last\" :\t42\n}";
 	size_t off, len;
 	int64_t t = -7;
 
@@ -733,6 +733,10 @@ static void json_member_int(void **state)
 	assert_int_equal(t, 123456789012345678LL);
 	assert_int_equal(kl_json_member_int(odd, strlen(odd), "last", &t), 0);
 	assert_int_equal(t, 42);
+	assert_int_equal(kl_json_member_int(odd, strlen(odd), "tab", &t), 0);
+	assert_int_equal(t, 7);
+	assert_int_equal(kl_json_member_int(odd, strlen(odd), "cr", &t), 0);
+	assert_int_equal(t, 8);
 	t = -7;
 	assert_int_equal(kl_json_member_int(odd, strlen(odd), "neg", &t), -EINVAL);
 	assert_int_equal(kl_json_member_int(odd, strlen(odd), "plus", &t), -EINVAL);

@@ -368,6 +368,9 @@ static void window_wrong_day(void **state)
 	ev.closed = false;
 	assert_int_equal(kl_window_apply(&w, &ev), KL_APPLY_WRONG_DAY);
 	assert_int_equal(kl_window_seed(&w, &ev.k), KL_APPLY_WRONG_DAY);
+	ev = event(0, 1); /* off the minute, a millisecond before the day */
+	ev.k.open_time = D0 - 1;
+	assert_int_equal(kl_window_apply(&w, &ev), KL_APPLY_WRONG_DAY);
 	ev = event(0, 1);
 	ev.k.open_time -= KL_DAY_MS;
 	ev.k.close_time -= KL_DAY_MS;
