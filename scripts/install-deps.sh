@@ -10,7 +10,7 @@ APT_PACKAGES=(
     libuv1-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev libinih-dev
     libcmocka-dev zlib1g-dev libzip-dev
     libwebsockets-dev libwebsockets-evlib-uv librdkafka-dev libsystemd-dev
-    sqlite3 python3 python3-pip kcat openjdk-17-jre-headless maven
+    sqlite3 python3 python3-pip kcat openjdk-17-jre-headless maven scdoc
 )
 
 SUDO=
