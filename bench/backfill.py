@@ -271,8 +271,8 @@ def measure(cmd, replay: Replay, stderr_path: Path) -> dict:
         res["cpu_s"] = None
     # Everything on the machine that was neither the client nor the replay (other work).
     if res["cpu_s"] is not None:
-        res["other_busy_cores"] = round(res["machine_busy_cores"]
-                                        - (res["cpu_s"] + res["replay_cpu_s"]) / wall, 2)
+        res["other_busy_cores"] = max(0.0, round(res["machine_busy_cores"]
+                                                 - (res["cpu_s"] + res["replay_cpu_s"]) / wall, 2))
     if res["rc"] != 0:
         tail = stderr_path.read_text()[-3000:]
         raise RuntimeError("%s exited %d:\n%s" % (res["cmd"], res["rc"], tail))
@@ -476,7 +476,7 @@ def verdicts(results: dict) -> list:
         k, p = g["klined"], g["python"]
         out.append("network: klined %.1f pages/s = %.0f%% of the %d pages/s ceiling (target >= 90%%: "
                    "%s), %d x 429 (target 0: %s), %.1fx the Python reference's %.1f pages/s "
-                   "(target >= 5x: %s); the year's %d pages need only %d weight, under one "
+                   "(target >= 5x: %s); the range's %d pages need only %d weight, under one "
                    "minute's %d, so the limit does not bind here: see sustained"
                    % (k["pages_per_s"], 100 * k["pages_per_s"] / CEILING_PAGES_S, CEILING_PAGES_S,
                       "met" if k["pages_per_s"] >= 0.9 * CEILING_PAGES_S else "NOT met",

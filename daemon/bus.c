@@ -102,7 +102,7 @@ static rd_kafka_conf_t *make_conf(struct kl_bus *bus, bool producer, char *err, 
 		rd_kafka_conf_set_dr_msg_cb(c, on_delivery);
 		r |= conf_set(c, "enable.idempotence", "true", err, n);
 		r |= conf_set(c, "acks", "all", err, n);
-		r |= conf_set(c, "linger.ms", "1", err, n);
+		r |= conf_set(c, "linger.ms", "5", err, n);
 		r |= conf_set(c, "queue.buffering.max.messages", "200000", err, n);
 		r |= conf_set(c, "message.timeout.ms", "300000", err, n);
 	} else {
