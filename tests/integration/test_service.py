@@ -99,6 +99,8 @@ def test_meson_install_destdir(tmp_path):
     unit = [f for f in files if f.endswith("systemd/system/klined.service")]
     conf = [f for f in files if f.endswith("etc/klined/klined.conf")]
     assert unit and conf and any(f.endswith("klined/schema/001-init.sql") for f in files)
+    if shutil.which("scdoc"):
+        assert any(f.endswith("man8/klined.8") for f in files), files
     text = (dest / unit[0]).read_text()
     assert "@SBINDIR@" not in text and "/sbin/klined run" in text
     # The shipped default configuration is valid (a bad one would exit 78).
