@@ -490,32 +490,19 @@ int kl_store_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
 	return r;
 }
 
-/* Aggregate one day from the store; @p now_ms bounds the closed minutes. */
+static void day_add(void *ud, const struct kl_kline *k)
+{
+	kl_day_add(ud, k);
+}
+
+/* Aggregate one day from the store: its klines and the outages that cover it. */
 static int load_day(struct kl_store *st, int64_t sid, struct kl_day *d)
 {
-	sqlite3_stmt *s = st->stmt[S_DAY_KLINES];
 	struct kl_ranges out = {0};
-	struct kl_kline k = {0};
-	int rc, r;
+	int r = kl_store_each_kline(st, sid, d->start, d->start + KL_DAY_MS, day_add, d);
 
-	sqlite3_bind_int64(s, 1, sid);
-	sqlite3_bind_int64(s, 2, d->start);
-	sqlite3_bind_int64(s, 3, d->start + KL_DAY_MS);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		k.open_time = sqlite3_column_int64(s, 0);
-		k.open = sqlite3_column_int64(s, 1);
-		k.high = sqlite3_column_int64(s, 2);
-		k.low = sqlite3_column_int64(s, 3);
-		k.close = sqlite3_column_int64(s, 4);
-		k.volume = sqlite3_column_int64(s, 5);
-		k.quote_volume = sqlite3_column_int64(s, 6);
-		k.trades = sqlite3_column_int64(s, 7);
-		kl_day_add(d, &k);
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return err_of(rc);
-	r = outages(st, sid, d->start, d->start + KL_DAY_MS, &out);
+	if (r == 0)
+		r = outages(st, sid, d->start, d->start + KL_DAY_MS, &out);
 	for (size_t i = 0; r == 0 && i < out.n; i++)
 		kl_day_cover(d, out.v[i].from, out.v[i].to);
 	kl_ranges_clear(&out);
