@@ -231,8 +231,8 @@ static size_t skip_value(const char *t, size_t p, size_t n)
 	for (; p < n; p++) {
 		char c = t[p];
 		if (str) {
-			if (c == '\\')
-				p++;
+			if (c == '\\' && ++p >= n)
+				return n; /* an escape cut off by the end of the text */
 			else if (c == '"')
 				str = false;
 			if (!str && depth == 0)
@@ -252,7 +252,7 @@ static size_t skip_value(const char *t, size_t p, size_t n)
 			   (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'))
 			return p;
 	}
-	return p;
+	return p < n ? p : n;
 }
 
 static size_t skip_ws(const char *t, size_t p, size_t n)
