@@ -36,7 +36,6 @@
 
 struct req {
 	struct req *next;
-	struct kl_rest *rest;
 	char *path;
 	int weight;
 	kl_rest_cb cb;
@@ -544,7 +543,6 @@ int kl_rest_get_in(struct kl_rest *rest, const char *path, int weight, uint64_t 
 		free(q);
 		return -ENOMEM;
 	}
-	q->rest = rest;
 	q->weight = weight;
 	q->cb = cb;
 	q->ud = ud;

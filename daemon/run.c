@@ -103,22 +103,28 @@ static void on_status(uv_timer_t *t)
 
 	kl_backfill_progress(run->bf, &done, &total, &rate, &eta);
 	if (run->filling && total > 1440) {
-		kl_notify_status(run->notify,
-				 "backfill: %zu symbols, %" PRId64 "/%" PRId64
-				 " minutes (%.1f%%), %.0f rows/s, ETA %.0f s",
-				 run->nsyms, done, total,
-				 total ? 100.0 * (double)done / (double)total : 100.0, rate, eta);
+		struct kl_rest_stats rs;
+		kl_rest_stats(run->rest, &rs);
+		kl_notify_status(
+		    run->notify,
+		    "backfill: %zu symbols, %" PRId64 "/%" PRId64
+		    " minutes (%.1f%%), %.0f rows/s, ETA %.0f s, weight %" PRId64 "/%" PRId64,
+		    run->nsyms, done, total, total ? 100.0 * (double)done / (double)total : 100.0,
+		    rate, eta, rs.used_weight, rs.weight_limit);
 	} else if (run->speed) {
 		struct kl_speed_stats ss;
 		struct kl_bus_stats bs;
+		struct kl_ws_stats ws;
 		kl_speed_stats(run->speed, &ss);
 		kl_bus_stats(run->bus, &bs);
+		kl_ws_stats(run->ws, &ws);
 		if (ss.last_symbol)
 			kl_notify_status(run->notify,
-					 "streaming %zu symbols, %s %.2f, consumer lag %" PRId64
-					 " events, %" PRIu64 " late",
-					 run->nsyms, ss.last_symbol, (double)ss.last_close / 1e8,
-					 bs.lag < 0 ? 0 : bs.lag, ss.late);
+					 "streaming %zu symbols on %zu connections, %s %.2f, "
+					 "consumer lag %" PRId64 " events, %" PRIu64 " late",
+					 run->nsyms, ws.connected, ss.last_symbol,
+					 (double)ss.last_close / 1e8, bs.lag < 0 ? 0 : bs.lag,
+					 ss.late);
 		else
 			kl_notify_status(run->notify, "waiting for the stream (%zu symbols)",
 					 run->nsyms);
