@@ -382,6 +382,7 @@ static int store_page(struct kl_backfill *bf, struct page *p)
 fail:
 	kl_ranges_clear(&holes);
 	kl_err("backfill", "%s: cannot store a page: %s", s->symbol, kl_store_errmsg(bf->st));
+	kl_store_rollback(bf->st);
 	bf->failed = true;
 	return -EIO;
 }
@@ -407,6 +408,13 @@ static void maybe_done(struct kl_backfill *bf)
 			return;
 	}
 	commit(bf);
+	if (bf->failed) {
+		/* What is left is planned again from the store's holes by the next run. */
+		for (size_t i = 0; i < bf->nsyms; i++) {
+			kl_ranges_clear(&bf->syms[i].todo);
+			bf->syms[i].next = 0;
+		}
+	}
 	uv_timer_stop(&bf->progress_timer);
 	bf->running = false;
 	bf->finished = true;
@@ -554,6 +562,7 @@ int kl_backfill_run(struct kl_backfill *bf, int64_t now_ms, kl_backfill_cb cb, v
 		bf->finished = false;
 	}
 	bf->now_ms = now_ms;
+	bf->failed = false;
 	bf->cb = cb;
 	bf->ud = ud;
 	bf->running = true;

@@ -42,16 +42,17 @@ struct kl_bus {
 	struct waker pw, cw;
 	uv_work_t work;
 	uv_timer_t retry;
-	struct kl_bus_offset *offs;
-	size_t noffs;
-	int32_t npartitions; /* from the worker */
-	int64_t started_ms;  /* wall clock: Kafka timestamps are the producer's */
+	int64_t next[MAX_PARTITIONS]; /* where each partition resumes; -1: none yet */
+	uint64_t fatal_after;	      /* test hook: a fatal producer error then */
+	uint64_t undelivered;	      /* since the last warning about them */
+	int32_t npartitions;	      /* from the worker */
+	int64_t started_ms;	      /* wall clock: Kafka timestamps are the producer's */
 	int64_t start_offset[MAX_PARTITIONS];
 	char setup_err[256];
 	kl_bus_batch_cb cb;
 	void *ud;
 	struct kl_bus_stats stats;
-	bool working, assigned, closing;
+	bool working, assigned, closing, fatal;
 	int nclosing;
 };
 
@@ -64,18 +65,48 @@ static void on_rdk_log(const rd_kafka_t *rk, int level, const char *fac, const c
 	       "kafka", "%s: %s", fac, buf);
 }
 
+static void topic_lost(struct kl_bus *bus);
+static void on_retry(uv_timer_t *t);
+
+static bool topic_missing(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+	       err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+	       err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct kl_bus *bus = opaque;
 
 	(void)rk;
-	if (m->err) {
-		bus->stats.failed++;
-		kl_warn("kafka", "event not delivered: %s (the REST heal will cover it)",
-			rd_kafka_err2str(m->err));
-	} else {
+	if (!m->err) {
 		bus->stats.delivered++;
+		return;
 	}
+	bus->stats.failed++;
+	/* One line per thousand: a broker gone for minutes fails every event. */
+	if (bus->undelivered++ % 1000 == 0)
+		kl_warn("kafka",
+			"events not delivered: %s (%" PRIu64 " so far; the REST heal covers them)",
+			rd_kafka_err2str(m->err), bus->stats.failed);
+	if (topic_missing(m->err))
+		topic_lost(bus);
+}
+
+/* Fatal errors (the idempotent producer's sequence broken, e.g. by a broker
+ * whose log was wiped) are dealt with on the loop: see on_prod_wake. */
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct kl_bus *bus = opaque;
+
+	(void)rk;
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		bus->fatal = true;
+	else if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		kl_warn("kafka", "%s", reason);
+	else
+		kl_debug("kafka", "%s: %s", rd_kafka_err2name(err), reason);
 }
 
 static int conf_set(rd_kafka_conf_t *c, const char *name, const char *value, char *err, size_t n)
@@ -96,6 +127,7 @@ static rd_kafka_conf_t *make_conf(struct kl_bus *bus, bool producer, char *err, 
 
 	rd_kafka_conf_set_opaque(c, bus);
 	rd_kafka_conf_set_log_cb(c, on_rdk_log);
+	rd_kafka_conf_set_error_cb(c, on_error);
 	r |= conf_set(c, "bootstrap.servers", kc->kafka_brokers, err, n);
 	r |= conf_set(c, "client.id", "klined", err, n);
 	if (producer) {
@@ -139,6 +171,36 @@ static void drain(int fd)
 	}
 }
 
+/* A fatal error leaves the producer unusable: replace it. What its queue held
+ * is dropped; the REST heal fetches those minutes. */
+static void renew_producer(struct kl_bus *bus)
+{
+	char why[512], err[256], msg[256];
+	rd_kafka_conf_t *c;
+
+	bus->fatal = false;
+	rd_kafka_fatal_error(bus->prod, why, sizeof(why));
+	kl_err("kafka", "producer: fatal error: %s; starting a new producer", why);
+	rd_kafka_queue_io_event_enable(bus->prod_q, -1, NULL, 0);
+	rd_kafka_queue_destroy(bus->prod_q);
+	bus->prod_q = NULL;
+	rd_kafka_purge(bus->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_destroy(bus->prod);
+	bus->prod = NULL;
+	bus->stats.renewed++;
+	c = make_conf(bus, true, err, sizeof(err));
+	if (c && !(bus->prod = rd_kafka_new(RD_KAFKA_PRODUCER, c, msg, sizeof(msg)))) {
+		rd_kafka_conf_destroy(c);
+		snprintf(err, sizeof(err), "%s", msg);
+	}
+	if (!bus->prod) {
+		kl_err("kafka", "cannot create a new producer: %s; events are dropped", err);
+		return;
+	}
+	bus->prod_q = rd_kafka_queue_get_main(bus->prod);
+	rd_kafka_queue_io_event_enable(bus->prod_q, bus->pw.fd[1], "1", 1);
+}
+
 static void on_prod_wake(uv_poll_t *h, int status, int events)
 {
 	struct kl_bus *bus = h->data;
@@ -147,6 +209,8 @@ static void on_prod_wake(uv_poll_t *h, int status, int events)
 	(void)events;
 	drain(bus->pw.fd[0]);
 	rd_kafka_poll(bus->prod, 0);
+	if (bus->fatal)
+		renew_producer(bus);
 }
 
 static void on_cons_wake(uv_poll_t *h, int status, int events)
@@ -168,8 +232,15 @@ static void on_cons_wake(uv_poll_t *h, int status, int events)
 				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 					kl_warn("kafka", "consumer: %s",
 						rd_kafka_message_errstr(m));
+				if (topic_missing(m->err))
+					topic_lost(bus);
 				continue;
 			}
+			/* Between a rewind and its new assignment nothing is delivered. */
+			if (!bus->assigned)
+				continue;
+			if (m->partition >= 0 && m->partition < MAX_PARTITIONS)
+				bus->next[m->partition] = m->offset + 1;
 			out[k++] = (struct kl_bus_msg){m->key, m->payload,   m->key_len,
 						       m->len, m->partition, m->offset};
 		}
@@ -208,6 +279,10 @@ int kl_bus_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_bus **ret,
 	bus->loop = loop;
 	bus->conf = conf;
 	bus->stats.lag = -1;
+	for (int p = 0; p < MAX_PARTITIONS; p++)
+		bus->next[p] = -1;
+	if (getenv("KLINED_TEST_KAFKA_FATAL_AFTER"))
+		bus->fatal_after = strtoull(getenv("KLINED_TEST_KAFKA_FATAL_AFTER"), NULL, 10);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	bus->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - 60000;
 	pc = make_conf(bus, true, err, errlen);
@@ -332,10 +407,8 @@ static void setup_done(uv_work_t *w, int status)
 	parts = rd_kafka_topic_partition_list_new(bus->npartitions);
 	for (int32_t p = 0; p < bus->npartitions; p++) {
 		int64_t off = p < MAX_PARTITIONS ? bus->start_offset[p] : RD_KAFKA_OFFSET_END;
-		for (size_t i = 0; i < bus->noffs; i++) {
-			if (bus->offs[i].partition == p)
-				off = bus->offs[i].offset;
-		}
+		if (p < MAX_PARTITIONS && bus->next[p] >= 0)
+			off = bus->next[p];
 		rd_kafka_topic_partition_list_add(parts, bus->conf->kafka_topic, p)->offset = off;
 	}
 	err = rd_kafka_assign(bus->cons, parts);
@@ -360,19 +433,48 @@ static void start_setup(struct kl_bus *bus)
 	uv_queue_work(bus->loop, &bus->work, setup_work, setup_done);
 }
 
+static void set_offsets(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t n)
+{
+	for (int p = 0; p < MAX_PARTITIONS; p++)
+		bus->next[p] = -1;
+	for (size_t i = 0; i < n; i++) {
+		if (offs[i].partition >= 0 && offs[i].partition < MAX_PARTITIONS)
+			bus->next[offs[i].partition] = offs[i].offset;
+	}
+}
+
 int kl_bus_consume(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t n,
 		   kl_bus_batch_cb cb, void *ud)
 {
-	bus->offs = n ? malloc(n * sizeof(*offs)) : NULL;
-	if (n && !bus->offs)
-		return -ENOMEM;
-	if (n)
-		memcpy(bus->offs, offs, n * sizeof(*offs));
-	bus->noffs = n;
+	set_offsets(bus, offs, n);
 	bus->cb = cb;
 	bus->ud = ud;
 	start_setup(bus);
 	return 0;
+}
+
+void kl_bus_rewind(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t n)
+{
+	if (bus->closing)
+		return;
+	set_offsets(bus, offs, n);
+	if (bus->assigned) {
+		rd_kafka_assign(bus->cons, NULL);
+		bus->assigned = false;
+	}
+	uv_timer_stop(&bus->retry);
+	start_setup(bus); /* a setup under way assigns from the new offsets */
+}
+
+/* The topic vanished (a broker restarted empty, or someone deleted it): set it
+ * up again; partitions whose stored offset lies past the new log's end start
+ * over from its beginning (auto.offset.reset). */
+static void topic_lost(struct kl_bus *bus)
+{
+	if (bus->closing || bus->working || uv_is_active((uv_handle_t *)&bus->retry))
+		return;
+	kl_warn("kafka", "topic %s is gone; setting it up again", bus->conf->kafka_topic);
+	uv_timer_start(&bus->retry, on_retry, SETUP_RETRY_MS / 5, 0);
 }
 
 int kl_bus_produce(struct kl_bus *bus, const char *key, size_t key_len, const char *value,
@@ -380,6 +482,15 @@ int kl_bus_produce(struct kl_bus *bus, const char *key, size_t key_len, const ch
 {
 	rd_kafka_resp_err_t err;
 
+	if (!bus->prod) {
+		bus->stats.dropped++;
+		return -ENOBUFS;
+	}
+	if (bus->fatal_after && bus->stats.produced == bus->fatal_after) {
+		bus->fatal_after = 0;
+		rd_kafka_test_fatal_error(bus->prod, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+					  "KLINED_TEST_KAFKA_FATAL_AFTER");
+	}
 	err = rd_kafka_producev(bus->prod, RD_KAFKA_V_TOPIC(bus->conf->kafka_topic),
 				RD_KAFKA_V_KEY(key, key_len),
 				RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
@@ -391,6 +502,8 @@ int kl_bus_produce(struct kl_bus *bus, const char *key, size_t key_len, const ch
 				"cannot queue an event: %s (%" PRIu64 " dropped so far; "
 				"the REST heal covers them)",
 				rd_kafka_err2str(err), bus->stats.dropped);
+		if (topic_missing(err))
+			topic_lost(bus);
 		return -ENOBUFS;
 	}
 	bus->stats.produced++;
@@ -442,7 +555,6 @@ static void on_closed(uv_handle_t *h)
 		close(bus->pw.fd[1]);
 		close(bus->cw.fd[0]);
 		close(bus->cw.fd[1]);
-		free(bus->offs);
 		free(bus);
 	}
 }
@@ -452,18 +564,20 @@ static void teardown(struct kl_bus *bus)
 	rd_kafka_resp_err_t err;
 
 	/* A short, bounded wait: what isn't delivered now is healed from REST. */
-	err = rd_kafka_outq_len(bus->prod) ? rd_kafka_flush(bus->prod, FLUSH_MS)
-					   : RD_KAFKA_RESP_ERR_NO_ERROR;
-	if (err)
-		kl_warn("kafka", "%d events not delivered at shutdown (REST heals them)",
-			rd_kafka_outq_len(bus->prod));
-	rd_kafka_queue_io_event_enable(bus->prod_q, -1, NULL, 0);
+	if (bus->prod) {
+		err = rd_kafka_outq_len(bus->prod) ? rd_kafka_flush(bus->prod, FLUSH_MS)
+						   : RD_KAFKA_RESP_ERR_NO_ERROR;
+		if (err)
+			kl_warn("kafka", "%d events not delivered at shutdown (REST heals them)",
+				rd_kafka_outq_len(bus->prod));
+		rd_kafka_queue_io_event_enable(bus->prod_q, -1, NULL, 0);
+		rd_kafka_queue_destroy(bus->prod_q);
+		rd_kafka_destroy(bus->prod);
+	}
 	rd_kafka_queue_io_event_enable(bus->cons_q, -1, NULL, 0);
-	rd_kafka_queue_destroy(bus->prod_q);
 	rd_kafka_queue_destroy(bus->cons_q);
 	rd_kafka_consumer_close(bus->cons);
 	rd_kafka_destroy(bus->cons);
-	rd_kafka_destroy(bus->prod);
 	bus->nclosing = 3;
 	uv_close((uv_handle_t *)&bus->pw.poll, on_closed);
 	uv_close((uv_handle_t *)&bus->cw.poll, on_closed);

@@ -53,12 +53,20 @@ int kl_bus_consume(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t 
 int kl_bus_produce(struct kl_bus *bus, const char *key, size_t key_len, const char *value,
 		   size_t len);
 
+/**
+ * Forget what was consumed after @p offs (copied) and read again from
+ * there: the consumer's caller lost the effects of those messages (a store
+ * write failed). Nothing is delivered until the new assignment is in place.
+ */
+void kl_bus_rewind(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t n);
+
 /** Tell Kafka the offsets consumed (async, for lag tools; SQLite holds the real ones). */
 void kl_bus_commit(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t n);
 
 struct kl_bus_stats {
 	uint64_t produced, delivered, failed, dropped, consumed;
-	int64_t lag; /* messages behind the partitions' ends; -1 unknown */
+	uint64_t renewed; /* producers replaced after a fatal error */
+	int64_t lag;	  /* messages behind the partitions' ends; -1 unknown */
 };
 void kl_bus_stats(const struct kl_bus *bus, struct kl_bus_stats *ret);
 

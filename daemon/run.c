@@ -35,12 +35,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FOLLOW_MS    2000  /* without a stream ([kafka] brokers = off): poll the clock */
-#define HEAL_MS	     30000 /* wall time between heals while streaming */
-#define HEAL_SOON_MS 5000  /* after a (re)connection */
-#define HEAL_DAYS    2	   /* how far back a periodic heal looks */
-#define HEAL_LAG_MS  120000
-#define FRESH_MS     10000 /* a consumer this recently active is healthy */
+#define FOLLOW_MS      2000  /* without a stream ([kafka] brokers = off): poll the clock */
+#define HEAL_MS	       30000 /* wall time between heals while streaming */
+#define HEAL_SOON_MS   5000  /* after a (re)connection */
+#define HEAL_DAYS      2     /* how far back a periodic heal looks */
+#define HEAL_LAG_MS    120000
+#define FRESH_MS       10000 /* a consumer this recently active is healthy */
+#define STORE_RETRY_MS 5000  /* after a failed store write (disk full, a lock held) */
 
 struct rsym {
 	struct run *run;
@@ -66,6 +67,7 @@ struct run {
 	size_t nsyms, pending;
 	int64_t now_ms, closed_end;
 	int64_t certify_before; /* days before this with ws minutes get certified */
+	int64_t certifying;	/* the certification under way: redone if it fails */
 	int exit_code;
 	bool once, stopping, filling, heal_wanted;
 };
@@ -170,9 +172,11 @@ static void refresh_days(struct run *run)
 	for (size_t i = 0; i < run->nsyms; i++) {
 		int n = kl_store_refresh_days(run->st, run->syms[i].sid, run->closed_end);
 		if (n < 0) {
+			/* The symbol's dirty mark stays: the next refresh redoes these days. */
 			kl_err("run", "%s: cannot refresh days: %s", run->syms[i].symbol,
 			       kl_store_errmsg(run->st));
-			stop(run, 1);
+			if (run->once)
+				stop(run, 1);
 			return;
 		}
 		if (n)
@@ -189,10 +193,22 @@ static void on_filled(void *ud, int status)
 	struct run *run = ud;
 
 	run->filling = false;
-	if (status < 0) {
+	if (status < 0 && (run->once || run->stopping)) {
 		stop(run, 1);
 		return;
 	}
+	if (status < 0) {
+		/* Nothing stored was lost: the holes are still holes. A daemon waits
+		 * for the disk or the lock to come back rather than exit. */
+		if (run->certifying > run->certify_before)
+			run->certify_before = run->certifying;
+		run->certifying = 0;
+		kl_warn("run", "backfill interrupted by a store error; retrying in %d s",
+			STORE_RETRY_MS / 1000);
+		uv_timer_start(&run->follow, on_follow, STORE_RETRY_MS, 0);
+		return;
+	}
+	run->certifying = 0;
 	refresh_days(run);
 	if (run->stopping)
 		return;
@@ -265,6 +281,7 @@ static void certify(struct run *run)
 	int64_t *pairs = NULL;
 	int n = kl_store_uncertified(run->st, run->certify_before, &pairs);
 
+	run->certifying = run->certify_before;
 	run->certify_before = 0;
 	if (n < 0) {
 		kl_err("run", "cannot read the store: %s", kl_store_errmsg(run->st));

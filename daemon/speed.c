@@ -31,6 +31,8 @@
 #define FUTURE_MS	600000 /* events this far past the exchange's clock are bogus */
 #define FUTURE_WALL_MS	10000  /* plus this much wall time at the clock's rate */
 #define JUMP_EVENTS	20     /* this many in a row beyond it: the clock lagged */
+#define RETRY_FIRST_MS	1000   /* after a failed store write: back off, then rewind */
+#define RETRY_MAX_MS	30000
 
 struct swin {
 	struct kl_window w;
@@ -62,12 +64,16 @@ struct kl_speed {
 	unsigned ahead;	   /* consecutive events beyond the clock */
 	uint64_t kafka_commit_at;
 	int64_t final_upto;
-	uv_timer_t commit_timer;
+	struct kl_watermark wm_committed; /* as of the last checkpoint: a rewind restores it */
+	uint64_t lost_tx;		  /* the store's count when this batch first wrote */
+	uint64_t retry_ms;
+	uv_timer_t commit_timer, retry_timer;
+	int nclosing;
 	kl_speed_final_cb on_final;
 	kl_speed_gap_cb on_gap;
 	void *ud;
 	struct kl_speed_stats stats;
-	bool failed;
+	bool failed, wrote;
 };
 
 static int cmp_sym(const void *a, const void *b)
@@ -103,10 +109,48 @@ int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
 	sp->final_upto = INT64_MIN;
 	sp->clock_rate = 1;
 	kl_watermark_init(&sp->wm, conf->watermark_ms);
+	sp->wm_committed = sp->wm;
+	sp->retry_ms = RETRY_FIRST_MS;
 	uv_timer_init(loop, &sp->commit_timer);
 	sp->commit_timer.data = sp;
+	uv_timer_init(loop, &sp->retry_timer);
+	sp->retry_timer.data = sp;
 	*ret = sp;
 	return 0;
+}
+
+/* Before the first write of a checkpoint: the store's transaction is shared
+ * with the batch layer, and a rollback of either loses both. */
+static int begin(struct kl_speed *sp)
+{
+	if (!sp->wrote) {
+		sp->lost_tx = kl_store_lost_tx(sp->st);
+		sp->wrote = true;
+	}
+	return kl_store_begin(sp->st);
+}
+
+static void on_retry(uv_timer_t *t);
+
+/* A store write failed (disk full, a lock held too long, an I/O error): what
+ * this process applied since the last checkpoint is gone from the store, so
+ * it is forgotten here too, and read again from Kafka later. */
+static void fail(struct kl_speed *sp)
+{
+	if (sp->failed)
+		return;
+	sp->failed = true;
+	sp->stats.store_failures++;
+	kl_err("speed",
+	       "cannot write to the store: %s; consumer paused, resuming in %.0f s from the "
+	       "stored offsets",
+	       kl_store_errmsg(sp->st), (double)sp->retry_ms / 1000.0);
+	kl_store_rollback(sp->st);
+	sp->pending = 0;
+	sp->wrote = false;
+	uv_timer_stop(&sp->commit_timer);
+	uv_timer_start(&sp->retry_timer, on_retry, sp->retry_ms, 0);
+	sp->retry_ms = sp->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : sp->retry_ms * 2;
 }
 
 static void seed(void *ud, const struct kl_kline *k)
@@ -155,8 +199,11 @@ static struct swin *window_for(struct kl_speed *sp, struct ssym *s, int64_t day)
 		}
 		if (victim->w.closed.start > day)
 			return NULL; /* older than every open window: late for the speed layer */
-		if (victim->dirty && kl_window_day(&victim->w, &d) && kl_store_begin(sp->st) == 0)
-			kl_store_put_speed_day(sp->st, s->sid, &d);
+		if (victim->dirty && kl_window_day(&victim->w, &d) &&
+		    (begin(sp) < 0 || kl_store_put_speed_day(sp->st, s->sid, &d) < 0)) {
+			fail(sp);
+			return NULL;
+		}
 		victim->used = false;
 	}
 	return load_window(sp, s, victim, day) < 0 ? NULL : victim;
@@ -238,10 +285,9 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 	sp->stats.last_close = ev.k.close;
 	switch (kl_window_apply(&w->w, &ev)) {
 	case KL_APPLY_CLOSED:
-		if (kl_store_begin(sp->st) < 0 ||
-		    kl_store_put_kline(sp->st, s->sid, &ev.k, KL_SRC_WS) < 0) {
-			kl_err("speed", "cannot store a minute: %s", kl_store_errmsg(sp->st));
-			sp->failed = true;
+		if (begin(sp) < 0 || kl_store_put_kline(sp->st, s->sid, &ev.k, KL_SRC_WS) < 0) {
+			fail(sp);
+			return;
 		}
 		sp->stats.closed++;
 		if (ev.k.open_time > s->frontier && sp->on_gap)
@@ -307,9 +353,13 @@ static void commit(struct kl_speed *sp)
 	int r;
 
 	uv_timer_stop(&sp->commit_timer);
-	if (!sp->pending)
+	if (!sp->pending || sp->failed)
 		return;
-	r = kl_store_begin(sp->st);
+	if (sp->wrote && kl_store_lost_tx(sp->st) != sp->lost_tx) {
+		fail(sp); /* the batch layer's failed commit took our minutes along */
+		return;
+	}
+	r = begin(sp);
 	for (size_t i = 0; r == 0 && i < sp->nsyms; i++) {
 		for (int k = 0; r == 0 && k < WINDOWS; k++) {
 			struct swin *w = &sp->syms[i].win[k];
@@ -327,12 +377,13 @@ static void commit(struct kl_speed *sp)
 	if (r == 0)
 		r = kl_store_commit(sp->st);
 	if (r < 0) {
-		kl_err("speed", "checkpoint failed: %s", kl_store_errmsg(sp->st));
-		kl_store_rollback(sp->st);
-		sp->failed = true;
+		fail(sp);
 		return;
 	}
 	sp->pending = 0;
+	sp->wrote = false;
+	sp->wm_committed = sp->wm;
+	sp->retry_ms = RETRY_FIRST_MS;
 	sp->stats.commits++;
 	double ms = (double)(uv_hrtime() - t0) / 1e6;
 	if (ms > sp->stats.commit_ms_max)
@@ -355,10 +406,10 @@ static void on_batch(void *ud, const struct kl_bus_msg *m, size_t n)
 {
 	struct kl_speed *sp = ud;
 
-	if (sp->failed)
-		return;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && !sp->failed; i++) {
 		apply(sp, &m[i]);
+		if (sp->failed)
+			break; /* this message is read again after the rewind */
 		note_offset(sp, m[i].partition, m[i].offset + 1);
 		if (++sp->pending >= COMMIT_EVENTS)
 			commit(sp);
@@ -367,7 +418,7 @@ static void on_batch(void *ud, const struct kl_bus_msg *m, size_t n)
 		uv_timer_start(&sp->commit_timer, on_commit_timer, COMMIT_MS, 0);
 }
 
-int kl_speed_start(struct kl_speed *sp)
+static int load_offsets(struct kl_speed *sp)
 {
 	int32_t parts[MAX_PARTS];
 	int64_t next[MAX_PARTS];
@@ -375,9 +426,40 @@ int kl_speed_start(struct kl_speed *sp)
 
 	if (n < 0)
 		return n;
+	sp->noffs = 0;
 	for (int i = 0; i < n; i++)
 		note_offset(sp, parts[i], next[i]);
-	return kl_bus_consume(sp->bus, sp->offs, sp->noffs, on_batch, sp);
+	return 0;
+}
+
+int kl_speed_start(struct kl_speed *sp)
+{
+	int r = load_offsets(sp);
+
+	return r < 0 ? r : kl_bus_consume(sp->bus, sp->offs, sp->noffs, on_batch, sp);
+}
+
+/* Back to the last checkpoint: its offsets, its watermark, windows reloaded
+ * from the store as events need them. */
+static void on_retry(uv_timer_t *t)
+{
+	struct kl_speed *sp = t->data;
+
+	if (load_offsets(sp) < 0) {
+		kl_err("speed", "cannot read the stored offsets: %s; retrying",
+		       kl_store_errmsg(sp->st));
+		uv_timer_start(&sp->retry_timer, on_retry, sp->retry_ms, 0);
+		return;
+	}
+	for (size_t i = 0; i < sp->nsyms; i++) {
+		for (int k = 0; k < WINDOWS; k++)
+			sp->syms[i].win[k].used = sp->syms[i].win[k].dirty = false;
+	}
+	sp->wm = sp->wm_committed;
+	sp->ahead = 0;
+	sp->failed = false;
+	kl_info("speed", "resuming from the stored offsets");
+	kl_bus_rewind(sp->bus, sp->offs, sp->noffs);
 }
 
 void kl_speed_set_clock(struct kl_speed *sp, int64_t exchange_ms)
@@ -427,6 +509,8 @@ static void on_closed(uv_handle_t *h)
 {
 	struct kl_speed *sp = h->data;
 
+	if (--sp->nclosing)
+		return;
 	free(sp->syms);
 	free(sp);
 }
@@ -441,8 +525,11 @@ void kl_speed_free(struct kl_speed *sp)
 	kl_info("speed",
 		"stopped: events=%" PRIu64 ", closed=%" PRIu64 ", late=%" PRIu64 ", future=%" PRIu64
 		", bad=%" PRIu64 ", duplicates=%" PRIu64 ", stale=%" PRIu64 ", unknown=%" PRIu64
-		", commits=%" PRIu64,
+		", commits=%" PRIu64 ", store_failures=%" PRIu64,
 		sp->stats.events, sp->stats.closed, sp->stats.late, sp->stats.future, sp->stats.bad,
-		sp->stats.duplicates, sp->stats.stale, sp->stats.unknown, sp->stats.commits);
+		sp->stats.duplicates, sp->stats.stale, sp->stats.unknown, sp->stats.commits,
+		sp->stats.store_failures);
+	sp->nclosing = 2;
 	uv_close((uv_handle_t *)&sp->commit_timer, on_closed);
+	uv_close((uv_handle_t *)&sp->retry_timer, on_closed);
 }

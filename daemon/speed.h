@@ -52,6 +52,7 @@ int64_t kl_speed_frontier(const struct kl_speed *sp, int64_t sid, uint64_t fresh
 
 struct kl_speed_stats {
 	uint64_t events, closed, late, future, bad, duplicates, stale, unknown, commits;
+	uint64_t store_failures; /* checkpoints lost to a failed write, each followed by a rewind */
 	int64_t watermark, last_event_time;
 	const char *last_symbol; /* of the newest applied event (borrowed), or NULL */
 	int64_t last_close;	 /* its close, 1e-8 units */

@@ -102,6 +102,7 @@ struct kl_store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT];
 	bool in_tx;
+	uint64_t lost_tx;    /* transactions rolled back: writers compare it to know theirs went */
 	struct dirty *dirty; /* lowest touched day per symbol in the open transaction */
 	size_t ndirty, cap_dirty;
 };
@@ -136,8 +137,16 @@ static int step_done(struct kl_store *st, enum stmt s)
 	int rc = sqlite3_step(st->stmt[s]);
 
 	sqlite3_reset(st->stmt[s]);
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		/* SQLite may have rolled the transaction back by itself (disk full,
+		 * I/O error): what follows must not run in autocommit mode unawares. */
+		if (st->in_tx && sqlite3_get_autocommit(st->db)) {
+			st->in_tx = false;
+			st->ndirty = 0;
+			st->lost_tx++;
+		}
 		return err_of(rc);
+	}
 	return 0;
 }
 
@@ -236,8 +245,10 @@ int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *
 		r = err_of(rc);
 		goto out;
 	}
-	/* Users run sqlite3 beside the daemon: wait for their locks, don't fail. */
-	sqlite3_busy_timeout(st->db, 30000);
+	/* Users run sqlite3 beside the daemon. Their write locks are waited for a
+	 * second at most, because the wait blocks the loop; past that the writer
+	 * backs off and retries (the speed layer rewinds to its stored offsets). */
+	sqlite3_busy_timeout(st->db, 1000);
 	r = check_version(st->db, readonly, err, n);
 	if (r < 0)
 		goto out;
@@ -346,8 +357,10 @@ int kl_store_commit(struct kl_store *st)
 	}
 	if (r == 0)
 		r = step_done(st, S_COMMIT);
-	if (r < 0) /* keep invariant 2: drop the whole transaction rather than half */
+	if (r < 0 && st->in_tx) { /* keep invariant 2: drop the whole transaction, not half */
 		step_done(st, S_ROLLBACK);
+		st->lost_tx++;
+	}
 	st->in_tx = false;
 	st->ndirty = 0;
 	return r;
@@ -360,6 +373,12 @@ void kl_store_rollback(struct kl_store *st)
 	step_done(st, S_ROLLBACK);
 	st->in_tx = false;
 	st->ndirty = 0;
+	st->lost_tx++;
+}
+
+uint64_t kl_store_lost_tx(const struct kl_store *st)
+{
+	return st->lost_tx;
 }
 
 bool kl_store_in_tx(struct kl_store *st)

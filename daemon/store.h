@@ -58,6 +58,13 @@ void kl_store_rollback(struct kl_store *st);
 /** @return true while a transaction is open. */
 bool kl_store_in_tx(struct kl_store *st);
 
+/**
+ * How many transactions were lost so far (rolled back by us, or by SQLite
+ * after disk full or an I/O error). A writer that notes it when it first
+ * writes knows, at its commit, whether its writes are still there.
+ */
+uint64_t kl_store_lost_tx(const struct kl_store *st);
+
 /** Store a validated kline (inside a transaction). @return 0 or -EIO. */
 int kl_store_put_kline(struct kl_store *st, int64_t sid, const struct kl_kline *k,
 		       enum kl_source src);
