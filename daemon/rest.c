@@ -27,7 +27,7 @@
 #include <strings.h>
 #include <time.h>
 
-#define BODY_MAX	   (64u << 20) /* a 1000-kline page is ~150 KiB */
+#define BODY_MAX	   (16u << 20) /* a 1000-kline page is ~150 KiB, exchangeInfo of every symbol ~5 MiB */
 #define BACKOFF_FIRST_MS   500
 #define BACKOFF_MAX_MS	   30000
 #define BAN_DEFAULT_MS	   60000
@@ -48,6 +48,7 @@ struct req {
 	size_t len, cap;
 	int64_t used_weight, retry_after_ms;
 	char errbuf[CURL_ERROR_SIZE];
+	bool too_large;
 };
 
 struct sock {
@@ -198,8 +199,11 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 		size_t cap = q->cap ? q->cap : 256 << 10;
 		while (cap < q->len + n + 1)
 			cap *= 2;
-		if (cap > BODY_MAX)
-			return 0; /* refuse, don't buffer a hostile body without limit */
+		if (cap > BODY_MAX) {
+			/* Refuse, don't buffer a hostile body without limit. */
+			q->too_large = true;
+			return 0;
+		}
 		char *b = realloc(q->body, cap);
 		if (!b)
 			return 0;
@@ -280,6 +284,25 @@ static void retry_later(struct kl_rest *rest, struct req *q, const char *why)
 }
 
 /* Take a finished request off curl and decide its fate. */
+static bool tls_refused(CURLcode res)
+{
+	return res == CURLE_PEER_FAILED_VERIFICATION || res == CURLE_SSL_CACERT_BADFILE ||
+	       res == CURLE_SSL_CERTPROBLEM || res == CURLE_SSL_ISSUER_ERROR;
+}
+
+static void deliver(struct kl_rest *rest, struct req *q, const struct kl_rest_reply *reply)
+{
+	enum kl_rest_verdict v;
+
+	rest->depth++;
+	v = q->cb(q->ud, reply);
+	rest->depth--;
+	if (v == KL_REST_RETRY && !rest->closing)
+		retry_later(rest, q, "bad response body");
+	else
+		req_free(q);
+}
+
 static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 {
 	struct kl_rest_reply reply = {0};
@@ -301,8 +324,23 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 	curl_multi_remove_handle(rest->multi, q->easy);
 	curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (res != CURLE_OK) {
-		snprintf(why, sizeof(why), "%s",
-			 q->errbuf[0] ? q->errbuf : curl_easy_strerror(res));
+		if (q->too_large)
+			snprintf(why, sizeof(why), "response body over %u MiB refused",
+				 BODY_MAX >> 20);
+		else
+			snprintf(why, sizeof(why), "%s",
+				 q->errbuf[0] ? q->errbuf : curl_easy_strerror(res));
+		if (tls_refused(res)) {
+			/* Retrying won't make a certificate trustworthy: the caller decides. */
+			kl_err("rest",
+			       "GET %s: %s: the exchange's certificate cannot be verified "
+			       "(a private CA goes in [exchange] ca_file)",
+			       q->path, why);
+			reply.body = why;
+			reply.len = strlen(why);
+			deliver(rest, q, &reply);
+			return;
+		}
 		retry_later(rest, q, why);
 		return;
 	}
@@ -331,13 +369,7 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 	reply.status = status;
 	reply.body = q->body ? q->body : "";
 	reply.len = q->len;
-	rest->depth++;
-	enum kl_rest_verdict v = q->cb(q->ud, &reply);
-	rest->depth--;
-	if (v == KL_REST_RETRY && !rest->closing)
-		retry_later(rest, q, "bad response body");
-	else
-		req_free(q);
+	deliver(rest, q, &reply);
 }
 
 static void teardown(struct kl_rest *rest);
@@ -381,6 +413,7 @@ static int start(struct kl_rest *rest, struct req *q)
 	q->used_weight = -1;
 	q->retry_after_ms = -1;
 	q->errbuf[0] = '\0';
+	q->too_large = false;
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, q);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);

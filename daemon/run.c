@@ -585,6 +585,9 @@ static enum kl_rest_verdict on_info(void *ud, const struct kl_rest_reply *r)
 				fprintf(stderr, "%s%s", i ? " or " : "", run->syms[i].symbol);
 			fprintf(stderr, " as a symbol (%s)\n", msg);
 			stop(run, 78);
+		} else if (r->status == 0) {
+			kl_err("run", "cannot reach the exchange: %s", r->body);
+			stop(run, 1);
 		} else {
 			kl_err("run", "exchangeInfo refused: %s", msg);
 			stop(run, 1);

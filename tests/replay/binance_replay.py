@@ -643,7 +643,7 @@ class KlineStore:
 # faults
 # --------------------------------------------------------------------------------------
 
-FAULT_KINDS = {"status", "slow", "truncate", "malformed", "bad_kline", "missing"}
+FAULT_KINDS = {"status", "slow", "truncate", "malformed", "bad_kline", "missing", "oversize"}
 
 
 def normalize_rule(rule: Dict[str, Any], rule_id: int) -> Dict[str, Any]:
@@ -682,6 +682,8 @@ def normalize_rule(rule: Dict[str, Any], rule_id: int) -> Dict[str, Any]:
             raise ValueError(f"bad_kline needs 'field' (0..11 or one of {KLINE_FIELDS})")
         if "value" not in r and "offset" not in r:
             raise ValueError("bad_kline needs 'value' (or a numeric 'offset')")
+    elif kind == "oversize":
+        r["bytes"] = int(r.get("bytes", 80 << 20))
     elif kind == "missing":
         if "from_ms" not in r or "to_ms" not in r:
             raise ValueError("missing needs from_ms and to_ms")
@@ -1109,7 +1111,7 @@ WS_DEFAULTS: Dict[str, Any] = {
     "burst_events": 512,          # more updates than this due at once: send only the latest
 }
 WS_FAULT_KINDS = {"drop", "close", "silence", "malformed", "duplicate", "reorder", "future",
-                  "past", "shutdown"}
+                  "past", "shutdown", "oversize"}
 _WS_STREAM_RE = re.compile(r"^([a-z0-9]+)@kline_1m$")
 _WS_STREAM_NAME_RE = re.compile(r"^[a-z0-9!@_.\-]{1,100}$")
 _WS_ID_RE = re.compile(r"^[A-Za-z0-9]{1,36}$")
@@ -1154,6 +1156,8 @@ def normalize_ws_rule(rule: Dict[str, Any], rule_id: int) -> Dict[str, Any]:
     r["fired"] = 0
     if kind == "silence":
         r["seconds"] = float(r.get("seconds", 5.0))
+    elif kind == "oversize":
+        r["bytes"] = int(r.get("bytes", 4 << 20))
     elif kind == "malformed":
         r["mode"] = r.get("mode", "junk")
         if r["mode"] not in ("junk", "truncated", "missing"):
@@ -1688,7 +1692,7 @@ class WsConn:
                     out.append(self.held.pop(ev.sym))
                 self.held[ev.sym] = text
                 continue
-            elif kind in ("malformed", "future", "past", "shutdown"):
+            elif kind in ("malformed", "future", "past", "shutdown", "oversize"):
                 bad = self._fault_frame(rule, ev)
                 out += [bad, text]
                 self._note(ev, bad, kind, extra=True)
@@ -1733,6 +1737,9 @@ class WsConn:
         kind = rule["kind"]
         if kind == "shutdown":
             return '{"e":"serverShutdown","E":%d}' % self.rp.clock.now_ms()
+        if kind == "oversize":
+            # one text frame of valid JSON, padded far past any real event
+            return '{"stream":"%s","data":{"pad":"%s"}}' % (ev.stream, "x" * rule["bytes"])
         if kind == "malformed":
             mode = rule["mode"]
             if rule.get("text") is not None:
@@ -2020,6 +2027,21 @@ class _App:
             body = fault.get("body")
             body = body.encode() if isinstance(body, str) else _malformed_body(res.body)
             return web.Response(status=200, body=body, headers=headers)
+        if kind == "oversize":
+            # A hostile or broken server: a body far larger than any real answer,
+            # streamed, so the server itself holds little of it.
+            resp = web.StreamResponse(status=200, headers=headers)
+            await resp.prepare(request)
+            chunk, left = b" " * (1 << 20), fault["bytes"]
+            await resp.write(b"[")
+            try:
+                while left > 0:
+                    await resp.write(chunk[:left])
+                    left -= len(chunk)
+                await resp.write(b"]")
+            except (ConnectionError, RuntimeError):
+                pass  # the client hung up, as it should
+            return resp
         if kind == "truncate":
             full = res.body
             half = full[: len(full) // 2]
@@ -2166,7 +2188,9 @@ class ReplayServer:
                  ws_max_age_ms: int = 86_400_000, ws_shutdown_notice_ms: int = 0,
                  ws_max_msgs_per_s: int = 5, ws_update_ms: int = 2000,
                  ws_max_streams: int = 1024, ws_burst_events: int = 512,
-                 ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000):
+                 ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000,
+                 ssl_context: Any = None):
+        # ssl_context: an ssl.SSLContext to serve https:// and wss:// instead.
         # wall: the wall clock (epoch seconds) of the weight windows and bans; tests may
         # inject a fake one.  The virtual clock always runs on time.monotonic.
         ws_config = {"ping_interval_s": ws_ping_interval, "pong_timeout_s": ws_pong_timeout,
@@ -2186,6 +2210,7 @@ class ReplayServer:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._runner: Optional[web.AppRunner] = None
+        self._ssl = ssl_context
 
     # lifecycle
     def start(self) -> "ReplayServer":
@@ -2197,8 +2222,9 @@ class ReplayServer:
         sock.listen(512)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
-        self.rest_url = f"http://{self.host}:{self.port}"
-        self.ws_url = f"ws://{self.host}:{self.port}"
+        tls = "s" if self._ssl is not None else ""
+        self.rest_url = f"http{tls}://{self.host}:{self.port}"
+        self.ws_url = f"ws{tls}://{self.host}:{self.port}"
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         failure: List[BaseException] = []
@@ -2212,7 +2238,7 @@ class ReplayServer:
                                              shutdown_timeout=self._shutdown_timeout,
                                              max_line_size=65536, max_field_size=65536)
                 loop.run_until_complete(self._runner.setup())
-                loop.run_until_complete(web.SockSite(self._runner, sock).start())
+                loop.run_until_complete(web.SockSite(self._runner, sock, ssl_context=self._ssl).start())
             except BaseException as e:  # pragma: no cover
                 failure.append(e)
                 ready.set()
