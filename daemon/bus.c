@@ -163,6 +163,19 @@ static rd_kafka_conf_t *make_conf(struct kl_bus *bus, bool producer, char *err, 
 	return c;
 }
 
+int kl_bus_check_conf(const struct kl_conf *conf, char *err, size_t errlen)
+{
+	struct kl_bus probe = {.conf = conf};
+	rd_kafka_conf_t *c;
+
+	for (int producer = 0; producer < 2; producer++) {
+		if (!(c = make_conf(&probe, producer, err, errlen)))
+			return -EINVAL;
+		rd_kafka_conf_destroy(c);
+	}
+	return 0;
+}
+
 static void drain(int fd)
 {
 	char buf[64];

@@ -39,6 +39,13 @@ int kl_bus_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_bus **ret,
 	       size_t errlen);
 
 /**
+ * Check the [kafka] settings librdkafka will be given (the librdkafka.*
+ * passthrough above all), without contacting anything.
+ * @return 0, or -EINVAL with a message naming the key in @p err.
+ */
+int kl_bus_check_conf(const struct kl_conf *conf, char *err, size_t errlen);
+
+/**
  * Start consuming every partition of the topic from @p offs (copied;
  * partitions not listed start at the end), creating the topic if missing.
  * Retries in the background until the broker answers. @return 0 or -ENOMEM.

@@ -4,6 +4,7 @@
  * one table in lib/conf.c; any bad value exits 78 naming its key.
  */
 #include "backfill.h"
+#include "bus.h"
 #include "conf.h"
 #include "import.h"
 #include "log.h"
@@ -219,6 +220,28 @@ static int status(const struct kl_conf *c, bool json)
 	return 0;
 }
 
+/* What the table's syntax checks can't see: files and librdkafka's own rules. */
+static int check_run_conf(const struct kl_conf *c)
+{
+	char err[512];
+	FILE *f;
+
+	if (c->ca_file) {
+		if (!(f = fopen(c->ca_file, "r"))) {
+			fprintf(stderr,
+				"klined: [exchange] ca_file (--ca-file): cannot read %s: %s\n",
+				c->ca_file, strerror(errno));
+			return -EINVAL;
+		}
+		fclose(f);
+	}
+	if (strcmp(c->kafka_brokers, "off") != 0 && kl_bus_check_conf(c, err, sizeof(err)) < 0) {
+		fprintf(stderr, "klined: %s\n", err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct kl_conf *c = NULL;
@@ -252,6 +275,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "klined: import: no FILE given\n");
 		goto out;
 	}
+	if (a.cmd == CMD_RUN && check_run_conf(c) < 0)
+		goto out;
 	kl_log_setup(c->log_level, getenv("JOURNAL_STREAM") != NULL);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	curl_global_init(CURL_GLOBAL_DEFAULT);

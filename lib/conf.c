@@ -39,6 +39,8 @@ static int set_duration(struct kl_conf *c, const struct key *k, const char *v, c
 static int set_int(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
 static int set_level(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
 static int set_listen(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
+static int set_brokers(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
+static int set_topic(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
 
 /* The offsets of URL keys double as the scheme they accept. */
 static const struct key keys[] = {
@@ -74,12 +76,12 @@ static const struct key keys[] = {
      0,
      0},
     {{"kafka", "brokers", "kafka-brokers", "localhost:9092", "bootstrap brokers"},
-     set_str,
+     set_brokers,
      FIELD(kafka_brokers),
      0,
      0},
     {{"kafka", "topic", "kafka-topic", "binance.kline.1m", "topic of kline events"},
-     set_str,
+     set_topic,
      FIELD(kafka_topic),
      0,
      0},
@@ -161,6 +163,56 @@ static int set_str(struct kl_conf *c, const struct key *k, const char *v, char *
 			return fail(err, n, "contains a control character");
 	}
 	return replace_str(str_field(c, k), v, err, n);
+}
+
+/* HOST:PORT[,HOST:PORT...] (librdkafka's bootstrap.servers), or off. */
+static int set_brokers(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	const char *p = v;
+
+	if (strcmp(v, "off") == 0)
+		return set_str(c, k, v, err, n);
+	if (*v && v[strlen(v) - 1] == ',')
+		return fail(err, n, "'%s' ends with a comma", v);
+	while (*p) {
+		const char *e = strchr(p, ','), *colon = NULL;
+		long port = 0;
+
+		if (!e)
+			e = p + strlen(p);
+		for (const char *q = p; q < e; q++) {
+			if (*q == ':')
+				colon = q;
+			else if (isspace((unsigned char)*q) || (unsigned char)*q < 0x20)
+				return fail(err, n, "'%s' is not HOST:PORT[,HOST:PORT...] or off",
+					    v);
+		}
+		for (const char *q = colon ? colon + 1 : e; q < e && port <= 65535; q++)
+			port = isdigit((unsigned char)*q) ? port * 10 + (*q - '0') : 65536;
+		if (!colon || colon == p || colon + 1 == e || port < 1 || port > 65535)
+			return fail(err, n, "'%.*s' is not HOST:PORT (in '%s')", (int)(e - p), p,
+				    v);
+		p = *e ? e + 1 : e;
+	}
+	if (!*v)
+		return fail(err, n, "must not be empty");
+	return set_str(c, k, v, err, n);
+}
+
+/* Kafka's own rule for topic names. */
+static int set_topic(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	size_t len = strlen(v);
+
+	if (len == 0 || len > 249 || !strcmp(v, ".") || !strcmp(v, ".."))
+		return fail(err, n, "'%s' is not a Kafka topic name (1 to 249 characters)", v);
+	for (const char *p = v; *p; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
+			return fail(
+			    err, n,
+			    "'%s' is not a Kafka topic name (letters, digits, '.', '_', '-')", v);
+	}
+	return set_str(c, k, v, err, n);
 }
 
 /* An empty path means "unset" for optional paths such as ca_file. */

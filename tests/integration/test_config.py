@@ -76,3 +76,63 @@ def test_newer_schema_is_refused_untouched(tmp_path):
     p = run("--once", "--config", os.devnull, "--db", str(db), "--rest-url", "http://127.0.0.1:9")
     assert p.returncode == 1 and "newer than this klined" in p.stderr
     assert db.read_bytes() == before
+
+
+# Every key, with a value it must refuse: (section, key, option, bad value).
+EVERY_KEY = [
+    ("store", "path", "--db", ""),
+    ("exchange", "symbols", "--symbols", "BTCUSDT,BTCUSDT"),
+    ("exchange", "rest_url", "--rest-url", "gopher://x"),
+    ("exchange", "ws_url", "--ws-url", "https://x"),
+    ("exchange", "history_start", "--history-start", "2023-02-30"),
+    ("exchange", "ca_file", "--ca-file", "/nonexistent/ca.pem"),
+    ("kafka", "brokers", "--kafka-brokers", "host-without-port"),
+    ("kafka", "topic", "--kafka-topic", "bad topic"),
+    ("kafka", "group", "--kafka-group", ""),
+    ("stream", "watermark", "--watermark", "-5m"),
+    ("log", "level", "--log-level", "verbose"),
+    ("http", "listen", "--http-listen", "127.0.0.1:99999"),
+    ("rest", "concurrency", "--rest-concurrency", "many"),
+    ("rest", "timeout", "--rest-timeout", "0s"),
+    ("rest", "weight_limit", "--rest-weight-limit", "-1"),
+]
+
+
+@pytest.mark.parametrize("section,key,option,value", EVERY_KEY,
+                         ids=[f"{s}.{k}" for s, k, _, _ in EVERY_KEY])
+def test_every_key_refuses_a_bad_value_in_file_and_option(section, key, option, value, tmp_path):
+    db = tmp_path / "x.db"
+    conf = tmp_path / "klined.conf"
+    conf.write_text(f"[{section}]\n{key} = {value}\n")
+    p = run("--once", "--config", str(conf), "--db", str(db))
+    assert p.returncode == 78, p.stderr
+    # A CA file is checked once the configuration is complete: by key, not line.
+    where = f"[{section}] {key}" if key == "ca_file" else f"{conf}:2: [{section}] {key}"
+    assert where in p.stderr, p.stderr
+    p = run("--once", "--config", os.devnull, "--db", str(db), option, value)
+    assert p.returncode == 78, p.stderr
+    assert f"[{section}] {key}" in p.stderr and option in p.stderr, p.stderr
+    assert not db.exists()
+
+
+def test_unknown_librdkafka_property_is_refused(tmp_path):
+    conf = tmp_path / "klined.conf"
+    conf.write_text("[kafka]\nlibrdkafka.no.such.property = 1\n")
+    p = run("--config", str(conf), "--db", str(tmp_path / "x.db"), "--rest-url",
+            "http://127.0.0.1:9")
+    assert p.returncode == 78 and "librdkafka.no.such.property" in p.stderr, p.stderr
+
+
+def test_unreadable_config_file_names_it(tmp_path):
+    # A directory where the file should be: unreadable even for root.
+    conf = tmp_path / "klined.conf"
+    conf.mkdir()
+    p = run("--config", str(conf), "--db", str(tmp_path / "x.db"))
+    assert p.returncode == 78 and str(conf) in p.stderr, p.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_store_in_an_unwritable_place_exits_1_naming_it(tmp_path):
+    p = run("--once", "--config", os.devnull, "--db", "/proc/klined.db", "--rest-url",
+            "http://127.0.0.1:9")
+    assert p.returncode == 1 and "/proc/klined.db" in p.stderr, p.stderr
