@@ -58,7 +58,7 @@ struct run {
 	struct kl_backfill *bf;
 	struct kl_bus *bus;
 	struct kl_speed *speed;
-	struct kl_ws *ws;
+	struct kl_ws *ws, *ws_closed;
 	struct kl_notify *notify;
 	uv_timer_t status_timer;
 	uv_signal_t sigterm, sigint;
@@ -82,6 +82,7 @@ static void stop(struct run *run, int code)
 	run->notify = NULL;
 	uv_close((uv_handle_t *)&run->status_timer, NULL);
 	kl_ws_free(run->ws);
+	run->ws_closed = run->ws;
 	run->ws = NULL;
 	kl_speed_free(run->speed);
 	run->speed = NULL;
@@ -683,6 +684,8 @@ int kl_run(const struct kl_conf *conf, bool once)
 	uv_signal_start(&run->sigint, on_signal, SIGINT);
 	if (start(run) < 0)
 		stop(run, 1);
+	uv_run(&run->loop, UV_RUN_DEFAULT);
+	kl_ws_finalize(run->ws_closed);
 	uv_run(&run->loop, UV_RUN_DEFAULT);
 	r = uv_loop_close(&run->loop);
 	if (r < 0)

@@ -485,12 +485,7 @@ static void on_timer_closed(uv_handle_t *h)
 	struct slot *s = h->data;
 	struct kl_ws *ws = s->ws;
 
-	if (--ws->nclosing == 0) {
-		for (size_t k = 0; k < ws->nslots; k++)
-			free(ws->slots[k].path);
-		free(ws->slots);
-		free(ws);
-	}
+	--ws->nclosing; /* kl_ws_finalize frees, once the loop has stopped */
 }
 
 void kl_ws_free(struct kl_ws *ws)
@@ -498,17 +493,23 @@ void kl_ws_free(struct kl_ws *ws)
 	if (!ws || ws->closing)
 		return;
 	ws->closing = true;
-	/* lws closes its connections and its own handles on the loop. */
+	/* lws closes its connections and its own handles on the loop; on a
+	 * foreign loop the context itself goes in kl_ws_finalize. */
 	lws_context_destroy(ws->ctx);
-	ws->ctx = NULL;
-	if (!ws->nslots) {
-		free(ws->slots);
-		free(ws);
-		return;
-	}
 	ws->nclosing = (int)(2 * ws->nslots);
 	for (size_t k = 0; k < ws->nslots; k++) {
 		uv_close((uv_handle_t *)&ws->slots[k].reconnect, on_timer_closed);
 		uv_close((uv_handle_t *)&ws->slots[k].silence, on_timer_closed);
 	}
+}
+
+void kl_ws_finalize(struct kl_ws *ws)
+{
+	if (!ws)
+		return;
+	lws_context_destroy(ws->ctx);
+	for (size_t k = 0; k < ws->nslots; k++)
+		free(ws->slots[k].path);
+	free(ws->slots);
+	free(ws);
 }

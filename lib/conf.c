@@ -449,7 +449,8 @@ struct kl_conf *kl_conf_free(struct kl_conf *c)
 		return NULL;
 	for (size_t i = 0; i < NKEYS; i++) {
 		if (keys[i].set == set_str || keys[i].set == set_path || keys[i].set == set_url ||
-		    keys[i].set == set_listen)
+		    keys[i].set == set_listen || keys[i].set == set_brokers ||
+		    keys[i].set == set_topic)
 			free(*str_field(c, &keys[i]));
 	}
 	free_list(c->symbols, c->nsymbols);

@@ -58,7 +58,7 @@ def test_kill9_at_twenty_seeded_moments(replay, klined, kafka_broker, kafka_topi
     while a final day is being certified from REST; restart after each."""
     rnd = random.Random(seed)
     speed = 3600  # a virtual day in 24 s
-    srv = replay(start="2023-03-10T21:00:30Z", speed=speed, latency_ms=15)
+    srv = replay(start="2023-03-16T21:00:30Z", speed=speed, latency_ms=15)
     k = live(klined, srv, kafka_broker, kafka_topic, "--rest-concurrency", "2")
     kills = []
     proc = None
@@ -67,17 +67,17 @@ def test_kill9_at_twenty_seeded_moments(replay, klined, kafka_broker, kafka_topi
         if phase == "backfill" and n:
             # Cut a fresh hole of a day or two: the restart backfills it from REST.
             srv.set_clock(speed=0)
-            cut = vnow(srv) - rnd.randint(1, 2) * DAY
+            cut = vnow(srv) - rnd.randint(4, 7) * DAY
             with sqlite3.connect(k.db) as c:
                 c.execute("DELETE FROM kline WHERE open_time >= ? AND open_time < ?",
-                          (cut, cut + DAY))
+                          (cut, cut + 3 * DAY))
             srv.set_clock(speed=speed)
         proc = k.start()
         log = lambda: read_log(proc)  # noqa: E731
         if phase == "backfill":
             wait_for(lambda: "backfill" in log() or "minutes missing" in log(), timeout=60,
                      step=0.01)
-            time.sleep(rnd.uniform(0.05, 0.6))
+            time.sleep(rnd.uniform(0.01, 0.25))
         elif phase == "stream":
             wait_for(lambda: "kafka: consuming" in log(), timeout=60, step=0.1)
             time.sleep(rnd.uniform(0.5, 4))
