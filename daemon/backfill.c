@@ -180,7 +180,7 @@ static int cmp_i64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static void parse_rows(struct page *p, json_t *arr, json_error_t *err);
+static void parse_rows(struct page *p, json_t *arr, const json_error_t *err);
 
 static void page_free(struct page *p)
 {
@@ -274,7 +274,7 @@ static void parse_work(uv_work_t *w)
 	arena_end();
 }
 
-static void parse_rows(struct page *p, json_t *arr, json_error_t *err)
+static void parse_rows(struct page *p, json_t *arr, const json_error_t *err)
 {
 	json_error_t e = *err;
 	size_t n;

@@ -293,12 +293,12 @@ static void certify(struct run *run)
 		struct kl_ranges day = {0};
 		char d[11];
 		for (size_t k = 0; k < run->nsyms; k++) {
-			if (run->syms[k].sid != pairs[2 * i])
+			if (run->syms[k].sid != pairs[2 * (size_t)i])
 				continue;
-			kl_day_format(pairs[2 * i + 1], d);
+			kl_day_format(pairs[2 * (size_t)i + 1], d);
 			kl_info("run", "%s: certifying %s from REST", run->syms[k].symbol, d);
-			if (kl_ranges_add(&day, pairs[2 * i + 1], pairs[2 * i + 1] + KL_DAY_MS) <
-				0 ||
+			if (kl_ranges_add(&day, pairs[2 * (size_t)i + 1],
+					  pairs[2 * (size_t)i + 1] + KL_DAY_MS) < 0 ||
 			    kl_backfill_add(run->bf, run->syms[k].symbol, run->syms[k].sid, &day) <
 				0)
 				stop(run, 1);
@@ -519,7 +519,7 @@ static void plan(struct run *run)
 	run->pending = 1;
 	for (size_t i = 0; i < run->nsyms && !run->stopping; i++) {
 		struct rsym *s = &run->syms[i];
-		int64_t start;
+		int64_t from;
 		int r = kl_store_symbol(run->st, s->symbol, false, &s->start, &s->sid);
 
 		if (r < 0 && r != -ENOENT) {
@@ -529,8 +529,8 @@ static void plan(struct run *run)
 			return;
 		}
 		s->known = r == 0;
-		if (history_start(run, &start) == 0) {
-			plan_symbol(run, s, start);
+		if (history_start(run, &from) == 0) {
+			plan_symbol(run, s, from);
 		} else if (!s->known) {
 			char path[128];
 			snprintf(path, sizeof(path),
@@ -613,7 +613,7 @@ static enum kl_rest_verdict on_info(void *ud, const struct kl_rest_reply *r)
 	{
 		const char *name = json_string_value(json_object_get(v, "symbol"));
 		const char *status = json_string_value(json_object_get(v, "status"));
-		if (name && status && strcmp(status, "TRADING"))
+		if (name && status && strcmp(status, "TRADING") != 0)
 			kl_warn("run", "%s: the exchange reports status %s; its history is kept",
 				name, status);
 	}

@@ -25,7 +25,7 @@
 
 #define FRAME_MAX	 (1u << 20)
 #define SILENCE_MS	 30000
-#define ROTATE_MS	 (23LL * 3600 * 1000 + 30 * 60 * 1000) /* exchange time */
+#define ROTATE_MS	 ((23LL * 60 + 30) * 60 * 1000) /* exchange time */
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS	 30000
 
@@ -325,9 +325,9 @@ static void on_lws_log(int level, const char *line)
 
 	while (n && line[n - 1] == '\n')
 		n--;
-	kl_log(level & LLL_ERR	  ? KL_LOG_ERROR
-	       : level & LLL_WARN ? KL_LOG_WARN
-				  : KL_LOG_DEBUG,
+	kl_log((level & LLL_ERR)    ? KL_LOG_ERROR
+	       : (level & LLL_WARN) ? KL_LOG_WARN
+				    : KL_LOG_DEBUG,
 	       "lws", "%.*s", (int)n, line);
 }
 

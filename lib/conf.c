@@ -525,7 +525,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		goto bad;
 	}
 	for (size_t i = 0; i < NKEYS; i++) {
-		if (strcmp(keys[i].info.section, section) || strcmp(keys[i].info.key, name))
+		if (strcmp(keys[i].info.section, section) != 0 ||
+		    strcmp(keys[i].info.key, name) != 0)
 			continue;
 		if (keys[i].set(ctx->c, &keys[i], value, msg, sizeof(msg)) == 0)
 			return 1;
@@ -567,7 +568,7 @@ int kl_conf_set_option(struct kl_conf *c, const char *option, const char *value,
 	char msg[256];
 
 	for (size_t i = 0; i < NKEYS; i++) {
-		if (strcmp(keys[i].info.option, option))
+		if (strcmp(keys[i].info.option, option) != 0)
 			continue;
 		if (keys[i].set(c, &keys[i], value, msg, sizeof(msg)) == 0)
 			return 0;

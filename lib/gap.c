@@ -50,7 +50,7 @@ int kl_ranges_subtract(struct kl_ranges *r, const struct kl_ranges *sub)
 {
 	struct kl_ranges out = {0};
 	size_t j = 0;
-	int ret = 0;
+	int ret;
 
 	for (size_t i = 0; i < r->n; i++) {
 		int64_t from = r->v[i].from, to = r->v[i].to;

@@ -199,9 +199,9 @@ enum kl_verdict kl_event_from_json(const json_t *data, struct kl_event *ev)
 	const json_t *i = json_object_get(k, "i");
 
 	if (!json_is_object(data) || !json_is_object(k) || !json_is_string(e) ||
-	    strcmp(json_string_value(e), "kline") || !json_is_string(s) ||
+	    strcmp(json_string_value(e), "kline") != 0 || !json_is_string(s) ||
 	    !valid_symbol(json_string_value(s), json_string_length(s)) || !json_is_string(i) ||
-	    strcmp(json_string_value(i), "1m") || !json_is_boolean(x))
+	    strcmp(json_string_value(i), "1m") != 0 || !json_is_boolean(x))
 		return KL_KLINE_EVENT;
 	if (!json_is_integer(t) || !json_is_integer(T) || !json_is_integer(E) ||
 	    json_integer_value(t) < 0 || json_integer_value(E) < 0)
