@@ -35,10 +35,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FOLLOW_MS      2000  /* without a stream ([kafka] brokers = off): poll the clock */
-#define HEAL_MS	       30000 /* wall time between heals while streaming */
-#define HEAL_SOON_MS   5000  /* after a (re)connection */
-#define HEAL_DAYS      2     /* how far back a periodic heal looks */
+#define FOLLOW_MS      2000   /* without a stream ([kafka] brokers = off): poll the clock */
+#define HEAL_MS	       30000  /* wall time between heals while streaming */
+#define HEAL_SOON_MS   5000   /* after a (re)connection */
+#define HEAL_DAYS      2      /* how far back a periodic heal looks */
+#define HEAL_ALL_MS    120000 /* and this often the whole history: a refused kline, a row deleted */
 #define HEAL_LAG_MS    120000
 #define FRESH_MS       10000 /* a consumer this recently active is healthy */
 #define STORE_RETRY_MS 5000  /* after a failed store write (disk full, a lock held) */
@@ -68,6 +69,7 @@ struct run {
 	int64_t now_ms, closed_end;
 	int64_t certify_before; /* days before this with ws minutes get certified */
 	int64_t certifying;	/* the certification under way: redone if it fails */
+	uint64_t healed_all_at; /* uv_now() of the last heal of the whole history */
 	int exit_code;
 	bool once, stopping, filling, heal_wanted;
 };
@@ -336,6 +338,10 @@ static enum kl_rest_verdict on_follow_time(void *ud, const struct kl_rest_reply 
 		return KL_REST_DONE;
 	if (run->speed) {
 		int64_t back = run->closed_end - HEAL_DAYS * KL_DAY_MS;
+		if (uv_now(&run->loop) - run->healed_all_at >= HEAL_ALL_MS) {
+			run->healed_all_at = uv_now(&run->loop);
+			back = 1;
+		}
 		fill(run, back > 0 ? back : 1);
 	} else if (run->closed_end > prev) {
 		fill(run, prev);

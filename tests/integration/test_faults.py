@@ -12,8 +12,8 @@ import time
 import pytest
 
 from conftest import query, read_log, stop, wait_for
-from test_speed import (DAY, check_history, check_minutes_upto_newest, live, newest, settle,
-                        vnow, ws_minutes)
+from test_batch import check_minutes
+from test_speed import DAY, check_history, holes, live, newest, settle, vnow, ws_minutes
 
 
 def speed_stats(err):
@@ -28,9 +28,9 @@ def today(srv):
     return time.strftime("%Y-%m-%d", time.gmtime(vnow(srv) / 1000))
 
 
-def finish(k, srv, proc):
+def finish(k, srv, proc, since=1678320000000):
     """Let the daemon heal what is left, stop it cleanly, compare the store:
-    every minute, and every day before the exchange's today."""
+    every minute from @since, and every day before the exchange's today."""
     settle(srv, k)
     # Days the watermark has closed are certified by batch; a heal runs every 30 s.
     final = time.strftime("%Y-%m-%d", time.gmtime((vnow(srv) - 3_600_000) / 1000))
@@ -38,8 +38,10 @@ def finish(k, srv, proc):
                                  "'speed'", final)[0][0] == 0, timeout=70, step=1)
     code, err = stop(proc)
     assert code == 0, err[-3000:]
-    check_minutes_upto_newest(k.db)
-    check_history(k.db, today(srv), batch_before=final)
+    last = newest(k.db)
+    for s in ("BTCUSDT", "ETHUSDT"):
+        check_minutes(k.db, s, skip=((0, since), (last + 1, 1 << 62)))
+    check_history(k.db, today(srv), since=since, batch_before=final)
     assert query(k.db, "SELECT count(*) FROM (SELECT symbol, day FROM daily "
                        "GROUP BY symbol, day HAVING count(*) > 1)")[0][0] == 0
     return err
@@ -224,3 +226,71 @@ def test_disk_full_pauses_then_resumes(replay, klined, kafka_broker, kafka_topic
     assert "resuming from the stored offsets" in err
     with sqlite3.connect(k.db) as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# ---- the exchange ---------------------------------------------------------------------
+
+def test_exchange_storms_while_streaming(replay, klined, kafka_broker, kafka_topic):
+    """429 and 418 storms with Retry-After, 5xx bursts, answers slower than the
+    timeout, cut and malformed bodies and a kline that fails validation, all
+    hitting the heals and certifications of a running daemon."""
+    srv = replay(start="2023-03-10T23:00:30Z", speed=600)
+    srv.add_faults([
+        {"kind": "status", "status": 429, "retry_after": 1, "after": 2, "count": 5},
+        {"kind": "status", "status": 418, "retry_after": 2, "after": 6, "count": 2},
+        {"kind": "status", "status": 503, "after": 9, "count": 6},
+        {"kind": "status", "status": 500, "path": "/api/v3/time", "after": 2, "count": 3},
+        {"kind": "slow", "delay_ms": 3000, "after": 12, "count": 3},
+        {"kind": "truncate", "after": 14, "count": 2},
+        {"kind": "malformed", "after": 16, "count": 2},
+        {"kind": "bad_kline", "field": "low", "value": "999999", "after": 18, "count": 1},
+    ])
+    # Forty days to backfill while the stream runs: the storm has requests to hit.
+    # One request in flight: every request the exchange sees after a 429/418 was
+    # sent after klined learnt of it.
+    k = live(klined, srv, kafka_broker, kafka_topic, "--rest-timeout", "1s",
+             "--history-start", "2023-02-01", "--rest-concurrency", "1")
+    proc = k.start()
+    wait_for(lambda: all(f["fired"] == f["count"] for f in srv.stats()["faults"]),
+             timeout=200, step=1)
+    wait_for(lambda: query(k.db, "SELECT count(*) FROM daily WHERE day = '2023-03-10' "
+                                 "AND source = 'batch'")[0][0] == 2, timeout=120, step=1)
+    # The refused kline's minute is fetched again by the heal of the whole history.
+    srv.set_clock(speed=0)
+    wait_for(lambda: holes(k) == 0, timeout=200, step=2)
+    err = finish(k, srv, proc, since=1675209600000)
+    st = srv.stats()
+    assert st["violations"] == 0, "a request went out while Retry-After was running"
+    assert "Retry-After" in err
+    assert query(k.db, "SELECT count(*) FROM reject WHERE origin = 'rest'")[0][0] >= 1
+
+
+def test_symbol_delisted_mid_run(replay, klined, kafka_broker, kafka_topic):
+    """ETHUSDT stops trading mid-stream: its history up to then stays exact, the
+    minutes after are confirmed outages, its days go on as forward-filled days,
+    BTCUSDT is untouched, and a restart carries on (status BREAK is no error)."""
+    srv = replay(start="2023-03-10T22:00:30Z", speed=600)
+    k = live(klined, srv, kafka_broker, kafka_topic)
+    proc = k.start()
+    wait_for(lambda: ws_minutes(k.db) > 20, timeout=60, step=0.5)
+    at = srv.delist("ETHUSDT")
+    wait_for(lambda: vnow(srv) > at + 3 * 3_600_000, timeout=120, step=0.5)
+    code, err = stop(proc)
+    assert code == 0, err[-3000:]
+    # Two days later: the restart heals them, ETHUSDT's as confirmed outages.
+    srv.set_clock(now_ms=vnow(srv) + 2 * DAY, speed=600)
+    proc = k.start()
+    wait_for(lambda: "kafka: consuming" in read_log(proc), timeout=60, step=0.5)
+    settle(srv, k)
+    code, err = stop(proc)
+    assert code == 0, err[-3000:]
+    assert "ETHUSDT: the exchange reports status BREAK" in err
+    eth_last = query(k.db, "SELECT max(open_time) FROM kline_1m WHERE symbol = 'ETHUSDT'")[0][0]
+    assert eth_last == at - 60_000
+    out = query(k.db, "SELECT min(from_ms), max(to_ms) FROM outages WHERE symbol = 'ETHUSDT'")[0]
+    assert out[0] == at and out[1] >= at + 2 * DAY, out
+    check_minutes(k.db, "ETHUSDT", skip=((0, 1678320000000), (at, 1 << 62)))
+    check_minutes(k.db, "BTCUSDT", skip=((0, 1678320000000), (newest(k.db) + 1, 1 << 62)))
+    days = query(k.db, "SELECT day, source, volume FROM daily WHERE symbol = 'ETHUSDT' "
+                       "AND day > '2023-03-10' ORDER BY day")
+    assert days and all(s == "fill" and v == 0 for _, s, v in days), days

@@ -757,6 +757,7 @@ class Replay:
             else:
                 a, b = h
                 self.store.add_gap(parse_time_ms(a), parse_time_ms(b), None, True, "halt")
+        self.delisted: Dict[str, int] = {}
         self.add_faults(list(faults))
         self.ws = WsHub(self, ws_config or {}, ws_log_size)
         self.ws.add_faults(list(ws_faults))
@@ -872,8 +873,23 @@ class Replay:
                 {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
             ],
             "exchangeFilters": [],
-            "symbols": [_symbol_info(s) for s in syms],
+            "symbols": [self._listed_info(s) for s in syms],
         }
+
+    def _listed_info(self, sym: str) -> Dict[str, Any]:
+        info = _symbol_info(sym)
+        at = self.delisted.get(sym)
+        if at is not None and self.clock.now_ms() >= at:
+            info["status"] = "BREAK"
+        return info
+
+    def delist(self, symbol: str, at_ms: Optional[int] = None) -> int:
+        """From @at_ms (default: now) on, @symbol trades no more: no kline, no event,
+        status BREAK in exchangeInfo; its history stays served, as on Binance."""
+        at = _ceil_min(self.clock.now_ms() if at_ms is None else int(at_ms))
+        self.delisted[symbol] = at
+        self.store.add_gap(at, 1 << 62, symbol, True, "delist")
+        return at
 
 
 _QUOTES = ("USDT", "FDUSD", "BUSD", "USDC", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
@@ -2297,6 +2313,9 @@ class ReplayServer:
         if isinstance(rules, dict):
             rules = [rules]
         return self._call(lambda: self.replay.add_faults(list(rules)))
+
+    def delist(self, symbol: str, at_ms: Optional[int] = None) -> int:
+        return self._call(lambda: self.replay.delist(symbol, at_ms))
 
     def clear_faults(self) -> None:
         self._call(self.replay.clear_faults)
