@@ -59,6 +59,10 @@ struct kl_bus {
 static void on_rdk_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	(void)rk;
+	/* Kafka's copy of the offsets is for lag tools only: its failures while a
+	 * broker is away would fill the log once a second. */
+	if (!strcmp(fac, "COMMITFAIL"))
+		level = 7;
 	kl_log(level <= 3   ? KL_LOG_ERROR
 	       : level <= 5 ? KL_LOG_WARN
 			    : KL_LOG_DEBUG,

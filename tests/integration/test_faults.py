@@ -108,7 +108,8 @@ def test_kill9_at_twenty_seeded_moments(replay, klined, kafka_broker, kafka_topi
 
 # ---- Kafka ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("down", [30, 300], ids=["30s", "5min"])
+@pytest.mark.parametrize("down", [30, pytest.param(300, marks=pytest.mark.timeout(900))],
+                         ids=["30s", "5min"])
 def test_broker_down_mid_stream(replay, klined, kafka_factory, kafka_topic, down):
     broker = kafka_factory()
     srv = replay(start="2023-03-10T12:00:30Z", speed=600 if down == 30 else 120)
