@@ -11,6 +11,7 @@
 #include "bus.h"
 
 #include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,10 +72,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	(void)rk;
 	if (m->err) {
 		bus->stats.failed++;
+		kl_metrics_add(KL_M_KAFKA_FAILED, 1);
 		kl_warn("kafka", "event not delivered: %s (the REST heal will cover it)",
 			rd_kafka_err2str(m->err));
 	} else {
 		bus->stats.delivered++;
+		kl_metrics_add(KL_M_KAFKA_DELIVERED, 1);
 	}
 }
 
@@ -170,8 +173,13 @@ static void on_cons_wake(uv_poll_t *h, int status, int events)
 						rd_kafka_message_errstr(m));
 				continue;
 			}
-			out[k++] = (struct kl_bus_msg){m->key, m->payload,   m->key_len,
-						       m->len, m->partition, m->offset};
+			out[k++] = (struct kl_bus_msg){m->key,
+						       m->payload,
+						       m->key_len,
+						       m->len,
+						       m->partition,
+						       m->offset,
+						       rd_kafka_message_timestamp(m, NULL)};
 		}
 		bus->stats.consumed += k;
 		if (k && bus->cb)
@@ -386,6 +394,7 @@ int kl_bus_produce(struct kl_bus *bus, const char *key, size_t key_len, const ch
 				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 	if (err) {
 		bus->stats.dropped++;
+		kl_metrics_add(KL_M_KAFKA_DROPPED, 1);
 		if (bus->stats.dropped == 1 || bus->stats.dropped % 10000 == 0)
 			kl_warn("kafka",
 				"cannot queue an event: %s (%" PRIu64 " dropped so far; "
@@ -394,6 +403,7 @@ int kl_bus_produce(struct kl_bus *bus, const char *key, size_t key_len, const ch
 		return -ENOBUFS;
 	}
 	bus->stats.produced++;
+	kl_metrics_add(KL_M_KAFKA_PRODUCED, 1);
 	return 0;
 }
 

@@ -21,7 +21,9 @@
 #include "backfill.h"
 #include "bus.h"
 #include "day.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "rest.h"
 #include "speed.h"
@@ -59,6 +61,7 @@ struct run {
 	struct kl_speed *speed;
 	struct kl_ws *ws;
 	struct kl_notify *notify;
+	struct kl_http *http;
 	uv_timer_t status_timer;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t follow;
@@ -78,6 +81,8 @@ static void stop(struct run *run, int code)
 	run->exit_code = code;
 	kl_notify_free(run->notify);
 	run->notify = NULL;
+	kl_http_close(run->http);
+	run->http = NULL;
 	uv_close((uv_handle_t *)&run->status_timer, NULL);
 	kl_ws_free(run->ws);
 	run->ws = NULL;
@@ -102,6 +107,7 @@ static void on_status(uv_timer_t *t)
 	double rate, eta;
 
 	kl_backfill_progress(run->bf, &done, &total, &rate, &eta);
+	kl_metrics_backfill(done, total, rate, eta, run->filling && total > 1440);
 	if (run->filling && total > 1440) {
 		struct kl_rest_stats rs;
 		kl_rest_stats(run->rest, &rs);
@@ -118,6 +124,7 @@ static void on_status(uv_timer_t *t)
 		kl_speed_stats(run->speed, &ss);
 		kl_bus_stats(run->bus, &bs);
 		kl_ws_stats(run->ws, &ws);
+		kl_metrics_consumer_lag(bs.lag);
 		if (ss.last_symbol)
 			kl_notify_status(run->notify,
 					 "streaming %zu symbols on %zu connections, %s %.2f, "
@@ -649,6 +656,11 @@ int kl_run(const struct kl_conf *conf, bool once)
 		uv_loop_close(&run->loop);
 		goto out;
 	}
+	if (kl_metrics_init(conf->symbols, conf->nsymbols) < 0)
+		kl_warn("run", "out of memory: no metrics");
+	if (strcmp(conf->http_listen, "off") &&
+	    kl_http_open(&run->loop, conf, &run->http, err, sizeof(err)) < 0)
+		kl_warn("http", "%s: no page, API or metrics this run", err);
 	if (kl_notify_new(&run->loop, &run->notify) < 0)
 		kl_warn("run", "out of memory: no systemd notifications");
 	kl_notify_ready(run->notify, "store open; asking the exchange for its clock");
@@ -670,6 +682,7 @@ int kl_run(const struct kl_conf *conf, bool once)
 	code = run->exit_code;
 out:
 	run->st = kl_store_close(run->st);
+	kl_metrics_free();
 	free(run->syms);
 	free(run);
 	return code;

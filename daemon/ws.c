@@ -16,6 +16,7 @@
 
 #include "kline.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
@@ -83,6 +84,7 @@ static void schedule_reconnect(struct slot *s)
 	delay = (uint64_t)((double)delay * (0.5 + (double)random() / ((double)RAND_MAX + 1.0)));
 	s->attempts++;
 	s->ws->stats.reconnects++;
+	kl_metrics_add(KL_M_WS_RECONNECTS, 1);
 	kl_warn("ws", "reconnecting in %.1f s (attempt %u)", (double)delay / 1000.0, s->attempts);
 	uv_timer_start(&s->reconnect, on_reconnect, delay, 0);
 }
@@ -140,6 +142,7 @@ static void rotate(struct slot *s, const char *why)
 		return;
 	kl_info("ws", "rotating the connection (%s), make before break", why);
 	s->ws->stats.rotations++;
+	kl_metrics_add(KL_M_WS_ROTATIONS, 1);
 	connect_slot(s);
 }
 
@@ -215,6 +218,7 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		if (c && c->slot) {
 			c->slot->ws->stats.connects++;
+			kl_metrics_add(KL_M_WS_CONNECTS, 1);
 			kl_info("ws", "connected to %s", c->slot->path);
 		}
 		break;

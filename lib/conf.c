@@ -30,6 +30,10 @@ struct key {
 
 #define FIELD(f) offsetof(struct kl_conf, f)
 
+#ifndef KL_WEB_DIR
+#define KL_WEB_DIR "/usr/local/share/klined/web" /* meson passes the installed data dir */
+#endif
+
 static int set_str(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
 static int set_path(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
 static int set_symbols(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
@@ -97,6 +101,11 @@ static const struct key keys[] = {
     {{"http", "listen", "http-listen", "127.0.0.1:8642", "ADDR:PORT of the page, or off"},
      set_listen,
      FIELD(http_listen),
+     0,
+     0},
+    {{"http", "assets", "http-assets", KL_WEB_DIR, "directory of the page's files"},
+     set_path,
+     FIELD(http_assets),
      0,
      0},
     {{"rest", "concurrency", "rest-concurrency", "8", "REST requests in flight"},

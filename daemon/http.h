@@ -1,0 +1,32 @@
+/*
+ * The read-only HTTP endpoint on the daemon's libuv loop: its own
+ * libwebsockets server context beside the stream's client context. It
+ * serves the page's files from the assets directory, /api/daily,
+ * /api/status, /metrics, and a websocket (protocol "klined-live") that
+ * pushes today's candle of the subscribed symbol as the consumer
+ * commits it. It reads the store through its own read-only connection,
+ * so it sees committed state only and never holds the writer up.
+ */
+#pragma once
+
+#include "conf.h"
+
+#include <uv.h>
+
+struct kl_http;
+
+/**
+ * Listen on conf->http_listen (must not be "off") for the store at
+ * conf->db_path (which must exist). @p conf is borrowed and must outlive
+ * the server. @return 0 with *ret owned by the caller (kl_http_close);
+ * -EINVAL (bad address), -ENOMEM or -EIO (cannot open the store or
+ * listen), with a message in @p err.
+ */
+int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **ret, char *err,
+		 size_t errlen);
+
+/**
+ * Close every connection and the listener; the memory goes once lws and
+ * libuv have let go, so the loop must run on. NULL is fine.
+ */
+void kl_http_close(struct kl_http *http);
