@@ -15,8 +15,12 @@
  *     directory: no path from the request is ever opened.
  *  3. Headers beyond HEADER_MAX bytes are refused by lws itself; bodies
  *     are never read.
- *  4. The struct lives until both lws (PROTOCOL_DESTROY) and libuv (the
- *     tick timer's close callback) have let go of it.
+ *  4. kl_http_close() closes every connection and lws's handles on the
+ *     loop; lws 4.1.6 on a foreign loop then leaves the server context
+ *     allocated (no PROTOCOL_DESTROY, no vhost finalize: checked under
+ *     valgrind) until lws_context_destroy() is called a second time,
+ *     which kl_http_free() does once the loop has run dry. The struct
+ *     goes when both the tick timer's close and kl_http_free() are done.
  */
 #include "http.h"
 
@@ -46,7 +50,8 @@ struct live {
 	char *frame; /* the newest JSON pushed for the symbol, NUL-terminated */
 	size_t len;
 	uint64_t gen;
-	bool wanted; /* someone subscribed once: keep it fresh */
+	int64_t event_time; /* of the newest frame: unchanged row and time, no frame */
+	bool wanted;	    /* someone subscribed once: keep it fresh */
 };
 
 struct kl_http {
@@ -327,19 +332,13 @@ static int on_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 			pss->body = NULL;
 		}
 		break;
-	case LWS_CALLBACK_PROTOCOL_DESTROY: {
-		struct kl_http *http = lws_context_user(lws_get_context(wsi));
-		if (http && http->closing)
-			unref(http);
-		break;
-	}
 	default:
 		break;
 	}
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* Today's row of symbol @p i as the page wants it, or NULL when unchanged/absent. */
+/* Today's row of symbol @p i as the page wants it: a new frame when it changed. */
 static void refresh(struct kl_http *http, size_t i)
 {
 	const char *sym = http->conf->symbols[i];
@@ -353,6 +352,13 @@ static void refresh(struct kl_http *http, size_t i)
 		return;
 	row = json_array_get(rows, 0);
 	clock_gettime(CLOCK_REALTIME, &ts);
+	s = row ? json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+	if (l->frame && et == l->event_time && s && strstr(l->frame, s)) {
+		free(s);
+		json_decref(rows);
+		return;
+	}
+	free(s);
 	j = json_pack("{s:s, s:O?, s:o, s:o, s:o}", "symbol", sym, "row", row, "event_time",
 		      et < 0 ? json_null() : json_integer(et), "lag_ms",
 		      et < 0 ? json_null()
@@ -366,6 +372,7 @@ static void refresh(struct kl_http *http, size_t i)
 	free(l->frame);
 	l->frame = s;
 	l->len = strlen(s);
+	l->event_time = et;
 	l->gen++;
 }
 
@@ -561,9 +568,20 @@ void kl_http_close(struct kl_http *http)
 	if (!http || http->closing)
 		return;
 	http->closing = true;
-	/* One reference for the timer's close, one for lws's PROTOCOL_DESTROY. */
-	http->refs = 2;
+	http->refs = 2; /* the timer's close callback and kl_http_free() */
 	uv_close((uv_handle_t *)&http->tick, on_tick_closed);
 	lws_context_destroy(http->ctx);
+}
+
+void kl_http_free(struct kl_http *http)
+{
+	if (!http)
+		return;
+	kl_http_close(http);
+	/* With a foreign loop, lws 4.1.6 frees a server context only when
+	 * lws_context_destroy() is called again once its handles have closed:
+	 * the loop has run dry, so they have. */
+	lws_context_destroy(http->ctx);
 	http->ctx = NULL;
+	unref(http);
 }

@@ -26,7 +26,14 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 		 size_t errlen);
 
 /**
- * Close every connection and the listener; the memory goes once lws and
- * libuv have let go, so the loop must run on. NULL is fine.
+ * Stop serving: close every connection and the listener (their handles
+ * close as the loop runs on). Idempotent; NULL is fine.
  */
 void kl_http_close(struct kl_http *http);
+
+/**
+ * Free the server (closing it first if needed). Call once the loop has
+ * run dry after kl_http_close(), then run the loop once more before
+ * uv_loop_close(). NULL is fine.
+ */
+void kl_http_free(struct kl_http *http);

@@ -82,7 +82,6 @@ static void stop(struct run *run, int code)
 	kl_notify_free(run->notify);
 	run->notify = NULL;
 	kl_http_close(run->http);
-	run->http = NULL;
 	uv_close((uv_handle_t *)&run->status_timer, NULL);
 	kl_ws_free(run->ws);
 	run->ws = NULL;
@@ -675,6 +674,8 @@ int kl_run(const struct kl_conf *conf, bool once)
 	uv_signal_start(&run->sigint, on_signal, SIGINT);
 	if (start(run) < 0)
 		stop(run, 1);
+	uv_run(&run->loop, UV_RUN_DEFAULT);
+	kl_http_free(run->http); /* lws finishes its server context only now */
 	uv_run(&run->loop, UV_RUN_DEFAULT);
 	r = uv_loop_close(&run->loop);
 	if (r < 0)
