@@ -308,3 +308,20 @@ def test_listen_off_and_default_loopback(replay, klined, tmp_path):
         assert "cannot listen on 127.0.0.1:8642" in read_log(proc)
     code, err = stop(proc)
     assert code == 0, err
+
+
+def test_meson_install_ships_the_page(tmp_path):
+    dest = tmp_path / "dest"
+    p = subprocess.run(["meson", "install", "-C", str(ROOT / "build"), "--destdir", str(dest),
+                        "--quiet"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    web = [d for d in dest.rglob("klined/web") if d.is_dir()]
+    assert len(web) == 1, web
+    names = {f.name for f in web[0].iterdir()}
+    assert {"index.html", "app.js", "app.css", "lightweight-charts.standalone.production.js",
+            "LICENSE.lightweight-charts"} <= names, names
+    # The binary's default [http] assets is that directory.
+    h = subprocess.run([str(ROOT / "build" / "daemon" / "klined"), "--help"],
+                       capture_output=True, text=True)
+    assert "--http-assets" in h.stdout
+    assert str(web[0].relative_to(dest)) in h.stdout.replace("\n", " "), h.stdout
