@@ -50,8 +50,8 @@ struct live {
 	char *frame; /* the newest JSON pushed for the symbol, NUL-terminated */
 	size_t len;
 	uint64_t gen;
-	int64_t event_time; /* of the newest frame: unchanged row and time, no frame */
-	bool wanted;	    /* someone subscribed once: keep it fresh */
+	char *key;   /* the frame without its lag: unchanged, no new frame */
+	bool wanted; /* someone subscribed once: keep it fresh */
 };
 
 struct kl_http {
@@ -85,8 +85,10 @@ static void unref(struct kl_http *http)
 {
 	if (--http->refs > 0)
 		return;
-	for (size_t i = 0; i < http->conf->nsymbols; i++)
+	for (size_t i = 0; i < http->conf->nsymbols; i++) {
 		free(http->live[i].frame);
+		free(http->live[i].key);
+	}
 	free(http->live);
 	free(http->status);
 	kl_store_close(http->st);
@@ -338,41 +340,46 @@ static int on_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* Today's row of symbol @p i as the page wants it: a new frame when it changed. */
+/*
+ * Today's row of symbol @p i as the page wants it, with the newest event
+ * time and the backfill's progress: a new frame (generation) only when
+ * any of them changed, with the lag since the event added at that moment.
+ */
 static void refresh(struct kl_http *http, size_t i)
 {
 	const char *sym = http->conf->symbols[i];
 	struct live *l = &http->live[i];
-	json_t *rows = NULL, *row, *j;
 	int64_t et = kl_metrics_event_time(sym);
+	json_t *rows = NULL, *j;
 	struct timespec ts;
-	char *s;
+	char *key, *s;
 
 	if (kl_store_daily(http->st, sym, 1, &rows) < 0)
 		return;
-	row = json_array_get(rows, 0);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	s = row ? json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
-	if (l->frame && et == l->event_time && s && strstr(l->frame, s)) {
-		free(s);
-		json_decref(rows);
+	j = json_pack("{s:s, s:O?, s:o, s:o}", "symbol", sym, "row", json_array_get(rows, 0),
+		      "event_time", et < 0 ? json_null() : json_integer(et), "backfill",
+		      backfill_json());
+	json_decref(rows);
+	key = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+	if (!key || (l->key && !strcmp(l->key, key))) {
+		free(key);
+		json_decref(j);
 		return;
 	}
-	free(s);
-	j = json_pack("{s:s, s:O?, s:o, s:o, s:o}", "symbol", sym, "row", row, "event_time",
-		      et < 0 ? json_null() : json_integer(et), "lag_ms",
-		      et < 0 ? json_null()
-			     : json_integer((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - et),
-		      "backfill", backfill_json());
-	json_decref(rows);
-	s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+	free(l->key);
+	l->key = key;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	json_object_set_new(
+	    j, "lag_ms",
+	    et < 0 ? json_null()
+		   : json_integer((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - et));
+	s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
 	json_decref(j);
 	if (!s)
 		return;
 	free(l->frame);
 	l->frame = s;
 	l->len = strlen(s);
-	l->event_time = et;
 	l->gen++;
 }
 

@@ -13,7 +13,7 @@
   const css = getComputedStyle(document.documentElement);
   const color = (v) => css.getPropertyValue(v).trim();
   const UP = color('--up'), DOWN = color('--down'), FILL = color('--fill');
-  const state = { symbol: null, rows: [], ws: null, frames: 0, status: null };
+  const state = { symbol: null, rows: [], ws: null, frames: 0, status: null, statusAt: 0 };
 
   const chart = LC.createChart($('chart'), {
     autoSize: true,
@@ -102,6 +102,7 @@
   }
 
   async function status() {
+    state.statusAt = Date.now();
     try {
       state.status = await (await fetch('/api/status')).json();
     } catch (e) {
@@ -147,6 +148,8 @@
     showLive(r, f);
     backfill(f.backfill);
     counts();
+    /* The coverage panel follows the frames, at most every 5 s (no timer). */
+    if (Date.now() - state.statusAt > 5000) status();
     state.frames++;
     document.body.dataset.frames = String(state.frames);
   }

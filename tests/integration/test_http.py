@@ -308,6 +308,16 @@ def test_listen_off_and_default_loopback(replay, klined, tmp_path):
         assert "cannot listen on 127.0.0.1:8642" in read_log(proc)
     code, err = stop(proc)
     assert code == 0, err
+    # Beyond loopback only when configured so.
+    port = free_port()
+    k = klined(srv.rest_url, "--kafka-brokers", "off", "--history-start", "2023-03-04",
+               "--http-listen", f"0.0.0.0:{port}", db=tmp_path / "any.db")
+    proc = k.start()
+    wait_for(lambda: "backfill: done" in read_log(proc), timeout=60, step=0.2)
+    assert listening(proc.pid) == [("0.0.0.0", port)]
+    assert up(port)
+    code, err = stop(proc)
+    assert code == 0, err
 
 
 def test_meson_install_ships_the_page(tmp_path):
@@ -325,3 +335,31 @@ def test_meson_install_ships_the_page(tmp_path):
                        capture_output=True, text=True)
     assert "--http-assets" in h.stdout
     assert str(web[0].relative_to(dest)) in h.stdout.replace("\n", " "), h.stdout
+
+
+def test_metrics_count_rest_statuses_and_retry_after(replay, klined):
+    """Injected 429 (Retry-After 2 s) and 503s show in /metrics exactly."""
+    srv = replay(start="2023-03-05T06:00:30Z", speed=0)
+    srv.add_faults([
+        {"kind": "status", "status": 429, "retry_after": 2, "after": 3, "count": 1},
+        {"kind": "status", "status": 503, "after": 6, "count": 3},
+    ])
+    port = free_port()
+    k = klined(srv.rest_url, "--kafka-brokers", "off", "--history-start", "2023-02-01",
+               "--rest-concurrency", "1", *http_args(port))
+    proc = k.start()
+    wait_for(lambda: up(port), timeout=60, step=0.2)
+    wait_for(lambda: "backfill: done" in read_log(proc), timeout=120, step=0.5)
+    assert all(f["fired"] == f["count"] for f in srv.stats()["faults"])
+    before = sum(srv.stats()["requests"].values())
+    m = metrics(port)
+    after = sum(srv.stats()["requests"].values())
+    promtool(m)
+    assert sample(m, "klined_rest_requests_total", status="429") == 1
+    assert sample(m, "klined_rest_requests_total", status="503") == 3
+    assert sample(m, "klined_rest_retry_after_waits_total") == 1
+    assert sample(m, "klined_rest_retry_after_seconds_total") == 2
+    ok = sample(m, "klined_rest_requests_total", status="200")
+    assert before - 4 <= ok <= after - 4, (ok, before, after)
+    code, err = stop(proc)
+    assert code == 0, err
