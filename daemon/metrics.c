@@ -56,6 +56,11 @@ struct registry {
 
 static struct registry reg;
 
+static int cmp_sym(const void *a, const void *b)
+{
+	return strcmp(((const struct msym *)a)->symbol, ((const struct msym *)b)->symbol);
+}
+
 static int64_t wall_ms(void)
 {
 	struct timespec ts;
@@ -72,6 +77,7 @@ int kl_metrics_init(char *const *symbols, size_t n)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		reg.syms[i] = (struct msym){symbols[i], -1};
+	qsort(reg.syms, n, sizeof(*reg.syms), cmp_sym);
 	reg.nsyms = n;
 	reg.lag = -1;
 	kl_histo_init(&reg.commit_h, commit_bounds, sizeof(commit_bounds) / sizeof(double));
@@ -134,13 +140,14 @@ void kl_metrics_consumer_position(int32_t partition, int64_t next)
 	}
 }
 
+/* Per event: a binary search over the symbols, sorted at init. */
 static struct msym *find(const char *symbol)
 {
-	for (size_t i = 0; symbol && i < reg.nsyms; i++) {
-		if (!strcmp(reg.syms[i].symbol, symbol))
-			return &reg.syms[i];
-	}
-	return NULL;
+	struct msym key = {symbol, 0};
+
+	if (!symbol || !reg.nsyms)
+		return NULL;
+	return bsearch(&key, reg.syms, reg.nsyms, sizeof(*reg.syms), cmp_sym);
 }
 
 void kl_metrics_event(const char *symbol, int64_t event_time, int64_t produced_ms)
