@@ -1,7 +1,8 @@
 /*
  * Prometheus text format. Numbers: counters print as integers; other
- * values with %.17g, which round-trips a double, and "+Inf", "-Inf",
- * "NaN" as the format spells them. Label values escape backslash,
+ * values in the shortest %g form that reads back as the same double
+ * (0.00025, not 0.00025000000000000001), and "+Inf", "-Inf", "NaN" as
+ * the format spells them. Label values escape backslash,
  * double quote and newline, the only three the format requires.
  */
 #include "prom.h"
@@ -81,14 +82,28 @@ static void printf_(struct kl_prom *p, const char *fmt, ...)
 		put(p, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
+/* The shortest "%.Ng" that round-trips @p v (finite). */
+static void shortest(char *buf, size_t n, double v)
+{
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, n, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			return;
+	}
+}
+
 static void put_double(struct kl_prom *p, double v)
 {
-	if (isnan(v))
+	char buf[40];
+
+	if (isnan(v)) {
 		puts_(p, "NaN");
-	else if (isinf(v))
+	} else if (isinf(v)) {
 		puts_(p, v > 0 ? "+Inf" : "-Inf");
-	else
-		printf_(p, "%.17g", v);
+	} else {
+		shortest(buf, sizeof(buf), v);
+		puts_(p, buf);
+	}
 }
 
 /* "help" text escapes backslash and newline only. */
@@ -171,7 +186,7 @@ void kl_prom_histo(struct kl_prom *p, const char *name, const char *const *label
 	for (size_t i = 0; i <= h->nbounds; i++) {
 		cum += h->counts[i];
 		if (i < h->nbounds)
-			snprintf(le, sizeof(le), "%.17g", h->bounds[i]);
+			shortest(le, sizeof(le), h->bounds[i]);
 		else
 			snprintf(le, sizeof(le), "+Inf");
 		puts_(p, name);

@@ -55,6 +55,8 @@ static void text(void **state)
 	kl_prom_sample(&p, "klined_g", two, 2, 0.25);
 	kl_prom_sample(&p, "klined_g", NULL, 0, INFINITY);
 	kl_prom_sample(&p, "klined_g", NULL, 0, NAN);
+	kl_prom_sample(&p, "klined_g", NULL, 0, 0.1 + 0.2); /* needs all 17 digits */
+	kl_prom_sample(&p, "klined_g", NULL, 0, 1e21);
 	kl_prom_histo(&p, "klined_h_seconds", two, 1, &h);
 	assert_false(kl_prom_failed(&p));
 	s = kl_prom_take(&p, &len);
@@ -66,10 +68,12 @@ static void text(void **state)
 			       "klined_g{a=\"1\",b=\"2\"} 0.25\n"
 			       "klined_g +Inf\n"
 			       "klined_g NaN\n"
+			       "klined_g 0.30000000000000004\n"
+			       "klined_g 1e+21\n"
 			       "klined_h_seconds_bucket{a=\"1\",le=\"0.001\"} 0\n"
 			       "klined_h_seconds_bucket{a=\"1\",le=\"0.01\"} 1\n"
 			       "klined_h_seconds_bucket{a=\"1\",le=\"+Inf\"} 1\n"
-			       "klined_h_seconds_sum{a=\"1\"} 0.0050000000000000001\n"
+			       "klined_h_seconds_sum{a=\"1\"} 0.005\n"
 			       "klined_h_seconds_count{a=\"1\"} 1\n");
 	assert_int_equal(len, strlen(s));
 	free(s);
