@@ -140,6 +140,8 @@
     if (f.symbol !== state.symbol || !f.row || document.body.dataset.ready !== '1') return;
     const r = f.row, last = state.rows[state.rows.length - 1];
     if (last && r.day < last.day) return;
+    /* A new day: yesterday may have become batch meanwhile; reload it all. */
+    if (last && r.day > last.day) { load(state.symbol); return; }
     if (last && last.day === r.day) state.rows[state.rows.length - 1] = r;
     else state.rows.push(r);
     candles.update(bar(r));
