@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "store.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -36,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -477,7 +479,9 @@ static void on_lws_log(int level, const char *line)
 	kl_log(level & LLL_ERR ? KL_LOG_ERROR : KL_LOG_DEBUG, "http", "%.*s", (int)n, line);
 }
 
-/* "ADDR:PORT", the port after the last ':'; "[v6]" loses its brackets. */
+/* "ADDR:PORT", the port after the last ':'; "[v6]" loses its brackets;
+ * "localhost" is 127.0.0.1. Only IP addresses: lws reads anything else as
+ * an interface name. */
 static int parse_listen(struct kl_http *http, const char *s)
 {
 	const char *colon = strrchr(s, ':');
@@ -500,7 +504,45 @@ static int parse_listen(struct kl_http *http, const char *s)
 	memcpy(http->iface, s, alen);
 	http->iface[alen] = '\0';
 	http->port = (int)port;
+	if (!strcmp(http->iface, "localhost"))
+		snprintf(http->iface, sizeof(http->iface), "127.0.0.1");
 	return 0;
+}
+
+/*
+ * lws 4.1.6 returns a context even when its listener cannot bind, and
+ * leaves a poll on the dead socket that makes libuv abort later: so try
+ * the bind first (SO_REUSEADDR, as lws does). @return 0, -EINVAL for
+ * something that is not an IP address, or the bind's -errno.
+ */
+static int try_bind(const char *iface, int port)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *v4 = (struct sockaddr_in *)(void *)&ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)(void *)&ss;
+	socklen_t len;
+	int fd, one = 1, r = 0;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, iface, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons((uint16_t)port);
+		len = sizeof(*v4);
+	} else if (inet_pton(AF_INET6, iface, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons((uint16_t)port);
+		len = sizeof(*v6);
+	} else {
+		return -EINVAL;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+		r = -errno;
+	close(fd);
+	return r;
 }
 
 int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **ret, char *err,
@@ -522,6 +564,13 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 	if (parse_listen(http, conf->http_listen) < 0) {
 		snprintf(err, errlen, "[http] listen: cannot use '%s'", conf->http_listen);
 		r = -EINVAL;
+		goto out;
+	}
+	r = try_bind(http->iface, http->port);
+	if (r < 0) {
+		snprintf(err, errlen, "[http] listen: cannot listen on %s: %s", conf->http_listen,
+			 r == -EINVAL ? "not an IP address (e.g. 127.0.0.1, ::1, 0.0.0.0)"
+				      : strerror(-r));
 		goto out;
 	}
 	r = kl_store_open(conf->db_path, true, &http->st, err, errlen);

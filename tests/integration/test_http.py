@@ -365,3 +365,26 @@ def test_metrics_count_rest_statuses_and_retry_after(replay, klined):
     assert before - 4 <= ok <= after - 4, (ok, before, after)
     code, err = stop(proc)
     assert code == 0, err
+
+
+def test_port_taken_leaves_the_daemon_running(replay, klined, tmp_path):
+    """A second daemon on the same address says so and does its real work anyway."""
+    srv = replay(start="2023-03-05T06:00:30Z", speed=0)
+    port = free_port()
+    first = klined(srv.rest_url, "--kafka-brokers", "off", "--history-start", "2023-03-04",
+                   *http_args(port)).start()
+    wait_for(lambda: up(port), timeout=60, step=0.2)
+    k = klined(srv.rest_url, "--kafka-brokers", "off", "--history-start", "2023-03-04",
+               *http_args(port), db=tmp_path / "second.db")
+    proc = k.start()
+    wait_for(lambda: "backfill: done" in read_log(proc), timeout=60, step=0.2)
+    time.sleep(2.5)  # a follow round: the loop must not trip over a dead listener
+    assert proc.poll() is None
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in read_log(proc)
+    assert listening(proc.pid) == []
+    assert query(k.db, "SELECT count(*) FROM kline_1m")[0][0] == 2 * (1440 + 360)
+    code, err = stop(proc)
+    assert code == 0, err
+    assert up(port)
+    code, err = stop(first)
+    assert code == 0, err
