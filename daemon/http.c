@@ -276,6 +276,8 @@ static const struct {
      "text/javascript; charset=utf-8"},
 };
 
+/* Scripts only from here; styles may be inline because lightweight-charts
+ * applies one (the page test fails on any CSP violation in the console). */
 static const char csp[] = "content-security-policy: default-src 'none'; script-src 'self'; "
 			  "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
 			  "connect-src 'self'; frame-ancestors 'none'\r\n"
