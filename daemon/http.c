@@ -17,15 +17,15 @@
  *     are never read.
  *  4. kl_http_close() closes every connection and lws's handles on the
  *     loop; lws 4.1.6 on a foreign loop then leaves the server context
- *     allocated (no PROTOCOL_DESTROY, no vhost finalize: checked under
- *     valgrind) until lws_context_destroy() is called a second time,
- *     which kl_http_free() does once the loop has run dry. The struct
+ *     allocated (no PROTOCOL_DESTROY, no vhost finalize either: checked
+ *     under valgrind) until kl_lwsctx_finish() (lwsctx.h). The struct
  *     goes when both the tick timer's close and kl_http_free() are done.
  */
 #include "http.h"
 
 #include "httpq.h"
 #include "log.h"
+#include "lwsctx.h"
 #include "metrics.h"
 #include "store.h"
 
@@ -59,8 +59,8 @@ struct live {
 struct kl_http {
 	uv_loop_t *loop;
 	const struct kl_conf *conf;
-	struct lws_context *ctx;
-	struct kl_store *st; /* read-only */
+	struct lws_context *ctx, **slot; /* slot: see lwsctx.h */
+	struct kl_store *st;		 /* read-only */
 	uv_timer_t tick;
 	struct live *live; /* per configured symbol */
 	uint64_t commits_seen;
@@ -594,7 +594,11 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 	info.timeout_secs = 10;
 	info.keepalive_timeout = 5;
 	info.server_string = "klined";
+	http->slot = kl_lwsctx_slot();
+	info.pcontext = http->slot;
 	http->ctx = lws_create_context(&info);
+	if (http->slot)
+		*http->slot = http->ctx;
 	if (!http->ctx) {
 		snprintf(err, errlen, "[http] listen: cannot listen on %s", conf->http_listen);
 		r = -EIO;
@@ -609,6 +613,7 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 	return 0;
 out:
 	if (http) {
+		kl_lwsctx_destroy(http->slot); /* no context: frees the slot at the end */
 		kl_store_close(http->st);
 		free(http->live);
 		free(http);
@@ -628,7 +633,7 @@ void kl_http_close(struct kl_http *http)
 	http->closing = true;
 	http->refs = 2; /* the timer's close callback and kl_http_free() */
 	uv_close((uv_handle_t *)&http->tick, on_tick_closed);
-	lws_context_destroy(http->ctx);
+	kl_lwsctx_destroy(http->slot);
 }
 
 void kl_http_free(struct kl_http *http)
@@ -636,10 +641,5 @@ void kl_http_free(struct kl_http *http)
 	if (!http)
 		return;
 	kl_http_close(http);
-	/* With a foreign loop, lws 4.1.6 frees a server context only when
-	 * lws_context_destroy() is called again once its handles have closed:
-	 * the loop has run dry, so they have. */
-	lws_context_destroy(http->ctx);
-	http->ctx = NULL;
 	unref(http);
 }

@@ -33,7 +33,6 @@ void kl_http_close(struct kl_http *http);
 
 /**
  * Free the server (closing it first if needed). Call once the loop has
- * run dry after kl_http_close(), then run the loop once more before
- * uv_loop_close(). NULL is fine.
+ * run dry after kl_http_close(), after kl_lwsctx_finish(). NULL is fine.
  */
 void kl_http_free(struct kl_http *http);

@@ -23,6 +23,7 @@
 #include "day.h"
 #include "http.h"
 #include "log.h"
+#include "lwsctx.h"
 #include "metrics.h"
 #include "notify.h"
 #include "rest.h"
@@ -675,7 +676,8 @@ int kl_run(const struct kl_conf *conf, bool once)
 	if (start(run) < 0)
 		stop(run, 1);
 	uv_run(&run->loop, UV_RUN_DEFAULT);
-	kl_http_free(run->http); /* lws finishes its server context only now */
+	kl_lwsctx_finish(); /* lws 4.1.6 frees foreign-loop contexts only now */
+	kl_http_free(run->http);
 	uv_run(&run->loop, UV_RUN_DEFAULT);
 	r = uv_loop_close(&run->loop);
 	if (r < 0)
