@@ -16,6 +16,7 @@
 
 #include "kline.h"
 #include "log.h"
+#include "lwsctx.h"
 #include "metrics.h"
 
 #include <errno.h>
@@ -51,7 +52,7 @@ struct slot {
 
 struct kl_ws {
 	uv_loop_t *loop;
-	struct lws_context *ctx;
+	struct lws_context *ctx, **slot; /* slot: see lwsctx.h */
 	struct slot *slots;
 	size_t nslots;
 	char host[256], prefix[256];
@@ -457,16 +458,21 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols,
 	info.protocols = protocols;
 	info.foreign_loops = loops;
 	info.client_ssl_ca_filepath = conf->ca_file;
+	ws->slot = kl_lwsctx_slot();
+	info.pcontext = ws->slot;
 	ws->ctx = lws_create_context(&info);
+	if (ws->slot)
+		*ws->slot = ws->ctx;
 	if (!ws->ctx) {
 		snprintf(err, errlen, "cannot create the websocket context (libuv event lib)");
+		kl_lwsctx_destroy(ws->slot);
 		free(ws);
 		return -EIO;
 	}
 	if (make_slots(ws, symbols, n) < 0) {
 		/* No handle was initialised yet: plain frees. */
 		snprintf(err, errlen, "out of memory");
-		lws_context_destroy(ws->ctx);
+		kl_lwsctx_destroy(ws->slot);
 		for (size_t k = 0; k < ws->nslots; k++)
 			free(ws->slots[k].path);
 		free(ws->slots);
@@ -503,7 +509,7 @@ void kl_ws_free(struct kl_ws *ws)
 		return;
 	ws->closing = true;
 	/* lws closes its connections and its own handles on the loop. */
-	lws_context_destroy(ws->ctx);
+	kl_lwsctx_destroy(ws->slot);
 	ws->ctx = NULL;
 	if (!ws->nslots) {
 		free(ws->slots);
