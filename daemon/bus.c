@@ -11,6 +11,7 @@
 #include "bus.h"
 
 #include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -86,9 +87,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	(void)rk;
 	if (!m->err) {
 		bus->stats.delivered++;
+		kl_metrics_add(KL_M_KAFKA_DELIVERED, 1);
 		return;
 	}
 	bus->stats.failed++;
+	kl_metrics_add(KL_M_KAFKA_FAILED, 1);
 	/* One line per thousand: a broker gone for minutes fails every event. */
 	if (bus->undelivered++ % 1000 == 0)
 		kl_warn("kafka",
@@ -258,8 +261,13 @@ static void on_cons_wake(uv_poll_t *h, int status, int events)
 				continue;
 			if (m->partition >= 0 && m->partition < MAX_PARTITIONS)
 				bus->next[m->partition] = m->offset + 1;
-			out[k++] = (struct kl_bus_msg){m->key, m->payload,   m->key_len,
-						       m->len, m->partition, m->offset};
+			out[k++] = (struct kl_bus_msg){m->key,
+						       m->payload,
+						       m->key_len,
+						       m->len,
+						       m->partition,
+						       m->offset,
+						       rd_kafka_message_timestamp(m, NULL)};
 		}
 		bus->stats.consumed += k;
 		if (k && bus->cb)
@@ -514,6 +522,7 @@ int kl_bus_produce(struct kl_bus *bus, const char *key, size_t key_len, const ch
 				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 	if (err) {
 		bus->stats.dropped++;
+		kl_metrics_add(KL_M_KAFKA_DROPPED, 1);
 		if (bus->stats.dropped == 1 || bus->stats.dropped % 10000 == 0)
 			kl_warn("kafka",
 				"cannot queue an event: %s (%" PRIu64 " dropped so far; "
@@ -524,6 +533,7 @@ int kl_bus_produce(struct kl_bus *bus, const char *key, size_t key_len, const ch
 		return -ENOBUFS;
 	}
 	bus->stats.produced++;
+	kl_metrics_add(KL_M_KAFKA_PRODUCED, 1);
 	return 0;
 }
 

@@ -19,6 +19,7 @@ struct kl_bus_msg {
 	size_t key_len, len;
 	int32_t partition;
 	int64_t offset;
+	int64_t timestamp; /* Kafka's (the producer's wall clock, ms); -1 unknown */
 };
 
 /* A partition's next offset to read, as stored in SQLite. */

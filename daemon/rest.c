@@ -17,6 +17,7 @@
 #include "rest.h"
 
 #include "log.h"
+#include "metrics.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -324,6 +325,8 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 	}
 	curl_multi_remove_handle(rest->multi, q->easy);
 	curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
+	kl_metrics_rest(res == CURLE_OK ? status : 0);
+	kl_metrics_rest_weight(rest->used, rest->weight_limit);
 	if (res != CURLE_OK) {
 		if (q->too_large)
 			snprintf(why, sizeof(why), "response body over %u MiB refused",
@@ -357,6 +360,7 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 		if (until > rest->banned_until)
 			rest->banned_until = until;
 		rest->stats.throttled++;
+		kl_metrics_retry_after((double)ban / 1000.0);
 		kl_warn("rest", "GET %s: HTTP %ld, waiting %.1f s as Retry-After asks", q->path,
 			status, (double)ban / 1000.0);
 		enqueue(rest, q, true);

@@ -21,7 +21,10 @@
 #include "backfill.h"
 #include "bus.h"
 #include "day.h"
+#include "http.h"
 #include "log.h"
+#include "lwsctx.h"
+#include "metrics.h"
 #include "notify.h"
 #include "rest.h"
 #include "speed.h"
@@ -59,8 +62,9 @@ struct run {
 	struct kl_backfill *bf;
 	struct kl_bus *bus;
 	struct kl_speed *speed;
-	struct kl_ws *ws, *ws_closed;
+	struct kl_ws *ws;
 	struct kl_notify *notify;
+	struct kl_http *http;
 	uv_timer_t status_timer;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t follow;
@@ -82,9 +86,9 @@ static void stop(struct run *run, int code)
 	run->exit_code = code;
 	kl_notify_free(run->notify);
 	run->notify = NULL;
+	kl_http_close(run->http);
 	uv_close((uv_handle_t *)&run->status_timer, NULL);
 	kl_ws_free(run->ws);
-	run->ws_closed = run->ws;
 	run->ws = NULL;
 	kl_speed_free(run->speed);
 	run->speed = NULL;
@@ -107,6 +111,7 @@ static void on_status(uv_timer_t *t)
 	double rate, eta;
 
 	kl_backfill_progress(run->bf, &done, &total, &rate, &eta);
+	kl_metrics_backfill(done, total, rate, eta, run->filling && total > 1440);
 	if (run->filling && total > 1440) {
 		struct kl_rest_stats rs;
 		kl_rest_stats(run->rest, &rs);
@@ -123,6 +128,7 @@ static void on_status(uv_timer_t *t)
 		kl_speed_stats(run->speed, &ss);
 		kl_bus_stats(run->bus, &bs);
 		kl_ws_stats(run->ws, &ws);
+		kl_metrics_consumer_lag(bs.lag);
 		if (ss.last_symbol)
 			kl_notify_status(run->notify,
 					 "streaming %zu symbols on %zu connections, %s %.2f, "
@@ -676,6 +682,11 @@ int kl_run(const struct kl_conf *conf, bool once)
 		uv_loop_close(&run->loop);
 		goto out;
 	}
+	if (kl_metrics_init(conf->symbols, conf->nsymbols) < 0)
+		kl_warn("run", "out of memory: no metrics");
+	if (strcmp(conf->http_listen, "off") != 0 &&
+	    kl_http_open(&run->loop, conf, &run->http, err, sizeof(err)) < 0)
+		kl_warn("http", "%s: no page, API or metrics this run", err);
 	if (kl_notify_new(&run->loop, &run->notify) < 0)
 		kl_warn("run", "out of memory: no systemd notifications");
 	kl_notify_ready(run->notify, "store open; asking the exchange for its clock");
@@ -691,7 +702,8 @@ int kl_run(const struct kl_conf *conf, bool once)
 	if (start(run) < 0)
 		stop(run, 1);
 	uv_run(&run->loop, UV_RUN_DEFAULT);
-	kl_ws_finalize(run->ws_closed);
+	kl_lwsctx_finish(); /* lws 4.1.6 frees foreign-loop contexts only now */
+	kl_http_free(run->http);
 	uv_run(&run->loop, UV_RUN_DEFAULT);
 	r = uv_loop_close(&run->loop);
 	if (r < 0)
@@ -699,6 +711,7 @@ int kl_run(const struct kl_conf *conf, bool once)
 	code = run->exit_code;
 out:
 	run->st = kl_store_close(run->st);
+	kl_metrics_free();
 	free(run->syms);
 	free(run);
 	return code;

@@ -15,6 +15,7 @@
 
 #include "day.h"
 #include "log.h"
+#include "metrics.h"
 #include "window.h"
 
 #include <errno.h>
@@ -276,9 +277,11 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 	}
 	kl_watermark_observe(&sp->wm, ev.event_time);
 	sp->stats.last_event_time = sp->wm.max_event;
+	kl_metrics_event(s->symbol, ev.event_time, m->timestamp);
 	if (kl_watermark_late(&sp->wm, &ev.k) ||
 	    !(w = window_for(sp, s, kl_day_floor(ev.k.open_time)))) {
 		sp->stats.late++;
+		kl_metrics_add(KL_M_LATE, 1);
 		return;
 	}
 	sp->stats.last_symbol = s->symbol;
@@ -386,6 +389,9 @@ static void commit(struct kl_speed *sp)
 	sp->retry_ms = RETRY_FIRST_MS;
 	sp->stats.commits++;
 	double ms = (double)(uv_hrtime() - t0) / 1e6;
+	kl_metrics_commit(ms / 1000.0);
+	for (size_t i = 0; i < sp->noffs; i++)
+		kl_metrics_consumer_position(sp->offs[i].partition, sp->offs[i].offset);
 	if (ms > sp->stats.commit_ms_max)
 		sp->stats.commit_ms_max = ms;
 	/* Kafka's copy of the offsets is only for lag tools: once a second is plenty,

@@ -10,6 +10,7 @@
 #include "store.h"
 
 #include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -45,6 +46,7 @@ enum stmt {
 	S_OFFSET_PUT,
 	S_SPEED_DAY,
 	S_UNCERTIFIED,
+	S_DAILY,
 	S_COUNT
 };
 
@@ -92,6 +94,9 @@ static const char *const sql[S_COUNT] = {
 		    "trades = excluded.trades WHERE day.source = 2",
     [S_UNCERTIFIED] = "SELECT DISTINCT sid, open_time - open_time % 86400000 FROM kline "
 		      "WHERE source = 2 AND open_time < ?1",
+    [S_DAILY] = "SELECT * FROM (SELECT day, open, high, low, close, volume, quote_volume, "
+		"trades, source, ma7, ma30 FROM daily WHERE symbol = ?1 "
+		"ORDER BY day DESC LIMIT ?2) ORDER BY day",
 };
 
 struct dirty {
@@ -421,6 +426,8 @@ int kl_store_put_kline(struct kl_store *st, int64_t sid, const struct kl_kline *
 	for (int i = 0; i < 13; i++)
 		sqlite3_bind_int64(s, i + 1, v[i]);
 	int r = step_done(st, S_KLINE_PUT);
+	kl_metrics_add(KL_M_KLINES_REST + (src - KL_SRC_REST),
+		       r < 0 ? 0 : (uint64_t)sqlite3_changes(st->db));
 	return r < 0 ? r : mark_dirty(st, sid, k->open_time);
 }
 
@@ -830,4 +837,51 @@ int kl_store_uncertified(struct kl_store *st, int64_t before_ms, int64_t **pairs
 	}
 	*pairs = v;
 	return (int)(n / 2);
+}
+
+/* A REAL column as a JSON number, NULL as null. */
+static json_t *real_json(sqlite3_stmt *q, int col)
+{
+	return sqlite3_column_type(q, col) == SQLITE_NULL
+		   ? json_null()
+		   : json_real(sqlite3_column_double(q, col));
+}
+
+int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, json_t **ret)
+{
+	static const char *const cols[] = {"open",  "high",   "low",
+					   "close", "volume", "quote_volume"};
+	sqlite3_stmt *q = st->stmt[S_DAILY];
+	json_t *rows = json_array();
+	int rc, r = 0;
+
+	if (!rows)
+		return -ENOMEM;
+	sqlite3_bind_text(q, 1, symbol, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, days);
+	while (r == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		json_t *row = json_object();
+		if (!row || json_array_append_new(rows, row) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		json_object_set_new(row, "day",
+				    json_string((const char *)sqlite3_column_text(q, 0)));
+		for (int c = 0; c < 6; c++)
+			json_object_set_new(row, cols[c], real_json(q, c + 1));
+		json_object_set_new(row, "trades", json_integer(sqlite3_column_int64(q, 7)));
+		json_object_set_new(row, "source",
+				    json_string((const char *)sqlite3_column_text(q, 8)));
+		json_object_set_new(row, "ma7", real_json(q, 9));
+		json_object_set_new(row, "ma30", real_json(q, 10));
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = err_of(rc);
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	if (r < 0)
+		json_decref(rows);
+	else
+		*ret = rows;
+	return r;
 }

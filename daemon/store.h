@@ -118,3 +118,10 @@ int kl_store_uncertified(struct kl_store *st, int64_t before_ms, int64_t **pairs
 
 /** Build the status report (what `klined status --json` prints). @return 0 or -EIO. */
 int kl_store_status(struct kl_store *st, json_t **ret);
+
+/**
+ * The newest @p days rows of `daily` for @p symbol (bound as parameters),
+ * oldest first, as a JSON array of objects. @return 0 with *ret (caller
+ * owns), -ENOMEM or -EIO.
+ */
+int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, json_t **ret);

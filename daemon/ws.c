@@ -16,6 +16,8 @@
 
 #include "kline.h"
 #include "log.h"
+#include "lwsctx.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
@@ -50,7 +52,7 @@ struct slot {
 
 struct kl_ws {
 	uv_loop_t *loop;
-	struct lws_context *ctx;
+	struct lws_context *ctx, **slot; /* slot: see lwsctx.h */
 	struct slot *slots;
 	size_t nslots;
 	char host[256], prefix[256];
@@ -83,6 +85,7 @@ static void schedule_reconnect(struct slot *s)
 	delay = (uint64_t)((double)delay * (0.5 + (double)random() / ((double)RAND_MAX + 1.0)));
 	s->attempts++;
 	s->ws->stats.reconnects++;
+	kl_metrics_add(KL_M_WS_RECONNECTS, 1);
 	kl_warn("ws", "reconnecting in %.1f s (attempt %u)", (double)delay / 1000.0, s->attempts);
 	uv_timer_start(&s->reconnect, on_reconnect, delay, 0);
 }
@@ -140,6 +143,7 @@ static void rotate(struct slot *s, const char *why)
 		return;
 	kl_info("ws", "rotating the connection (%s), make before break", why);
 	s->ws->stats.rotations++;
+	kl_metrics_add(KL_M_WS_ROTATIONS, 1);
 	connect_slot(s);
 }
 
@@ -215,6 +219,7 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		if (c && c->slot) {
 			c->slot->ws->stats.connects++;
+			kl_metrics_add(KL_M_WS_CONNECTS, 1);
 			kl_info("ws", "connected to %s", c->slot->path);
 		}
 		break;
@@ -453,16 +458,21 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols,
 	info.protocols = protocols;
 	info.foreign_loops = loops;
 	info.client_ssl_ca_filepath = conf->ca_file;
+	ws->slot = kl_lwsctx_slot();
+	info.pcontext = ws->slot;
 	ws->ctx = lws_create_context(&info);
+	if (ws->slot)
+		*ws->slot = ws->ctx;
 	if (!ws->ctx) {
 		snprintf(err, errlen, "cannot create the websocket context (libuv event lib)");
+		kl_lwsctx_destroy(ws->slot);
 		free(ws);
 		return -EIO;
 	}
 	if (make_slots(ws, symbols, n) < 0) {
 		/* No handle was initialised yet: plain frees. */
 		snprintf(err, errlen, "out of memory");
-		lws_context_destroy(ws->ctx);
+		kl_lwsctx_destroy(ws->slot);
 		for (size_t k = 0; k < ws->nslots; k++)
 			free(ws->slots[k].path);
 		free(ws->slots);
@@ -485,7 +495,12 @@ static void on_timer_closed(uv_handle_t *h)
 	struct slot *s = h->data;
 	struct kl_ws *ws = s->ws;
 
-	--ws->nclosing; /* kl_ws_finalize frees, once the loop has stopped */
+	if (--ws->nclosing == 0) {
+		for (size_t k = 0; k < ws->nslots; k++)
+			free(ws->slots[k].path);
+		free(ws->slots);
+		free(ws);
+	}
 }
 
 void kl_ws_free(struct kl_ws *ws)
@@ -493,23 +508,17 @@ void kl_ws_free(struct kl_ws *ws)
 	if (!ws || ws->closing)
 		return;
 	ws->closing = true;
-	/* lws closes its connections and its own handles on the loop; on a
-	 * foreign loop the context itself goes in kl_ws_finalize. */
-	lws_context_destroy(ws->ctx);
+	/* lws closes its connections and its own handles on the loop. */
+	kl_lwsctx_destroy(ws->slot);
+	ws->ctx = NULL;
+	if (!ws->nslots) {
+		free(ws->slots);
+		free(ws);
+		return;
+	}
 	ws->nclosing = (int)(2 * ws->nslots);
 	for (size_t k = 0; k < ws->nslots; k++) {
 		uv_close((uv_handle_t *)&ws->slots[k].reconnect, on_timer_closed);
 		uv_close((uv_handle_t *)&ws->slots[k].silence, on_timer_closed);
 	}
-}
-
-void kl_ws_finalize(struct kl_ws *ws)
-{
-	if (!ws)
-		return;
-	lws_context_destroy(ws->ctx);
-	for (size_t k = 0; k < ws->nslots; k++)
-		free(ws->slots[k].path);
-	free(ws->slots);
-	free(ws);
 }

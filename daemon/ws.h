@@ -40,10 +40,3 @@ void kl_ws_stats(const struct kl_ws *ws, struct kl_ws_stats *ret);
 
 /** Close every connection and free once lws has let go (the loop must run on). NULL is fine. */
 void kl_ws_free(struct kl_ws *ws);
-
-/**
- * Free what kl_ws_free left: call once the loop has run out (lws on a
- * foreign loop finishes destroying its context only after its handles have
- * closed). NULL is fine.
- */
-void kl_ws_finalize(struct kl_ws *ws);

@@ -8,6 +8,7 @@
 
 #include "day.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -29,6 +30,10 @@ struct key {
 };
 
 #define FIELD(f) offsetof(struct kl_conf, f)
+
+#ifndef KL_WEB_DIR
+#define KL_WEB_DIR "/usr/local/share/klined/web" /* meson passes the installed data dir */
+#endif
 
 static int set_str(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
 static int set_path(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
@@ -99,6 +104,11 @@ static const struct key keys[] = {
     {{"http", "listen", "http-listen", "127.0.0.1:8642", "ADDR:PORT of the page, or off"},
      set_listen,
      FIELD(http_listen),
+     0,
+     0},
+    {{"http", "assets", "http-assets", KL_WEB_DIR, "directory of the page's files"},
+     set_path,
+     FIELD(http_assets),
      0,
      0},
     {{"rest", "concurrency", "rest-concurrency", "8", "REST requests in flight"},
@@ -411,6 +421,24 @@ static int set_level(struct kl_conf *c, const struct key *k, const char *v, char
 	return 0;
 }
 
+/* An IPv4 or IPv6 address ("[...]" for IPv6) or "localhost": what a listener binds. */
+static bool listen_addr(const char *a, size_t len)
+{
+	char buf[64];
+	unsigned char addr[16];
+
+	if (len >= 2 && a[0] == '[' && a[len - 1] == ']') {
+		a++;
+		len -= 2;
+	}
+	if (len == 0 || len >= sizeof(buf))
+		return false;
+	memcpy(buf, a, len);
+	buf[len] = '\0';
+	return !strcmp(buf, "localhost") || inet_pton(AF_INET, buf, addr) == 1 ||
+	       inet_pton(AF_INET6, buf, addr) == 1;
+}
+
 static int set_listen(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
 {
 	const char *colon = strrchr(v, ':');
@@ -422,6 +450,9 @@ static int set_listen(struct kl_conf *c, const struct key *k, const char *v, cha
 	if (!colon || colon == v || parse_uint(colon + 1, 65535, &port, &end) < 0 || *end ||
 	    port == 0)
 		return fail(err, n, "'%s' is not ADDR:PORT (e.g. 127.0.0.1:8642) or off", v);
+	if (!listen_addr(v, (size_t)(colon - v)))
+		return fail(err, n, "'%.*s' is not an IP address or localhost", (int)(colon - v),
+			    v);
 	return replace_str(str_field(c, k), v, err, n);
 }
 

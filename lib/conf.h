@@ -34,6 +34,7 @@ struct kl_conf {
 	int64_t watermark_ms;
 	enum kl_log_level log_level;
 	char *http_listen; /* "off" or "ADDR:PORT" */
+	char *http_assets; /* the page's files (installed data dir by default) */
 	int64_t rest_concurrency;
 	int64_t rest_timeout_ms;
 	int64_t rest_weight_limit; /* 0: the exchange's published limit */

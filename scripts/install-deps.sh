@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything klined needs to build, run its replay exchange and
-# run its tests: Debian packages (as root, or through sudo) and the Python
-# packages of the test suite. Safe to run again.
+# run its tests: Debian packages (as root, or through sudo), the Python
+# packages of the test suite and the page test's playwright-core (npm,
+# tests/web/package-lock.json). Safe to run again. The page's chart library
+# is not installed here: the build fetches it (web/meson.build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,7 @@ APT_PACKAGES=(
     libwebsockets-dev libwebsockets-evlib-uv librdkafka-dev libsystemd-dev
     sqlite3 python3 python3-pip kcat openjdk-17-jre-headless maven scdoc
     libclang-rt-14-dev cppcheck clang-tidy valgrind openssl
+    nodejs npm chromium prometheus
 )
 
 SUDO=
@@ -31,6 +34,11 @@ if ! $PY -c 'import aiohttp, pytest, pytest_timeout, confluent_kafka' 2>/dev/nul
     echo "install-deps: pip install -r tests/requirements.txt"
     $PY -m pip install -q -r tests/requirements.txt 2>/dev/null ||
         $PY -m pip install -q --break-system-packages -r tests/requirements.txt
+fi
+# playwright-core drives Debian's chromium (no browser download) in the page test.
+if [ ! -d tests/web/node_modules/playwright-core ]; then
+    echo "install-deps: npm ci --prefix tests/web"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/web --no-audit --no-fund >/dev/null
 fi
 # Apache Kafka (KRaft) for the tests and the demo, from Maven Central, cached.
 $PY tests/kafka/kafka.py fetch

@@ -323,6 +323,11 @@ static const struct bad bad_values[] = {
     {"http", "listen", "localhost:0"},
     {"http", "listen", "localhost:65536"},
     {"http", "listen", "localhost:86x"},
+    {"http", "listen", "example.com:8642"},
+    {"http", "listen", "eth0:8642"},
+    {"http", "listen", "[127.0.0.1]x:8642"},
+    {"http", "listen", "[]:8642"},
+    {"http", "listen", "256.0.0.1:8642"},
     {"rest", "concurrency", ""},
     {"rest", "concurrency", "0"},
     {"rest", "concurrency", "65"},
@@ -599,8 +604,8 @@ static void history(void **state)
 
 static void listen_and_level(void **state)
 {
-	static const char *const listen[] = {"off", "0.0.0.0:80", "[::1]:8642", "localhost:65535",
-					     "127.0.0.1:1"};
+	static const char *const listen[] = {
+	    "off", "0.0.0.0:80", "[::1]:8642", "localhost:65535", "127.0.0.1:1", "[::]:8642"};
 	static const struct {
 		const char *v;
 		enum kl_log_level l;

@@ -1,0 +1,345 @@
+/*
+ * One registry for the whole daemon (it runs one loop on one thread, so
+ * plain integers suffice). Metric names follow Prometheus conventions:
+ * klined_ prefix, _total for counters, base units (seconds). Histograms
+ * have fixed buckets chosen for what they measure: a window commit is
+ * sub-millisecond to tens of ms; event-to-commit adds Kafka's linger and
+ * the commit batching, a few ms to seconds when something stalls.
+ */
+#include "metrics.h"
+
+#include "prom.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_PARTS   64
+#define PENDING_MAX 4096 /* events awaiting their commit; beyond, not timed */
+
+static const double commit_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+				       0.025,  0.05,	0.1,	0.25,  0.5,    1,     2.5};
+static const double e2c_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+				    0.25,  0.5,	   1,	  2.5,	5,     10,   30};
+
+struct msym {
+	const char *symbol;
+	int64_t event_time;
+};
+
+struct registry {
+	bool on;
+	uint64_t c[KL_M_COUNT];
+	uint64_t rest_status[600]; /* index: HTTP status; 0 transport error */
+	int64_t weight_used, weight_limit;
+	double retry_after_seconds;
+	int64_t lag;
+	struct {
+		int32_t part;
+		int64_t next;
+	} pos[MAX_PARTS];
+	size_t npos;
+	struct msym *syms;
+	size_t nsyms;
+	int64_t pending[PENDING_MAX];
+	size_t npending;
+	uint64_t commits;
+	struct kl_histo commit_h, e2c_h;
+	int64_t bf_done, bf_total;
+	double bf_rate, bf_eta;
+	int bf_running;
+	int64_t started_ms;
+};
+
+static struct registry reg;
+
+static int cmp_sym(const void *a, const void *b)
+{
+	return strcmp(((const struct msym *)a)->symbol, ((const struct msym *)b)->symbol);
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int kl_metrics_init(char *const *symbols, size_t n)
+{
+	kl_metrics_free();
+	reg.syms = calloc(n ? n : 1, sizeof(*reg.syms));
+	if (!reg.syms)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		reg.syms[i] = (struct msym){symbols[i], -1};
+	qsort(reg.syms, n, sizeof(*reg.syms), cmp_sym);
+	reg.nsyms = n;
+	reg.lag = -1;
+	kl_histo_init(&reg.commit_h, commit_bounds, sizeof(commit_bounds) / sizeof(double));
+	kl_histo_init(&reg.e2c_h, e2c_bounds, sizeof(e2c_bounds) / sizeof(double));
+	reg.started_ms = wall_ms();
+	reg.on = true;
+	return 0;
+}
+
+void kl_metrics_free(void)
+{
+	free(reg.syms);
+	memset(&reg, 0, sizeof(reg));
+}
+
+void kl_metrics_add(enum kl_metric m, uint64_t n)
+{
+	if (reg.on && m < KL_M_COUNT)
+		reg.c[m] += n;
+}
+
+void kl_metrics_rest(long status)
+{
+	if (reg.on)
+		reg.rest_status[status >= 0 && status < 600 ? status : 0]++;
+}
+
+void kl_metrics_rest_weight(int64_t used, int64_t limit)
+{
+	reg.weight_used = used;
+	reg.weight_limit = limit;
+}
+
+void kl_metrics_retry_after(double seconds)
+{
+	if (!reg.on)
+		return;
+	reg.c[KL_M_RETRY_AFTER]++;
+	reg.retry_after_seconds += seconds;
+}
+
+void kl_metrics_consumer_lag(int64_t lag)
+{
+	reg.lag = lag;
+}
+
+void kl_metrics_consumer_position(int32_t partition, int64_t next)
+{
+	if (!reg.on)
+		return;
+	for (size_t i = 0; i < reg.npos; i++) {
+		if (reg.pos[i].part == partition) {
+			reg.pos[i].next = next;
+			return;
+		}
+	}
+	if (reg.npos < MAX_PARTS) {
+		reg.pos[reg.npos].part = partition;
+		reg.pos[reg.npos++].next = next;
+	}
+}
+
+/* Per event: a binary search over the symbols, sorted at init. */
+static struct msym *find(const char *symbol)
+{
+	struct msym key = {symbol, 0};
+
+	if (!symbol || !reg.nsyms)
+		return NULL;
+	return bsearch(&key, reg.syms, reg.nsyms, sizeof(*reg.syms), cmp_sym);
+}
+
+void kl_metrics_event(const char *symbol, int64_t event_time, int64_t produced_ms)
+{
+	struct msym *s = find(symbol);
+
+	if (!reg.on)
+		return;
+	reg.c[KL_M_EVENTS]++;
+	if (s && event_time > s->event_time)
+		s->event_time = event_time;
+	if (produced_ms > 0 && reg.npending < PENDING_MAX)
+		reg.pending[reg.npending++] = produced_ms;
+}
+
+void kl_metrics_commit(double seconds)
+{
+	int64_t now = wall_ms();
+
+	if (!reg.on)
+		return;
+	reg.commits++;
+	kl_histo_observe(&reg.commit_h, seconds);
+	for (size_t i = 0; i < reg.npending; i++) {
+		int64_t d = now - reg.pending[i];
+		kl_histo_observe(&reg.e2c_h, d < 0 ? 0 : (double)d / 1000.0);
+	}
+	reg.npending = 0;
+}
+
+void kl_metrics_backfill(int64_t done, int64_t total, double rate, double eta, int running)
+{
+	reg.bf_done = done;
+	reg.bf_total = total;
+	reg.bf_rate = rate;
+	reg.bf_eta = eta;
+	reg.bf_running = running;
+}
+
+uint64_t kl_metrics_commits(void)
+{
+	return reg.commits;
+}
+
+int64_t kl_metrics_event_time(const char *symbol)
+{
+	struct msym *s = find(symbol);
+
+	return s ? s->event_time : -1;
+}
+
+void kl_metrics_backfill_get(int64_t *done, int64_t *total, double *rate, double *eta, int *running)
+{
+	*done = reg.bf_done;
+	*total = reg.bf_total;
+	*rate = reg.bf_rate;
+	*eta = reg.bf_eta;
+	*running = reg.bf_running;
+}
+
+/* A family of one unlabelled sample. */
+static void one(struct kl_prom *p, const char *name, const char *type, const char *help, double v)
+{
+	kl_prom_family(p, name, type, help);
+	kl_prom_sample(p, name, NULL, 0, v);
+}
+
+static void one_u64(struct kl_prom *p, const char *name, const char *help, uint64_t v)
+{
+	kl_prom_family(p, name, "counter", help);
+	kl_prom_sample_u64(p, name, NULL, 0, v);
+}
+
+static void write_rest(struct kl_prom *p)
+{
+	char code[8];
+	const char *lab[2] = {"status", code};
+
+	kl_prom_family(p, "klined_rest_requests_total", "counter",
+		       "REST answers by HTTP status (0: transport error or timeout)");
+	for (int i = 0; i < 600; i++) {
+		if (!reg.rest_status[i] && i != 200)
+			continue;
+		snprintf(code, sizeof(code), "%d", i);
+		kl_prom_sample_u64(p, "klined_rest_requests_total", lab, 1, reg.rest_status[i]);
+	}
+	one(p, "klined_rest_used_weight", "gauge",
+	    "request weight used in the current minute (X-MBX-USED-WEIGHT-1M)",
+	    (double)reg.weight_used);
+	one(p, "klined_rest_weight_limit", "gauge", "request weight allowed per minute",
+	    (double)reg.weight_limit);
+	one_u64(p, "klined_rest_retry_after_waits_total",
+		"429/418 answers whose Retry-After stopped every request", reg.c[KL_M_RETRY_AFTER]);
+	one(p, "klined_rest_retry_after_seconds_total", "counter",
+	    "seconds of Retry-After waits begun", reg.retry_after_seconds);
+}
+
+static void write_stream(struct kl_prom *p)
+{
+	char part[16];
+	const char *lab[2] = {"partition", part};
+
+	one_u64(p, "klined_ws_connects_total", "websocket connections established",
+		reg.c[KL_M_WS_CONNECTS]);
+	one_u64(p, "klined_ws_reconnects_total", "websocket reconnections scheduled",
+		reg.c[KL_M_WS_RECONNECTS]);
+	one_u64(p, "klined_ws_rotations_total", "make-before-break websocket rotations",
+		reg.c[KL_M_WS_ROTATIONS]);
+	one_u64(p, "klined_kafka_produced_total", "events queued to Kafka",
+		reg.c[KL_M_KAFKA_PRODUCED]);
+	one_u64(p, "klined_kafka_delivered_total", "events the broker acknowledged",
+		reg.c[KL_M_KAFKA_DELIVERED]);
+	one_u64(p, "klined_kafka_failed_total", "events Kafka failed to deliver",
+		reg.c[KL_M_KAFKA_FAILED]);
+	one_u64(p, "klined_kafka_dropped_total", "events dropped on a full producer queue",
+		reg.c[KL_M_KAFKA_DROPPED]);
+	one_u64(p, "klined_events_consumed_total", "events the speed layer consumed",
+		reg.c[KL_M_EVENTS]);
+	one_u64(p, "klined_late_events_total", "events dropped behind the watermark",
+		reg.c[KL_M_LATE]);
+	kl_prom_family(p, "klined_consumer_position", "gauge",
+		       "next offset to read per partition, as committed to SQLite");
+	for (size_t i = 0; i < reg.npos; i++) {
+		snprintf(part, sizeof(part), "%d", (int)reg.pos[i].part);
+		kl_prom_sample(p, "klined_consumer_position", lab, 1, (double)reg.pos[i].next);
+	}
+	one(p, "klined_consumer_lag", "gauge",
+	    "messages between the consumer and the partitions' ends (-1 unknown)", (double)reg.lag);
+	one_u64(p, "klined_window_commits_total", "speed-layer transactions committed",
+		reg.commits);
+	kl_prom_family(p, "klined_window_commit_seconds", "histogram",
+		       "duration of one speed-layer transaction");
+	kl_prom_histo(p, "klined_window_commit_seconds", NULL, 0, &reg.commit_h);
+	kl_prom_family(p, "klined_event_to_commit_seconds", "histogram",
+		       "from an event's arrival (its Kafka timestamp) to its commit in SQLite");
+	kl_prom_histo(p, "klined_event_to_commit_seconds", NULL, 0, &reg.e2c_h);
+}
+
+static void write_symbols(struct kl_prom *p, int64_t now)
+{
+	const char *lab[2] = {"symbol", NULL};
+
+	kl_prom_family(p, "klined_newest_event_timestamp_seconds", "gauge",
+		       "exchange event time of the newest event per symbol");
+	for (size_t i = 0; i < reg.nsyms; i++) {
+		if (reg.syms[i].event_time < 0)
+			continue;
+		lab[1] = reg.syms[i].symbol;
+		kl_prom_sample(p, "klined_newest_event_timestamp_seconds", lab, 1,
+			       (double)reg.syms[i].event_time / 1000.0);
+	}
+	kl_prom_family(p, "klined_newest_event_age_seconds", "gauge",
+		       "wall clock minus the newest event time per symbol");
+	for (size_t i = 0; i < reg.nsyms; i++) {
+		if (reg.syms[i].event_time < 0)
+			continue;
+		lab[1] = reg.syms[i].symbol;
+		kl_prom_sample(p, "klined_newest_event_age_seconds", lab, 1,
+			       (double)(now - reg.syms[i].event_time) / 1000.0);
+	}
+}
+
+int kl_metrics_text(char **ret, size_t *len)
+{
+	struct kl_prom p = {0};
+	const char *src[2] = {"source", NULL};
+	static const char *const names[] = {"rest", "ws", "import"};
+	int64_t now = wall_ms();
+	char *s;
+
+	kl_prom_family(&p, "klined_klines_stored_total", "counter",
+		       "minute klines written to the store by source, this run");
+	for (int i = 0; i < 3; i++) {
+		src[1] = names[i];
+		kl_prom_sample_u64(&p, "klined_klines_stored_total", src, 1,
+				   reg.c[KL_M_KLINES_REST + i]);
+	}
+	write_rest(&p);
+	write_stream(&p);
+	write_symbols(&p, now);
+	one(&p, "klined_backfill_running", "gauge", "1 while a backfill runs", reg.bf_running);
+	one(&p, "klined_backfill_done_klines", "gauge",
+	    "minute klines fetched in the current backfill", (double)reg.bf_done);
+	one(&p, "klined_backfill_queued_klines", "gauge",
+	    "minute klines queued in the current backfill", (double)reg.bf_total);
+	one(&p, "klined_backfill_rows_per_second", "gauge", "backfill rate", reg.bf_rate);
+	one(&p, "klined_backfill_eta_seconds", "gauge", "backfill time left", reg.bf_eta);
+	one(&p, "klined_start_time_seconds", "gauge", "wall time the daemon started",
+	    (double)reg.started_ms / 1000.0);
+	s = kl_prom_take(&p, len);
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
+}

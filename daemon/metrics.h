@@ -1,0 +1,82 @@
+/*
+ * The daemon's metrics: counters, gauges and histograms in one process-wide
+ * registry, written as Prometheus text by /metrics. Modules record with
+ * one-line calls where things happen; every call is a few arithmetic
+ * operations on the loop's thread, safe before kl_metrics_init() and
+ * after kl_metrics_free() (they are then no-ops), so nothing depends on
+ * whether the HTTP endpoint is on.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum kl_metric {
+	KL_M_KLINES_REST,   /* klines written by source: REST ... */
+	KL_M_KLINES_WS,	    /* ... the stream (closed minutes) ... */
+	KL_M_KLINES_IMPORT, /* ... and dumps */
+	KL_M_RETRY_AFTER,   /* 429/418 answers honoured */
+	KL_M_WS_CONNECTS,
+	KL_M_WS_RECONNECTS,
+	KL_M_WS_ROTATIONS,
+	KL_M_KAFKA_PRODUCED,
+	KL_M_KAFKA_DELIVERED,
+	KL_M_KAFKA_FAILED,
+	KL_M_KAFKA_DROPPED, /* the local queue was full */
+	KL_M_EVENTS,	    /* consumed by the speed layer */
+	KL_M_LATE,	    /* dropped: behind the watermark */
+	KL_M_COUNT
+};
+
+/** Register the symbols (borrowed; must outlive the registry). @return 0 or -ENOMEM. */
+int kl_metrics_init(char *const *symbols, size_t n);
+
+/** Drop the registry (NULL-safe in spirit: calling it twice is fine). */
+void kl_metrics_free(void);
+
+/** Add @p n to a counter. */
+void kl_metrics_add(enum kl_metric m, uint64_t n);
+
+/** A REST answer: @p status is the HTTP status, 0 for a transport error. */
+void kl_metrics_rest(long status);
+
+/** The request weight used in the current minute, as the exchange reports it. */
+void kl_metrics_rest_weight(int64_t used, int64_t limit);
+
+/** A Retry-After wait of @p seconds began. */
+void kl_metrics_retry_after(double seconds);
+
+/** The consumer's lag (messages behind the partitions' ends; < 0 unknown). */
+void kl_metrics_consumer_lag(int64_t lag);
+
+/** The consumer's stored position: the next offset of @p partition. */
+void kl_metrics_consumer_position(int32_t partition, int64_t next);
+
+/**
+ * An event of @p symbol applied: its exchange event time, and the wall
+ * time (ms) it was produced into Kafka, i.e. received (0 unknown). The
+ * latter waits for the next kl_metrics_commit().
+ */
+void kl_metrics_event(const char *symbol, int64_t event_time, int64_t produced_ms);
+
+/** The speed layer committed a window transaction taking @p seconds. */
+void kl_metrics_commit(double seconds);
+
+/** Backfill progress: minutes done of total, rows/s, seconds left; @p running 0/1. */
+void kl_metrics_backfill(int64_t done, int64_t total, double rate, double eta, int running);
+
+/** @return the number of speed commits so far (the page's hint that today moved). */
+uint64_t kl_metrics_commits(void);
+
+/** @return the newest event time of @p symbol, or -1. */
+int64_t kl_metrics_event_time(const char *symbol);
+
+/** Backfill progress as last recorded. */
+void kl_metrics_backfill_get(int64_t *done, int64_t *total, double *rate, double *eta,
+			     int *running);
+
+/**
+ * The exposition text. @return 0 with *ret (caller frees) and *len, or
+ * -ENOMEM.
+ */
+int kl_metrics_text(char **ret, size_t *len);

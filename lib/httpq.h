@@ -1,0 +1,36 @@
+/*
+ * Inputs of the read-only HTTP API, validated before anything else sees
+ * them: query strings ("symbol=BTCUSDT&days=30") and websocket
+ * subscriptions. Only names from the configured set and bounded numbers
+ * come out; the caller binds them as SQL parameters, never as text.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KL_HTTPQ_DAYS_DEFAULT 365
+#define KL_HTTPQ_DAYS_MAX     3660 /* ten years of days: more is never one chart */
+#define KL_HTTPQ_QUERY_MAX    512  /* longer query strings are refused outright */
+
+struct kl_httpq_daily {
+	size_t symbol; /* index into the configured symbols */
+	int64_t days;  /* 1 .. KL_HTTPQ_DAYS_MAX */
+};
+
+/**
+ * Find @p name (@p len bytes, not NUL-terminated; ASCII case ignored)
+ * among @p symbols (@p n of them, borrowed).
+ * @return its index, or -ENOENT.
+ */
+int kl_httpq_symbol(const char *name, size_t len, char *const *symbols, size_t n);
+
+/**
+ * Parse the query string of /api/daily: `symbol` (required, one of
+ * @p symbols) and `days` (optional, decimal, 1..KL_HTTPQ_DAYS_MAX).
+ * Unknown, repeated or empty parameters are refused. @p query may be
+ * NULL (no query at all).
+ * @return 0 with *ret; -EINVAL with a message for the client in @p err.
+ */
+int kl_httpq_daily(const char *query, char *const *symbols, size_t n, struct kl_httpq_daily *ret,
+		   char *err, size_t errlen);
