@@ -21,6 +21,8 @@ SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
+    # A nodejs from elsewhere (NodeSource) ships npm itself and conflicts with Debian's.
+    [ "$p" = npm ] && command -v npm >/dev/null && continue
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
