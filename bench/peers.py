@@ -350,16 +350,19 @@ def same_day(a, b):
 # 1. speed layer: klined's consumer vs Spark, the same topic at the same time
 # ------------------------------------------------------------------------------------------
 
-def run_speed(work, boot, binary, quick):
+def run_speed(work, boot, binary, quick, with_spark=True):
+    """One virtual day through klined into Kafka; klined's consumer, and Spark's if
+    with_spark, read it.  Run twice: klined alone, then with Spark beside it (the JVM's CPU
+    would otherwise be part of klined's latency)."""
     rate = 3000 if quick else 1000
     syms = ["BTCUSDT", "ETHUSDT"]
-    sdir = work / "speed"
+    sdir = work / ("speed-spark" if with_spark else "speed-alone")
     sdir.mkdir()
     sb.START = DAY + "T00:00:00Z"     # nothing to backfill: the whole day comes by the stream
     topic = "peers.speed.%d" % time.time()
-    res = {"rate": rate, "symbols": syms, "topic": topic}
-    log("== speed layer: klined and Spark on one topic, %d events/s, %s 00:00 .. %s 01:01"
-        % (rate, DAY, NEXT_DAY))
+    res = {"rate": rate, "symbols": syms, "topic": topic, "with_spark": with_spark}
+    log("== speed layer: klined%s, %d events/s, %s 00:00 .. %s 01:01"
+        % (" and Spark on one topic" if with_spark else " alone", rate, DAY, NEXT_DAY))
     res["idle_before"] = sb.wait_idle([BROKER.pid])
     replay = sb.Replay(work, 2, sdir / "replay.err")
     res["replay_cmd"] = cmd_shown(["python3", "bench/stream.py"] + replay.cmd[2:], work)
@@ -372,22 +375,26 @@ def run_speed(work, boot, binary, quick):
         k.wait_log(lambda s: "kafka: consuming" in s and "ws: connected" in s, 120, "klined")
         res["klined_startup_s"] = round(time.time() - t0, 2)
         res["klined_cmd"] = cmd_shown(k.cmd, work)
-        sp = Spark(boot, topic, sdir, "earliest")
-        res["spark_startup_s"] = round(sp.started - sp.t_launch, 2)
-        res["spark_cmd"] = cmd_shown(sp.cmd, work)
-        time.sleep(3)   # its first trigger: reads the (still empty) topic
+        names = ["klined"]
+        if with_spark:
+            sp = Spark(boot, topic, sdir, "earliest")
+            res["spark_startup_s"] = round(sp.started - sp.t_launch, 2)
+            res["spark_cmd"] = cmd_shown(sp.cmd, work)
+            names.append("spark")
+            time.sleep(3)   # its first trigger: reads the (still empty) topic
+        trees = {"klined": ktree, "spark": sp and sp.tree}
         obs = sb.Observer(sdir / "klined.db", topic)
         end_ms = sb.ms_of(NEXT_DAY + "T01:01:00Z")
-        cpu0 = {"klined": ktree.cpu_s(), "spark": sp.tree.cpu_s(), "broker": sb.proc_cpu_s(BROKER.pid),
-                "replay": sb.proc_cpu_s(replay.proc.pid)}
+        cpu0 = {n: trees[n].cpu_s() for n in names}
+        cpu0.update(broker=sb.proc_cpu_s(BROKER.pid), replay=sb.proc_cpu_s(replay.proc.pid))
         m0, tw0 = sb.machine_cpu(), time.time()
         replay.step(sdir / "sent.log", sb.speed_for(rate, 2))
         while replay.stats()["now_ms"] < end_ms:
             obs.run_for(1.0)
         replay.step("-", 0)
         tw1 = time.time()
-        cpu1 = {"klined": ktree.cpu_s(), "spark": sp.tree.cpu_s(), "broker": sb.proc_cpu_s(BROKER.pid),
-                "replay": sb.proc_cpu_s(replay.proc.pid)}
+        cpu1 = {n: trees[n].cpu_s() for n in names}
+        cpu1.update(broker=sb.proc_cpu_s(BROKER.pid), replay=sb.proc_cpu_s(replay.proc.pid))
         m1 = sb.machine_cpu()
         wall = tw1 - tw0
         res["seconds"] = round(wall, 1)
@@ -399,17 +406,18 @@ def run_speed(work, boot, binary, quick):
         t_stop = time.time()
         while time.time() - t_stop < 180:
             obs.run_for(0.5)
-            if obs.last >= high and sp.done_offset() >= high - 1:
+            if obs.last >= high and (sp is None or sp.done_offset() >= high - 1):
                 break
         res["klined_caught_up"] = obs.last >= high
-        res["spark_caught_up"] = sp.done_offset() >= high - 1
-        res["spark_catchup_s"] = round(time.time() - t_stop, 1)
-        res["rss_peak_mib"] = {"klined": round(ktree.peak_kib / 1024, 1),
-                               "spark": round(sp.tree.peak_kib / 1024, 1)}
+        res["catchup_s"] = round(time.time() - t_stop, 1)
+        res["rss_peak_mib"] = {n: round(trees[n].peak_kib / 1024, 1) for n in names}
         res["broker_status"] = sb.proc_status(BROKER.pid)
-        prog = sp.progress()
-        sp.stop()
-        sp = None
+        prog = []
+        if sp is not None:
+            res["spark_caught_up"] = sp.done_offset() >= high - 1
+            prog = sp.progress()
+            sp.stop()
+            sp = None
         k.stop()
         k = None
         ktree.close()
@@ -422,16 +430,16 @@ def run_speed(work, boot, binary, quick):
         kvis = Visible(zip(obs.times, obs.nexts))
         svis = Visible((t1, (mo + 1) if mo is not None else None) for _, t1, mo in prog)
         sent = sb.read_sendlog(sdir / "sent.log", sym_index)
-        lat = {"klined": [], "spark": []}
-        steady = {"klined": [], "spark": []}
-        missing = {"unmatched": 0, "klined": 0, "spark": 0}
+        lat = {n: [] for n in names}
+        steady = {n: [] for n in names}
+        missing = dict({n: 0 for n in names}, unmatched=0)
         t_first = sent[0][1] if sent else 0
         for key, ts, _t_open, _x, _si in sent:
             m = msgs.get(key)
             if m is None:
                 missing["unmatched"] += 1
                 continue
-            for name, vis in (("klined", kvis), ("spark", svis)):
+            for name, vis in (("klined", kvis), ("spark", svis))[:len(names)]:
                 v = vis.at(m[0])
                 if v is None:
                     missing[name] += 1
@@ -451,16 +459,18 @@ def run_speed(work, boot, binary, quick):
         for s in syms:
             o = oracle_day(replay.info["rest_url"], s, DAY)
             kd = klined_day(sdir / "klined.db", s, DAY)
-            sd = spark_day(sdir / "spark.db", s, DAY)
-            agree[s] = {"replay": o, "klined": kd, "spark": sd,
-                        "klined_ok": same_day(o, kd), "spark_ok": same_day(o, sd)}
-            # the next day's first hour: still open, both rows are the stream's
-            kn, sn = klined_day(sdir / "klined.db", s, NEXT_DAY), spark_day(sdir / "spark.db", s, NEXT_DAY)
-            agree[s]["next_day"] = {"klined": kn, "spark": sn, "same": same_day(kn, sn)}
+            agree[s] = {"replay": o, "klined": kd, "klined_ok": same_day(o, kd)}
+            if with_spark:
+                sd = spark_day(sdir / "spark.db", s, DAY)
+                agree[s].update(spark=sd, spark_ok=same_day(o, sd))
+                # the next day's first hour: still open, both rows are the stream's
+                kn = klined_day(sdir / "klined.db", s, NEXT_DAY)
+                sn = spark_day(sdir / "spark.db", s, NEXT_DAY)
+                agree[s]["next_day"] = {"klined": kn, "spark": sn, "same": same_day(kn, sn)}
         res["agreement"] = agree
         log("   latency %s; rss %s; agree %s" % (
             {n: (v["p50"], v["p99"]) for n, v in res["latency"].items()}, res["rss_peak_mib"],
-            {s: (a["klined_ok"], a["spark_ok"], a["next_day"]["same"]) for s, a in agree.items()}))
+            {s: (a["klined_ok"], a.get("spark_ok")) for s, a in agree.items()}))
     finally:
         if sp is not None:
             sp.stop()
@@ -843,54 +853,61 @@ def report(R) -> str:
              "from /proc every 0.2 s (shared pages count once per process).")
     L.append("")
     rows, verdicts = [], []
-    S = R.get("speed")
-    if S:
+    S, A = R.get("speed"), R.get("speed_alone")
+    if S and A:
         L += ["### Speed layer: klined's consumer vs Spark Structured Streaming", ""]
         L.append("klined streams BTCUSDT and ETHUSDT from the replay (%s events/s: virtual speed "
-                 "%s, %s 00:00 to %s 01:01, so the 1 h watermark closes the day) into one topic. "
-                 "klined's own consumer and the Spark job read that topic at the same time. "
-                 "Latency per event = visible in the consumer's store − sent by the replay, over "
-                 "all %s events."
+                 "%s, %s 00:00 to %s 01:01, so the 1 h watermark closes the day) into a fresh "
+                 "topic. Twice: first klined alone, then klined with the Spark job reading the "
+                 "same topic at the same time (klined's consumer can't be switched off, so its "
+                 "figures from the second pass are shown too). Latency per event = visible in "
+                 "the consumer's store − sent by the replay, over every event (%s a pass)."
                  % (f0(S["rate"]), f0(S["rate"] * 2), DAY, NEXT_DAY, f0(S["events_sent"])))
         L.append("")
         C = R.get("capacity", {})
-        L.append("| | p50 ms | p90 ms | p99 ms | max ms | p99 after the first 10 s | peak RSS MiB "
-                 "(process tree) | CPU %% at %s ev/s | start-up s | drain events/s (capacity) "
-                 "| drain peak RSS MiB | day = replay's 1d? |" % f0(S["rate"]))
+        L.append("| consumer | p50 ms | p90 ms | p99 ms | max ms | p99 after the first 10 s | "
+                 "peak RSS MiB (process tree) | CPU %% at %s ev/s | start-up s | drain events/s "
+                 "(capacity) | drain peak RSS MiB | day = replay's klines? |" % f0(S["rate"]))
         L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
-        for name, label in (("klined", "**klined**"), ("spark", "Spark %s" % m["peers"].get("pyspark", ""))):
-            lat, st = S["latency"][name], S["latency_after_10s"][name]
-            ok = all(a["%s_ok" % name] for a in S["agreement"].values())
-            cap = C.get(name, {})
+        spark_label = "Spark %s" % m["peers"].get("pyspark", "")
+        for run, name, label in ((A, "klined", "**klined** (alone)"),
+                                 (S, "klined", "klined, with Spark beside it"),
+                                 (S, "spark", spark_label)):
+            lat, st = run["latency"][name], run["latency_after_10s"][name]
+            ok = all(a["%s_ok" % name] for a in run["agreement"].values())
+            cap = C.get(name, {}) if run is not S or name == "spark" else {}
             cap_rss = (cap.get("klined_status", {}).get("VmHWM", 0) / 1024 if name == "klined"
                        else cap.get("rss_peak_mib"))
             L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                label, f1(lat["p50"]), f1(lat["p90"]), f1(lat["p99"]), f1(lat["max"]), f1(st["p99"]),
-                f1(S["rss_peak_mib"][name]), S["cpu_pct"][name], S["%s_startup_s" % name],
-                f0(cap.get("events_per_s")), f1(cap_rss),
+                label, f1(lat["p50"]), f1(lat["p90"]), f1(lat["p99"]), f1(lat["max"]),
+                f1(st["p99"]), f1(run["rss_peak_mib"][name]), run["cpu_pct"][name],
+                run["%s_startup_s" % name], f0(cap.get("events_per_s")), f1(cap_rss) if cap else "",
                 "yes, both symbols" if ok else "**no**"))
         L.append("")
-        L.append("- CPU %% during the day: klined %s (its websocket, producer and consumer), Spark "
-                 "%s, broker %s, replay %s, others %s. Spark ran %d micro-batches; it had "
-                 "committed everything %.1f s after the clock stopped."
-                 % (S["cpu_pct"]["klined"], S["cpu_pct"]["spark"], S["cpu_pct"]["broker"],
-                    S["cpu_pct"]["replay"], S["cpu_pct"]["others"], S["spark_batches"],
-                    S["spark_catchup_s"]))
-        L.append("- Start-up: process launch to ready to consume (klined: the `kafka: consuming` "
-                 "and `ws: connected` log lines, which include opening the store and the "
-                 "websocket; Spark: `writeStream.start()` returned, JVM and SparkSession "
-                 "included).")
+        L.append("- CPU %% of a core during the day: alone klined %s (its websocket, producer and "
+                 "consumer), broker %s, replay %s, others %s; with Spark: klined %s, Spark %s, "
+                 "broker %s, replay %s, others %s. Spark ran %d micro-batches and had committed "
+                 "everything %.1f s after the clock stopped."
+                 % (A["cpu_pct"]["klined"], A["cpu_pct"]["broker"], A["cpu_pct"]["replay"],
+                    A["cpu_pct"]["others"], S["cpu_pct"]["klined"], S["cpu_pct"]["spark"],
+                    S["cpu_pct"]["broker"], S["cpu_pct"]["replay"], S["cpu_pct"]["others"],
+                    S["spark_batches"], S["catchup_s"]))
+        L.append("- Start-up: process launch to ready to consume (klined: its `kafka: consuming` "
+                 "and `ws: connected` log lines, so opening the store, the producer and the "
+                 "websocket are in it; Spark: `writeStream.start()` returned, the JVM and the "
+                 "SparkSession included).")
         for s, a in S["agreement"].items():
-            L.append("- %s %s: replay %s; klined (`daily`, source %s) %s; Spark %s. First hour "
-                     "of %s (open window): klined and Spark %s." % (
-                         s, DAY, day_str(a["replay"]),
-                         (a["klined"] or {}).get("source"),
+            L.append("- %s %s: replay %s; klined (`daily`, source %s) %s, alone %s; Spark %s. "
+                     "First hour of %s (window still open): klined's and Spark's rows %s." % (
+                         s, DAY, day_str(a["replay"]), (a["klined"] or {}).get("source"),
                          "equal" if a["klined_ok"] else "DIFFERENT: " + day_str(a["klined"]),
+                         "equal" if A["agreement"][s]["klined_ok"] else "DIFFERENT",
                          "equal" if a["spark_ok"] else "DIFFERENT: " + day_str(a["spark"]),
                          NEXT_DAY, "equal" if a["next_day"]["same"] else "differ (%s vs %s)" % (
                              day_str(a["next_day"]["klined"]), day_str(a["next_day"]["spark"]))))
-        if S["missing"]["unmatched"] or S["missing"]["klined"] or S["missing"]["spark"]:
-            L.append("- Events not matched or never visible: %s." % S["missing"])
+        for run in (A, S):
+            if any(run["missing"].values()):
+                L.append("- Events not matched to a message or never visible: %s." % run["missing"])
         if C:
             L.append("- Capacity (drain): %s events of %d symbols recorded on one topic (%d s "
                      "at %s events/s), then each consumer reads it from the start on a fresh "
@@ -906,20 +923,24 @@ def report(R) -> str:
         L.append("How Spark was configured (`bench/peers/spark_daily.py`): pyspark from PyPI, "
                  "`local[2]` (the machine's cores), `spark-sql-kafka-0-10` of the same Spark "
                  "version from Maven Central (`bench/peers/pom.xml`), `startingOffsets=earliest` "
-                 "on the fresh topic, event time = `E`, `withWatermark(\"1 hour\")`, "
-                 "`window(ts, \"1 day\")` per symbol; open = `min_by(o, t)`, high/low = max/min "
-                 "over every event, close = `max_by(c, (t, E))`, volume/quote volume/trades = "
-                 "sums over closed minutes plus the running minute, all in DECIMAL(38,8); "
-                 "`outputMode(\"update\")`, the default trigger (next micro-batch as soon as the "
-                 "previous ends), `foreachBatch` upserting into SQLite with one commit per batch; "
-                 "`spark.sql.shuffle.partitions=2` (the default 200 would be 200 state-store "
-                 "tasks per batch on 2 cores), UI off, driver memory left at its 1 GiB default. "
-                 "The visible time of a batch is taken right after its SQLite commit, inside the "
-                 "job; klined's by an observer polling its store every 0.5 ms.")
+                 "on the fresh topic, event time = the kline's open time `k.t` (an event's `E` "
+                 "comes after its minute: the final update of 23:59 would land in the next day), "
+                 "`withWatermark(\"1 hour\")`, `window(ts, \"1 day\")` per symbol; open = "
+                 "`min_by(o, t)`, high/low = max/min over every event, close = `max_by(c, (t, E))`, "
+                 "volume/quote volume/trades = sums over closed minutes plus the running minute, "
+                 "all in DECIMAL(38,8); `outputMode(\"update\")`, the default trigger (the next "
+                 "micro-batch as soon as the previous ends), `foreachBatch` upserting into SQLite "
+                 "with one commit per batch; `spark.sql.shuffle.partitions=2` (the default 200 "
+                 "would be 200 state-store tasks per batch on 2 cores), UI off, driver memory at "
+                 "its 1 GiB default. A batch's visible time is taken right after its SQLite "
+                 "commit, inside the job; klined's by an observer polling its store every 0.5 ms.")
         L.append("")
-        k, s = S["latency"]["klined"], S["latency"]["spark"]
-        rows.append(("speed: p99 latency ≥ 10× lower than Spark", "klined %s ms, Spark %s ms: %s×"
-                     % (f1(k["p99"]), f1(s["p99"]), f1(ratio(s["p99"], k["p99"]))),
+        k, s = A["latency"]["klined"], S["latency"]["spark"]
+        k2 = S["latency"]["klined"]
+        rows.append(("speed: p99 latency ≥ 10× lower than Spark", "klined %s ms alone (%s ms beside "
+                     "Spark), Spark %s ms: %s× (%s×)"
+                     % (f1(k["p99"]), f1(k2["p99"]), f1(s["p99"]), f1(ratio(s["p99"], k["p99"])),
+                        f1(ratio(s["p99"], k2["p99"]))),
                      (ratio(s["p99"], k["p99"]) or 0) >= 10))
         rm = ratio(S["rss_peak_mib"]["spark"], S["rss_peak_mib"]["klined"])
         rows.append(("speed: ≥ 10× less memory than Spark", "peak RSS klined %s MiB, Spark %s MiB: "
@@ -1096,10 +1117,12 @@ BROKER = None
 
 def peer_versions():
     out = {}
+    from importlib.metadata import PackageNotFoundError, version
     for mod in ("pyspark", "cryptofeed", "ccxt", "aiokafka", "pandas", "requests"):
-        r = subprocess.run([sys.executable, "-c", "import %s; print(%s.__version__)" % (mod, mod)],
-                           capture_output=True, text=True)
-        out[mod] = r.stdout.strip() or "not installed"
+        try:
+            out[mod] = version(mod)
+        except PackageNotFoundError:
+            out[mod] = "not installed"
     return out
 
 
@@ -1160,6 +1183,7 @@ def main() -> int:
             boot = BROKER.bootstrap
             try:
                 if "speed" in parts:
+                    R["speed_alone"] = run_speed(work, boot, binary, a.quick, with_spark=False)
                     R["speed"] = run_speed(work, boot, binary, a.quick)
                     R["capacity"] = run_capacity(work, boot, binary, a.quick)
                 if "stream-in" in parts:

@@ -8,7 +8,8 @@ kline events klined produced to Kafka and keeps per-symbol UTC-day OHLCV windows
 
 The same work as klined's consumer (`daemon/speed.c`, `lib/window.c`):
 
-  * event time = the event's `E`, watermark 1 hour, tumbling 1-day windows (UTC);
+  * event time = the kline's open time `k.t` (the minute's; an event's `E` comes after it),
+    watermark 1 hour, tumbling 1-day windows (UTC);
   * per symbol-day: open = the first minute's open, high / low = max / min over every event
     (a running kline never leaves its final range), close = the newest event's close,
     volume / quote volume / trades = the sum over closed minutes (`x:true`) plus the running
@@ -61,7 +62,9 @@ def daily_query(spark, a):
            .load())
     ev = (raw.select("offset", F.from_json(F.col("value").cast("string"), EVENT).alias("e"))
           .select("offset", "e.E", "e.s", "e.k")
-          .withColumn("ts", F.timestamp_millis("E")))
+          # a minute's day is its open time's: the final update of 23:59 has an E after
+          # midnight, and windowing by E would put it into the next day
+          .withColumn("ts", F.timestamp_millis("k.t")))
     k = lambda f: F.col("k." + f)  # noqa: E731
     newest = F.struct(k("t"), F.col("E"))   # the newest minute, then its newest update
     agg = (ev.withWatermark("ts", "1 hour")
