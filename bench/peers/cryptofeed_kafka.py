@@ -41,6 +41,8 @@ def main() -> int:
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--symbols", required=True, help="exchange symbols, e.g. BTCUSDT,ETHUSDT")
+    ap.add_argument("--producer-defaults", action="store_true",
+                    help="aiokafka's defaults (acks=1, no idempotence) instead of klined's settings")
     a = ap.parse_args()
 
     # cryptofeed accepts only wss:// addresses (WSAsyncConn); the replay, like klined's
@@ -69,12 +71,12 @@ def main() -> int:
         print("cryptofeed knows %d of the %d symbols" % (len(symbols), len(wanted)),
               file=sys.stderr)
         return 1
+    producer = {} if a.producer_defaults else {"acks": "all", "enable_idempotence": True}
     fh = FeedHandler(config={"log": {"filename": "/dev/stderr", "level": "WARNING"},
                              "uvloop": True})
     fh.add_feed(ReplayBinance(
         symbols=symbols, channels=[CANDLES], candle_interval="1m", candle_closed_only=False,
-        callbacks={CANDLES: OneTopic(bootstrap_servers=a.bootstrap, acks="all",
-                                     enable_idempotence=True)}))
+        callbacks={CANDLES: OneTopic(bootstrap_servers=a.bootstrap, **producer)}))
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     # cryptofeed (written for Python < 3.10) expects get_event_loop() to make one
     asyncio.set_event_loop(asyncio.new_event_loop())
