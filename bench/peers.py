@@ -4,7 +4,7 @@ the same replay exchange and the same Kafka broker.
 
     python3 bench/peers.py --setup          # install the peers: pip (bench/requirements-peers.txt),
                                             # Maven (bench/peers/pom.xml), the Kafka broker's jars
-    python3 bench/peers.py                  # the whole comparison (~25 min), writes
+    python3 bench/peers.py                  # the whole comparison (~35 min), writes
                                             # bench/out/peers.json and docs/benchmarks.md
     python3 bench/peers.py --quick          # a smoke run (~8 min), docs untouched
     python3 bench/peers.py --only speed,stream-in,backfill   # a subset (docs untouched)
@@ -866,6 +866,15 @@ def report(R) -> str:
              "and the same Kafka broker, in one run of one command. Raw results: "
              "`bench/out/peers.json`.")
     L.append("")
+    L += ["```sh",
+          "python3 bench/peers.py --setup    # once: pip install -r bench/requirements-peers.txt,",
+          "                                  # mvn (bench/peers/pom.xml: spark-sql-kafka into "
+          "bench/peers/jars/), the broker's jars",
+          "python3 bench/peers.py            # everything (~35 min): this section, "
+          "bench/out/peers.json",
+          "python3 bench/peers.py --quick    # a smoke run (~8 min), docs untouched",
+          "python3 bench/peers.py --report   # rewrite this section from bench/out/peers.json",
+          "```", ""]
     L.append("- Run: `%s`, %s, %d s in all." % (R["command"], R["when"], R["total_s"]))
     L.append("- Machine: %s, %d vCPU, %.1f GB, %s, kernel %s; Python %s; Java %s; Kafka %s "
              "(one broker, KRaft, -Xmx512m); %s (debugoptimized), tree %s." % (
