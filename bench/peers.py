@@ -492,7 +492,8 @@ def run_capacity(work, boot, binary, quick):
     sdir.mkdir()
     sb.START = DAY + "T00:00:00Z"
     topic = "peers.capacity.%d" % time.time()
-    log("== capacity: a backlog of %d symbols x %d s at %d events/s, drained by each" % (nsym, secs, rate))
+    log("== capacity: a backlog of %d symbols x %d s at %d events/s, drained by each"
+        % (nsym, secs, rate))
     replay = sb.Replay(work, nsym, sdir / "replay.err")
     res = {"symbols": nsym, "rate": rate, "seconds": secs}
     k = sp = None
@@ -691,7 +692,8 @@ def stream_in_one(work, boot, binary, client, name, nsym, steps, producer_defaul
             time.sleep(secs)
             replay.step("-", sb.speed_for(rate, nsym))
             tw1 = time.time()
-            st1, c1, b1, m1 = replay.stats(), tree.cpu_s(), sb.proc_cpu_s(BROKER.pid), sb.machine_cpu()
+            st1, c1, b1 = replay.stats(), tree.cpu_s(), sb.proc_cpu_s(BROKER.pid)
+            m1 = sb.machine_cpu()
             r1, s1 = sb.proc_cpu_s(replay.proc.pid), time.process_time()
             wall = tw1 - tw0
             busy = (m1[0] - m0[0]) / max(1, m1[1] - m0[1]) * os.cpu_count() * 100
@@ -728,7 +730,8 @@ def stream_in_one(work, boot, binary, client, name, nsym, steps, producer_defaul
         replay.stop()
     for i, step in enumerate(res["steps"]):
         lat, ct, delivered_in_step, lost = [], [], 0, 0
-        sent = sb.read_sendlog(sdir / ("sent-%d.log" % i), {s.encode(): j for j, s in enumerate(syms)})
+        sent = sb.read_sendlog(sdir / ("sent-%d.log" % i),
+                               {s.encode(): j for j, s in enumerate(syms)})
         for _key, ts, _t_open, x, si in sent:
             e = tail.seen.get((syms[si].encode(), _key >> 1 & ((1 << 44) - 1), x))
             if e is None:
@@ -801,7 +804,8 @@ def run_backfill(work, binary, quick, repeat):
     hist = bf.day_str(start)
     expected = days * 1440 * len(bf.SYMBOLS)
     out = {"range": {"from": hist, "to": end_day, "klines": expected}, "regimes": {}}
-    for regime, lat, wl, n in (("loopback", 0, 0, repeat), ("network", bf.LATENCY_MS, bf.WEIGHT_LIMIT, 1)):
+    for regime, lat, wl, n in (("loopback", 0, 0, repeat),
+                               ("network", bf.LATENCY_MS, bf.WEIGHT_LIMIT, 1)):
         log("== backfill, %s: klined, Python reference, ccxt (x%d)" % (regime, n))
         rp = bf.Replay(end_day, lat, wl, errlog=work / ("replay-%s.err" % regime))
         runs = {"klined": [], "python": [], "ccxt": [], "ccxt_unthrottled": []}
@@ -817,8 +821,9 @@ def run_backfill(work, binary, quick, repeat):
                 c = run_ccxt(rp, hist, work, tag)
                 cu = run_ccxt(rp, hist, work, tag + "u", rate_limit=False)
                 v = bf.verify(k["db"], p["db"], start, end, expected)
-                vc, vu = verify_ccxt(c["db"], p["db"], expected), verify_ccxt(cu["db"], p["db"], expected)
-                checks.append({"klined_vs_python": v, "ccxt_vs_python": vc, "ccxt_unthrottled_vs_python": vu})
+                checks.append({"klined_vs_python": v,
+                               "ccxt_vs_python": verify_ccxt(c["db"], p["db"], expected),
+                               "ccxt_unthrottled_vs_python": verify_ccxt(cu["db"], p["db"], expected)})
                 for name, r in (("klined", k), ("python", p), ("ccxt", c), ("ccxt_unthrottled", cu)):
                     runs[name].append(r)
                 if "klined_c64" in runs:
@@ -835,9 +840,9 @@ def run_backfill(work, binary, quick, repeat):
         med = {name: sorted(rs, key=lambda r: r["wall_s"])[len(rs) // 2] for name, rs in runs.items()}
         for name, r in med.items():
             r["runs_wall_s"] = [x["wall_s"] for x in runs[name]]
-            r["cmd"] = cmd_shown(r["cmd"], work).replace(str(bf.DATA), "../shared/data/binance")
+            r["cmd"] = cmd_shown(r["cmd"], work)
         ok = all(c[x]["ok"] for c in checks for x in c)
-        out["regimes"][regime] = {"replay": cmd_shown(rp.cmd, work).replace(str(bf.DATA), "../shared/data/binance"),
+        out["regimes"][regime] = {"replay": cmd_shown(rp.cmd, work),
                                   "median": med, "checks": checks, "ok": ok}
         log("   stores agree: %s" % ok)
     return out
