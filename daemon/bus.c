@@ -45,7 +45,6 @@ struct kl_bus {
 	uv_timer_t retry;
 	int64_t next[MAX_PARTITIONS]; /* where each partition resumes; -1: none yet */
 	uint64_t fatal_after;	      /* test hook: a fatal producer error then */
-	uint64_t undelivered;	      /* since the last warning about them */
 	int32_t npartitions;	      /* from the worker */
 	int64_t started_ms;	      /* wall clock: Kafka timestamps are the producer's */
 	int64_t start_offset[MAX_PARTITIONS];
@@ -72,6 +71,7 @@ static void on_rdk_log(const rd_kafka_t *rk, int level, const char *fac, const c
 
 static void topic_lost(struct kl_bus *bus);
 static void on_retry(uv_timer_t *t);
+static void set_offsets(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t n);
 
 static bool topic_missing(rd_kafka_resp_err_t err)
 {
@@ -93,7 +93,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	bus->stats.failed++;
 	kl_metrics_add(KL_M_KAFKA_FAILED, 1);
 	/* One line per thousand: a broker gone for minutes fails every event. */
-	if (bus->undelivered++ % 1000 == 0)
+	if (bus->stats.failed % 1000 == 1)
 		kl_warn("kafka",
 			"events not delivered: %s (%" PRIu64 " so far; the REST heal covers them)",
 			rd_kafka_err2str(m->err), bus->stats.failed);
@@ -207,7 +207,7 @@ static void renew_producer(struct kl_bus *bus)
 	rd_kafka_purge(bus->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_destroy(bus->prod);
 	bus->prod = NULL;
-	bus->stats.renewed++;
+	kl_metrics_add(KL_M_KAFKA_RENEWED, 1);
 	c = make_conf(bus, true, err, sizeof(err));
 	if (c && !(bus->prod = rd_kafka_new(RD_KAFKA_PRODUCER, c, msg, sizeof(msg)))) {
 		rd_kafka_conf_destroy(c);
@@ -295,6 +295,7 @@ int kl_bus_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_bus **ret,
 {
 	struct kl_bus *bus = calloc(1, sizeof(*bus));
 	rd_kafka_conf_t *pc = NULL, *cc = NULL;
+	const char *fatal_after;
 	struct timespec ts;
 	char msg[256];
 	int r = -EINVAL;
@@ -304,10 +305,9 @@ int kl_bus_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_bus **ret,
 	bus->loop = loop;
 	bus->conf = conf;
 	bus->stats.lag = -1;
-	for (int p = 0; p < MAX_PARTITIONS; p++)
-		bus->next[p] = -1;
-	if (getenv("KLINED_TEST_KAFKA_FATAL_AFTER"))
-		bus->fatal_after = strtoull(getenv("KLINED_TEST_KAFKA_FATAL_AFTER"), NULL, 10);
+	set_offsets(bus, NULL, 0);
+	if ((fatal_after = getenv("KLINED_TEST_KAFKA_FATAL_AFTER")))
+		bus->fatal_after = strtoull(fatal_after, NULL, 10);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	bus->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - 60000;
 	pc = make_conf(bus, true, err, errlen);

@@ -73,8 +73,7 @@ void kl_bus_commit(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t 
 
 struct kl_bus_stats {
 	uint64_t produced, delivered, failed, dropped, consumed;
-	uint64_t renewed; /* producers replaced after a fatal error */
-	int64_t lag;	  /* messages behind the partitions' ends; -1 unknown */
+	int64_t lag; /* messages behind the partitions' ends; -1 unknown */
 };
 void kl_bus_stats(const struct kl_bus *bus, struct kl_bus_stats *ret);
 

@@ -268,6 +268,11 @@ static void write_stream(struct kl_prom *p)
 		reg.c[KL_M_EVENTS]);
 	one_u64(p, "klined_late_events_total", "events dropped behind the watermark",
 		reg.c[KL_M_LATE]);
+	one_u64(p, "klined_store_write_failures_total",
+		"speed-layer checkpoints lost to a failed store write, each followed by a rewind",
+		reg.c[KL_M_STORE_FAILURES]);
+	one_u64(p, "klined_kafka_producer_renewals_total", "producers replaced after a fatal error",
+		reg.c[KL_M_KAFKA_RENEWED]);
 	kl_prom_family(p, "klined_consumer_position", "gauge",
 		       "next offset to read per partition, as committed to SQLite");
 	for (size_t i = 0; i < reg.npos; i++) {

@@ -22,9 +22,11 @@ enum kl_metric {
 	KL_M_KAFKA_PRODUCED,
 	KL_M_KAFKA_DELIVERED,
 	KL_M_KAFKA_FAILED,
-	KL_M_KAFKA_DROPPED, /* the local queue was full */
-	KL_M_EVENTS,	    /* consumed by the speed layer */
-	KL_M_LATE,	    /* dropped: behind the watermark */
+	KL_M_KAFKA_DROPPED,  /* the local queue was full */
+	KL_M_EVENTS,	     /* consumed by the speed layer */
+	KL_M_LATE,	     /* dropped: behind the watermark */
+	KL_M_STORE_FAILURES, /* speed-layer checkpoints lost to a failed write (then a rewind) */
+	KL_M_KAFKA_RENEWED,  /* producers replaced after a fatal error */
 	KL_M_COUNT
 };
 

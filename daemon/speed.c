@@ -142,6 +142,7 @@ static void fail(struct kl_speed *sp)
 		return;
 	sp->failed = true;
 	sp->stats.store_failures++;
+	kl_metrics_add(KL_M_STORE_FAILURES, 1);
 	kl_err("speed",
 	       "cannot write to the store: %s; consumer paused, resuming in %.0f s from the "
 	       "stored offsets",

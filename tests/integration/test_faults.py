@@ -13,6 +13,7 @@ import pytest
 
 from conftest import query, read_log, stop, wait_for
 from test_batch import check_minutes
+from test_http import free_port, metrics, sample
 from test_speed import DAY, check_history, holes, live, newest, settle, vnow, ws_minutes
 
 
@@ -147,7 +148,8 @@ def test_broker_wiped_topic_gone_mid_stream(replay, klined, kafka_factory, kafka
 
 def test_producer_fatal_error_gets_a_new_producer(replay, klined, kafka_broker, kafka_topic):
     srv = replay(start="2023-03-10T22:00:30Z", speed=600)
-    k = live(klined, srv, kafka_broker, kafka_topic)
+    port = free_port()
+    k = live(klined, srv, kafka_broker, kafka_topic, "--http-listen", f"127.0.0.1:{port}")
     env = dict(os.environ, KLINED_TEST_KAFKA_FATAL_AFTER="300")
     k.log = open(k.db.parent / "fatal.log", "w+")
     proc = subprocess.Popen(k.argv(), stdout=subprocess.DEVNULL, stderr=k.log, env=env)
@@ -155,6 +157,7 @@ def test_producer_fatal_error_gets_a_new_producer(replay, klined, kafka_broker, 
     from conftest import RUNNING
     RUNNING.append(proc)
     wait_for(lambda: "starting a new producer" in read_log(proc), timeout=90, step=0.5)
+    assert sample(metrics(port), "klined_kafka_producer_renewals_total") == 1
     before = ws_minutes(k.db)
     wait_for(lambda: ws_minutes(k.db) > before + 30, timeout=90, step=0.5)
     finish(k, srv, proc)
@@ -166,9 +169,11 @@ def test_sqlite_write_lock_held_10s(replay, klined, kafka_broker, kafka_topic):
     """A user's sqlite3 holds the write lock for 10 s: klined pauses its writes,
     keeps streaming into Kafka, and catches up from its stored offsets."""
     srv = replay(start="2023-03-10T22:00:30Z", speed=600)
-    k = live(klined, srv, kafka_broker, kafka_topic)
+    port = free_port()
+    k = live(klined, srv, kafka_broker, kafka_topic, "--http-listen", f"127.0.0.1:{port}")
     proc = k.start()
     wait_for(lambda: ws_minutes(k.db) > 20, timeout=60, step=0.5)
+    assert sample(metrics(port), "klined_store_write_failures_total") == 0
     c = sqlite3.connect(k.db, timeout=30, isolation_level=None)
     c.execute("BEGIN IMMEDIATE")
     c.execute("UPDATE run SET version = version WHERE 0")
@@ -177,10 +182,11 @@ def test_sqlite_write_lock_held_10s(replay, klined, kafka_broker, kafka_topic):
     c.execute("ROLLBACK")
     c.close()
     assert proc.poll() is None, read_log(proc)[-3000:]
+    failures = sample(metrics(port), "klined_store_write_failures_total")
     wait_for(lambda: newest(k.db) > t_locked + 100 * 60_000, timeout=90, step=0.5)
     err = finish(k, srv, proc)
     assert "consumer paused" in err and "resuming from the stored offsets" in err
-    assert speed_stats(err)["store_failures"] >= 1
+    assert speed_stats(err)["store_failures"] >= failures >= 1
 
 
 @pytest.fixture
