@@ -209,6 +209,12 @@ struct arena {
 
 static _Thread_local struct arena arena;
 
+/* Every thread's arena, so that they are freed at exit, not lost with the
+ * thread-local pointers (libuv's pool has at most 1024 threads). */
+static uv_mutex_t arenas_lock;
+static char *arenas[1024];
+static size_t narenas;
+
 static void *arena_malloc(size_t n)
 {
 	struct arena *a = &arena;
@@ -235,8 +241,14 @@ static void arena_free(void *ptr)
 
 static bool arena_begin(void)
 {
-	if (!arena.base && !(arena.base = malloc(ARENA_CHUNK)))
-		return false;
+	if (!arena.base) {
+		if (!(arena.base = malloc(ARENA_CHUNK)))
+			return false;
+		uv_mutex_lock(&arenas_lock);
+		if (narenas < sizeof(arenas) / sizeof(*arenas))
+			arenas[narenas++] = arena.base;
+		uv_mutex_unlock(&arenas_lock);
+	}
 	arena.size = ARENA_CHUNK;
 	arena.used = 0;
 	arena.active = true;
@@ -252,7 +264,16 @@ static void arena_end(void)
 
 void kl_backfill_global_init(void)
 {
+	uv_mutex_init(&arenas_lock);
 	json_set_alloc_funcs(arena_malloc, arena_free);
+}
+
+void kl_backfill_global_cleanup(void)
+{
+	uv_mutex_lock(&arenas_lock);
+	while (narenas)
+		free(arenas[--narenas]);
+	uv_mutex_unlock(&arenas_lock);
 }
 
 /* Thread pool: JSON parsing and validation, the costly half of a page. */

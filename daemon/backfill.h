@@ -37,6 +37,9 @@ int kl_backfill_run(struct kl_backfill *bf, int64_t now_ms, kl_backfill_cb cb, v
 /** Route jansson's allocations through the page arenas; call once, before any thread. */
 void kl_backfill_global_init(void);
 
+/** Free the parsing threads' arenas; call once no backfill runs any more (before exit). */
+void kl_backfill_global_cleanup(void);
+
 /** Minutes queued and done since the last run started, rows/s and seconds left. */
 void kl_backfill_progress(const struct kl_backfill *bf, int64_t *done, int64_t *total, double *rate,
 			  double *eta);

@@ -292,6 +292,7 @@ int main(int argc, char **argv)
 		code = kl_import(c, a.files, a.nfiles);
 		break;
 	}
+	kl_backfill_global_cleanup();
 	curl_global_cleanup();
 out:
 	kl_conf_free(c);

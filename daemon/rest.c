@@ -28,8 +28,8 @@
 #include <strings.h>
 #include <time.h>
 
-#define BODY_MAX                                                                                   \
-	(16u << 20) /* a 1000-kline page is ~150 KiB, exchangeInfo of every symbol ~5 MiB */
+/* BODY_MAX: a 1000-kline page is ~150 KiB, exchangeInfo of every symbol ~5 MiB. */
+#define BODY_MAX	   (16u << 20)
 #define BACKOFF_FIRST_MS   500
 #define BACKOFF_MAX_MS	   30000
 #define BAN_DEFAULT_MS	   60000
