@@ -109,7 +109,8 @@ def test_kill9_at_twenty_seeded_moments(replay, klined, kafka_broker, kafka_topi
 
 # ---- Kafka ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("down", [30, pytest.param(300, marks=pytest.mark.timeout(900))],
+@pytest.mark.parametrize("down", [30, pytest.param(300, marks=[pytest.mark.timeout(900),
+                                                                pytest.mark.full])],
                          ids=["30s", "5min"])
 def test_broker_down_mid_stream(replay, klined, kafka_factory, kafka_topic, down):
     broker = kafka_factory()
