@@ -61,7 +61,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 REPLAY = REPO / "tests" / "replay" / "binance_replay.py"
-DATA = (REPO / ".." / "shared" / "data" / "binance").resolve()
+DATA = (REPO / "tests" / "data" / "binance").resolve()
 KLINED = REPO / "build" / "daemon" / "klined"
 OUT = BENCH / "out" / "backfill.json"
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -736,7 +736,7 @@ def run(args, command: str, work: Path) -> int:
     results["machine"]["loadavg_end"] = os.getloadavg()
     shown = {}
     for name, c in commands.items():
-        c = c.replace(str(work) + "/", "$WORK/").replace(str(DATA), "../shared/data/binance")
+        c = c.replace(str(work) + "/", "$WORK/").replace(str(DATA), "tests/data/binance")
         shown[name] = c.replace(str(REPO) + "/", "").replace(sys.executable, "python3")
     results["commands"] = shown
     results["verdicts"] = verdicts(results)

@@ -281,7 +281,7 @@ def cmd_shown(cmd, work):
     """A command as the docs show it: no temporary paths, ports or long symbol lists."""
     c = cmd if isinstance(cmd, str) else sb.short_cmd(cmd)
     c = c.replace(str(work), "$WORK").replace(str(REPO) + "/", "")
-    c = c.replace(sys.executable, "python3").replace(str(sb.DATA), "../shared/data/binance")
+    c = c.replace(sys.executable, "python3").replace(str(sb.DATA), "tests/data/binance")
     c = re.sub(r"--jars \S+", "--jars $(bench/peers/jars: the connector's jars)", c)
     c = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", c)
     return re.sub(r"peers\.[a-z0-9.-]+\.\d{9,}", "TOPIC", c)

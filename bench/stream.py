@@ -83,7 +83,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 REPLAY_SRC = REPO / "tests" / "replay" / "binance_replay.py"
 KAFKA_DIR = REPO / "tests" / "kafka"
-DATA = (REPO / ".." / "shared" / "data" / "binance").resolve()
+DATA = (REPO / "tests" / "data" / "binance").resolve()
 KLINED = REPO / "build" / "daemon" / "klined"
 OUT = REPO / "bench" / "out" / "stream.json"
 

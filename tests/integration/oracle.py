@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 DATA = Path(os.environ.get("KLINED_DATA",
-                           Path(__file__).resolve().parents[3] / "shared" / "data" / "binance"))
+                           Path(__file__).resolve().parents[1] / "data" / "binance"))
 DAY_MS = 86_400_000
 MIN_MS = 60_000
 

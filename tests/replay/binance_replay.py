@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Replay exchange: a Binance spot REST + websocket look-alike on 127.0.0.1 for klined's tests.
 
-It serves recorded 1-minute klines (gzip CSV files, see ../shared/data/binance/README.md)
+It serves recorded 1-minute klines (gzip CSV files, see tests/data/binance/README.md)
 in *virtual time*, with Binance's request weights, rate limiting (429/418 + Retry-After)
 and deterministic fault injection.  Every decimal field is served as the exact
 recorded source string; only the timestamps are ever computed.  The same port also
@@ -68,7 +68,7 @@ WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 REAL_WEIGHT_LIMIT = 6000
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_DATA_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "binance"))
+DEFAULT_DATA_DIR = os.path.join(REPO_ROOT, "tests", "data", "binance")
 
 # Binance's interval enum (case-sensitive). Only 1m carries data here.
 BINANCE_INTERVALS = {"1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h",
