@@ -590,7 +590,11 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 	info.foreign_loops = loops;
 	info.user = http;
 	info.max_http_header_data = HEADER_MAX;
-	info.max_http_header_pool = 32;
+	/* One header table per connection lws can hold at all (0: its fd
+	 * limit): with a fixed pool, that many clients sending nothing made
+	 * every other request wait for their timeout. A table is ~5 KiB and
+	 * exists only while a request head is being read. */
+	info.max_http_header_pool = 0;
 	info.timeout_secs = 10;
 	info.keepalive_timeout = 5;
 	info.server_string = "klined";
