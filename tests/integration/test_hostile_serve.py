@@ -4,10 +4,11 @@ start. The real binary, the replay exchange, real SQLite files."""
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 
-from conftest import query, read_log, stop, wait_for
+from conftest import RUNNING, query, read_log, stop, wait_for
 from test_http import free_port, get, http_args, raw_request, up
 
 SYMS = ("BTCUSDT", "ETHUSDT")
@@ -95,7 +96,9 @@ def test_bad_queries_get_json_errors(replay, klined):
                *http_args(port))
     proc = k.start()
     wait_for(lambda: up(port), timeout=60, step=0.2)
-    for q in ("symbol=" + "A" * 33, "symbol=" + "A" * 32, "symbol=BTC%FFUSDT",
+    for q in ("symbol=BTC%00USDT", "symbol=BTCUSDT%00", "symbol=BTCUSDT&days=%00",
+              "symbol=BTCUSDT&days=1%00", "symbol=%ZZ", "symbol=%", "symbol=BTC%2",
+              "symbol=" + "A" * 33, "symbol=" + "A" * 32, "symbol=BTC%FFUSDT",
               "symbol=%E2%82%AC", "symbol=BTC%20USDT", "symbol&days", "=&=",
               "symbol=BTCUSDT&days=" + "9" * 40):
         reply, _ = raw_request(port, f"GET /api/daily?{q} HTTP/1.1\r\nHost: x\r\n"
@@ -103,6 +106,11 @@ def test_bad_queries_get_json_errors(replay, klined):
         head, _, body = reply.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400"), (q, reply[:200])
         assert json.loads(body)["error"], (q, body)
+    reply, _ = raw_request(port, b"GET /index.html%00.js HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+    assert reply.startswith(b"HTTP/1.1 400") and b'"error"' in reply, reply[:200]
+    # Still serving, the good and the page.
+    assert get(port, "/api/daily?symbol=BTCUSDT&days=1")[0] == 200
+    assert get(port, "/")[0] == 200
     assert proc.poll() is None
     code, err = stop(proc)
     assert code == 0, err
@@ -171,3 +179,48 @@ def test_corrupt_store_refused_untouched(replay, klined):
     s = k.cmd("status")
     assert s.returncode == 1 and "database is corrupt" in s.stderr, s.stderr
     assert snapshot(k.db) == before
+
+
+def restrict_address_families():
+    """preexec_fn: what the unit's RestrictAddressFamilies=AF_UNIX AF_INET
+    AF_INET6 does (systemd installs the same seccomp filter): socket() of
+    any other family fails with EAFNOSUPPORT. Here: AF_NETLINK, which
+    getifaddrs() needs."""
+    import ctypes
+    lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+
+    class Cmp(ctypes.Structure):
+        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                    ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
+
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                           ctypes.c_uint, ctypes.POINTER(Cmp)]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    ctx = lib.seccomp_init(0x7FFF0000)  # SCMP_ACT_ALLOW
+    nr = lib.seccomp_syscall_resolve_name(b"socket")
+    cmp = Cmp(0, 4, 16, 0)  # arg 0 (family) == AF_NETLINK (SCMP_CMP_EQ)
+    if lib.seccomp_rule_add_array(ctx, 0x00050000 | 97, nr, 1, ctypes.byref(cmp)) < 0 or \
+            lib.seccomp_load(ctx) < 0:
+        os._exit(99)
+
+
+def test_no_netlink_needed_under_restrict_address_families(replay, klined):
+    srv = replay(start="2023-03-05T06:00:30Z", speed=0)
+    port = free_port()
+    k = klined(srv.rest_url, "--kafka-brokers", "off", "--history-start", "2023-03-04",
+               *http_args(port))
+    log = open(k.db.parent / "klined-seccomp.log", "w+")
+    proc = subprocess.Popen(k.argv(), stdout=subprocess.DEVNULL, stderr=log,
+                            preexec_fn=restrict_address_families)
+    proc.log = log
+    RUNNING.append(proc)
+    wait_for(lambda: up(port) or proc.poll() is not None, timeout=60, step=0.2)
+    assert proc.poll() is None, read_log(proc)
+    wait_for(lambda: "backfill: done" in read_log(proc), timeout=60, step=0.2)
+    with open(f"/proc/{proc.pid}/status") as f:
+        assert "Seccomp:\t2" in f.read(), "the filter is not in place"
+    code, text = stop(proc)
+    assert code == 0, text
+    assert "getifaddrs" not in text and "errno 97" not in text, text
+    assert "[warn" not in text and "[error" not in text, text
