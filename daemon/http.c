@@ -23,6 +23,7 @@
  */
 #include "http.h"
 
+#include "httplisten.h"
 #include "httpq.h"
 #include "log.h"
 #include "lwsctx.h"
@@ -60,7 +61,9 @@ struct kl_http {
 	uv_loop_t *loop;
 	const struct kl_conf *conf;
 	struct lws_context *ctx, **slot; /* slot: see lwsctx.h */
-	struct kl_store *st;		 /* read-only */
+	struct lws_vhost *vhost;
+	struct kl_httplisten *listener;
+	struct kl_store *st; /* read-only */
 	uv_timer_t tick;
 	struct live *live; /* per configured symbol */
 	uint64_t commits_seen;
@@ -478,6 +481,9 @@ static void on_lws_log(int level, const char *line)
 
 	while (n && line[n - 1] == '\n')
 		n--;
+	/* lws 4.1.6 says how it serves every adopted connection at error level. */
+	if (strstr(line, "adopt_socket_readbuf: "))
+		level = LLL_DEBUG;
 	kl_log((level & LLL_ERR) ? KL_LOG_ERROR : KL_LOG_DEBUG, "http", "%.*s", (int)n, line);
 }
 
@@ -511,40 +517,14 @@ static int parse_listen(struct kl_http *http, const char *s)
 	return 0;
 }
 
-/*
- * lws 4.1.6 returns a context even when its listener cannot bind, and
- * leaves a poll on the dead socket that makes libuv abort later: so try
- * the bind first (SO_REUSEADDR, as lws does). @return 0, -EINVAL for
- * something that is not an IP address, or the bind's -errno.
- */
-static int try_bind(const char *iface, int port)
+/* A connection from our listener (httplisten.h): lws takes it, and closes it if it cannot. */
+static void on_accept(void *ud, int fd, const char *head, size_t len)
 {
-	struct sockaddr_storage ss;
-	struct sockaddr_in *v4 = (struct sockaddr_in *)(void *)&ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)(void *)&ss;
-	socklen_t len;
-	int fd, one = 1, r = 0;
+	struct kl_http *http = ud;
 
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, iface, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		v4->sin_port = htons((uint16_t)port);
-		len = sizeof(*v4);
-	} else if (inet_pton(AF_INET6, iface, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		v6->sin6_port = htons((uint16_t)port);
-		len = sizeof(*v6);
-	} else {
-		return -EINVAL;
-	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
-		r = -errno;
-	close(fd);
-	return r;
+	if (!http->vhost || http->closing ||
+	    !lws_adopt_socket_vhost_readbuf(http->vhost, fd, head, len))
+		kl_debug("http", "a connection could not be taken (fd %d)", fd);
 }
 
 int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **ret, char *err,
@@ -568,7 +548,10 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 		r = -EINVAL;
 		goto out;
 	}
-	r = try_bind(http->iface, http->port);
+	/* Our own listener, not lws's: see httplisten.h. It also fails here,
+	 * with the reason, where lws 4.1.6 would return a context whose dead
+	 * listener makes libuv abort later. */
+	r = kl_httplisten_open(loop, http->iface, http->port, on_accept, http, &http->listener);
 	if (r < 0) {
 		snprintf(err, errlen, "[http] listen: cannot listen on %s: %s", conf->http_listen,
 			 r == -EINVAL ? "not an IP address (e.g. 127.0.0.1, ::1, 0.0.0.0)"
@@ -583,14 +566,17 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
 		       LWS_SERVER_OPTION_DISABLE_IPV6 * (strchr(http->iface, ':') == NULL);
-	info.port = http->port;
-	info.iface = http->iface;
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* connections come from http->listener */
 	info.vhost_name = "klined";
 	info.protocols = protocols;
 	info.foreign_loops = loops;
 	info.user = http;
 	info.max_http_header_data = HEADER_MAX;
-	info.max_http_header_pool = 32;
+	/* One header table per connection lws can hold at all (0: its fd
+	 * limit): with a fixed pool, that many clients sending nothing made
+	 * every other request wait for their timeout. A table is ~5 KiB and
+	 * exists only while a request head is being read. */
+	info.max_http_header_pool = 0;
 	info.timeout_secs = 10;
 	info.keepalive_timeout = 5;
 	info.server_string = "klined";
@@ -599,7 +585,9 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 	http->ctx = lws_create_context(&info);
 	if (http->slot)
 		*http->slot = http->ctx;
-	if (!http->ctx) {
+	if (http->ctx)
+		http->vhost = lws_get_vhost_by_name(http->ctx, "klined");
+	if (!http->vhost) {
 		snprintf(err, errlen, "[http] listen: cannot listen on %s", conf->http_listen);
 		r = -EIO;
 		goto out;
@@ -614,6 +602,7 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 out:
 	if (http) {
 		kl_lwsctx_destroy(http->slot); /* no context: frees the slot at the end */
+		kl_httplisten_close(http->listener);
 		kl_store_close(http->st);
 		free(http->live);
 		free(http);
@@ -633,6 +622,8 @@ void kl_http_close(struct kl_http *http)
 	http->closing = true;
 	http->refs = 2; /* the timer's close callback and kl_http_free() */
 	uv_close((uv_handle_t *)&http->tick, on_tick_closed);
+	kl_httplisten_close(http->listener);
+	http->listener = NULL;
 	kl_lwsctx_destroy(http->slot);
 }
 

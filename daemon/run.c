@@ -103,6 +103,26 @@ static void stop(struct run *run, int code)
 	uv_close((uv_handle_t *)&run->follow, NULL);
 }
 
+/*
+ * A store deleted or replaced under us would take everything written from
+ * now on with its unlinked inode: stop (exit 1), so that systemd restarts
+ * klined on a store at the path, which the next start fills from REST.
+ * Reopening in place would have to swap the store under every layer.
+ */
+static bool store_gone(struct run *run)
+{
+	char err[4200];
+
+	if (kl_store_file_check(run->st, err, sizeof(err)) == 0)
+		return false;
+	kl_err("store",
+	       "the store was deleted or replaced while klined ran (%s): stopping, "
+	       "so that a restart writes to the store at %s",
+	       err, run->conf->db_path);
+	stop(run, 1);
+	return true;
+}
+
 /* One STATUS= line a second: what systemctl status shows. */
 static void on_status(uv_timer_t *t)
 {
@@ -110,6 +130,8 @@ static void on_status(uv_timer_t *t)
 	int64_t done, total;
 	double rate, eta;
 
+	if (store_gone(run))
+		return;
 	kl_backfill_progress(run->bf, &done, &total, &rate, &eta);
 	kl_metrics_backfill(done, total, rate, eta, run->filling && total > 1440);
 	if (run->filling && total > 1440) {

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "storefile.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -110,7 +111,13 @@ struct kl_store {
 	uint64_t lost_tx;    /* transactions rolled back: writers compare it to know theirs went */
 	struct dirty *dirty; /* lowest touched day per symbol in the open transaction */
 	size_t ndirty, cap_dirty;
+	char *path;		   /* a writer's: kl_store_file_check() */
+	struct kl_storefile_id id; /* its files as they were after open */
 };
+
+/* The last path checked sound in this process: the HTTP server's read-only
+ * connection to the store the run just checked need not wait for it again. */
+static char checked[4096];
 
 static int err_of(int rc)
 {
@@ -254,6 +261,12 @@ int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *
 	 * second at most, because the wait blocks the loop; past that the writer
 	 * backs off and retries (the speed layer rewinds to its stored offsets). */
 	sqlite3_busy_timeout(st->db, 1000);
+	if (strcmp(checked, path) != 0) {
+		r = kl_storefile_check(st->db, path, KL_STOREFILE_CHECK_MS, err, n);
+		if (r < 0)
+			goto out;
+		snprintf(checked, sizeof(checked), "%s", path);
+	}
 	r = check_version(st->db, readonly, err, n);
 	if (r < 0)
 		goto out;
@@ -280,6 +293,15 @@ int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *
 			goto out;
 		}
 	}
+	if (!readonly) {
+		st->path = strdup(path);
+		if (!st->path) {
+			snprintf(err, n, "out of memory");
+			r = -ENOMEM;
+			goto out;
+		}
+		kl_storefile_note(path, &st->id);
+	}
 	*ret = st;
 	return 0;
 out:
@@ -297,8 +319,14 @@ struct kl_store *kl_store_close(struct kl_store *st)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_close(st->db);
 	free(st->dirty);
+	free(st->path);
 	free(st);
 	return NULL;
+}
+
+int kl_store_file_check(struct kl_store *st, char *err, size_t n)
+{
+	return st && st->path ? kl_storefile_same(st->path, &st->id, err, n) : 0;
 }
 
 int kl_store_symbol(struct kl_store *st, const char *symbol, bool create, int64_t *start_ms,

@@ -24,7 +24,10 @@ enum kl_source {
 
 /**
  * Open (creating and migrating if needed) the store at @p path. A store
- * written by a newer klined is refused with -EPROTO and left untouched.
+ * written by a newer klined is refused with -EPROTO and left untouched;
+ * so is a corrupt one (-EUCLEAN, "database is corrupt" in @p err): it is
+ * checked (PRAGMA quick_check, at most KL_STOREFILE_CHECK_MS) before
+ * anything is written.
  * @return 0 with *ret owned by the caller (kl_store_close), or -errno;
  *         @p err gets a message.
  */
@@ -32,6 +35,14 @@ int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *
 
 /** Commit anything pending and close. NULL is fine. @return NULL. */
 struct kl_store *kl_store_close(struct kl_store *st);
+
+/**
+ * Is the store opened for writing still the file at its path (db, -wal,
+ * -shm)? Deleted or replaced, everything written from now on would be
+ * lost with the unlinked inode. @return 0, or -ENOENT / -ESTALE with
+ * @p err naming the file. A read-only store always answers 0.
+ */
+int kl_store_file_check(struct kl_store *st, char *err, size_t n);
 
 /** @return SQLite's last error message (borrowed). */
 const char *kl_store_errmsg(struct kl_store *st);
