@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -227,6 +228,15 @@ static int check_run_conf(const struct kl_conf *c)
 	FILE *f;
 
 	if (c->ca_file) {
+		struct stat sb;
+		/* fopen() opens a directory for reading; curl would then fail every request. */
+		if (stat(c->ca_file, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+			fprintf(stderr,
+				"klined: [exchange] ca_file (--ca-file): %s is not a file of "
+				"PEM certificates\n",
+				c->ca_file);
+			return -EINVAL;
+		}
 		if (!(f = fopen(c->ca_file, "r"))) {
 			fprintf(stderr,
 				"klined: [exchange] ca_file (--ca-file): cannot read %s: %s\n",

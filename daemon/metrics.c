@@ -36,6 +36,9 @@ struct registry {
 	uint64_t rest_status[600]; /* index: HTTP status; 0 transport error */
 	int64_t weight_used, weight_limit;
 	double retry_after_seconds;
+	uint64_t refused;
+	double refused_seconds;
+	int64_t paused_until_ms;
 	int64_t lag;
 	struct {
 		int32_t part;
@@ -117,6 +120,15 @@ void kl_metrics_retry_after(double seconds)
 		return;
 	reg.c[KL_M_RETRY_AFTER]++;
 	reg.retry_after_seconds += seconds;
+}
+
+void kl_metrics_rest_refused(uint64_t n, double seconds, int64_t paused_until_ms)
+{
+	if (!reg.on)
+		return;
+	reg.refused += n;
+	reg.refused_seconds += seconds;
+	reg.paused_until_ms = paused_until_ms;
 }
 
 void kl_metrics_consumer_lag(int64_t lag)
@@ -243,6 +255,12 @@ static void write_rest(struct kl_prom *p)
 		"429/418 answers whose Retry-After stopped every request", reg.c[KL_M_RETRY_AFTER]);
 	one(p, "klined_rest_retry_after_seconds_total", "counter",
 	    "seconds of Retry-After waits begun", reg.retry_after_seconds);
+	one_u64(p, "klined_rest_refused_total",
+		"403/451/-1003/-1008/TLS answers (each pauses every request)", reg.refused);
+	one(p, "klined_rest_refused_seconds_total", "counter",
+	    "seconds of pauses begun after refusals", reg.refused_seconds);
+	one(p, "klined_rest_paused_until_seconds", "gauge",
+	    "unix time REST requests resume (0: not paused)", (double)reg.paused_until_ms / 1000.0);
 }
 
 static void write_stream(struct kl_prom *p)

@@ -48,6 +48,14 @@ void kl_metrics_rest_weight(int64_t used, int64_t limit);
 /** A Retry-After wait of @p seconds began. */
 void kl_metrics_retry_after(double seconds);
 
+/**
+ * The exchange refused a request in a way only time cures (403, 451,
+ * -1003/-1008 bodies, an unverifiable certificate): every request waits
+ * @p seconds (0: the pause already running covers it); @p n answers. @p paused_until_ms: wall-clock
+ * end of the pause (0: none).
+ */
+void kl_metrics_rest_refused(uint64_t n, double seconds, int64_t paused_until_ms);
+
 /** The consumer's lag (messages behind the partitions' ends; < 0 unknown). */
 void kl_metrics_consumer_lag(int64_t lag);
 

@@ -13,14 +13,24 @@
  *  3. Failures back off exponentially (0.5 s doubling to 30 s) with
  *     +-50% jitter, per request, forever: the daemon heals, it doesn't
  *     give up.
+ *  4. Refusals only time cures (403 from the WAF, which may mean a rate
+ *     limit was broken; 451 from a restricted region; -1003 "too many
+ *     requests" and -1008 "server busy" bodies; a certificate that cannot
+ *     be verified) pause every request, not just the one: 1 min doubling
+ *     to 30 min with +-25% jitter, reset by the next 2xx. Hammering a WAF
+ *     that already blocks us is how a 2-minute block becomes a 3-day ban.
+ *     Pauses and Retry-After bans are reported to the owner (kl_rest_on_ban)
+ *     so that they outlive a restart.
  */
 #include "rest.h"
 
+#include "day.h"
 #include "log.h"
 #include "metrics.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +45,9 @@
 #define BAN_DEFAULT_MS	   60000
 #define BAN_MARGIN_MS	   250
 #define DEFAULT_WEIGHT_MAX 6000
+#define REFUSED_FIRST_MS   60000   /* tests shorten it: KLINED_TEST_REFUSED_BACKOFF_MS */
+#define REFUSED_MAX_MS	   1800000 /* 30 min */
+#define REFUSED_BODY_MAX   4096	   /* an error body; a larger one is not Binance's JSON */
 
 struct req {
 	struct req *next;
@@ -49,6 +62,7 @@ struct req {
 	char *body;
 	size_t len, cap;
 	int64_t used_weight, retry_after_ms;
+	uint64_t epoch; /* rest->epoch when sent: older refusals don't escalate */
 	char errbuf[CURL_ERROR_SIZE];
 	bool too_large;
 };
@@ -69,6 +83,13 @@ struct kl_rest {
 	const struct kl_conf *conf;
 	int64_t weight_limit, used, used_window, inflight_weight;
 	uint64_t banned_until;
+	uint64_t refused_first_ms;
+	uint64_t epoch;	     /* pauses begun so far */
+	unsigned refusals;   /* in a row since the last 2xx */
+	int64_t paused_wall; /* wall-clock ms the last pause or ban ends */
+	kl_rest_ban_cb on_ban;
+	void *ban_ud;
+	char why[192]; /* of the last pause or ban */
 	struct kl_rest_stats stats;
 	int depth;    /* callbacks running: defer teardown past them */
 	int nclosing; /* handles whose close callback is pending */
@@ -84,6 +105,14 @@ static int64_t wall_minute(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec / 60;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static uint64_t ms_to_next_minute(void)
@@ -292,6 +321,78 @@ static bool tls_refused(CURLcode res)
 	       res == CURLE_SSL_CERTPROBLEM || res == CURLE_SSL_ISSUER_ERROR;
 }
 
+/* Stop every request for @p ms; the owner keeps the end across restarts. */
+static void pause_all(struct kl_rest *rest, uint64_t ms, const char *why)
+{
+	uint64_t until;
+
+	/* The loop's cached time may be stale by a page's parsing. */
+	uv_update_time(rest->loop);
+	until = uv_now(rest->loop) + ms;
+	if (until <= rest->banned_until)
+		return;
+	rest->banned_until = until;
+	rest->paused_wall = wall_ms() + (int64_t)ms;
+	snprintf(rest->why, sizeof(rest->why), "%s", why);
+	if (rest->on_ban)
+		rest->on_ban(rest->ban_ud, rest->paused_wall, why);
+}
+
+/* 403, 451, and 4xx bodies {"code":-1003} or {"code":-1008}: only time cures them. */
+static bool refusal(long status, const char *body, size_t len, int *code)
+{
+	json_t *j;
+
+	*code = 0;
+	if (status == 403 || status == 451)
+		return true;
+	if (status < 400 || status >= 500 || !body || len > REFUSED_BODY_MAX)
+		return false;
+	j = json_loadb(body, len, 0, NULL);
+	if (json_is_integer(json_object_get(j, "code")))
+		*code = (int)json_integer_value(json_object_get(j, "code"));
+	json_decref(j);
+	return *code == -1003 || *code == -1008;
+}
+
+static void refuse(struct kl_rest *rest, struct req *q, const char *why, bool tls)
+{
+	uint64_t delay = rest->refused_first_ms << (rest->refusals < 6 ? rest->refusals : 6);
+	double jitter = 0.75 + 0.5 * (double)random() / ((double)RAND_MAX + 1.0);
+	char at[21], line[CURL_ERROR_SIZE + 160];
+
+	rest->stats.refused++;
+	if (q->epoch != rest->epoch) {
+		/* Sent before the pause began: the same refusal, not a new one. */
+		kl_metrics_rest_refused(1, 0, rest->paused_wall);
+		kl_warn("rest", "GET %s: %s%s; waits for the pause under way", q->path, why,
+			tls ? " (certificate)" : "");
+		enqueue(rest, q, true);
+		return;
+	}
+	if (delay > REFUSED_MAX_MS)
+		delay = REFUSED_MAX_MS;
+	delay = (uint64_t)((double)delay * jitter);
+	rest->refusals++;
+	rest->epoch++;
+	snprintf(line, sizeof(line), "%s%s", why,
+		 tls ? ": the exchange's certificate cannot be verified (a private CA goes in "
+		       "[exchange] ca_file)"
+		     : "");
+	pause_all(rest, delay, line);
+	kl_metrics_rest_refused(1, (double)delay / 1000.0, rest->paused_wall);
+	kl_time_format(wall_ms() + (int64_t)delay, at);
+	if (tls)
+		kl_err("rest", "GET %s: %s; every request waits %.1f s, next attempt at %s",
+		       q->path, line, (double)delay / 1000.0, at);
+	else
+		kl_warn("rest",
+			"GET %s: %s; every request waits %.1f s (refusal %u in a row), next "
+			"attempt at %s",
+			q->path, line, (double)delay / 1000.0, rest->refusals, at);
+	enqueue(rest, q, true);
+}
+
 static void deliver(struct kl_rest *rest, struct req *q, const struct kl_rest_reply *reply)
 {
 	enum kl_rest_verdict v;
@@ -335,14 +436,9 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 			snprintf(why, sizeof(why), "%s",
 				 q->errbuf[0] ? q->errbuf : curl_easy_strerror(res));
 		if (tls_refused(res)) {
-			/* Retrying won't make a certificate trustworthy: the caller decides. */
-			kl_err("rest",
-			       "GET %s: %s: the exchange's certificate cannot be verified "
-			       "(a private CA goes in [exchange] ca_file)",
-			       q->path, why);
-			reply.body = why;
-			reply.len = strlen(why);
-			deliver(rest, q, &reply);
+			/* A certificate doesn't become trustworthy by retrying, but an operator
+			 * fixes ca_file or a proxy without us exiting into a restart loop. */
+			refuse(rest, q, why, true);
 			return;
 		}
 		retry_later(rest, q, why);
@@ -351,14 +447,10 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 	if (status == 429 || status == 418) {
 		uint64_t ban =
 		    q->retry_after_ms >= 0 ? (uint64_t)q->retry_after_ms : BAN_DEFAULT_MS;
-		uint64_t until;
-
-		/* The loop's cached time may be stale by a page's parsing: refresh it, and
-		 * add a margin for the exchange's clock granularity. */
-		uv_update_time(rest->loop);
-		until = uv_now(rest->loop) + ban + BAN_MARGIN_MS;
-		if (until > rest->banned_until)
-			rest->banned_until = until;
+		/* A margin for the exchange's clock granularity. */
+		snprintf(why, sizeof(why), "HTTP %ld Retry-After %.0f s", status,
+			 (double)ban / 1000.0);
+		pause_all(rest, ban + BAN_MARGIN_MS, why);
 		rest->stats.throttled++;
 		kl_metrics_retry_after((double)ban / 1000.0);
 		kl_warn("rest", "GET %s: HTTP %ld, waiting %.1f s as Retry-After asks", q->path,
@@ -370,6 +462,26 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 		snprintf(why, sizeof(why), "HTTP %ld", status);
 		retry_later(rest, q, why);
 		return;
+	}
+	{
+		int code;
+		if (refusal(status, q->body, q->len, &code)) {
+			if (code)
+				snprintf(why, sizeof(why), "HTTP %ld code %d", status, code);
+			else
+				snprintf(why, sizeof(why), "HTTP %ld%s", status,
+					 status == 451 ? " (a restricted location)"
+						       : " (the exchange's firewall)");
+			refuse(rest, q, why, false);
+			return;
+		}
+	}
+	if (status < 300) {
+		rest->refusals = 0;
+		if (rest->paused_wall) {
+			rest->paused_wall = 0;
+			kl_metrics_rest_refused(0, 0, 0);
+		}
 	}
 	reply.status = status;
 	reply.body = q->body ? q->body : "";
@@ -438,6 +550,7 @@ static int start(struct kl_rest *rest, struct req *q)
 		curl_easy_setopt(e, CURLOPT_CAINFO, rest->conf->ca_file);
 	free(url); /* curl copies the URL */
 	q->window = wall_minute();
+	q->epoch = rest->epoch;
 	if (curl_multi_add_handle(rest->multi, e) != CURLM_OK)
 		return -EIO;
 	q->next = rest->inflight;
@@ -511,6 +624,12 @@ int kl_rest_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_rest **re
 	rest->conf = conf;
 	rest->weight_limit = conf->rest_weight_limit ? conf->rest_weight_limit : DEFAULT_WEIGHT_MAX;
 	rest->used_window = wall_minute();
+	rest->refused_first_ms = REFUSED_FIRST_MS;
+	{
+		const char *t = getenv("KLINED_TEST_REFUSED_BACKOFF_MS");
+		if (t && atol(t) > 0)
+			rest->refused_first_ms = (uint64_t)atol(t);
+	}
 	rest->base = strdup(conf->rest_url);
 	rest->multi = curl_multi_init();
 	if (!rest->base || !rest->multi) {
@@ -598,7 +717,35 @@ int kl_rest_get(struct kl_rest *rest, const char *path, int weight, kl_rest_cb c
 
 void kl_rest_stats(const struct kl_rest *rest, struct kl_rest_stats *ret)
 {
+	uint64_t now = uv_now(rest->loop);
+
 	*ret = rest->stats;
 	ret->used_weight = rest->used;
 	ret->weight_limit = rest->weight_limit;
+	ret->paused_ms = rest->banned_until > now ? rest->banned_until - now : 0;
+	ret->why = rest->why;
+}
+
+void kl_rest_on_ban(struct kl_rest *rest, kl_rest_ban_cb cb, void *ud)
+{
+	rest->on_ban = cb;
+	rest->ban_ud = ud;
+}
+
+void kl_rest_pause_until(struct kl_rest *rest, int64_t wall_until_ms, const char *why)
+{
+	int64_t left = wall_until_ms - wall_ms();
+	char at[21];
+
+	if (left <= 0)
+		return;
+	if (left > 3 * 86400000LL) /* Binance's longest ban; a clock jumped back otherwise */
+		left = 3 * 86400000LL;
+	uv_update_time(rest->loop);
+	rest->banned_until = uv_now(rest->loop) + (uint64_t)left;
+	rest->paused_wall = wall_ms() + left;
+	snprintf(rest->why, sizeof(rest->why), "%s", why);
+	kl_metrics_rest_refused(0, 0, rest->paused_wall);
+	kl_time_format(rest->paused_wall, at);
+	kl_warn("rest", "%s: no request before %s (%.0f s)", why, at, (double)left / 1000.0);
 }

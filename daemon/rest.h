@@ -4,6 +4,8 @@
  * (X-MBX-USED-WEIGHT-1M against the limit), 429/418 Retry-After (no
  * request at all until it expires), and exponential backoff with jitter
  * for 5xx, timeouts, transport errors and bodies the caller finds bad.
+ * 403, 451, -1003/-1008 bodies and unverifiable certificates pause every
+ * request for minutes (growing), so callers only see final answers.
  */
 #pragma once
 
@@ -29,8 +31,9 @@ enum kl_rest_verdict {
 };
 
 /**
- * Called once per request with a 2xx or a 4xx other than 429/418 (those
- * and 5xx and transport errors are retried inside). @p r is borrowed.
+ * Called once per request with a 2xx or a 4xx that retrying cannot fix
+ * (-1121, -1100...): 429/418/403/451, -1003/-1008 bodies, 5xx, transport
+ * and TLS errors are retried inside. @p r is borrowed.
  */
 typedef enum kl_rest_verdict (*kl_rest_cb)(void *ud, const struct kl_rest_reply *r);
 
@@ -61,7 +64,20 @@ int kl_rest_get_in(struct kl_rest *rest, const char *path, int weight, uint64_t 
 /** Counters for progress lines and status. */
 struct kl_rest_stats {
 	uint64_t requests, retries, throttled; /* throttled: 429/418 answers */
+	uint64_t refused;		       /* 403/451/-1003/-1008/TLS answers */
 	int64_t used_weight, weight_limit;
 	size_t queued, inflight;
+	uint64_t paused_ms; /* left of a pause or ban: nothing is sent meanwhile */
+	const char
+	    *why; /* of the last pause or ban ("" none); borrowed, valid until the next call */
 };
 void kl_rest_stats(const struct kl_rest *rest, struct kl_rest_stats *ret);
+
+/** A pause or ban began, ending at wall-clock @p until_ms; @p why is borrowed. */
+typedef void (*kl_rest_ban_cb)(void *ud, int64_t until_ms, const char *why);
+
+/** Tell @p cb about every pause or ban (to keep its end across a restart). */
+void kl_rest_on_ban(struct kl_rest *rest, kl_rest_ban_cb cb, void *ud);
+
+/** Send nothing before wall-clock @p until_ms (a ban kept from an earlier run). */
+void kl_rest_pause_until(struct kl_rest *rest, int64_t wall_until_ms, const char *why);

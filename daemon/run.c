@@ -1,7 +1,8 @@
 /*
  * The daemon's top-level state machine, all on one libuv loop:
  *
- *   INFO    GET /api/v3/exchangeInfo?symbols=[..]  (bad symbol: exit 78)
+ *   INFO    GET /api/v3/exchangeInfo?symbols=[..]  in chunks; a symbol the
+ *           exchange does not list is named and left out (none: exit 78)
  *   TIME    GET /api/v3/time                        (the exchange's now)
  *   PLAN    per symbol: coverage start (listing: first kline), holes
  *   FILL    backfill every hole up to the last closed minute
@@ -46,12 +47,20 @@
 #define HEAL_LAG_MS    120000
 #define FRESH_MS       10000 /* a consumer this recently active is healthy */
 #define STORE_RETRY_MS 5000  /* after a failed store write (disk full, a lock held) */
+#define INFO_CHUNK     100   /* symbols per exchangeInfo: a ~3 KiB URL, well under limits */
 
 struct rsym {
 	struct run *run;
 	const char *symbol; /* borrowed from conf */
 	int64_t sid, start;
 	bool known;
+	bool listed; /* exchangeInfo answered for it */
+};
+
+/* One exchangeInfo request: run->syms[from, from + n). */
+struct info_req {
+	struct run *run;
+	size_t from, n;
 };
 
 struct run {
@@ -69,7 +78,9 @@ struct run {
 	uv_signal_t sigterm, sigint;
 	uv_timer_t follow;
 	struct rsym *syms;
-	size_t nsyms, pending;
+	size_t nsyms, pending, info_pending;
+	char **wsyms;	   /* the listed symbols, for the stream (strings borrowed) */
+	const char *phase; /* of the start-up, NULL once planned */
 	int64_t now_ms, closed_end;
 	int64_t certify_before; /* days before this with ws minutes get certified */
 	int64_t certifying;	/* the certification under way: redone if it fails */
@@ -132,6 +143,19 @@ static void on_status(uv_timer_t *t)
 
 	if (store_gone(run))
 		return;
+	if (run->phase) {
+		struct kl_rest_stats rs;
+		kl_rest_stats(run->rest, &rs);
+		if (rs.paused_ms)
+			kl_notify_status(run->notify, "%s: waiting %.0f s for the exchange (%s)",
+					 run->phase, (double)rs.paused_ms / 1000.0, rs.why);
+		else if (rs.retries)
+			kl_notify_status(run->notify, "%s: retrying (%" PRIu64 " retries so far)",
+					 run->phase, rs.retries);
+		else
+			kl_notify_status(run->notify, "%s", run->phase);
+		return;
+	}
 	kl_backfill_progress(run->bf, &done, &total, &rate, &eta);
 	kl_metrics_backfill(done, total, rate, eta, run->filling && total > 1440);
 	if (run->filling && total > 1440) {
@@ -448,8 +472,8 @@ static int start_stream(struct run *run)
 		r = kl_speed_start(run->speed);
 	}
 	if (r == 0)
-		r = kl_ws_new(&run->loop, run->conf, run->conf->symbols, run->conf->nsymbols,
-			      on_ws_event, on_ws_up, run, &run->ws, err, sizeof(err));
+		r = kl_ws_new(&run->loop, run->conf, run->wsyms, run->nsyms, on_ws_event, on_ws_up,
+			      run, &run->ws, err, sizeof(err));
 	if (r == -EINVAL) {
 		fprintf(stderr, "klined: %s\n", err);
 		stop(run, 78);
@@ -501,6 +525,7 @@ static void planned(struct run *run)
 {
 	if (--run->pending || run->stopping)
 		return;
+	run->phase = NULL;
 	if (kl_store_put_run(run->st, run->now_ms, KLINED_VERSION) < 0) {
 		kl_err("run", "cannot write to the store: %s", kl_store_errmsg(run->st));
 		stop(run, 1);
@@ -525,22 +550,22 @@ static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
 	if (r->cancelled)
 		return KL_REST_DONE;
 
+	/* Never an exit: a restart would only ask again, costlier. */
 	if (r->status != 200) {
 		exchange_error(r, msg, sizeof(msg));
-		kl_err("run", "%s: cannot find the listing: %s", s->symbol, msg);
+		kl_err("run", "%s: cannot find the listing: %s; asking again", s->symbol, msg);
 		json_decref(j);
-		stop(run, 1);
-		return KL_REST_DONE;
+		return KL_REST_RETRY;
 	}
 	if (!json_is_array(j) || (json_array_size(j) && !json_is_integer(t))) {
 		json_decref(j);
 		return KL_REST_RETRY;
 	}
 	if (json_array_size(j) == 0) {
-		kl_err("run", "%s: the exchange has no klines at all for it", s->symbol);
+		kl_warn("run", "%s: the exchange has no klines for it yet; asking again",
+			s->symbol);
 		json_decref(j);
-		stop(run, 1);
-		return KL_REST_DONE;
+		return KL_REST_RETRY;
 	}
 	plan_symbol(run, s, kl_day_floor(json_integer_value(t)));
 	json_decref(j);
@@ -550,6 +575,7 @@ static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
 
 static void plan(struct run *run)
 {
+	run->phase = "finding where each symbol's history begins";
 	run->pending = 1;
 	for (size_t i = 0; i < run->nsyms && !run->stopping; i++) {
 		struct rsym *s = &run->syms[i];
@@ -602,31 +628,76 @@ static enum kl_rest_verdict on_time(void *ud, const struct kl_rest_reply *r)
 	return KL_REST_DONE;
 }
 
-/* Check every configured symbol exists; read the published weight limit. */
+static int ask_info(struct run *run, size_t from, size_t n);
+
+/* Every chunk answered: go on with the listed symbols, or exit 78 when none is. */
+static void info_done(struct run *run)
+{
+	size_t n = 0;
+
+	if (--run->info_pending || run->stopping)
+		return;
+	for (size_t i = 0; i < run->nsyms; i++) {
+		if (run->syms[i].listed) {
+			run->wsyms[n] = (char *)(uintptr_t)run->syms[i].symbol;
+			run->syms[n++] = run->syms[i];
+		}
+	}
+	if (n == 0) {
+		fprintf(stderr,
+			"klined: [exchange] symbols: the exchange lists none of the %zu "
+			"configured symbols\n",
+			run->nsyms);
+		stop(run, 78);
+		return;
+	}
+	if (n < run->nsyms)
+		kl_warn("run", "running with %zu of the %zu configured symbols", n, run->nsyms);
+	run->nsyms = n;
+	run->phase = "asking the exchange for its clock";
+	if (kl_rest_get(run->rest, "/api/v3/time", 1, on_time, run) < 0)
+		stop(run, 1);
+}
+
+static void unlisted(struct rsym *s, const char *why)
+{
+	kl_err("run",
+	       "%s: the exchange does not list this symbol (%s); [exchange] symbols "
+	       "names it, klined runs without it",
+	       s->symbol, why);
+}
+
+/*
+ * One chunk's answer. -1121 names no symbol: the chunk is split in halves
+ * until the unknown ones stand alone, so each is named and the others run.
+ * Reads the published weight limit.
+ */
 static enum kl_rest_verdict on_info(void *ud, const struct kl_rest_reply *r)
 {
-	struct run *run = ud;
+	struct info_req *q = ud;
+	struct run *run = q->run;
 	json_t *j, *v;
 	size_t i;
 	char msg[256];
-	if (r->cancelled)
-		return KL_REST_DONE;
 
+	if (r->cancelled) {
+		free(q);
+		return KL_REST_DONE;
+	}
 	if (r->status != 200) {
-		int code = exchange_error(r, msg, sizeof(msg));
-		if (code == -1121) {
-			fprintf(stderr, "klined: [exchange] symbols: the exchange does not list ");
-			for (i = 0; i < run->nsyms; i++)
-				fprintf(stderr, "%s%s", i ? " or " : "", run->syms[i].symbol);
-			fprintf(stderr, " as a symbol (%s)\n", msg);
-			stop(run, 78);
-		} else if (r->status == 0) {
-			kl_err("run", "cannot reach the exchange: %s", r->body);
-			stop(run, 1);
-		} else {
-			kl_err("run", "exchangeInfo refused: %s", msg);
-			stop(run, 1);
+		if (exchange_error(r, msg, sizeof(msg)) != -1121) {
+			/* A final 4xx we did not expect: our request's fault, not the user's.
+			 * Retrying costs little; exiting would loop through systemd. */
+			kl_err("run", "exchangeInfo refused: %s; asking again", msg);
+			return KL_REST_RETRY;
 		}
+		if (q->n == 1)
+			unlisted(&run->syms[q->from], msg);
+		else if (ask_info(run, q->from, q->n / 2) < 0 ||
+			 ask_info(run, q->from + q->n / 2, q->n - q->n / 2) < 0)
+			stop(run, 1);
+		free(q);
+		info_done(run);
 		return KL_REST_DONE;
 	}
 	j = json_loadb(r->body, r->len, 0, NULL);
@@ -647,28 +718,76 @@ static enum kl_rest_verdict on_info(void *ud, const struct kl_rest_reply *r)
 	{
 		const char *name = json_string_value(json_object_get(v, "symbol"));
 		const char *status = json_string_value(json_object_get(v, "status"));
+		for (size_t k = q->from; name && k < q->from + q->n; k++) {
+			if (!strcmp(run->syms[k].symbol, name))
+				run->syms[k].listed = true;
+		}
 		if (name && status && strcmp(status, "TRADING") != 0)
 			kl_warn("run", "%s: the exchange reports status %s; its history is kept",
 				name, status);
 	}
 	json_decref(j);
-	if (kl_rest_get(run->rest, "/api/v3/time", 1, on_time, run) < 0)
-		stop(run, 1);
+	for (size_t k = q->from; k < q->from + q->n; k++) {
+		if (!run->syms[k].listed)
+			unlisted(&run->syms[k], "absent from exchangeInfo");
+	}
+	free(q);
+	info_done(run);
 	return KL_REST_DONE;
+}
+
+static int ask_info(struct run *run, size_t from, size_t n)
+{
+	struct info_req *q = malloc(sizeof(*q));
+	char path[64 + INFO_CHUNK * 32];
+	size_t len;
+	int r;
+
+	if (!q)
+		return -ENOMEM;
+	*q = (struct info_req){run, from, n};
+	len = (size_t)snprintf(path, sizeof(path), "/api/v3/exchangeInfo?symbols=%%5B");
+	for (size_t i = from; i < from + n; i++)
+		len += (size_t)snprintf(path + len, sizeof(path) - len, "%s%%22%s%%22",
+					i > from ? "," : "", run->syms[i].symbol);
+	snprintf(path + len, sizeof(path) - len, "%%5D");
+	run->info_pending++;
+	r = kl_rest_get(run->rest, path, 20, on_info, q);
+	if (r < 0) {
+		run->info_pending--;
+		free(q);
+	}
+	return r;
+}
+
+/* A ban or pause kept in the store outlives a restart: asking during it lengthens it. */
+static void on_ban(void *ud, int64_t until_ms, const char *why)
+{
+	struct run *run = ud;
+
+	if (kl_store_put_ban(run->st, until_ms, why) < 0)
+		kl_warn("run", "cannot keep the ban's end in the store: %s",
+			kl_store_errmsg(run->st));
+	if (!run->stopping)
+		on_status(&run->status_timer); /* say why now, not at the next tick */
 }
 
 static int start(struct run *run)
 {
-	char path[4096];
-	size_t n;
-	int r;
+	int64_t until;
+	char why[192];
+	int r = 0;
 
-	n = (size_t)snprintf(path, sizeof(path), "/api/v3/exchangeInfo?symbols=%%5B");
-	for (size_t i = 0; i < run->nsyms && n < sizeof(path) - 64; i++)
-		n += (size_t)snprintf(path + n, sizeof(path) - n, "%s%%22%s%%22", i ? "," : "",
-				      run->syms[i].symbol);
-	snprintf(path + n, sizeof(path) - n, "%%5D");
-	r = kl_rest_get(run->rest, path, 20, on_info, run);
+	if (kl_store_get_ban(run->st, &until, why, sizeof(why)) == 0 && until > 0)
+		kl_rest_pause_until(run->rest, until, why[0] ? why : "a ban kept in the store");
+	kl_rest_on_ban(run->rest, on_ban, run);
+	run->phase = "asking the exchange for its symbols";
+	/* Held until every chunk is asked, so an early answer cannot finish the phase. */
+	run->info_pending = 1;
+	for (size_t i = 0; i < run->nsyms && r == 0; i += INFO_CHUNK)
+		r = ask_info(run, i, run->nsyms - i < INFO_CHUNK ? run->nsyms - i : INFO_CHUNK);
+	if (r == 0)
+		info_done(run);
 	return r;
 }
 
@@ -684,7 +803,8 @@ int kl_run(const struct kl_conf *conf, bool once)
 	run->once = once;
 	run->nsyms = conf->nsymbols;
 	run->syms = calloc(conf->nsymbols, sizeof(*run->syms));
-	if (!run->syms)
+	run->wsyms = calloc(conf->nsymbols, sizeof(*run->wsyms));
+	if (!run->syms || !run->wsyms)
 		goto out;
 	for (size_t i = 0; i < conf->nsymbols; i++)
 		run->syms[i] = (struct rsym){.run = run, .symbol = conf->symbols[i]};
@@ -735,6 +855,7 @@ out:
 	run->st = kl_store_close(run->st);
 	kl_metrics_free();
 	free(run->syms);
+	free(run->wsyms);
 	free(run);
 	return code;
 }

@@ -913,3 +913,44 @@ int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, json_t
 		*ret = rows;
 	return r;
 }
+
+/* Rare (a ban or two a day at worst): prepared when needed, not at open. */
+int kl_store_put_ban(struct kl_store *st, int64_t until_ms, const char *reason)
+{
+	sqlite3_stmt *s;
+	int rc =
+	    sqlite3_prepare_v2(st->db,
+			       "INSERT INTO exchange_ban (id, until_ms, reason) VALUES (1, ?, ?) "
+			       "ON CONFLICT (id) DO UPDATE SET until_ms = excluded.until_ms, "
+			       "reason = excluded.reason",
+			       -1, &s, NULL);
+
+	if (rc != SQLITE_OK)
+		return err_of(rc);
+	sqlite3_bind_int64(s, 1, until_ms);
+	sqlite3_bind_text(s, 2, reason, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : err_of(rc);
+}
+
+int kl_store_get_ban(struct kl_store *st, int64_t *until_ms, char *reason, size_t n)
+{
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(
+	    st->db, "SELECT until_ms, reason FROM exchange_ban WHERE id = 1", -1, &s, NULL);
+
+	*until_ms = 0;
+	if (n)
+		reason[0] = '\0';
+	if (rc != SQLITE_OK)
+		return err_of(rc);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(s, 1);
+		*until_ms = sqlite3_column_int64(s, 0);
+		snprintf(reason, n, "%s", t ? (const char *)t : "");
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : err_of(rc);
+}

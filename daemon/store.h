@@ -136,3 +136,12 @@ int kl_store_status(struct kl_store *st, json_t **ret);
  * owns), -ENOMEM or -EIO.
  */
 int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, json_t **ret);
+
+/** Keep the end (wall-clock ms) of the exchange's ban; @p reason is borrowed. @return 0 or -EIO. */
+int kl_store_put_ban(struct kl_store *st, int64_t until_ms, const char *reason);
+
+/**
+ * Read the kept ban: *until_ms (0 when none), @p reason (room for @p n).
+ * @return 0 or -EIO.
+ */
+int kl_store_get_ban(struct kl_store *st, int64_t *until_ms, char *reason, size_t n);

@@ -46,6 +46,7 @@ static int set_level(struct kl_conf *c, const struct key *k, const char *v, char
 static int set_listen(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
 static int set_brokers(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
 static int set_topic(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
+static int set_weight(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n);
 
 /* The offsets of URL keys double as the scheme they accept. */
 static const struct key keys[] = {
@@ -54,7 +55,8 @@ static const struct key keys[] = {
      FIELD(db_path),
      0,
      0},
-    {{"exchange", "symbols", "symbols", "BTCUSDT,ETHUSDT", "comma-separated Binance symbols"},
+    {{"exchange", "symbols", "symbols", "BTCUSDT,ETHUSDT",
+      "comma-separated Binance symbols (in the file: continuation lines add more)"},
      set_symbols,
      FIELD(symbols),
      0,
@@ -123,7 +125,7 @@ static const struct key keys[] = {
      600000},
     {{"rest", "weight_limit", "rest-weight-limit", "0",
       "request weight per minute (0: the exchange's published limit)"},
-     set_int,
+     set_weight,
      FIELD(rest_weight_limit),
      0,
      1000000},
@@ -245,14 +247,29 @@ static void free_list(char **v, size_t nv)
 	free(v);
 }
 
-static int set_symbols(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+/*
+ * @p append keeps the symbols already set: the file's continuation lines
+ * (and repeated symbols keys) add to its first symbols line, so any
+ * number of symbols fits in lines of inih's size.
+ */
+static int symbols_apply(struct kl_conf *c, const char *v, bool append, char *err, size_t n)
 {
 	char **list = NULL;
 	size_t nlist = 0;
 	const char *p = v;
 	int r = 0;
 
-	(void)k;
+	if (append) {
+		list = calloc(c->nsymbols ? c->nsymbols : 1, sizeof(*list));
+		if (!list)
+			return fail(err, n, "out of memory");
+		for (; nlist < c->nsymbols; nlist++) {
+			if (!(list[nlist] = strdup(c->symbols[nlist]))) {
+				r = fail(err, n, "out of memory");
+				goto out;
+			}
+		}
+	}
 	while (*p) {
 		const char *e = p;
 		char sym[32];
@@ -306,6 +323,62 @@ out:
 	return r;
 }
 
+static int set_symbols(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	(void)k;
+	return symbols_apply(c, v, false, err, n);
+}
+
+/*
+ * HOST[:PORT] or [IPv6][:PORT] up to the first '/': curl would take
+ * "http://:80" or port 99999 and fail at every request, forever, with a
+ * warning; a typo is the configuration's problem, not the network's.
+ */
+static int check_authority(const char *a, size_t len)
+{
+	const char *slash = memchr(a, '/', len), *end, *host_end, *colon;
+	long port = 0;
+
+	end = slash ? slash : a + len;
+	if (memchr(a, '@', (size_t)(end - a)))
+		return -EINVAL; /* credentials have no place in an exchange URL */
+	if (a < end && *a == '[') {
+		char buf[64];
+		unsigned char addr[16];
+		const char *close = memchr(a, ']', (size_t)(end - a));
+		if (!close || (size_t)(close - a - 1) >= sizeof(buf))
+			return -EINVAL;
+		memcpy(buf, a + 1, (size_t)(close - a - 1));
+		buf[close - a - 1] = '\0';
+		if (inet_pton(AF_INET6, buf, addr) != 1)
+			return -EINVAL;
+		host_end = close + 1;
+		if (host_end < end && *host_end != ':')
+			return -EINVAL;
+	} else {
+		host_end = memchr(a, ':', (size_t)(end - a));
+		if (!host_end)
+			host_end = end;
+		if (host_end == a)
+			return -EINVAL;
+		for (const char *q = a; q < host_end; q++) {
+			if (!isalnum((unsigned char)*q) && *q != '.' && *q != '-' && *q != '_')
+				return -EINVAL;
+		}
+	}
+	if (host_end == end)
+		return 0;
+	colon = host_end;
+	if (colon + 1 == end)
+		return -EINVAL;
+	for (const char *q = colon + 1; q < end; q++) {
+		if (!isdigit((unsigned char)*q) || port > 65535)
+			return -EINVAL;
+		port = port * 10 + (*q - '0');
+	}
+	return port >= 1 && port <= 65535 ? 0 : -EINVAL;
+}
+
 static int set_url(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
 {
 	static const char *const schemes[2][2] = {{"http://", "https://"}, {"ws://", "wss://"}};
@@ -327,6 +400,8 @@ static int set_url(struct kl_conf *c, const struct key *k, const char *v, char *
 		if ((unsigned char)v[i] <= 0x20 || v[i] == '?' || v[i] == '#')
 			return fail(err, n, "'%s' must be a bare base URL", v);
 	}
+	if (check_authority(v + skip, len - skip) < 0)
+		return fail(err, n, "'%s' has no valid HOST[:PORT] (port 1 to 65535, [IPv6])", v);
 	s = strndup(v, len);
 	if (!s)
 		return fail(err, n, "out of memory");
@@ -409,6 +484,21 @@ static int set_int(struct kl_conf *c, const struct key *k, const char *v, char *
 	if (parse_uint(v, k->max, &x, &end) < 0 || *end || x < k->min)
 		return fail(err, n, "'%s' is not an integer from %lld to %lld", v,
 			    (long long)k->min, (long long)k->max);
+	*int_field(c, k) = x;
+	return 0;
+}
+
+/* exchangeInfo costs 20 and 5% of the limit is kept for other clients: below 21 nothing starts. */
+static int set_weight(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	int64_t x;
+	const char *end;
+
+	if (parse_uint(v, k->max, &x, &end) < 0 || *end || (x != 0 && x < KL_CONF_WEIGHT_MIN))
+		return fail(err, n,
+			    "'%s' is not 0 (the exchange's limit) or an integer from %d to %lld "
+			    "(exchangeInfo alone costs 20)",
+			    v, KL_CONF_WEIGHT_MIN, (long long)k->max);
 	*int_field(c, k) = x;
 	return 0;
 }
@@ -517,12 +607,58 @@ static int add_kafka_prop(struct kl_conf *c, const char *name, const char *v, ch
  */
 struct ini_ctx {
 	struct kl_conf *c;
-	const char *p; /* the text not yet read */
-	int line;      /* of the line last read */
-	int errline;   /* of the first handler error, 0: none yet */
-	int longline;  /* of a line too long for inih's buffer, 0: none */
-	char msg[400]; /* "[section] key: problem" of errline */
+	const char *p;	   /* the text not yet read */
+	int line;	   /* of the line last read */
+	int errline;	   /* of the first handler error, 0: none yet */
+	int longline;	   /* of a line too long for inih's buffer, 0: none */
+	bool indented;	   /* the line last read starts with blanks: inih's continuation */
+	char msg[400];	   /* "[section] key: problem" of errline */
+	struct seen *seen; /* keys given so far, to refuse a second value */
+	size_t nseen;
 };
+
+/* "section\0key" of a key set in the file, and the line it was set on. */
+struct seen {
+	char *id;
+	int line;
+};
+
+/*
+ * A key given twice is refused: which of two values was meant is not ours
+ * to guess. A continuation line (indented, inih's multi-line value) is
+ * how [exchange] symbols grows past one line; for other keys it is refused.
+ * @return 0 to set, 1 to append (symbols' continuation), -EINVAL with @p msg.
+ */
+static int note_key(struct ini_ctx *ctx, const char *section, const char *name, char *msg, size_t n)
+{
+	size_t ls = strlen(section), ln = strlen(name);
+	struct seen *grown;
+	char *id;
+
+	for (size_t i = 0; i < ctx->nseen; i++) {
+		if (strcmp(ctx->seen[i].id, section) != 0 || strcmp(ctx->seen[i].id + ls + 1, name))
+			continue;
+		if (ctx->indented && !strcmp(section, "exchange") && !strcmp(name, "symbols"))
+			return 1;
+		if (ctx->indented)
+			return fail(msg, n,
+				    "continuation line (the value goes on from line %d); only "
+				    "[exchange] symbols takes more than one line",
+				    ctx->seen[i].line);
+		return fail(msg, n, "given twice (lines %d and %d)", ctx->seen[i].line, ctx->line);
+	}
+	grown = realloc(ctx->seen, (ctx->nseen + 1) * sizeof(*grown));
+	if (!grown)
+		return fail(msg, n, "out of memory");
+	ctx->seen = grown;
+	id = malloc(ls + ln + 2);
+	if (!id)
+		return fail(msg, n, "out of memory");
+	memcpy(id, section, ls + 1);
+	memcpy(id + ls + 1, name, ln + 1);
+	ctx->seen[ctx->nseen++] = (struct seen){id, ctx->line};
+	return 0;
+}
 
 static char *ini_read(char *str, int num, void *stream)
 {
@@ -533,6 +669,7 @@ static char *ini_read(char *str, int num, void *stream)
 	if (len == 0)
 		return NULL;
 	ctx->line++;
+	ctx->indented = *ctx->p == ' ' || *ctx->p == '\t';
 	if (num < 1 || len >= (size_t)num) {
 		ctx->longline = ctx->line; /* stop here rather than misread it */
 		return NULL;
@@ -547,9 +684,17 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 {
 	struct ini_ctx *ctx = user;
 	char msg[256];
+	int how;
 
 	if (!name) /* a section header alone */
 		return 1;
+	if ((how = note_key(ctx, section, name, msg, sizeof(msg))) < 0)
+		goto bad;
+	if (how == 1) {
+		if (symbols_apply(ctx->c, value, true, msg, sizeof(msg)) == 0)
+			return 1;
+		goto bad;
+	}
 	if (strcmp(section, "kafka") == 0 && strncmp(name, "librdkafka.", 11) == 0) {
 		if (add_kafka_prop(ctx->c, name + 11, value, msg, sizeof(msg)) == 0)
 			return 1;
@@ -579,6 +724,9 @@ int kl_conf_load_ini(struct kl_conf *c, const char *text, const char *filename, 
 	int r;
 
 	r = ini_parse_stream(ini_read, &ctx, on_ini, &ctx);
+	for (size_t i = 0; i < ctx.nseen; i++)
+		free(ctx.seen[i].id);
+	free(ctx.seen);
 	if (r == 0 && !ctx.longline)
 		return 0;
 	if (r < 0)

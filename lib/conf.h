@@ -17,6 +17,9 @@ enum kl_history_kind {
 	KL_HISTORY_LISTING, /* the symbol's first kline */
 };
 
+/* The smallest [rest] weight_limit: exchangeInfo (20) must fit under it less its 5% margin. */
+#define KL_CONF_WEIGHT_MIN 21
+
 struct kl_conf {
 	char *db_path;
 	char **symbols; /* validated, upper case, no duplicates */

@@ -731,7 +731,8 @@ class Replay:
                  halts: Iterable[Any] = (), faults: Iterable[Dict] = (),
                  log_size: int = 10000, wall: Callable[[], float] = time.time,
                  gen_symbols: int = 0, ws_config: Optional[Dict[str, Any]] = None,
-                 ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000):
+                 ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000,
+                 ban_escalation: float = 0.0):
         self.base = BaseData.load(data_dir or DEFAULT_DATA_DIR).with_generated(int(gen_symbols))
         self.ws: Optional["WsHub"] = None
         tu = None
@@ -746,6 +747,8 @@ class Replay:
         self._win = -1
         self._used = 0
         self._ban_until = 0.0
+        self.ban_escalation = float(ban_escalation)
+        self._ip_bans: Dict[str, List[float]] = {}
         self._rules: List[Dict[str, Any]] = []
         self._next_rule_id = 1
         self._log_size = log_size
@@ -789,6 +792,8 @@ class Replay:
             "rate_limited": self.rate_limited,
             "violations": self.violations,
             "banned_for_s": round(max(0.0, self._ban_until - now), 3),
+            "ip_bans": {ip: {"banned_for_s": round(max(0.0, b[0] - now), 3), "level": int(b[1])}
+                        for ip, b in self._ip_bans.items()},
             "faults": [_public_rule(r) for r in self._rules]
                       + [_public_rule(g["rule"]) for g in self.store.gap_rules() if g["rule"]],
             "clock": self.clock.state(),
@@ -859,6 +864,25 @@ class Replay:
 
     def ban(self, seconds: float) -> None:
         self._ban_until = max(self._ban_until, self._wall() + seconds)
+
+    # ---- escalating per-IP bans (ban_escalation=SECONDS, --ban-escalation) -----------
+    # Binance: "IP bans are tracked and scale in duration for repeat offenders, from 2
+    # minutes to 3 days". With ban_escalation > 0, every request that arrives while its IP
+    # is banned (a 429 window, a 418 ban, an injected ban) is a violation: the IP gets a
+    # fresh 418 ban of ban_escalation * 2**(n-1) seconds (n: its violations so far), capped
+    # at 3 days. The state is per IP and lives as long as the replay does, so a client
+    # that restarts is still banned, as on Binance.
+    BAN_MAX_S = 3 * 86400.0
+
+    def ip_banned_until(self, ip: str) -> float:
+        b = self._ip_bans.get(ip)
+        return max(self._ban_until, b[0] if b else 0.0)
+
+    def escalate_ban(self, ip: str, now: float) -> float:
+        b = self._ip_bans.setdefault(ip, [0.0, 0])
+        b[1] += 1
+        b[0] = max(b[0], now + min(self.BAN_MAX_S, self.ban_escalation * 2 ** (b[1] - 1)))
+        return b[0]
 
     def rest_exchange_info(self, symbols: Optional[List[str]]) -> Dict[str, Any]:
         syms = self.base.symbols if symbols is None else symbols
@@ -1986,7 +2010,15 @@ class _App:
         if rp.latency_ms > 0:
             await asyncio.sleep(rp.latency_ms / 1000.0)
 
-        if now < rp._ban_until:
+        ip = request.remote or "?"
+        if rp.ban_escalation > 0 and now < rp.ip_banned_until(ip):
+            rp.violations += 1
+            until = rp.escalate_ban(ip, now)
+            retry_after = max(1, math.ceil(until - now))
+            res = _Result(418, _err_body(-1003, "Way too much request weight used; IP banned "
+                                                "until %d. Please use WebSocket Streams for live "
+                                                "updates to avoid bans." % int(until * 1000)))
+        elif now < rp._ban_until:
             rp.violations += 1
             retry_after = max(1, math.ceil(rp._ban_until - now))
             res = _Result(418, _err_body(-1003, "Way too much request weight used; IP banned "
@@ -2186,7 +2218,7 @@ class ReplayServer:
     Websocket and benchmark options: gen_symbols=0, ws_ping_interval=20.0 (s),
     ws_pong_timeout=60.0 (s), ws_max_age_ms=86400000, ws_shutdown_notice_ms=0,
     ws_max_msgs_per_s=5, ws_update_ms=2000, ws_max_streams=1024, ws_burst_events=512,
-    ws_faults=(), ws_log_size=10000.
+    ws_faults=(), ws_log_size=10000. Hostile options: ban_escalation=0.0 (s).
 
     start() -> self (blocks until listening), stop(); usable as a context manager.
     Attributes after start: port, rest_url, ws_url, replay (the Replay core: .clock, .store,
@@ -2205,7 +2237,7 @@ class ReplayServer:
                  ws_max_msgs_per_s: int = 5, ws_update_ms: int = 2000,
                  ws_max_streams: int = 1024, ws_burst_events: int = 512,
                  ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000,
-                 ssl_context: Any = None):
+                 ssl_context: Any = None, ban_escalation: float = 0.0):
         # ssl_context: an ssl.SSLContext to serve https:// and wss:// instead.
         # wall: the wall clock (epoch seconds) of the weight windows and bans; tests may
         # inject a fake one.  The virtual clock always runs on time.monotonic.
@@ -2216,7 +2248,8 @@ class ReplayServer:
         self.replay = Replay(data_dir=data_dir, start=start, speed=speed, tile_until=tile_until,
                              weight_limit=weight_limit, latency_ms=latency_ms, halts=halts,
                              faults=faults, wall=wall, gen_symbols=gen_symbols,
-                             ws_config=ws_config, ws_faults=ws_faults, ws_log_size=ws_log_size)
+                             ws_config=ws_config, ws_faults=ws_faults, ws_log_size=ws_log_size,
+                             ban_escalation=ban_escalation)
         self.host = host
         self.requested_port = int(port)
         self.port: Optional[int] = None
@@ -2405,6 +2438,10 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--ws-burst-events", type=int, default=512,
                    help="websocket: when more updates than this are due at once (server behind "
                         "or clock jump), send only the latest per symbol (finals always)")
+    p.add_argument("--ban-escalation", type=float, default=0.0,
+                   help="seconds of the first 418 ban of an IP that asks while banned; doubles on "
+                        "each repetition up to 3 days, kept across client restarts (0 = off; "
+                        "Binance: 120)")
     p.add_argument("--ws-faults", default=None,
                    help="JSON list of websocket fault rules (or {\"rules\": [...]}, or @file)")
     return p.parse_args(argv)
@@ -2430,7 +2467,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        ws_shutdown_notice_ms=a.ws_shutdown_notice_ms,
                        ws_max_msgs_per_s=a.ws_max_msgs_per_s, ws_update_ms=a.ws_update_ms,
                        ws_max_streams=a.ws_max_streams, ws_burst_events=a.ws_burst_events,
-                       ws_faults=_load_rules(a.ws_faults))
+                       ws_faults=_load_rules(a.ws_faults), ban_escalation=a.ban_escalation)
     stop = threading.Event()
 
     def on_signal(signum, frame):

@@ -960,3 +960,22 @@ def test_generated_symbols_rest_and_ws():
         for a, b in zip(by["S0002USDT"], by["ETHUSDT"]):
             assert json.dumps(a).replace("S0002USDT", "ETHUSDT") == json.dumps(b)
         assert k_equals_row(by["S0002USDT"][-1]["k"], feb_rows("ETHUSDT", 1)[0])
+
+
+def test_ban_escalation_grows_per_ip_and_outlives_the_client():
+    """--ban-escalation: asking while banned lengthens the ban (S, 2S, 4S...), per IP;
+    a new connection (a restarted client) is still banned."""
+    with br.ReplayServer(ban_escalation=10, speed=0,
+                         faults=[{"kind": "status", "status": 418, "retry_after": 1,
+                                  "path": "/api/v3/time"}]) as srv:
+        st, hd, _ = http_get(srv, "/api/v3/time")
+        assert st == 418 and hd["retry-after"] == "1"
+        waits = []
+        for _ in range(3):
+            st, hd, _ = http_get(srv, "/api/v3/ping")   # a new connection each time
+            assert st == 418
+            waits.append(int(hd["retry-after"]))
+        assert waits == [10, 20, 40]
+        bans = srv.stats()["ip_bans"]
+        assert bans["127.0.0.1"]["level"] == 3 and bans["127.0.0.1"]["banned_for_s"] > 35
+        assert srv.stats()["violations"] == 3
