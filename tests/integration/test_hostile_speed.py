@@ -1,0 +1,128 @@
+"""The speed layer against a hostile exchange and a hostile topic (issue 11,
+items 10-13 and 17): absurd event times produced to the topic, quiet
+connections that carry only pings, an exchange that drops every connection,
+a connect() that fails at once (no route), a broker gone at shutdown."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import KLINED, ROOT, query, read_log, stop, wait_for
+from test_speed import live, vnow, ws_minutes
+
+ASAN_ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:exitcode=66",
+            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=67"}
+
+
+def sanitizer_report(log):
+    return [line for line in log.splitlines()
+            if "ERROR: AddressSanitizer" in line or "runtime error:" in line
+            or "double free" in line]
+
+
+# ---- item 12: connect() failing synchronously --------------------------------------
+
+NETNS_SCRIPT = textwrap.dedent("""
+    import json, os, signal, subprocess, sys, time
+    sys.path.insert(0, sys.argv[1])
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    import binance_replay as br
+    binary, db, seconds, mode = sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
+    srv = br.ReplayServer(start="2023-03-10T22:00:30Z", speed=600).start()
+    # No route to this address in a namespace with only lo: connect() fails at once
+    # with ENETUNREACH, inside lws_client_connect_via_info.
+    ws_url = "ws://192.0.2.1:9443"
+    if mode == "rotate":
+        # The live connection reaches the replay; its successors cannot: after the
+        # first serverShutdown notice the route to the replay's port is removed.
+        ws_url = srv.ws_url
+    env = dict(os.environ)
+    log = open(db + ".log", "w+")
+    p = subprocess.Popen([binary, "run", "--db", db, "--rest-url", srv.rest_url,
+                          "--config", os.devnull, "--history-start", "2023-03-10",
+                          "--log-level", "info", "--ws-url", ws_url,
+                          "--kafka-brokers", "127.0.0.1:1"], stdout=subprocess.DEVNULL,
+                         stderr=log, env=env)
+    out = {}
+    if mode == "rotate":
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and srv.ws_stats()["connections_current"] < 1:
+            time.sleep(0.1)
+        time.sleep(1)
+        # Local routes live in the local table: a rule ahead of it makes every new
+        # connect() to the replay fail at once; the established connection goes on.
+        for rule in (["add", "pref", "100", "lookup", "local"], ["del", "pref", "0"],
+                     ["add", "pref", "1", "to", "127.0.0.1", "ipproto", "tcp", "dport",
+                      str(srv.port), "prohibit"]):
+            subprocess.run(["ip", "rule", *rule], check=True)
+        srv.add_ws_faults([{"kind": "shutdown", "after": 0, "count": 5}])
+        time.sleep(seconds)
+        out["ws"] = srv.ws_stats()
+        subprocess.run(["ip", "rule", "del", "pref", "1"], check=True)
+    else:
+        time.sleep(seconds)
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    log.seek(0)
+    out.update({"code": p.returncode, "log": log.read()})
+    srv.stop()
+    print(json.dumps(out))
+""")
+
+
+def run_in_netns(tmp_path, binary, seconds, mode):
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip")
+    env = dict(os.environ, **ASAN_ENV)
+    p = subprocess.run(["unshare", "-rn", sys.executable, "-c", NETNS_SCRIPT,
+                        str(ROOT / "tests" / "replay"), str(binary), str(tmp_path / "k.db"),
+                        str(seconds), mode], capture_output=True, text=True, timeout=120,
+                       env=env)
+    if p.returncode != 0 and "unshare" in p.stderr and "Operation not permitted" in p.stderr:
+        pytest.skip("no network namespaces here")
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def asan_binary():
+    """The sanitizer build next to the tested one, if there is one: a double free is
+    certain there, and only likely to crash a release build."""
+    for cand in (os.environ.get("KLINED_ASAN_BIN"),
+                 KLINED.parent.parent.parent / "build-asan" / "daemon" / "klined"):
+        if cand and Path(cand).exists():
+            return Path(cand)
+    return KLINED
+
+
+@pytest.mark.parametrize("binary", ["tested", "asan"])
+def test_connect_fails_synchronously_no_double_free(tmp_path, binary):
+    exe = KLINED if binary == "tested" else asan_binary()
+    out = run_in_netns(tmp_path, exe, 8, "unreachable")
+    log = out["log"]
+    assert not sanitizer_report(log), log[-4000:]
+    assert out["code"] == 0, log[-4000:]
+    # It kept trying, with backoff, and said why.
+    assert log.count("ws: reconnecting in") >= 2, log[-3000:]
+    assert log.count("ws: reconnecting in") <= 12, log[-3000:]
+
+
+def test_rotation_whose_successor_cannot_connect_keeps_the_live_one(tmp_path):
+    out = run_in_netns(tmp_path, asan_binary(), 6, "rotate")
+    log = out["log"]
+    assert not sanitizer_report(log), log[-4000:]
+    assert out["code"] == 0, log[-4000:]
+    assert "rotating the connection (serverShutdown)" in log, log[-3000:]
+    # The live connection stayed the slot's: no reconnect for it, no second one.
+    assert "connection lost" not in log, log[-3000:]
+    assert out["ws"]["connections_opened"] == 1, out["ws"]
