@@ -36,14 +36,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FRAME_MAX	   (1u << 20)
-#define SILENCE_MS	   90000 /* no frame and no ping for this long: the connection is dead */
-#define ROTATE_MS	   ((23LL * 60 + 30) * 60 * 1000) /* exchange time */
-#define BACKOFF_FIRST_MS   500
-#define BACKOFF_MAX_MS	   30000
-#define STABLE_MS	   60000 /* a connection that delivered this long resets the backoff */
-#define WS_ATTEMPTS	   100	 /* connection attempts per ATTEMPTS_WINDOW_MS, all slots */
-#define ATTEMPTS_WINDOW_MS 300000
+#define FRAME_MAX	    (1u << 20)
+#define SILENCE_MS	    90000 /* no frame and no ping for this long: the connection is dead */
+#define ROTATE_MS	    ((23LL * 60 + 30) * 60 * 1000) /* exchange time */
+#define BACKOFF_FIRST_MS    500
+#define BACKOFF_MAX_MS	    30000
+#define STABLE_MS	    60000 /* a connection that delivered this long resets the backoff */
+#define WS_ATTEMPTS	    100	  /* connection attempts per ATTEMPTS_WINDOW_MS, all slots */
+#define ATTEMPTS_WINDOW_MS  300000
+#define STREAM_CLOCK_EVENTS 16 /* the stream's clock: the oldest of this many newest events */
 
 struct slot;
 
@@ -81,6 +82,8 @@ struct kl_ws {
 	void *ud;
 	struct kl_ws_stats stats;
 	struct kl_attempts budget;
+	int64_t recent[STREAM_CLOCK_EVENTS]; /* event times of the newest events received */
+	size_t nrecent;
 	bool budget_said;
 	int nclosing;
 };
@@ -241,6 +244,7 @@ static void frame(struct conn *c)
 			ws->on_up(ws->ud);
 	}
 	if (kl_json_member_int(c->buf + off, len, "E", &t) == 0) {
+		ws->recent[ws->nrecent++ % STREAM_CLOCK_EVENTS] = t;
 		if (c->first_event < 0)
 			c->first_event = t;
 		else if (t - c->first_event >= ROTATE_MS && c == s->live)
@@ -569,6 +573,17 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols,
 		connect_slot(&ws->slots[k]);
 	*ret = ws;
 	return 0;
+}
+
+int64_t kl_ws_exchange_time(const struct kl_ws *ws)
+{
+	int64_t t = INT64_MAX;
+
+	if (!ws || ws->nrecent < STREAM_CLOCK_EVENTS)
+		return -1;
+	for (size_t i = 0; i < STREAM_CLOCK_EVENTS; i++)
+		t = ws->recent[i] < t ? ws->recent[i] : t;
+	return t;
 }
 
 void kl_ws_stats(const struct kl_ws *ws, struct kl_ws_stats *ret)

@@ -126,3 +126,73 @@ def test_rotation_whose_successor_cannot_connect_keeps_the_live_one(tmp_path):
     # The live connection stayed the slot's: no reconnect for it, no second one.
     assert "connection lost" not in log, log[-3000:]
     assert out["ws"]["connections_opened"] == 1, out["ws"]
+
+
+# ---- item 10: absurd event times through the topic ---------------------------------
+
+INT64_MAX = (1 << 63) - 1
+
+
+def fake_event(sym, E, t):
+    return json.dumps({"e": "kline", "E": E, "s": sym, "k": {
+        "t": t, "T": t + 59_999, "s": sym, "i": "1m", "f": 1, "L": 2, "o": "1.0", "c": "1.0",
+        "h": "1.0", "l": "1.0", "v": "1.0", "n": 1, "x": False, "q": "1.0", "V": "1.0",
+        "Q": "1.0", "B": "0"}})
+
+
+def start_logged(k, env_extra=None):
+    """k.start() with extra environment (sanitizer options, test hooks)."""
+    from conftest import RUNNING
+    k.log = open(k.db.parent / f"klined-{time.monotonic_ns()}.log", "w+")
+    proc = subprocess.Popen(k.argv(), stdout=subprocess.DEVNULL, stderr=k.log,
+                            env=dict(os.environ, **ASAN_ENV, **(env_extra or {})))
+    proc.log = k.log
+    RUNNING.append(proc)
+    return proc
+
+
+def test_far_future_events_in_the_topic_do_not_move_the_watermark(replay, klined, kafka_broker,
+                                                                   kafka_topic):
+    from confluent_kafka import Producer
+    from test_http import free_port, metrics, sample
+    srv = replay(start="2023-03-10T22:00:30Z", speed=600)
+    port = free_port()
+    k = live(klined, srv, kafka_broker, kafka_topic, "--http-listen", f"127.0.0.1:{port}")
+    proc = start_logged(k)
+    wait_for(lambda: ws_minutes(k.db) > 10, timeout=60, step=0.5)
+    # Anyone who can produce to the topic: a year ahead, more than 20 in a row, then
+    # an open time whose minute end overflows int64, and an event time at INT64_MAX.
+    p = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    year = vnow(srv) + 365 * 86_400_000
+    for i in range(40):
+        t = year // 60_000 * 60_000 + i * 60_000
+        if i == 19:   # the 20th in a row used to be believed
+            t = INT64_MAX - 59_999
+        p.produce(kafka_topic, key=b"BTCUSDT", value=fake_event("BTCUSDT", t + 1000, t))
+    p.produce(kafka_topic, key=b"ETHUSDT", value=fake_event("ETHUSDT", INT64_MAX, year))
+    p.flush(10)
+    wait_for(lambda: "beyond the exchange's clock" in read_log(proc) or
+             "following it" in read_log(proc), timeout=30, step=0.5)
+    def late_events():
+        try:
+            return sample(metrics(port), "klined_late_events_total") or 0
+        except OSError:   # it died: the log says why
+            return -1
+
+    before, late0 = ws_minutes(k.db), late_events()
+    # Real events go on landing: 10 virtual minutes per second, two symbols.
+    time.sleep(4)
+    grown, late = ws_minutes(k.db) - before, late_events() - late0
+    srv.set_clock(speed=0)
+    if proc.poll() is not None:
+        err = read_log(proc)
+        assert not sanitizer_report(err), err[-4000:]
+        raise AssertionError(f"klined exited {proc.returncode}: {err[-3000:]}")
+    code, err = stop(proc)
+    assert not sanitizer_report(err), err[-4000:]
+    assert code == 0, err[-3000:]
+    assert grown >= 30 and late < 20, (grown, late, err[-3000:])
+    assert "following it" not in err
+    # The absurd minutes were refused, not stored, and the refusals are kept.
+    assert query(k.db, "SELECT count(*) FROM kline WHERE open_time > ?", year - 86_400_000) \
+        == [(0,)]
