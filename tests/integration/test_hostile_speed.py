@@ -196,3 +196,35 @@ def test_far_future_events_in_the_topic_do_not_move_the_watermark(replay, klined
     # The absurd minutes were refused, not stored, and the refusals are kept.
     assert query(k.db, "SELECT count(*) FROM kline WHERE open_time > ?", year - 86_400_000) \
         == [(0,)]
+
+
+# ---- item 17: SIGTERM while the broker is gone --------------------------------------
+
+@pytest.mark.parametrize("how", ["kill", "pause"])
+def test_sigterm_with_the_broker_gone_mid_stream_stops_within_seconds(
+        replay, klined, kafka_factory, kafka_topic, how):
+    from test_speed import check_minutes_upto_newest, settle
+    broker = kafka_factory()
+    srv = replay(start="2023-03-10T22:00:30Z", speed=600)
+    k = live(klined, srv, broker, kafka_topic, "--http-listen", "off")
+    proc = start_logged(k)
+    wait_for(lambda: ws_minutes(k.db) > 10, timeout=60, step=0.5)
+    # Killed (connections refused) or hung (SIGSTOP: connections open, nothing
+    # answered); the stream goes on queueing thousands of idempotent events.
+    broker.kill() if how == "kill" else broker.pause()
+    time.sleep(15)
+    t0 = time.monotonic()
+    code, err = stop(proc, timeout=30)
+    took = time.monotonic() - t0
+    assert not sanitizer_report(err), err[-4000:]
+    assert code == 0, err[-3000:]
+    assert took < 6, (took, err[-3000:])
+    assert "not delivered at shutdown" in err, err[-3000:]
+    # The broker back, the next start heals from REST what Kafka never got.
+    broker.resume() if how == "pause" else broker.start()
+    proc = start_logged(k)
+    wait_for(lambda: "kafka: consuming" in read_log(proc), timeout=60, step=0.5)
+    settle(srv, k)
+    code, err = stop(proc)
+    assert code == 0, err[-3000:]
+    check_minutes_upto_newest(k.db)
