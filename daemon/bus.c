@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "reap.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +28,9 @@
 #define BATCH_MAX      1000
 #define SETUP_RETRY_MS 5000
 #define SETUP_WAIT_MS  1500 /* each blocking call in the worker: bounds shutdown too */
-#define FLUSH_MS       2000
+#define FLUSH_MS       1500
+#define PURGE_MS       500  /* to serve the purged events' delivery reports */
+#define DESTROY_MS     1000 /* each client's destroy, at shutdown */
 #define MAX_PARTITIONS 256
 
 struct waker {
@@ -588,23 +591,31 @@ static void on_closed(uv_handle_t *h)
 
 static void teardown(struct kl_bus *bus)
 {
-	rd_kafka_resp_err_t err;
-
-	/* A short, bounded wait: what isn't delivered now is healed from REST. */
+	/* A short, bounded wait: what isn't delivered now is healed from REST.
+	 * What is left is purged: rd_kafka_destroy would otherwise wait for each
+	 * queued idempotent event to time out (message.timeout.ms, minutes) while
+	 * the broker is away, far past systemd's stop timeout. */
+	if (bus->prod && rd_kafka_outq_len(bus->prod) &&
+	    rd_kafka_flush(bus->prod, FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		kl_warn("kafka",
+			"%d events not delivered at shutdown: dropped (the next start heals them "
+			"from REST)",
+			rd_kafka_outq_len(bus->prod));
+		rd_kafka_purge(bus->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_flush(bus->prod, PURGE_MS);
+	}
 	if (bus->prod) {
-		err = rd_kafka_outq_len(bus->prod) ? rd_kafka_flush(bus->prod, FLUSH_MS)
-						   : RD_KAFKA_RESP_ERR_NO_ERROR;
-		if (err)
-			kl_warn("kafka", "%d events not delivered at shutdown (REST heals them)",
-				rd_kafka_outq_len(bus->prod));
 		rd_kafka_queue_io_event_enable(bus->prod_q, -1, NULL, 0);
 		rd_kafka_queue_destroy(bus->prod_q);
-		rd_kafka_destroy(bus->prod);
+		kl_reap(bus->prod, 0, DESTROY_MS, "producer");
 	}
 	rd_kafka_queue_io_event_enable(bus->cons_q, -1, NULL, 0);
 	rd_kafka_queue_destroy(bus->cons_q);
-	rd_kafka_consumer_close(bus->cons);
-	rd_kafka_destroy(bus->cons);
+	/* No group to leave (the assignment is klined's own, its offsets are in the
+	 * store), and a consumer close waits on the coordinator, which may be gone
+	 * or hung: unassign, then destroy without the close. */
+	rd_kafka_assign(bus->cons, NULL);
+	kl_reap(bus->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE, DESTROY_MS, "consumer");
 	bus->nclosing = 3;
 	uv_close((uv_handle_t *)&bus->pw.poll, on_closed);
 	uv_close((uv_handle_t *)&bus->cw.poll, on_closed);

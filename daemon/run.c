@@ -417,6 +417,8 @@ static void on_ws_event(void *ud, const char *symbol, const char *data, size_t l
 	struct run *run = ud;
 
 	kl_bus_produce(run->bus, symbol, strlen(symbol), data, len);
+	if (run->speed)
+		kl_speed_set_stream_time(run->speed, kl_ws_exchange_time(run->ws));
 }
 
 /* Whatever the stream did not bring comes from REST, soon. */

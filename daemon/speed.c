@@ -28,11 +28,12 @@
 #define COMMIT_EVENTS	1000
 #define KAFKA_COMMIT_MS 1000 /* Kafka's copy of the offsets, for lag tools */
 #define MAX_PARTS	64
-#define WINDOWS		3      /* open days per symbol: today and late yesterday */
-#define FUTURE_MS	600000 /* events this far past the exchange's clock are bogus */
-#define FUTURE_WALL_MS	10000  /* plus this much wall time at the clock's rate */
-#define JUMP_EVENTS	20     /* this many in a row beyond it: the clock lagged */
-#define RETRY_FIRST_MS	1000   /* after a failed store write: back off, then rewind */
+#define WINDOWS		3		  /* open days per symbol: today and late yesterday */
+#define FUTURE_MS	600000		  /* events this far past the exchange's clock are bogus */
+#define FUTURE_WALL_MS	10000		  /* plus this much wall time at the clock's rate */
+#define JUMP_EVENTS	20		  /* this many in a row beyond it: read the clock again */
+#define TIME_MAX	253402300800000LL /* 10000-01-01: any time past it is absurd */
+#define RETRY_FIRST_MS	1000		  /* after a failed store write: back off, then rewind */
 #define RETRY_MAX_MS	30000
 
 struct swin {
@@ -63,6 +64,7 @@ struct kl_speed {
 	uint64_t clock_at;
 	double clock_rate; /* exchange ms per wall ms, 1 on a real exchange */
 	unsigned ahead;	   /* consecutive events beyond the clock */
+	int64_t stream_ms; /* the exchange's time per klined's own websocket; -1 unknown */
 	uint64_t kafka_commit_at;
 	int64_t final_upto;
 	struct kl_watermark wm_committed; /* as of the last checkpoint: a rewind restores it */
@@ -109,6 +111,7 @@ int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
 	sp->ud = ud;
 	sp->final_upto = INT64_MIN;
 	sp->clock_rate = 1;
+	sp->stream_ms = -1;
 	kl_watermark_init(&sp->wm, conf->watermark_ms);
 	sp->wm_committed = sp->wm;
 	sp->retry_ms = RETRY_FIRST_MS;
@@ -243,7 +246,9 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 	json_decref(j);
 	sp->stats.events++;
 	if (v == KL_KLINE_OK)
-		v = kl_kline_check(&ev.k, 0, INT64_MAX);
+		v = kl_kline_check(&ev.k, 0, TIME_MAX);
+	if (v == KL_KLINE_OK && (ev.event_time < 0 || ev.event_time >= TIME_MAX))
+		v = KL_KLINE_FUTURE;
 	if (v != KL_KLINE_OK) {
 		reject(sp, NULL, m->value, m->len, v);
 		return;
@@ -255,24 +260,31 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 	}
 	if (sp->clock_ms) {
 		/* The exchange's clock extrapolated from REST readings at the rate it has
-		 * been seen to run (a replay runs fast), or the stream's own newest time.
-		 * An event far beyond both is refused, unless the stream as a whole has
-		 * moved there (JUMP_EVENTS in a row): then the clock was what lagged. */
+		 * been seen to run (a replay runs fast). An event beyond it plus the
+		 * tolerance is refused, however many come: anyone who can produce to
+		 * the topic could send them, and the watermark they would move makes
+		 * every real event late. Only the clock moves the cap, never the events
+		 * (else each accepted one would let the next go a tolerance further).
+		 * When many come in a row, the clock may be what lags (a replay's jump):
+		 * ask for a heal, which reads it again first. */
 		double wall = (double)(uv_now(sp->loop) - sp->clock_at);
 		int64_t now = sp->clock_ms + (int64_t)(wall * sp->clock_rate);
 		int64_t slack = FUTURE_MS + (int64_t)(FUTURE_WALL_MS * sp->clock_rate);
-		if (sp->wm.max_event > now)
-			now = sp->wm.max_event;
+		if (sp->stream_ms > now)
+			now = sp->stream_ms; /* what our own connection saw, not the topic */
 		if (ev.event_time > now + slack || ev.k.open_time > now + slack) {
-			if (++sp->ahead < JUMP_EVENTS) {
-				sp->stats.future++;
-				reject(sp, ev.symbol, m->value, m->len, KL_KLINE_FUTURE);
-				return;
+			sp->stats.future++;
+			if (++sp->ahead % JUMP_EVENTS == 0) {
+				kl_warn(
+				    "speed",
+				    "%u events in a row beyond the exchange's clock (by %" PRId64
+				    " s and more): refused; reading the clock again",
+				    sp->ahead, (ev.event_time - now) / 1000);
+				if (sp->on_gap)
+					sp->on_gap(sp->ud);
 			}
-			kl_warn("speed",
-				"the stream moved %" PRId64 " s past the exchange's clock; "
-				"following it",
-				(ev.event_time - now) / 1000);
+			reject(sp, ev.symbol, m->value, m->len, KL_KLINE_FUTURE);
+			return;
 		}
 		sp->ahead = 0;
 	}
@@ -479,6 +491,12 @@ void kl_speed_set_clock(struct kl_speed *sp, int64_t exchange_ms)
 	}
 	sp->clock_ms = exchange_ms;
 	sp->clock_at = uv_now(sp->loop);
+}
+
+void kl_speed_set_stream_time(struct kl_speed *sp, int64_t exchange_ms)
+{
+	if (exchange_ms > sp->stream_ms)
+		sp->stream_ms = exchange_ms;
 }
 
 void kl_speed_reload(struct kl_speed *sp)

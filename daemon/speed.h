@@ -41,6 +41,10 @@ int kl_speed_start(struct kl_speed *sp);
 /** The exchange's clock as last read over REST, to refuse events from the future. */
 void kl_speed_set_clock(struct kl_speed *sp, int64_t exchange_ms);
 
+/** The exchange's time as klined's own websocket saw it (kl_ws_exchange_time): events
+ * in the topic beyond both clocks did not come from the exchange. */
+void kl_speed_set_stream_time(struct kl_speed *sp, int64_t exchange_ms);
+
 /** Re-read open windows from the store (after REST wrote minutes into them). */
 void kl_speed_reload(struct kl_speed *sp);
 

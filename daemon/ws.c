@@ -11,25 +11,40 @@
  *
  * klined sends nothing but lws's automatic pongs, far below the
  * exchange's 5 messages per second.
+ *
+ * Liveness: the exchange sends kline updates only when something traded,
+ * so a quiet connection may carry nothing but its pings (every 20 s) for
+ * minutes. lws answers pings without telling us, so the socket's own
+ * record of the last bytes received (TCP_INFO) is what shows the exchange
+ * alive. Connection attempts are budgeted for the whole process: the
+ * exchange allows 300 per 5 minutes per IP, and whatever the connections
+ * do, klined makes at most WS_ATTEMPTS of them in that time.
  */
 #include "ws.h"
 
 #include "kline.h"
+#include "window.h"
 #include "log.h"
 #include "lwsctx.h"
 #include "metrics.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define FRAME_MAX	 (1u << 20)
-#define SILENCE_MS	 30000
-#define ROTATE_MS	 ((23LL * 60 + 30) * 60 * 1000) /* exchange time */
-#define BACKOFF_FIRST_MS 500
-#define BACKOFF_MAX_MS	 30000
+#define FRAME_MAX	    (1u << 20)
+#define SILENCE_MS	    90000 /* no frame and no ping for this long: the connection is dead */
+#define ROTATE_MS	    ((23LL * 60 + 30) * 60 * 1000) /* exchange time */
+#define BACKOFF_FIRST_MS    500
+#define BACKOFF_MAX_MS	    30000
+#define STABLE_MS	    60000 /* a connection that delivered this long resets the backoff */
+#define WS_ATTEMPTS	    100	  /* connection attempts per ATTEMPTS_WINDOW_MS, all slots */
+#define ATTEMPTS_WINDOW_MS  300000
+#define STREAM_CLOCK_EVENTS 16 /* the stream's clock: the oldest of this many newest events */
 
 struct slot;
 
@@ -39,7 +54,9 @@ struct conn {
 	char *buf;
 	size_t len, cap;
 	int64_t first_event; /* exchange time of its first event; -1 none */
-	bool delivering, closing;
+	uint64_t up_at;	     /* uv_now() when it was established */
+	bool established, delivering, closing;
+	bool connecting, destroyed; /* inside lws_client_connect_via_info; lws let go of it */
 };
 
 struct slot {
@@ -48,6 +65,7 @@ struct slot {
 	struct conn *live, *next;
 	uv_timer_t reconnect, silence;
 	unsigned attempts;
+	uint64_t rotate_at; /* uv_now() before which no rotation is tried (one failed) */
 };
 
 struct kl_ws {
@@ -63,6 +81,10 @@ struct kl_ws {
 	kl_ws_up_cb on_up;
 	void *ud;
 	struct kl_ws_stats stats;
+	struct kl_attempts budget;
+	int64_t recent[STREAM_CLOCK_EVENTS]; /* event times of the newest events received */
+	size_t nrecent;
+	bool budget_said;
 	int nclosing;
 };
 
@@ -99,11 +121,30 @@ static void close_conn(struct conn *c)
 	lws_callback_on_writable(c->wsi);
 }
 
+/* ms since the socket last received bytes (frames or pings); -1 unknown. */
+static int64_t quiet_ms(struct conn *c)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	lws_sockfd_type fd = c && c->wsi ? lws_get_socket_fd(c->wsi) : -1;
+
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_last_data_recv) + sizeof(ti.tcpi_last_data_recv))
+		return -1;
+	return (int64_t)ti.tcpi_last_data_recv;
+}
+
 static void on_silence(uv_timer_t *t)
 {
 	struct slot *s = t->data;
+	int64_t quiet = s->live && s->live->established ? quiet_ms(s->live) : -1;
 
-	kl_warn("ws", "no frame for %d s: dropping the connection", SILENCE_MS / 1000);
+	if (quiet >= 0 && quiet < SILENCE_MS) {
+		/* Pings (or a frame in the making) came: alive, only quiet. */
+		uv_timer_start(&s->silence, on_silence, (uint64_t)(SILENCE_MS - quiet), 0);
+		return;
+	}
+	kl_warn("ws", "no frame and no ping for %d s: dropping the connection", SILENCE_MS / 1000);
 	if (s->live && s->live->wsi) {
 		close_conn(s->live);
 	} else if (!s->live && !uv_is_active((uv_handle_t *)&s->reconnect)) {
@@ -121,8 +162,14 @@ static void conn_gone(struct conn *c, const char *why)
 	c->slot = NULL;
 	if (c->delivering && s->ws->stats.connected)
 		s->ws->stats.connected--;
+	/* Only a connection that lasted resets the backoff: one the exchange drops
+	 * right after its first event must not turn into a reconnect storm. */
+	if (c->established && uv_now(s->ws->loop) - c->up_at >= STABLE_MS)
+		s->attempts = 0;
 	if (s->next == c) {
 		s->next = NULL;
+		if (!c->delivering)
+			s->rotate_at = uv_now(s->ws->loop) + BACKOFF_MAX_MS;
 		return;
 	}
 	if (s->live != c)
@@ -139,7 +186,7 @@ static void conn_gone(struct conn *c, const char *why)
 
 static void rotate(struct slot *s, const char *why)
 {
-	if (s->next || s->ws->closing)
+	if (s->next || s->ws->closing || uv_now(s->ws->loop) < s->rotate_at)
 		return;
 	kl_info("ws", "rotating the connection (%s), make before break", why);
 	s->ws->stats.rotations++;
@@ -187,7 +234,6 @@ static void frame(struct conn *c)
 	if (!c->delivering) {
 		c->delivering = true;
 		ws->stats.connected++;
-		s->attempts = 0;
 		if (c == s->next) {
 			/* The successor delivers: now the old one may go. */
 			close_conn(s->live);
@@ -198,6 +244,7 @@ static void frame(struct conn *c)
 			ws->on_up(ws->ud);
 	}
 	if (kl_json_member_int(c->buf + off, len, "E", &t) == 0) {
+		ws->recent[ws->nrecent++ % STREAM_CLOCK_EVENTS] = t;
 		if (c->first_event < 0)
 			c->first_event = t;
 		else if (t - c->first_event >= ROTATE_MS && c == s->live)
@@ -218,6 +265,8 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		break;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		if (c && c->slot) {
+			c->established = true;
+			c->up_at = uv_now(c->slot->ws->loop);
 			c->slot->ws->stats.connects++;
 			kl_metrics_add(KL_M_WS_CONNECTS, 1);
 			kl_info("ws", "connected to %s", c->slot->path);
@@ -262,6 +311,11 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_WSI_DESTROY:
 		if (c) {
 			conn_gone(c, "gone");
+			/* A connect that failed synchronously: connect_slot frees it. */
+			if (c->connecting) {
+				c->destroyed = true;
+				break;
+			}
 			free(c->buf);
 			free(c);
 		}
@@ -283,13 +337,42 @@ static const lws_retry_bo_t retry_policy = {
     .secs_since_valid_hangup = 65500,
 };
 
+/* @return true when the process-wide budget of connection attempts allows one now. */
+static bool budget_allows(struct slot *s)
+{
+	struct kl_ws *ws = s->ws;
+	int64_t wait = kl_attempts_take(&ws->budget, (int64_t)uv_now(ws->loop));
+
+	if (wait == 0) {
+		ws->budget_said = false;
+		return true;
+	}
+	if (!ws->budget_said)
+		kl_warn("ws",
+			"%d connection attempts in %d minutes: waiting %.1f s before the next "
+			"(the exchange allows 300 per 5 minutes per IP)",
+			WS_ATTEMPTS, ATTEMPTS_WINDOW_MS / 60000, (double)wait / 1000.0);
+	ws->budget_said = true;
+	if (s->live) {
+		s->rotate_at = uv_now(ws->loop) + (uint64_t)wait;
+	} else {
+		ws->stats.reconnects++;
+		kl_metrics_add(KL_M_WS_RECONNECTS, 1);
+		uv_timer_start(&s->reconnect, on_reconnect, (uint64_t)wait, 0);
+	}
+	return false;
+}
+
 static void connect_slot(struct slot *s)
 {
 	struct kl_ws *ws = s->ws;
 	struct lws_client_connect_info i;
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c;
+	struct lws *wsi;
 
-	if (!c) {
+	if (!budget_allows(s))
+		return;
+	if (!(c = calloc(1, sizeof(*c)))) {
 		schedule_reconnect(s);
 		return;
 	}
@@ -312,15 +395,18 @@ static void connect_slot(struct slot *s)
 	else
 		s->live = c;
 	uv_timer_start(&s->silence, on_silence, SILENCE_MS, 0);
-	if (!lws_client_connect_via_info(&i)) {
-		/* Failed before lws took it: no callback will ever see c. */
-		if (s->next == c)
-			s->next = NULL;
-		else
-			s->live = NULL;
+	/* A connect() that fails at once (no route, the network down after a
+	 * resume) runs lws's error and destroy callbacks before this returns:
+	 * c stays ours until then, and only c leaves the slot, never the live
+	 * connection a rotation was replacing. */
+	c->connecting = true;
+	wsi = lws_client_connect_via_info(&i);
+	c->connecting = false;
+	if (!wsi || c->destroyed) {
+		if (c->slot)
+			conn_gone(c, "cannot connect");
+		free(c->buf);
 		free(c);
-		if (!s->live)
-			schedule_reconnect(s);
 	}
 }
 
@@ -444,6 +530,10 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols,
 	ws->on_event = on_event;
 	ws->on_up = on_up;
 	ws->ud = ud;
+	kl_attempts_init(&ws->budget, WS_ATTEMPTS, ATTEMPTS_WINDOW_MS);
+	if (getenv("KLINED_TEST_WS_ATTEMPTS")) /* test hook: a smaller budget, seen sooner */
+		kl_attempts_init(&ws->budget, strtoul(getenv("KLINED_TEST_WS_ATTEMPTS"), NULL, 10),
+				 ATTEMPTS_WINDOW_MS);
 	if (parse_url(ws, conf->ws_url) < 0) {
 		snprintf(err, errlen, "[exchange] ws_url: cannot use '%s'", conf->ws_url);
 		free(ws);
@@ -483,6 +573,17 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols,
 		connect_slot(&ws->slots[k]);
 	*ret = ws;
 	return 0;
+}
+
+int64_t kl_ws_exchange_time(const struct kl_ws *ws)
+{
+	int64_t t = INT64_MAX;
+
+	if (!ws || ws->nrecent < STREAM_CLOCK_EVENTS)
+		return -1;
+	for (size_t i = 0; i < STREAM_CLOCK_EVENTS; i++)
+		t = ws->recent[i] < t ? ws->recent[i] : t;
+	return t;
 }
 
 void kl_ws_stats(const struct kl_ws *ws, struct kl_ws_stats *ret)

@@ -38,5 +38,12 @@ struct kl_ws_stats {
 };
 void kl_ws_stats(const struct kl_ws *ws, struct kl_ws_stats *ret);
 
+/**
+ * The exchange's time as its own stream tells it: the oldest event time of
+ * the newest events received over the websocket (so a few absurd frames do
+ * not move it). -1 before enough events. NULL is fine.
+ */
+int64_t kl_ws_exchange_time(const struct kl_ws *ws);
+
 /** Close every connection and free once lws has let go (the loop must run on). NULL is fine. */
 void kl_ws_free(struct kl_ws *ws);

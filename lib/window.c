@@ -28,14 +28,42 @@ int64_t kl_watermark_value(const struct kl_watermark *w)
 	return w->max_event < 0 ? INT64_MIN : w->max_event - w->lateness;
 }
 
+/* Written so that no time, however absurd, overflows: an open time near
+ * INT64_MAX arrives from anyone who can produce to the topic. */
 bool kl_watermark_late(const struct kl_watermark *w, const struct kl_kline *k)
 {
-	return k->open_time + KL_MINUTE_MS <= kl_watermark_value(w);
+	int64_t v = kl_watermark_value(w);
+
+	return v != INT64_MIN && k->open_time <= v - KL_MINUTE_MS;
 }
 
 bool kl_watermark_final(const struct kl_watermark *w, int64_t day_start)
 {
-	return kl_watermark_value(w) >= day_start + KL_DAY_MS;
+	int64_t v = kl_watermark_value(w);
+
+	return v != INT64_MIN && day_start <= v - KL_DAY_MS;
+}
+
+void kl_attempts_init(struct kl_attempts *a, size_t max, int64_t window_ms)
+{
+	memset(a, 0, sizeof(*a));
+	a->max = max < 1 ? 1 : max > KL_ATTEMPTS_CAP ? KL_ATTEMPTS_CAP : max;
+	a->window = window_ms;
+}
+
+int64_t kl_attempts_take(struct kl_attempts *a, int64_t now)
+{
+	/* The oldest of the last max attempts decides: it must have left the window. */
+	if (a->n == a->max) {
+		int64_t oldest = a->at[a->head];
+		if (now - oldest < a->window)
+			return oldest + a->window - now;
+		a->head = (a->head + 1) % a->max;
+		a->n--;
+	}
+	a->at[(a->head + a->n) % a->max] = now;
+	a->n++;
+	return 0;
 }
 
 void kl_window_init(struct kl_window *w, int64_t day_start)

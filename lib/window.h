@@ -34,6 +34,24 @@ bool kl_watermark_late(const struct kl_watermark *w, const struct kl_kline *k);
 /** @return true when the day starting at @p day_start can no longer change in event time. */
 bool kl_watermark_final(const struct kl_watermark *w, int64_t day_start);
 
+/*
+ * A sliding-window budget of attempts (connection attempts to the
+ * exchange): at most @c max in any @c window milliseconds, whatever the
+ * callers do. Times are the caller's monotonic milliseconds.
+ */
+#define KL_ATTEMPTS_CAP 512
+struct kl_attempts {
+	int64_t at[KL_ATTEMPTS_CAP]; /* ring of the newest attempts' times */
+	size_t max, n, head;
+	int64_t window;
+};
+
+/** Allow @p max (clamped to 1..KL_ATTEMPTS_CAP) attempts per @p window_ms. */
+void kl_attempts_init(struct kl_attempts *a, size_t max, int64_t window_ms);
+
+/** @return 0 when an attempt at @p now fits, and records it; else the ms until one would. */
+int64_t kl_attempts_take(struct kl_attempts *a, int64_t now);
+
 /* What applying an event did. */
 enum kl_apply {
 	KL_APPLY_CLOSED,    /* a minute closed: store it */

@@ -231,10 +231,11 @@ def test_ws_drop_and_rotation_lose_no_minute(replay, klined, kafka_broker, kafka
 
 def test_ws_silence_reconnects_and_heals(replay, klined, kafka_broker, kafka_topic):
     srv = replay(start="2023-03-10T23:00:30Z", speed=30)
-    srv.add_ws_faults([{"kind": "silence", "seconds": 40, "after": 100, "count": 1}])
+    # Silence is no frame and no ping (the replay's silence stops both) for 90 s.
+    srv.add_ws_faults([{"kind": "silence", "seconds": 95, "after": 100, "count": 1}])
     k = live(klined, srv, kafka_broker, kafka_topic)
     proc = k.start()
-    wait_for(lambda: "no frame for 30 s" in read_log(proc), timeout=90, step=0.5)
+    wait_for(lambda: "no frame and no ping for 90 s" in read_log(proc), timeout=150, step=0.5)
     wait_for(lambda: read_log(proc).count("ws: connected") >= 2, timeout=60, step=0.5)
     time.sleep(5)
     settle(srv, k)

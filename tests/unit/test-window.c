@@ -537,6 +537,53 @@ static void window_reorder_property(void **state)
 	}
 }
 
+/* An absurd open time (anyone can produce to the topic) is neither late nor
+ * makes the watermark arithmetic overflow (UBSan watches). */
+static void watermark_absurd_times(void **state)
+{
+	struct kl_watermark w;
+	struct kl_kline k = {.open_time = INT64_MAX - 1};
+
+	(void)state;
+	kl_watermark_init(&w, 60000);
+	assert_false(kl_watermark_late(&w, &k));
+	assert_false(kl_watermark_final(&w, INT64_MAX - 10));
+	kl_watermark_observe(&w, D0);
+	assert_false(kl_watermark_late(&w, &k));
+	assert_false(kl_watermark_final(&w, INT64_MAX - 10));
+	kl_watermark_observe(&w, INT64_MAX);
+	assert_false(kl_watermark_late(&w, &k));
+	k.open_time = D0;
+	assert_true(kl_watermark_late(&w, &k));
+}
+
+/* Never more than max attempts in any window, whatever the rate asked. */
+static void attempts_budget(void **state)
+{
+	struct kl_attempts a;
+	int64_t t = 1000, taken[1000];
+	size_t n = 0;
+
+	(void)state;
+	kl_attempts_init(&a, 300, 300000);
+	/* A caller that asks every 100 ms for 11 minutes, and waits when told. */
+	while (t < 700000 && n < 1000) {
+		int64_t wait = kl_attempts_take(&a, t);
+		if (wait == 0)
+			taken[n++] = t;
+		else
+			assert_true(wait > 0 && wait <= 300000);
+		t += 100;
+	}
+	assert_int_equal(n, 900); /* 300 at once, then 300 per window */
+	for (size_t i = 300; i < n; i++)
+		assert_true(taken[i] - taken[i - 300] >= 300000);
+	kl_attempts_init(&a, 0, 1000);
+	assert_int_equal(kl_attempts_take(&a, 0), 0);
+	assert_int_equal(kl_attempts_take(&a, 10), 990);
+	assert_int_equal(kl_attempts_take(&a, 1000), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -548,6 +595,8 @@ int main(void)
 	    cmocka_unit_test(window_wrong_day),
 	    cmocka_unit_test(window_seed_restart),
 	    cmocka_unit_test(window_reorder_property),
+	    cmocka_unit_test(watermark_absurd_times),
+	    cmocka_unit_test(attempts_budget),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
