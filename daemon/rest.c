@@ -338,20 +338,34 @@ static void pause_all(struct kl_rest *rest, uint64_t ms, const char *why)
 		rest->on_ban(rest->ban_ud, rest->paused_wall, why);
 }
 
+int kl_rest_error_code(const struct kl_rest_reply *r, char *msg, size_t n)
+{
+	json_t *j = r->len <= REFUSED_BODY_MAX ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+	int code = 0;
+
+	if (n)
+		snprintf(msg, n, "HTTP %ld", r->status);
+	if (j && json_is_integer(json_object_get(j, "code"))) {
+		const char *text = json_string_value(json_object_get(j, "msg"));
+		code = (int)json_integer_value(json_object_get(j, "code"));
+		if (n)
+			snprintf(msg, n, "%s (code %d)", text ? text : "?", code);
+	}
+	json_decref(j);
+	return code;
+}
+
 /* 403, 451, and 4xx bodies {"code":-1003} or {"code":-1008}: only time cures them. */
 static bool refusal(long status, const char *body, size_t len, int *code)
 {
-	json_t *j;
+	struct kl_rest_reply r = {.status = status, .body = body, .len = len};
 
 	*code = 0;
 	if (status == 403 || status == 451)
 		return true;
-	if (status < 400 || status >= 500 || !body || len > REFUSED_BODY_MAX)
+	if (status < 400 || status >= 500 || !body)
 		return false;
-	j = json_loadb(body, len, 0, NULL);
-	if (json_is_integer(json_object_get(j, "code")))
-		*code = (int)json_integer_value(json_object_get(j, "code"));
-	json_decref(j);
+	*code = kl_rest_error_code(&r, NULL, 0);
 	return *code == -1003 || *code == -1008;
 }
 
