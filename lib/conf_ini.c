@@ -64,7 +64,8 @@ static int note_key(struct ini_ctx *ctx, const char *section, const char *name, 
 	char *id;
 
 	for (size_t i = 0; i < ctx->nseen; i++) {
-		if (strcmp(ctx->seen[i].id, section) != 0 || strcmp(ctx->seen[i].id + ls + 1, name))
+		if (strcmp(ctx->seen[i].id, section) != 0 ||
+		    strcmp(ctx->seen[i].id + ls + 1, name) != 0)
 			continue;
 		if (ctx->indented && !strcmp(section, "exchange") && !strcmp(name, "symbols"))
 			return 1;
