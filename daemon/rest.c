@@ -1,7 +1,6 @@
 /*
- * libcurl multi driven by libuv: curl tells us which sockets to watch
- * (on_socket) and when to time out (on_timer); the loop tells curl what
- * happened (on_poll, on_timeout). On top sits the exchange's policy:
+ * The exchange's policy, on top of libcurl multi driven by libuv
+ * (rest_io.c):
  *
  *  1. No request is sent while a 429/418 Retry-After is in force.
  *  2. A request is sent only if the weight already used in this minute
@@ -24,6 +23,8 @@
  */
 #include "rest.h"
 
+#include "rest_int.h"
+
 #include "day.h"
 #include "log.h"
 #include "metrics.h"
@@ -38,66 +39,7 @@
 #include <strings.h>
 #include <time.h>
 
-/* BODY_MAX: a 1000-kline page is ~150 KiB, exchangeInfo of every symbol ~5 MiB. */
-#define BODY_MAX	   (16u << 20)
-#define BACKOFF_FIRST_MS   500
-#define BACKOFF_MAX_MS	   30000
-#define BAN_DEFAULT_MS	   60000
-#define BAN_MARGIN_MS	   250
-#define DEFAULT_WEIGHT_MAX 6000
-#define REFUSED_FIRST_MS   60000   /* tests shorten it: KLINED_TEST_REFUSED_BACKOFF_MS */
-#define REFUSED_MAX_MS	   1800000 /* 30 min */
-#define REFUSED_BODY_MAX   4096	   /* an error body; a larger one is not Binance's JSON */
-
-struct req {
-	struct req *next;
-	char *path;
-	int weight;
-	kl_rest_cb cb;
-	void *ud;
-	unsigned attempt;
-	uint64_t not_before; /* uv_now() ms */
-	int64_t window;	     /* wall-clock minute it was sent in */
-	CURL *easy;
-	char *body;
-	size_t len, cap;
-	int64_t used_weight, retry_after_ms;
-	uint64_t epoch; /* rest->epoch when sent: older refusals don't escalate */
-	char errbuf[CURL_ERROR_SIZE];
-	bool too_large;
-};
-
-struct sock {
-	uv_poll_t poll;
-	struct kl_rest *rest;
-	curl_socket_t fd;
-};
-
-struct kl_rest {
-	uv_loop_t *loop;
-	CURLM *multi;
-	uv_timer_t curl_timer, wake_timer;
-	struct req *head, *tail; /* waiting requests, in order */
-	struct req *inflight;	 /* singly linked via next */
-	char *base;
-	const struct kl_conf *conf;
-	int64_t weight_limit, used, used_window, inflight_weight;
-	uint64_t banned_until;
-	uint64_t refused_first_ms;
-	uint64_t epoch;	     /* pauses begun so far */
-	unsigned refusals;   /* in a row since the last 2xx */
-	int64_t paused_wall; /* wall-clock ms the last pause or ban ends */
-	kl_rest_ban_cb on_ban;
-	void *ban_ud;
-	char why[192]; /* of the last pause or ban */
-	struct kl_rest_stats stats;
-	int depth;    /* callbacks running: defer teardown past them */
-	int nclosing; /* handles whose close callback is pending */
-	bool closing;
-};
-
 static void dispatch(struct kl_rest *rest);
-static void check(struct kl_rest *rest);
 
 static int64_t wall_minute(void)
 {
@@ -132,152 +74,6 @@ static void req_free(struct req *q)
 	free(q->body);
 	free(q->path);
 	free(q);
-}
-
-static void on_handle_closed(uv_handle_t *h)
-{
-	struct kl_rest *rest = h->data;
-
-	if (h->type == UV_POLL) {
-		struct sock *sk = (struct sock *)(void *)h;
-		rest = sk->rest;
-		free(sk);
-	}
-	if (--rest->nclosing == 0 && rest->closing) {
-		free(rest->base);
-		free(rest);
-	}
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-	struct sock *sk = (struct sock *)(void *)h;
-	int flags = 0, running;
-
-	if (status < 0)
-		flags = CURL_CSELECT_ERR;
-	if (events & UV_READABLE)
-		flags |= CURL_CSELECT_IN;
-	if (events & UV_WRITABLE)
-		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(sk->rest->multi, sk->fd, flags, &running);
-	check(sk->rest);
-}
-
-static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-	struct kl_rest *rest = userp;
-	struct sock *sk = socketp;
-	int ev = 0;
-
-	(void)e;
-	if (what == CURL_POLL_REMOVE) {
-		if (sk) {
-			uv_poll_stop(&sk->poll);
-			rest->nclosing++;
-			uv_close((uv_handle_t *)&sk->poll, on_handle_closed);
-			curl_multi_assign(rest->multi, fd, NULL);
-		}
-		return 0;
-	}
-	if (!sk) {
-		sk = calloc(1, sizeof(*sk));
-		if (!sk)
-			return -1;
-		sk->rest = rest;
-		sk->fd = fd;
-		if (uv_poll_init_socket(rest->loop, &sk->poll, fd) < 0) {
-			free(sk);
-			return -1;
-		}
-		curl_multi_assign(rest->multi, fd, sk);
-	}
-	if (what & CURL_POLL_IN)
-		ev |= UV_READABLE;
-	if (what & CURL_POLL_OUT)
-		ev |= UV_WRITABLE;
-	uv_poll_start(&sk->poll, ev, on_poll);
-	return 0;
-}
-
-static void on_curl_timeout(uv_timer_t *t)
-{
-	struct kl_rest *rest = t->data;
-	int running;
-
-	curl_multi_socket_action(rest->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check(rest);
-}
-
-static int on_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-	struct kl_rest *rest = userp;
-
-	(void)multi;
-	if (timeout_ms < 0)
-		uv_timer_stop(&rest->curl_timer);
-	else
-		uv_timer_start(&rest->curl_timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
-	return 0;
-}
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
-{
-	struct req *q = ud;
-	size_t n = size * nmemb;
-
-	if (q->len + n + 1 > q->cap) {
-		size_t cap = q->cap ? q->cap : 256 << 10;
-		while (cap < q->len + n + 1)
-			cap *= 2;
-		if (cap > BODY_MAX) {
-			/* Refuse, don't buffer a hostile body without limit. */
-			q->too_large = true;
-			return 0;
-		}
-		char *b = realloc(q->body, cap);
-		if (!b)
-			return 0;
-		q->body = b;
-		q->cap = cap;
-	}
-	memcpy(q->body + q->len, data, n);
-	q->len += n;
-	q->body[q->len] = '\0';
-	return n;
-}
-
-static int64_t header_int(const char *h, size_t n, const char *name)
-{
-	size_t len = strlen(name);
-	int64_t v = 0;
-
-	if (n <= len || strncasecmp(h, name, len) != 0 || h[len] != ':')
-		return -1;
-	h += len + 1;
-	n -= len + 1;
-	while (n && (*h == ' ' || *h == '\t')) {
-		h++;
-		n--;
-	}
-	if (!n || *h < '0' || *h > '9')
-		return -1;
-	for (; n && *h >= '0' && *h <= '9' && v < INT64_MAX / 10 - 10; h++, n--)
-		v = v * 10 + (*h - '0');
-	return v;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
-{
-	struct req *q = ud;
-	size_t n = size * nmemb;
-	int64_t v;
-
-	if ((v = header_int(data, n, "x-mbx-used-weight-1m")) >= 0)
-		q->used_weight = v;
-	else if ((v = header_int(data, n, "retry-after")) >= 0)
-		q->retry_after_ms = v * 1000;
-	return n;
 }
 
 static void enqueue(struct kl_rest *rest, struct req *q, bool front)
@@ -338,20 +134,34 @@ static void pause_all(struct kl_rest *rest, uint64_t ms, const char *why)
 		rest->on_ban(rest->ban_ud, rest->paused_wall, why);
 }
 
+int kl_rest_error_code(const struct kl_rest_reply *r, char *msg, size_t n)
+{
+	json_t *j = r->len <= REFUSED_BODY_MAX ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+	int code = 0;
+
+	if (n)
+		snprintf(msg, n, "HTTP %ld", r->status);
+	if (j && json_is_integer(json_object_get(j, "code"))) {
+		const char *text = json_string_value(json_object_get(j, "msg"));
+		code = (int)json_integer_value(json_object_get(j, "code"));
+		if (n)
+			snprintf(msg, n, "%s (code %d)", text ? text : "?", code);
+	}
+	json_decref(j);
+	return code;
+}
+
 /* 403, 451, and 4xx bodies {"code":-1003} or {"code":-1008}: only time cures them. */
 static bool refusal(long status, const char *body, size_t len, int *code)
 {
-	json_t *j;
+	struct kl_rest_reply r = {.status = status, .body = body, .len = len};
 
 	*code = 0;
 	if (status == 403 || status == 451)
 		return true;
-	if (status < 400 || status >= 500 || !body || len > REFUSED_BODY_MAX)
+	if (status < 400 || status >= 500 || !body)
 		return false;
-	j = json_loadb(body, len, 0, NULL);
-	if (json_is_integer(json_object_get(j, "code")))
-		*code = (int)json_integer_value(json_object_get(j, "code"));
-	json_decref(j);
+	*code = kl_rest_error_code(&r, NULL, 0);
 	return *code == -1003 || *code == -1008;
 }
 
@@ -491,7 +301,7 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 
 static void teardown(struct kl_rest *rest);
 
-static void check(struct kl_rest *rest)
+void kl_rest_check(struct kl_rest *rest)
 {
 	CURLMsg *m;
 	int left;
@@ -533,9 +343,9 @@ static int start(struct kl_rest *rest, struct req *q)
 	q->too_large = false;
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, q);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, kl_rest_io_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, kl_rest_io_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)rest->conf->rest_timeout_ms);
@@ -638,9 +448,9 @@ int kl_rest_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_rest **re
 		free(rest);
 		return -ENOMEM;
 	}
-	curl_multi_setopt(rest->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(rest->multi, CURLMOPT_SOCKETFUNCTION, kl_rest_io_socket);
 	curl_multi_setopt(rest->multi, CURLMOPT_SOCKETDATA, rest);
-	curl_multi_setopt(rest->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(rest->multi, CURLMOPT_TIMERFUNCTION, kl_rest_io_timer);
 	curl_multi_setopt(rest->multi, CURLMOPT_TIMERDATA, rest);
 	curl_multi_setopt(rest->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conf->rest_concurrency);
 	uv_timer_init(loop, &rest->curl_timer);
@@ -669,11 +479,11 @@ static void teardown(struct kl_rest *rest)
 	drop_list(rest, rest->inflight, true);
 	drop_list(rest, rest->head, false);
 	rest->inflight = rest->head = rest->tail = NULL;
-	curl_multi_cleanup(rest->multi); /* may close sockets through on_socket */
+	curl_multi_cleanup(rest->multi); /* may close sockets through kl_rest_io_socket */
 	rest->multi = NULL;
 	rest->nclosing += 2;
-	uv_close((uv_handle_t *)&rest->curl_timer, on_handle_closed);
-	uv_close((uv_handle_t *)&rest->wake_timer, on_handle_closed);
+	uv_close((uv_handle_t *)&rest->curl_timer, kl_rest_io_closed);
+	uv_close((uv_handle_t *)&rest->wake_timer, kl_rest_io_closed);
 }
 
 void kl_rest_free(struct kl_rest *rest)

@@ -37,6 +37,12 @@ enum kl_rest_verdict {
  */
 typedef enum kl_rest_verdict (*kl_rest_cb)(void *ud, const struct kl_rest_reply *r);
 
+/**
+ * Binance's error body {"code":-1121,"msg":"Invalid symbol."}: @return its
+ * code, or 0; @p msg (room for @p n, may be 0) gets "text (code N)" or "HTTP S".
+ */
+int kl_rest_error_code(const struct kl_rest_reply *r, char *msg, size_t n);
+
 /** @return 0 with *ret owned by the caller (kl_rest_free), or -errno. @p conf is borrowed. */
 int kl_rest_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_rest **ret);
 

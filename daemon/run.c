@@ -23,6 +23,7 @@
 #include "bus.h"
 #include "day.h"
 #include "http.h"
+#include "info.h"
 #include "log.h"
 #include "lwsctx.h"
 #include "metrics.h"
@@ -47,20 +48,12 @@
 #define HEAL_LAG_MS    120000
 #define FRESH_MS       10000 /* a consumer this recently active is healthy */
 #define STORE_RETRY_MS 5000  /* after a failed store write (disk full, a lock held) */
-#define INFO_CHUNK     100   /* symbols per exchangeInfo: a ~3 KiB URL, well under limits */
 
 struct rsym {
 	struct run *run;
 	const char *symbol; /* borrowed from conf */
 	int64_t sid, start;
 	bool known;
-	bool listed; /* exchangeInfo answered for it */
-};
-
-/* One exchangeInfo request: run->syms[from, from + n). */
-struct info_req {
-	struct run *run;
-	size_t from, n;
 };
 
 struct run {
@@ -78,9 +71,10 @@ struct run {
 	uv_signal_t sigterm, sigint;
 	uv_timer_t follow;
 	struct rsym *syms;
-	size_t nsyms, pending, info_pending;
-	char **wsyms;	   /* the listed symbols, for the stream (strings borrowed) */
-	const char *phase; /* of the start-up, NULL once planned */
+	size_t nsyms, pending;
+	struct kl_info_symbol *info; /* which of syms the exchange lists */
+	char **wsyms;		     /* the listed symbols, for the stream (strings borrowed) */
+	const char *phase;	     /* of the start-up, NULL once planned */
 	int64_t now_ms, closed_end;
 	int64_t certify_before; /* days before this with ws minutes get certified */
 	int64_t certifying;	/* the certification under way: redone if it fails */
@@ -630,17 +624,19 @@ static enum kl_rest_verdict on_time(void *ud, const struct kl_rest_reply *r)
 	return KL_REST_DONE;
 }
 
-static int ask_info(struct run *run, size_t from, size_t n);
-
-/* Every chunk answered: go on with the listed symbols, or exit 78 when none is. */
-static void info_done(struct run *run)
+/* Every symbol answered for: go on with the listed ones, or exit 78 when none is. */
+static void on_info_done(void *ud, int status)
 {
+	struct run *run = ud;
 	size_t n = 0;
 
-	if (--run->info_pending || run->stopping)
+	if (status < 0) {
+		kl_err("run", "out of memory");
+		stop(run, 1);
 		return;
+	}
 	for (size_t i = 0; i < run->nsyms; i++) {
-		if (run->syms[i].listed) {
+		if (run->info[i].listed) {
 			run->wsyms[n] = (char *)(uintptr_t)run->syms[i].symbol;
 			run->syms[n++] = run->syms[i];
 		}
@@ -661,107 +657,6 @@ static void info_done(struct run *run)
 		stop(run, 1);
 }
 
-static void unlisted(struct rsym *s, const char *why)
-{
-	kl_err("run",
-	       "%s: the exchange does not list this symbol (%s); [exchange] symbols "
-	       "names it, klined runs without it",
-	       s->symbol, why);
-}
-
-/*
- * One chunk's answer. -1121 names no symbol: the chunk is split in halves
- * until the unknown ones stand alone, so each is named and the others run.
- * Reads the published weight limit.
- */
-static enum kl_rest_verdict on_info(void *ud, const struct kl_rest_reply *r)
-{
-	struct info_req *q = ud;
-	struct run *run = q->run;
-	json_t *j, *v;
-	size_t i;
-	char msg[256];
-
-	if (r->cancelled) {
-		free(q);
-		return KL_REST_DONE;
-	}
-	if (r->status != 200) {
-		if (exchange_error(r, msg, sizeof(msg)) != -1121) {
-			/* A final 4xx we did not expect: our request's fault, not the user's.
-			 * Retrying costs little; exiting would loop through systemd. */
-			kl_err("run", "exchangeInfo refused: %s; asking again", msg);
-			return KL_REST_RETRY;
-		}
-		if (q->n == 1)
-			unlisted(&run->syms[q->from], msg);
-		else if (ask_info(run, q->from, q->n / 2) < 0 ||
-			 ask_info(run, q->from + q->n / 2, q->n - q->n / 2) < 0)
-			stop(run, 1);
-		free(q);
-		info_done(run);
-		return KL_REST_DONE;
-	}
-	j = json_loadb(r->body, r->len, 0, NULL);
-	if (!json_is_array(json_object_get(j, "symbols"))) {
-		json_decref(j);
-		return KL_REST_RETRY;
-	}
-	json_array_foreach(json_object_get(j, "rateLimits"), i, v)
-	{
-		const char *type = json_string_value(json_object_get(v, "rateLimitType"));
-		const char *ival = json_string_value(json_object_get(v, "interval"));
-		if (type && ival && !strcmp(type, "REQUEST_WEIGHT") && !strcmp(ival, "MINUTE") &&
-		    json_integer_value(json_object_get(v, "intervalNum")) == 1)
-			kl_rest_set_weight_limit(run->rest,
-						 json_integer_value(json_object_get(v, "limit")));
-	}
-	json_array_foreach(json_object_get(j, "symbols"), i, v)
-	{
-		const char *name = json_string_value(json_object_get(v, "symbol"));
-		const char *status = json_string_value(json_object_get(v, "status"));
-		for (size_t k = q->from; name && k < q->from + q->n; k++) {
-			if (!strcmp(run->syms[k].symbol, name))
-				run->syms[k].listed = true;
-		}
-		if (name && status && strcmp(status, "TRADING") != 0)
-			kl_warn("run", "%s: the exchange reports status %s; its history is kept",
-				name, status);
-	}
-	json_decref(j);
-	for (size_t k = q->from; k < q->from + q->n; k++) {
-		if (!run->syms[k].listed)
-			unlisted(&run->syms[k], "absent from exchangeInfo");
-	}
-	free(q);
-	info_done(run);
-	return KL_REST_DONE;
-}
-
-static int ask_info(struct run *run, size_t from, size_t n)
-{
-	struct info_req *q = malloc(sizeof(*q));
-	char path[64 + INFO_CHUNK * 32];
-	size_t len;
-	int r;
-
-	if (!q)
-		return -ENOMEM;
-	*q = (struct info_req){run, from, n};
-	len = (size_t)snprintf(path, sizeof(path), "/api/v3/exchangeInfo?symbols=%%5B");
-	for (size_t i = from; i < from + n; i++)
-		len += (size_t)snprintf(path + len, sizeof(path) - len, "%s%%22%s%%22",
-					i > from ? "," : "", run->syms[i].symbol);
-	snprintf(path + len, sizeof(path) - len, "%%5D");
-	run->info_pending++;
-	r = kl_rest_get(run->rest, path, 20, on_info, q);
-	if (r < 0) {
-		run->info_pending--;
-		free(q);
-	}
-	return r;
-}
-
 /* A ban or pause kept in the store outlives a restart: asking during it lengthens it. */
 static void on_ban(void *ud, int64_t until_ms, const char *why)
 {
@@ -778,19 +673,14 @@ static int start(struct run *run)
 {
 	int64_t until;
 	char why[192];
-	int r = 0;
 
 	if (kl_store_get_ban(run->st, &until, why, sizeof(why)) == 0 && until > 0)
 		kl_rest_pause_until(run->rest, until, why[0] ? why : "a ban kept in the store");
 	kl_rest_on_ban(run->rest, on_ban, run);
 	run->phase = "asking the exchange for its symbols";
-	/* Held until every chunk is asked, so an early answer cannot finish the phase. */
-	run->info_pending = 1;
-	for (size_t i = 0; i < run->nsyms && r == 0; i += INFO_CHUNK)
-		r = ask_info(run, i, run->nsyms - i < INFO_CHUNK ? run->nsyms - i : INFO_CHUNK);
-	if (r == 0)
-		info_done(run);
-	return r;
+	for (size_t i = 0; i < run->nsyms; i++)
+		run->info[i] = (struct kl_info_symbol){run->syms[i].symbol, false};
+	return kl_info_check(run->rest, run->info, run->nsyms, on_info_done, run);
 }
 
 int kl_run(const struct kl_conf *conf, bool once)
@@ -806,7 +696,8 @@ int kl_run(const struct kl_conf *conf, bool once)
 	run->nsyms = conf->nsymbols;
 	run->syms = calloc(conf->nsymbols, sizeof(*run->syms));
 	run->wsyms = calloc(conf->nsymbols, sizeof(*run->wsyms));
-	if (!run->syms || !run->wsyms)
+	run->info = calloc(conf->nsymbols, sizeof(*run->info));
+	if (!run->syms || !run->wsyms || !run->info)
 		goto out;
 	for (size_t i = 0; i < conf->nsymbols; i++)
 		run->syms[i] = (struct rsym){.run = run, .symbol = conf->symbols[i]};
@@ -858,6 +749,7 @@ out:
 	kl_metrics_free();
 	free(run->syms);
 	free(run->wsyms);
+	free(run->info);
 	free(run);
 	return code;
 }

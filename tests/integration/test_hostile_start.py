@@ -16,6 +16,9 @@ from conftest import KLINED, RUNNING, query, read_log, stop, wait_for
 # production; the tests shorten the first pause so they run in seconds.
 FAST = {"KLINED_TEST_REFUSED_BACKOFF_MS": "300"}
 DAY = "2023-03-31"                 # one day of history: 1440 minutes per symbol
+WAF = {"body": "<html><head><title>403 Forbidden</title></head><body><center><h1>403 "
+               "Forbidden</h1></center><hr><center>CloudFront</center></body></html>",
+       "content_type": "text/html"}
 
 
 def start_env(k, *args, env=None):
@@ -71,7 +74,7 @@ def test_startup_refusals_are_waited_out_in_process(replay, klined, tmp_path):
     before, klined exited 1 at the first of them (systemd restarts it every 5 s, each
     start costing weight 20); now it waits in-process, says why in STATUS=, and runs."""
     srv = replay(faults=[
-        {"kind": "status", "status": 403, "path": "/api/v3/exchangeInfo", "count": 1},
+        {"kind": "status", "status": 403, "path": "/api/v3/exchangeInfo", "count": 1, **WAF},
         {"kind": "status", "status": 451, "path": "/api/v3/exchangeInfo", "after": 1,
          "count": 1},
         {"kind": "status", "status": 503, "path": "/api/v3/exchangeInfo", "after": 2,
@@ -209,7 +212,7 @@ def test_refused_pages_are_retried_inside_rest(replay, klined, tmp_path):
     each marked its symbol failed and the backfill lost it; now rest.c pauses every
     request (growing), callers see only the final answers, and /metrics counts them."""
     srv = replay(faults=[
-        {"kind": "status", "status": 403, "symbol": "BTCUSDT", "count": 1},
+        {"kind": "status", "status": 403, "symbol": "BTCUSDT", "count": 1, **WAF},
         {"kind": "status", "status": 451, "symbol": "ETHUSDT", "count": 1},
         {"kind": "status", "status": 400, "symbol": "BTCUSDT", "after": 1, "count": 1,
          "body": {"code": -1003, "msg": "Too many requests."}},

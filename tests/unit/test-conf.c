@@ -242,14 +242,27 @@ static void ini_layout(void **state)
 	assert_string_equal(c->db_path, "/tmp/a.db");
 	load_ok(c, "[kafka]\ngroup: g2\n");
 	assert_string_equal(c->kafka_group, "g2");
-	/* The last of a repeated key wins; sections may repeat. */
-	load_ok(c, "[store]\npath = /a\n[log]\nlevel = warn\n[store]\npath = /b\n");
+	/* Sections may repeat; a key given twice is refused, naming both lines. */
+	load_ok(c, "[store]\npath = /b\n[log]\nlevel = warn\n[store]\n");
 	assert_string_equal(c->db_path, "/b");
 	assert_int_equal(c->log_level, KL_LOG_WARN);
 	/* A second file overrides only what it names. */
 	load_ok(c, "[log]\nlevel = error\n");
 	assert_string_equal(c->db_path, "/b");
 	assert_int_equal(c->log_level, KL_LOG_ERROR);
+	{
+		char err[512];
+		assert_int_equal(load(c, "[log]\nlevel = info\n[store]\n[log]\nlevel = warn\n", err,
+				      sizeof(err)),
+				 -EINVAL);
+		assert_string_equal(err, "klined.conf:5: [log] level: given twice (lines 2 and 5)");
+		/* Continuation lines add symbols; for other keys they are refused. */
+		load_ok(c, "[exchange]\nsymbols = btcusdt,\n  ETHUSDT, BNBUSDT\n\tSOLUSDT\n");
+		assert_int_equal(c->nsymbols, 4);
+		assert_string_equal(c->symbols[3], "SOLUSDT");
+		assert_int_equal(load(c, "[store]\npath = /c\n  /d\n", err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "klined.conf:3: [store] path: continuation line"));
+	}
 }
 
 struct bad {
@@ -339,6 +352,8 @@ static const struct bad bad_values[] = {
     {"rest", "weight_limit", "1000001"},
     {"rest", "weight_limit", "-1"},
     {"rest", "weight_limit", "many"},
+    {"rest", "weight_limit", "1"},
+    {"rest", "weight_limit", "20"},
 };
 
 /* A bad value of any key: -EINVAL, "file:line: [section] key: ...", no change. */
@@ -546,6 +561,17 @@ static void urls(void **state)
 	assert_prefix(err, "--ws-url ([exchange] ws_url): ");
 	assert_int_equal(kl_conf_set_option(c, "rest-url", "HTTPS://x", err, sizeof(err)), -EINVAL);
 	assert_int_equal(kl_conf_set_option(c, "ws-url", "wss:///", err, sizeof(err)), -EINVAL);
+	/* Ports out of range, an unclosed or bad IPv6, no host: refused, not retried forever. */
+	static const char *const bad[] = {
+	    "http://127.0.0.1:99999", "http://127.0.0.1:0", "http://[::1",
+	    "http://[zz]:80",	      "http://:80",	    "http://host:",
+	    "http://u@host",	      "http://ho st"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (kl_conf_set_option(c, "rest-url", bad[i], err, sizeof(err)) != -EINVAL)
+			fail_msg("%s taken", bad[i]);
+	}
+	option_ok(c, "rest-url", "http://localhost:65535/x");
+	option_ok(c, "rest-url", "http://127.0.0.1:8080");
 	assert_string_equal(c->rest_url, "http://127.0.0.1:8080");
 	assert_string_equal(c->ws_url, "ws://[::1]:9443");
 }

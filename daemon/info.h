@@ -1,0 +1,28 @@
+/*
+ * Which configured symbols the exchange lists: exchangeInfo asked in
+ * chunks (a URL of any number of symbols would be cut or refused), a
+ * chunk answered -1121 split in halves until each unknown symbol stands
+ * alone. Also reads the published request weight limit into the client.
+ */
+#pragma once
+
+#include "rest.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct kl_info_symbol {
+	const char *symbol; /* borrowed */
+	bool listed;	    /* set when the exchange lists it */
+};
+
+/** @p status: 0 (every symbol answered for), or -ENOMEM. */
+typedef void (*kl_info_done_cb)(void *ud, int status);
+
+/**
+ * Ask about @p syms (borrowed; must outlive the check) through @p rest.
+ * Unknown symbols are named in the log. @p done runs once, later, unless
+ * @p rest is freed first (then never). @return 0 or -ENOMEM (then @p done never runs).
+ */
+int kl_info_check(struct kl_rest *rest, struct kl_info_symbol *syms, size_t n, kl_info_done_cb done,
+		  void *ud);
