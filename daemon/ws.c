@@ -351,7 +351,7 @@ static bool budget_allows(struct slot *s)
 		kl_warn("ws",
 			"%d connection attempts in %d minutes: waiting %.1f s before the next "
 			"(the exchange allows 300 per 5 minutes per IP)",
-			WS_ATTEMPTS, ATTEMPTS_WINDOW_MS / 60000, (double)wait / 1000.0);
+			(int)ws->budget.max, ATTEMPTS_WINDOW_MS / 60000, (double)wait / 1000.0);
 	ws->budget_said = true;
 	if (s->live) {
 		s->rotate_at = uv_now(ws->loop) + (uint64_t)wait;
