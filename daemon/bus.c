@@ -56,6 +56,7 @@ struct kl_bus {
 	void *ud;
 	struct kl_bus_stats stats;
 	bool working, assigned, closing, fatal;
+	bool in_batch, teardown_due; /* inside the batch callback; kl_bus_free came from it */
 	int nclosing;
 };
 
@@ -73,6 +74,7 @@ static void on_rdk_log(const rd_kafka_t *rk, int level, const char *fac, const c
 }
 
 static void topic_lost(struct kl_bus *bus);
+static void teardown(struct kl_bus *bus);
 static void on_retry(uv_timer_t *t);
 static void set_offsets(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t n);
 
@@ -232,7 +234,8 @@ static void on_prod_wake(uv_poll_t *h, int status, int events)
 	(void)events;
 	drain(bus->pw.fd[0]);
 	rd_kafka_poll(bus->prod, 0);
-	if (bus->fatal)
+	/* The worker uses the producer (CreateTopics): renew once it is back. */
+	if (bus->fatal && !bus->working)
 		renew_producer(bus);
 }
 
@@ -273,12 +276,19 @@ static void on_cons_wake(uv_poll_t *h, int status, int events)
 						       rd_kafka_message_timestamp(m, NULL)};
 		}
 		bus->stats.consumed += k;
+		bus->in_batch = true;
 		if (k && bus->cb)
 			bus->cb(bus->ud, out, k);
+		bus->in_batch = false;
 		for (ssize_t i = 0; i < n; i++)
 			rd_kafka_message_destroy(msgs[i]);
 		if (bus->closing)
 			break;
+	}
+	/* Freed from inside the callback: the messages were the consumer's. */
+	if (bus->teardown_due) {
+		bus->teardown_due = false;
+		teardown(bus);
 	}
 }
 
@@ -406,7 +416,6 @@ static void setup_work(uv_work_t *w)
 }
 
 static void start_setup(struct kl_bus *bus);
-static void teardown(struct kl_bus *bus);
 
 static void on_retry(uv_timer_t *t)
 {
@@ -424,6 +433,8 @@ static void setup_done(uv_work_t *w, int status)
 		teardown(bus);
 		return;
 	}
+	if (bus->fatal)
+		renew_producer(bus);
 	if (status < 0)
 		return;
 	if (bus->npartitions <= 0) {
@@ -627,9 +638,12 @@ void kl_bus_free(struct kl_bus *bus)
 	if (!bus || bus->closing)
 		return;
 	bus->closing = true;
-	/* The worker uses both clients: tear down once it is back (setup_done). */
+	/* The worker uses both clients: tear down once it is back (setup_done);
+	 * the batch callback holds the consumer's messages: once it returns. */
 	if (bus->working)
 		uv_cancel((uv_req_t *)&bus->work);
+	else if (bus->in_batch)
+		bus->teardown_due = true;
 	else
 		teardown(bus);
 }

@@ -351,7 +351,7 @@ static bool budget_allows(struct slot *s)
 		kl_warn("ws",
 			"%d connection attempts in %d minutes: waiting %.1f s before the next "
 			"(the exchange allows 300 per 5 minutes per IP)",
-			WS_ATTEMPTS, ATTEMPTS_WINDOW_MS / 60000, (double)wait / 1000.0);
+			(int)ws->budget.max, ATTEMPTS_WINDOW_MS / 60000, (double)wait / 1000.0);
 	ws->budget_said = true;
 	if (s->live) {
 		s->rotate_at = uv_now(ws->loop) + (uint64_t)wait;
@@ -522,6 +522,7 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols,
 	struct kl_ws *ws = calloc(1, sizeof(*ws));
 	struct lws_context_creation_info info;
 	void *loops[1] = {loop};
+	const char *budget;
 
 	if (!ws)
 		return -ENOMEM;
@@ -531,9 +532,8 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols,
 	ws->on_up = on_up;
 	ws->ud = ud;
 	kl_attempts_init(&ws->budget, WS_ATTEMPTS, ATTEMPTS_WINDOW_MS);
-	if (getenv("KLINED_TEST_WS_ATTEMPTS")) /* test hook: a smaller budget, seen sooner */
-		kl_attempts_init(&ws->budget, strtoul(getenv("KLINED_TEST_WS_ATTEMPTS"), NULL, 10),
-				 ATTEMPTS_WINDOW_MS);
+	if ((budget = getenv("KLINED_TEST_WS_ATTEMPTS"))) /* test hook: a smaller budget */
+		kl_attempts_init(&ws->budget, strtoul(budget, NULL, 10), ATTEMPTS_WINDOW_MS);
 	if (parse_url(ws, conf->ws_url) < 0) {
 		snprintf(err, errlen, "[exchange] ws_url: cannot use '%s'", conf->ws_url);
 		free(ws);

@@ -228,3 +228,60 @@ def test_sigterm_with_the_broker_gone_mid_stream_stops_within_seconds(
     code, err = stop(proc)
     assert code == 0, err[-3000:]
     check_minutes_upto_newest(k.db)
+
+
+# ---- item 11: quiet connections, connection attempts --------------------------------
+
+def stream_only(klined, srv, *extra):
+    """The stream without a broker (events queue locally): the websocket is under test."""
+    return klined(srv.rest_url, "--ws-url", srv.ws_url, "--kafka-brokers", "127.0.0.1:9",
+                  "--history-start", "2023-03-10", "--http-listen", "off", *extra)
+
+
+def test_quiet_connection_kept_alive_by_pings(replay, klined):
+    # Binance sends kline updates only when something traded: a connection of
+    # illiquid (or halted) symbols carries nothing but the exchange's pings, every 20 s.
+    srv = replay(start="2023-03-10T23:00:30Z", speed=60, ws_ping_interval=20.0,
+                 ws_quiet_symbols="BTCUSDT,ETHUSDT")
+    k = stream_only(klined, srv)
+    proc = start_logged(k)
+    wait_for(lambda: "ws: connected" in read_log(proc), timeout=60, step=0.5)
+    time.sleep(45)
+    ws = srv.ws_stats()
+    code, err = stop(proc)
+    assert code == 0, err[-3000:]
+    assert ws["pings_sent"] >= 2 and ws["events_sent"] == 0, ws
+    assert "dropping the connection" not in err, err[-3000:]
+    assert ws["connection_attempts"] == 1 and ws["connections_opened"] == 1, ws
+
+
+def test_exchange_dropping_every_connection_gets_few_attempts(replay, klined):
+    # Every connection is closed right after its first event: the backoff must grow
+    # (it used to restart at 0.5 s after each first event: ~2 attempts a second).
+    srv = replay(start="2023-03-10T23:00:30Z", speed=60, ws_drop_after_frames=1,
+                 ws_conn_limit_5min=300)
+    k = stream_only(klined, srv)
+    proc = start_logged(k)
+    wait_for(lambda: "ws: connected" in read_log(proc), timeout=60, step=0.5)
+    time.sleep(30)
+    attempts = srv.ws_stats()["connection_attempts"]
+    code, err = stop(proc)
+    assert code == 0, err[-3000:]
+    # 0.5, 1, 2, 4, 8, 16 s (+-50 %): at most 8 in 30 s, a tenth of the 5-minute limit.
+    assert 3 <= attempts <= 10, (attempts, err[-2000:])
+
+
+def test_connection_attempts_never_exceed_the_budget(replay, klined):
+    # The process-wide budget (100 per 5 minutes; a test hook makes it 3 so that it
+    # shows within seconds) holds whatever the backoff would allow.
+    srv = replay(start="2023-03-10T23:00:30Z", speed=60, ws_drop_after_frames=1,
+                 ws_conn_limit_5min=300)
+    k = stream_only(klined, srv)
+    proc = start_logged(k, {"KLINED_TEST_WS_ATTEMPTS": "3"})
+    wait_for(lambda: "ws: connected" in read_log(proc), timeout=60, step=0.5)
+    time.sleep(20)
+    ws = srv.ws_stats()
+    code, err = stop(proc)
+    assert code == 0, err[-3000:]
+    assert ws["connection_attempts"] == 3 and ws["attempts_refused"] == 0, ws
+    assert "3 connection attempts in 5 minutes: waiting" in err, err[-2000:]

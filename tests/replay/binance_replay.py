@@ -1149,6 +1149,13 @@ WS_DEFAULTS: Dict[str, Any] = {
     "update_ms": 2000,            # virtual ms between running (x:false) updates
     "max_streams": 1024,          # per connection
     "burst_events": 512,          # more updates than this due at once: send only the latest
+    # ---- hostile behaviours (issue 11; see README "Quiet streams and connection limits") ----
+    "quiet_symbols": "",          # comma-separated: no kline event at all for these (illiquid,
+                                  # halted): their connection carries only pings
+    "conn_limit_5min": 0,         # connection attempts per client IP per 5 wall minutes; beyond
+                                  # it the upgrade is refused with 429 (Binance: 300; 0 = off)
+    "drop_after_frames": 0,       # close every connection right after this many kline frames
+                                  # (an exchange dropping connections at once; 0 = never)
 }
 WS_FAULT_KINDS = {"drop", "close", "silence", "malformed", "duplicate", "reorder", "future",
                   "past", "shutdown", "oversize"}
@@ -1239,6 +1246,7 @@ class WsHub:
         self._minute: Dict[Tuple, Tuple] = {}
         self._log_size = int(log_size)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self.attempts_by_ip: Dict[str, collections.deque] = {}
         self.reset_stats()
 
     # ---- config / loop ------------------------------------------------------------
@@ -1248,6 +1256,9 @@ class WsHub:
                 continue
             if k not in WS_DEFAULTS:
                 raise ValueError(f"unknown ws config key {k!r}; keys: {sorted(WS_DEFAULTS)}")
+            if isinstance(WS_DEFAULTS[k], str):
+                self.cfg[k] = str(v)
+                continue
             v = type(WS_DEFAULTS[k])(v)
             if v < 0 or (k == "update_ms" and v <= 0):
                 raise ValueError(f"bad value for {k}: {v}")
@@ -1272,6 +1283,29 @@ class WsHub:
     def wake_all(self) -> None:
         for c in list(self.conns.values()):
             c.wake()
+
+    # ---- hostile behaviours: quiet symbols, connection-attempt limit ----------------
+    def quiet(self) -> set:
+        return {x.strip().upper() for x in self.cfg["quiet_symbols"].split(",") if x.strip()}
+
+    def admit(self, ip: str) -> bool:
+        """Count a connection attempt from ip; False beyond conn_limit_5min in 5 wall minutes
+        (Binance: 300 per IP). Attempts are counted whether or not they are refused."""
+        self.c["attempts"] += 1
+        now = time.monotonic()
+        q = self.attempts_by_ip.setdefault(ip, collections.deque())
+        q.append(now)
+        while q and q[0] <= now - 300.0:
+            q.popleft()
+        limit = self.cfg["conn_limit_5min"]
+        if limit and len(q) > limit:
+            self.c["attempts_refused"] += 1
+            return False
+        return True
+
+    def attempts_in_5min(self, ip: str = "127.0.0.1") -> int:
+        now = time.monotonic()
+        return sum(1 for t in self.attempts_by_ip.get(ip, ()) if t > now - 300.0)
 
     # ---- stats --------------------------------------------------------------------
     def reset_stats(self) -> None:
@@ -1306,6 +1340,8 @@ class WsHub:
             "pong_timeouts": c["pong_timeouts"],
             "age_closes": c["age_closes"],
             "shutdown_notices": c["shutdown_notices"],
+            "connection_attempts": c["attempts"],
+            "attempts_refused": c["attempts_refused"],
             "close_reasons": dict(self.close_reasons),
             "faults": [_public_rule(r) for r in self.rules],
             "faults_fired": sum(r["fired"] for r in self.rules),
@@ -1662,6 +1698,9 @@ class WsConn:
         updates (the server fell behind, or the clock jumped), only the last tick's update
         of the minute open at target is sent: intermediate updates are skipped, finals never."""
         store, hub, act = self.rp.store, self.hub, self.active
+        quiet = hub.quiet()
+        if quiet:
+            act = [(stream, sym) for stream, sym in act if sym not in quiet]
         if not act:
             return
         U = hub.cfg["update_ms"]
@@ -1713,8 +1752,14 @@ class WsConn:
     async def _deliver(self, events: Iterable[_Ev]) -> None:
         hub = self.hub
         out: List[str] = []
+        drop_after = hub.cfg["drop_after_frames"]
         for ev in events:
             if self.closing:
+                return
+            if drop_after and self.events_sent >= drop_after:
+                if out:
+                    await self._write(out)
+                self.abort("drop_after_frames")
                 return
             rule = hub.pick(self, ev) if hub.rules else None
             text = self._frame(ev.stream, ev.raw)
@@ -1922,6 +1967,8 @@ class _App:
             combined = False
             raw = request.path[len("/ws/"):] if request.path.startswith("/ws/") else ""
         streams = [x for x in raw.split("/") if x]
+        if not hub.admit(request.remote or "?"):
+            return web.Response(status=429, text="too many connection attempts")
         if len(streams) > hub.cfg["max_streams"]:
             return web.Response(status=400, text=f"too many streams (max {hub.cfg['max_streams']})")
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=2.0,
@@ -2236,6 +2283,8 @@ class ReplayServer:
                  ws_max_age_ms: int = 86_400_000, ws_shutdown_notice_ms: int = 0,
                  ws_max_msgs_per_s: int = 5, ws_update_ms: int = 2000,
                  ws_max_streams: int = 1024, ws_burst_events: int = 512,
+                 ws_quiet_symbols: str = "", ws_conn_limit_5min: int = 0,
+                 ws_drop_after_frames: int = 0,
                  ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000,
                  ssl_context: Any = None, ban_escalation: float = 0.0):
         # ssl_context: an ssl.SSLContext to serve https:// and wss:// instead.
@@ -2244,7 +2293,9 @@ class ReplayServer:
         ws_config = {"ping_interval_s": ws_ping_interval, "pong_timeout_s": ws_pong_timeout,
                      "max_age_ms": ws_max_age_ms, "shutdown_notice_ms": ws_shutdown_notice_ms,
                      "max_msgs_per_s": ws_max_msgs_per_s, "update_ms": ws_update_ms,
-                     "max_streams": ws_max_streams, "burst_events": ws_burst_events}
+                     "max_streams": ws_max_streams, "burst_events": ws_burst_events,
+                     "quiet_symbols": ws_quiet_symbols, "conn_limit_5min": ws_conn_limit_5min,
+                     "drop_after_frames": ws_drop_after_frames}
         self.replay = Replay(data_dir=data_dir, start=start, speed=speed, tile_until=tile_until,
                              weight_limit=weight_limit, latency_ms=latency_ms, halts=halts,
                              faults=faults, wall=wall, gen_symbols=gen_symbols,
@@ -2435,6 +2486,12 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--ws-update-ms", type=int, default=2000,
                    help="websocket: virtual ms between running kline updates")
     p.add_argument("--ws-max-streams", type=int, default=1024)
+    p.add_argument("--ws-quiet-symbols", default="",
+                   help="comma-separated symbols with no kline events (only pings)")
+    p.add_argument("--ws-conn-limit-5min", type=int, default=0,
+                   help="connection attempts per IP per 5 minutes, then 429 (Binance: 300)")
+    p.add_argument("--ws-drop-after-frames", type=int, default=0,
+                   help="close every connection after this many kline frames (0 = never)")
     p.add_argument("--ws-burst-events", type=int, default=512,
                    help="websocket: when more updates than this are due at once (server behind "
                         "or clock jump), send only the latest per symbol (finals always)")
@@ -2467,6 +2524,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        ws_shutdown_notice_ms=a.ws_shutdown_notice_ms,
                        ws_max_msgs_per_s=a.ws_max_msgs_per_s, ws_update_ms=a.ws_update_ms,
                        ws_max_streams=a.ws_max_streams, ws_burst_events=a.ws_burst_events,
+                       ws_quiet_symbols=a.ws_quiet_symbols,
+                       ws_conn_limit_5min=a.ws_conn_limit_5min,
+                       ws_drop_after_frames=a.ws_drop_after_frames,
                        ws_faults=_load_rules(a.ws_faults), ban_escalation=a.ban_escalation)
     stop = threading.Event()
 

@@ -979,3 +979,33 @@ def test_ban_escalation_grows_per_ip_and_outlives_the_client():
         bans = srv.stats()["ip_bans"]
         assert bans["127.0.0.1"]["level"] == 3 and bans["127.0.0.1"]["banned_for_s"] > 35
         assert srv.stats()["violations"] == 3
+
+def test_ws_hostile_quiet_symbols_limit_and_drop():
+    """Issue 11 behaviours: quiet symbols send nothing, connection attempts per IP are
+    limited (429 beyond), and drop_after_frames closes each connection after N frames."""
+    with br.ReplayServer(data_dir=DATA, start=WS_T0 - 5000, speed=600,
+                         ws_quiet_symbols="ethusdt", ws_conn_limit_5min=3,
+                         ws_drop_after_frames=4) as s:
+        async def run():
+            got, statuses = [], []
+            async with aiohttp.ClientSession() as cs:
+                for _ in range(2):
+                    async with cs.ws_connect(s.ws_url + "/stream?streams=btcusdt@kline_1m/"
+                                             "ethusdt@kline_1m") as ws:
+                        while True:
+                            m = await ws_next(ws)
+                            if not isinstance(m, dict):
+                                break
+                            got.append(m["data"]["s"])
+                for _ in range(2):
+                    try:
+                        async with cs.ws_connect(s.ws_url + "/ws/btcusdt@kline_1m"):
+                            statuses.append(101)
+                    except aiohttp.WSServerHandshakeError as e:
+                        statuses.append(e.status)
+            return got, statuses
+        got, statuses = asyncio.run(run())
+        assert got == ["BTCUSDT"] * 8, got
+        assert statuses == [101, 429], statuses
+        st = s.ws_stats()
+        assert st["connection_attempts"] == 4 and st["attempts_refused"] == 1, st
