@@ -980,6 +980,7 @@ def test_ban_escalation_grows_per_ip_and_outlives_the_client():
         assert bans["127.0.0.1"]["level"] == 3 and bans["127.0.0.1"]["banned_for_s"] > 35
         assert srv.stats()["violations"] == 3
 
+
 def test_ws_hostile_quiet_symbols_limit_and_drop():
     """Issue 11 behaviours: quiet symbols send nothing, connection attempts per IP are
     limited (429 beyond), and drop_after_frames closes each connection after N frames."""
