@@ -1,12 +1,21 @@
 /*
  * Backfill state machine, per symbol:
- *   QUEUED ranges --page--> IN FLIGHT --200--> STORED (+ outages, rejects)
+ *   QUEUED ranges --page--> IN FLIGHT --200--> STORED (+ rejects)
+ *                              |    \--lacks minutes--> PROBE --> outage | refetch | hole
  *                              |  \--5xx/429/timeout/bad body--> retried by rest.c
- *                              \--other 4xx--> symbol FAILED (logged, rest dropped)
+ *                              |--other refusal--> retried here, growing backoff; after
+ *                              |                   REFUSALS_PER_RUN set aside for the run
+ *                              \--  -1121 --> symbol INACTIVE (checked again, resumes)
  * Invariants:
- *  1. A minute is recorded as an outage only when a 200 page for a range
- *     wholly in the past did not contain it; a minute whose kline was
- *     refused is neither data nor outage, so the next start refetches it.
+ *  1. A missing range becomes an outage only when a request of its own,
+ *     starting at the range's first minute, answered with a first kline
+ *     beyond the range (Binance answers a startTime with the oldest klines
+ *     from it: a halt is skipped over, a short or empty page is not), and
+ *     the exchange has served a kline OUTAGE_MARGIN_MS after the range.
+ *     For a symbol the exchange reports as not trading, an empty answer
+ *     for a range older than the margin behind its clock is enough.
+ *     Anything else stays a hole, fetched again later. A minute whose
+ *     kline was refused is neither data nor outage: it is refetched.
  *  2. Pages land in large transactions (COMMIT_ROWS or COMMIT_MS); a
  *     SIGTERM commits what was fetched before the process exits.
  *  3. At most PAGES_AHEAD pages are handed to rest.c at a time, so memory
@@ -15,6 +24,7 @@
 #include "backfill.h"
 
 #include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -30,14 +40,31 @@
 #define PROGRESS_MS	 5000
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS	 30000
-#define QUIET_MINUTES	 1440 /* smaller runs log progress only at debug level */
+#define QUIET_MINUTES	 1440		    /* smaller runs log progress only at debug level */
+#define OUTAGE_MARGIN_MS (5 * KL_MINUTE_MS) /* see docs/operations.md, "Outages" */
+#define PROBE_LIMIT	 10		    /* klines of a probe: the margin's worth and more */
+#define GLITCH_MAX	 5		    /* refetches of a range in one run before it waits */
+#define REFUSED_FIRST_MS 10000		    /* a refused page: 10 s, doubling ... */
+#define REFUSED_MAX_MS	 600000		    /* ... up to 10 min */
+#define REFUSALS_PER_RUN 3		    /* then the symbol's work waits for a later run */
+#define CHECK_FIRST_MS	 30000		    /* an inactive symbol: exchangeInfo after 30 s ... */
+#define CHECK_MAX_MS	 600000		    /* ... doubling up to every 10 min */
+#define CHECK_WEIGHT	 20
 
 struct sym {
 	const char *symbol;
 	int64_t sid;
 	struct kl_ranges todo; /* still to fetch, in order */
 	size_t next;	       /* first range of todo not fully handed out */
-	bool failed;
+	int64_t newest;	       /* end of the newest kline the exchange served for it */
+	uint64_t hold_until;   /* uv_now(): refused pages wait until then */
+	uint64_t check_ms;     /* inactive: the next exchangeInfo check's delay */
+	unsigned refusals;     /* in a row, reset by a 200 */
+	bool inactive;	       /* -1121: set aside until exchangeInfo lists it again */
+	bool checking;	       /* an exchangeInfo check is queued */
+	struct check *check;   /* its timer, while it waits (closed by kl_backfill_free) */
+	bool not_trading;      /* the exchange reports another status than TRADING */
+	bool resumed;	       /* listed again: its holes are due */
 };
 
 struct prej {
@@ -51,6 +78,7 @@ struct page {
 	size_t sym;
 	struct kl_range r;
 	unsigned attempt;
+	bool probe; /* startTime=r.from&limit=PROBE_LIMIT: does r lie in an outage? */
 	uv_work_t work;
 	char *body; /* the response, owned while parsing */
 	size_t len;
@@ -73,7 +101,7 @@ struct kl_backfill {
 	size_t outstanding;
 	int64_t now_ms, done, total, rows, rows_pending;
 	uint64_t started;
-	uv_timer_t commit_timer, progress_timer;
+	uv_timer_t commit_timer, progress_timer, hold_timer;
 	kl_backfill_cb cb;
 	void *ud;
 	size_t nworking; /* pages on the thread pool */
@@ -96,8 +124,10 @@ int kl_backfill_new(uv_loop_t *loop, struct kl_rest *rest, struct kl_store *st,
 	bf->st = st;
 	uv_timer_init(loop, &bf->commit_timer);
 	uv_timer_init(loop, &bf->progress_timer);
+	uv_timer_init(loop, &bf->hold_timer);
 	bf->commit_timer.data = bf;
 	bf->progress_timer.data = bf;
+	bf->hold_timer.data = bf;
 	*ret = bf;
 	return 0;
 }
@@ -124,6 +154,8 @@ int kl_backfill_add(struct kl_backfill *bf, const char *symbol, int64_t sid,
 		s = &v[bf->nsyms++];
 		*s = (struct sym){.symbol = symbol, .sid = sid};
 	}
+	if (s->inactive)
+		return 0; /* its holes stay in the store until it is listed again */
 	if (s->next >= s->todo.n) {
 		/* All handed out: start afresh, or new ranges would merge into spent ones. */
 		kl_ranges_clear(&s->todo);
@@ -338,6 +370,39 @@ static void parse_rows(struct page *p, json_t *arr, const json_error_t *err)
 	qsort(p->t, p->nt, sizeof(*p->t), cmp_i64);
 }
 
+static bool request_page(struct kl_backfill *bf, struct page *p, uint64_t delay_ms);
+
+static void log_outage(const struct sym *s, int64_t from, int64_t to)
+{
+	char a[21], b[21];
+
+	kl_time_format(from, a);
+	kl_time_format(to, b);
+	kl_info("backfill",
+		"%s: the exchange has no klines for [%s, %s) (%" PRId64
+		" minutes): recorded as an outage",
+		s->symbol, a, b, (to - from) / KL_MINUTE_MS);
+}
+
+/*
+ * Ask whether @p r (a range a 200 page lacked) is an outage: a request of
+ * its own from r's first minute (invariant 1). @return 0 or -ENOMEM.
+ */
+static int probe(struct kl_backfill *bf, size_t sym, struct kl_range r, unsigned attempt)
+{
+	struct page *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return -ENOMEM;
+	*q = (struct page){.bf = bf, .sym = sym, .r = r, .attempt = attempt, .probe = true};
+	if (!request_page(bf, q, 0)) {
+		free(q);
+		return -ENOMEM;
+	}
+	bf->outstanding++;
+	return 0;
+}
+
 /* Store one parsed page (on the loop). @return 0, or -EIO with the backfill failed. */
 static int store_page(struct kl_backfill *bf, struct page *p)
 {
@@ -369,16 +434,20 @@ static int store_page(struct kl_backfill *bf, struct page *p)
 	for (size_t i = 0; i < p->nt; i++)
 		kl_gapscan_feed(&scan, p->t[i]);
 	kl_gapscan_finish(&scan);
-	for (size_t i = 0; i < holes.n; i++) {
-		char a[21], b[21];
-		kl_time_format(holes.v[i].from, a);
-		kl_time_format(holes.v[i].to, b);
-		kl_info("backfill",
-			"%s: the exchange has no klines for [%s, %s) (%" PRId64
-			" minutes): recorded as an outage",
-			s->symbol, a, b, (holes.v[i].to - holes.v[i].from) / KL_MINUTE_MS);
-		if (kl_store_put_outage(bf->st, s->sid, holes.v[i].from, holes.v[i].to) < 0)
+	if (p->nt && kl_kline_slot(p->t[p->nt - 1]) + KL_MINUTE_MS > s->newest)
+		s->newest = kl_kline_slot(p->t[p->nt - 1]) + KL_MINUTE_MS;
+	s->refusals = 0;
+	for (size_t i = 0; i < holes.n && !bf->closing; i++) {
+		struct kl_range h = holes.v[i];
+		/* This page is that request when it began at the hole and found klines after. */
+		if (h.from == p->r.from && p->nt && kl_kline_slot(p->t[0]) >= h.to &&
+		    h.to + OUTAGE_MARGIN_MS <= s->newest) {
+			log_outage(s, h.from, h.to);
+			if (kl_store_put_outage(bf->st, s->sid, h.from, h.to) < 0)
+				goto fail;
+		} else if (probe(bf, p->sym, h, p->attempt) < 0) {
 			goto fail;
+		}
 	}
 	kl_ranges_clear(&holes);
 	bf->rows += (int64_t)p->nk;
@@ -408,16 +477,18 @@ fail:
 	return -EIO;
 }
 
-static void symbol_failed(struct kl_backfill *bf, struct sym *s, const struct kl_rest_reply *r)
+/* Drop what is left of @p s's work in this run: its holes stay in the store. */
+static void set_aside(struct kl_backfill *bf, struct sym *s)
 {
-	kl_err("backfill",
-	       "%s: the exchange refused the klines request (HTTP %ld: %.200s); "
-	       "giving up on this symbol until the next start",
-	       s->symbol, r->status, r->body);
-	s->failed = true;
 	for (size_t i = s->next; i < s->todo.n; i++)
 		bf->done += (s->todo.v[i].to - s->todo.v[i].from) / KL_MINUTE_MS;
-	s->next = s->todo.n;
+	kl_ranges_clear(&s->todo);
+	s->next = 0;
+}
+
+static bool waiting(const struct kl_backfill *bf, const struct sym *s)
+{
+	return s->inactive || s->hold_until > uv_now(bf->loop);
 }
 
 static void maybe_done(struct kl_backfill *bf)
@@ -425,7 +496,9 @@ static void maybe_done(struct kl_backfill *bf)
 	if (!bf->running || bf->outstanding)
 		return;
 	for (size_t i = 0; i < bf->nsyms; i++) {
-		if (bf->syms[i].next < bf->syms[i].todo.n && !bf->failed)
+		/* A symbol on hold or inactive never keeps the others' run open. */
+		if (bf->syms[i].next < bf->syms[i].todo.n && !bf->failed &&
+		    !waiting(bf, &bf->syms[i]))
 			return;
 	}
 	commit(bf);
@@ -446,7 +519,6 @@ static void maybe_done(struct kl_backfill *bf)
 }
 
 static void destroy(struct kl_backfill *bf);
-static bool request_page(struct kl_backfill *bf, struct page *p, uint64_t delay_ms);
 
 static void page_done(struct kl_backfill *bf, struct page *p)
 {
@@ -467,7 +539,7 @@ static void parse_done(uv_work_t *w, int status)
 		if (status == 0 && !p->err[0])
 			store_page(bf, p);
 		page_free(p);
-		if (!bf->nworking && bf->nclosed == 2)
+		if (!bf->nworking && bf->nclosed == 3)
 			destroy(bf);
 		return;
 	}
@@ -491,6 +563,231 @@ static void parse_done(uv_work_t *w, int status)
 	page_done(bf, p);
 }
 
+/* Binance's error body {"code":-1121,"msg":"Invalid symbol."}; @return the code or 0. */
+static int error_code(const struct kl_rest_reply *r)
+{
+	json_t *j = json_loadb(r->body, r->len, 0, NULL);
+	int code = json_is_integer(json_object_get(j, "code"))
+		       ? (int)json_integer_value(json_object_get(j, "code"))
+		       : 0;
+
+	json_decref(j);
+	return code;
+}
+
+struct check {
+	struct kl_backfill *bf;
+	size_t sym;
+	uv_timer_t timer;
+};
+
+static void check_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static enum kl_rest_verdict on_check(void *ud, const struct kl_rest_reply *r);
+
+static void on_check_timer(uv_timer_t *t)
+{
+	struct check *c = t->data;
+	struct sym *s = &c->bf->syms[c->sym];
+	char path[96];
+
+	snprintf(path, sizeof(path), "/api/v3/exchangeInfo?symbol=%s", s->symbol);
+	s->check = NULL; /* rest.c holds it now */
+	if (kl_rest_get(c->bf->rest, path, CHECK_WEIGHT, on_check, c) < 0) {
+		s->checking = false;
+		uv_close((uv_handle_t *)&c->timer, check_closed);
+	}
+}
+
+/* Ask again, after s->check_ms, whether the exchange lists an inactive symbol. */
+static void schedule_check(struct kl_backfill *bf, size_t sym)
+{
+	struct sym *s = &bf->syms[sym];
+	struct check *c;
+
+	if (s->checking || bf->closing || !(c = calloc(1, sizeof(*c))))
+		return;
+	c->bf = bf;
+	c->sym = sym;
+	uv_timer_init(bf->loop, &c->timer);
+	c->timer.data = c;
+	s->checking = true;
+	s->check = c;
+	uv_timer_start(&c->timer, on_check_timer, s->check_ms, 0);
+}
+
+static enum kl_rest_verdict on_check(void *ud, const struct kl_rest_reply *r)
+{
+	struct check *c = ud;
+	struct kl_backfill *bf = c->bf;
+	struct sym *s;
+
+	if (r->cancelled) {
+		/* The backfill may be gone already: touch only the check. */
+		uv_close((uv_handle_t *)&c->timer, check_closed);
+		return KL_REST_DONE;
+	}
+	s = &bf->syms[c->sym];
+	s->checking = false;
+	s->check = NULL;
+	if (r->status == 200) {
+		kl_info("backfill",
+			"%s: the exchange lists it again: active, its holes are fetched",
+			s->symbol);
+		s->inactive = false;
+		s->resumed = true;
+		s->refusals = 0;
+		uv_close((uv_handle_t *)&c->timer, check_closed);
+		return KL_REST_DONE;
+	}
+	s->check_ms = s->check_ms * 2 > CHECK_MAX_MS ? CHECK_MAX_MS : s->check_ms * 2;
+	kl_info("backfill", "%s: still not listed (HTTP %ld); checked again in %" PRIu64 " s",
+		s->symbol, r->status, s->check_ms / 1000);
+	s->checking = true;
+	s->check = c;
+	uv_timer_start(&c->timer, on_check_timer, s->check_ms, 0);
+	return KL_REST_DONE;
+}
+
+static void on_hold_timer(uv_timer_t *t)
+{
+	struct kl_backfill *bf = t->data;
+
+	feed(bf);
+	maybe_done(bf);
+}
+
+/*
+ * A non-200 answer that rest.c passed on. -1121 makes the symbol inactive;
+ * anything else (403 from a WAF, 451, a 400 nobody expected) is transient:
+ * the page waits a growing backoff while the other symbols go on.
+ */
+static void refused(struct kl_backfill *bf, struct page *p, const struct kl_rest_reply *r)
+{
+	struct sym *s = &bf->syms[p->sym];
+	int code = error_code(r);
+	uint64_t delay;
+
+	kl_metrics_add(KL_M_PAGES_REFUSED, 1);
+	if (code == -1121) {
+		if (!s->inactive)
+			kl_warn("backfill",
+				"%s: the exchange answers \"%.100s\" for its klines: inactive, the "
+				"other symbols go on; exchangeInfo is asked again in %d s",
+				s->symbol, r->body, CHECK_FIRST_MS / 1000);
+		if (!s->inactive)
+			s->check_ms = CHECK_FIRST_MS;
+		s->inactive = true;
+		set_aside(bf, s);
+		schedule_check(bf, p->sym);
+		page_done(bf, p);
+		return;
+	}
+	s->refusals++;
+	delay = (uint64_t)REFUSED_FIRST_MS << (s->refusals < 7 ? s->refusals - 1 : 6);
+	if (delay > REFUSED_MAX_MS)
+		delay = REFUSED_MAX_MS;
+	s->hold_until = uv_now(bf->loop) + delay;
+	if (s->refusals > REFUSALS_PER_RUN || bf->closing) {
+		kl_warn("backfill",
+			"%s: the exchange refused a klines page again (HTTP %ld: %.200s); its "
+			"work waits %.0f s for a later run, the other symbols go on",
+			s->symbol, r->status, r->body, (double)delay / 1000.0);
+		/* The page goes back too: what was not stored is still a hole. */
+		set_aside(bf, s);
+		page_done(bf, p);
+		return;
+	}
+	kl_warn("backfill",
+		"%s: the exchange refused a klines page (HTTP %ld: %.200s); retrying in %.0f s, "
+		"the other symbols go on",
+		s->symbol, r->status, r->body, (double)delay / 1000.0);
+	if (!request_page(bf, p, delay)) {
+		bf->failed = true;
+		page_done(bf, p);
+	}
+}
+
+/* The answer to a probe (small: parsed on the loop). @return false if it is not klines. */
+static bool probe_answer(struct kl_backfill *bf, struct page *p, const struct kl_rest_reply *r)
+{
+	struct sym *s = &bf->syms[p->sym];
+	json_t *j = json_loadb(r->body, r->len, 0, NULL);
+	json_t *first = json_array_get(json_array_get(j, 0), 0);
+	json_t *last = json_array_get(json_array_get(j, json_array_size(j) - 1), 0);
+	char a[21];
+	bool outage = false;
+
+	if (!json_is_array(j) ||
+	    (json_array_size(j) && (!json_is_integer(first) || !json_is_integer(last)))) {
+		json_decref(j);
+		return false;
+	}
+	kl_time_format(p->r.from, a);
+	if (json_array_size(j)) {
+		int64_t f = kl_kline_slot(json_integer_value(first));
+		int64_t l = kl_kline_slot(json_integer_value(last)) + KL_MINUTE_MS;
+		if (l > s->newest)
+			s->newest = l;
+		if (f < p->r.to) {
+			/* A short or empty page, not a halt: fetch the range again, later. */
+			struct page *q = calloc(1, sizeof(*q));
+			uint64_t delay = (uint64_t)BACKOFF_FIRST_MS
+					 << (p->attempt < 6 ? p->attempt : 6);
+			if (delay > BACKOFF_MAX_MS)
+				delay = BACKOFF_MAX_MS;
+			if (p->attempt >= GLITCH_MAX || bf->closing || !q) {
+				free(q);
+				kl_warn("backfill",
+					"%s: the exchange keeps leaving out klines from %s it has; "
+					"they stay a hole for a later run",
+					s->symbol, a);
+			} else {
+				kl_warn("backfill",
+					"%s: a page lacked %" PRId64
+					" minutes from %s the exchange has: not an outage; "
+					"fetched again in %.1f s",
+					s->symbol, (p->r.to - p->r.from) / KL_MINUTE_MS, a,
+					(double)delay / 1000.0);
+				*q = (struct page){
+				    .bf = bf, .sym = p->sym, .r = p->r, .attempt = p->attempt + 1};
+				bf->done -= (p->r.to - p->r.from) / KL_MINUTE_MS;
+				if (request_page(bf, q, delay))
+					bf->outstanding++;
+				else
+					free(q);
+			}
+		} else {
+			outage = p->r.to + OUTAGE_MARGIN_MS <= s->newest;
+		}
+	} else {
+		/* Nothing from there on: a symbol that trades no more, or klines not yet published.
+		 */
+		outage = s->not_trading && p->r.to + OUTAGE_MARGIN_MS <= kl_kline_slot(bf->now_ms);
+	}
+	json_decref(j);
+	if (!outage) {
+		kl_debug("backfill",
+			 "%s: %" PRId64 " minutes from %s missing: a hole, not an outage",
+			 s->symbol, (p->r.to - p->r.from) / KL_MINUTE_MS, a);
+		return true;
+	}
+	log_outage(s, p->r.from, p->r.to);
+	if (kl_store_begin(bf->st) < 0 ||
+	    kl_store_put_outage(bf->st, s->sid, p->r.from, p->r.to) < 0) {
+		kl_err("backfill", "%s: cannot store an outage: %s", s->symbol,
+		       kl_store_errmsg(bf->st));
+		kl_store_rollback(bf->st);
+		bf->failed = true;
+	} else if (!uv_is_active((uv_handle_t *)&bf->commit_timer)) {
+		uv_timer_start(&bf->commit_timer, on_commit_timer, COMMIT_MS, 0);
+	}
+	return true;
+}
+
 static enum kl_rest_verdict on_page(void *ud, const struct kl_rest_reply *r)
 {
 	struct page *p = ud;
@@ -501,7 +798,12 @@ static enum kl_rest_verdict on_page(void *ud, const struct kl_rest_reply *r)
 		return KL_REST_DONE;
 	}
 	if (r->status != 200) {
-		symbol_failed(bf, &bf->syms[p->sym], r);
+		refused(bf, p, r);
+		return KL_REST_DONE;
+	}
+	if (p->probe) {
+		if (!probe_answer(bf, p, r))
+			return KL_REST_RETRY;
 		page_done(bf, p);
 		return KL_REST_DONE;
 	}
@@ -523,10 +825,15 @@ static bool request_page(struct kl_backfill *bf, struct page *p, uint64_t delay_
 {
 	char path[160];
 
-	snprintf(path, sizeof(path),
-		 "/api/v3/klines?symbol=%s&interval=1m&startTime=%" PRId64 "&endTime=%" PRId64
-		 "&limit=%d",
-		 bf->syms[p->sym].symbol, p->r.from, p->r.to - 1, PAGE_LIMIT);
+	if (p->probe)
+		snprintf(path, sizeof(path),
+			 "/api/v3/klines?symbol=%s&interval=1m&startTime=%" PRId64 "&limit=%d",
+			 bf->syms[p->sym].symbol, p->r.from, PROBE_LIMIT);
+	else
+		snprintf(path, sizeof(path),
+			 "/api/v3/klines?symbol=%s&interval=1m&startTime=%" PRId64
+			 "&endTime=%" PRId64 "&limit=%d",
+			 bf->syms[p->sym].symbol, p->r.from, p->r.to - 1, PAGE_LIMIT);
 	return kl_rest_get_in(bf->rest, path, PAGE_WEIGHT, delay_ms, on_page, p) == 0;
 }
 
@@ -539,8 +846,15 @@ static bool next_page(struct kl_backfill *bf)
 		struct kl_range *r;
 		struct page *p;
 
-		if (s->failed || s->next >= s->todo.n)
+		if (waiting(bf, s) || s->next >= s->todo.n) {
+			if (!s->inactive && s->next < s->todo.n && bf->running &&
+			    (!uv_is_active((uv_handle_t *)&bf->hold_timer) ||
+			     uv_timer_get_due_in(&bf->hold_timer) >
+				 s->hold_until - uv_now(bf->loop)))
+				uv_timer_start(&bf->hold_timer, on_hold_timer,
+					       s->hold_until - uv_now(bf->loop), 0);
 			continue;
+		}
 		r = &s->todo.v[s->next];
 		p = calloc(1, sizeof(*p));
 		if (!p)
@@ -623,8 +937,30 @@ static void on_closed(uv_handle_t *h)
 {
 	struct kl_backfill *bf = h->data;
 
-	if (++bf->nclosed == 2 && !bf->nworking)
+	if (++bf->nclosed == 3 && !bf->nworking)
 		destroy(bf);
+}
+
+void kl_backfill_symbols(struct kl_backfill *bf, size_t *inactive, size_t *held, bool *resumed)
+{
+	uint64_t now = uv_now(bf->loop);
+
+	*inactive = *held = 0;
+	*resumed = false;
+	for (size_t i = 0; i < bf->nsyms; i++) {
+		*inactive += bf->syms[i].inactive;
+		*held += !bf->syms[i].inactive && bf->syms[i].hold_until > now;
+		*resumed |= bf->syms[i].resumed;
+		bf->syms[i].resumed = false;
+	}
+}
+
+void kl_backfill_not_trading(struct kl_backfill *bf, int64_t sid, bool not_trading)
+{
+	for (size_t i = 0; i < bf->nsyms; i++) {
+		if (bf->syms[i].sid == sid)
+			bf->syms[i].not_trading = not_trading;
+	}
 }
 
 void kl_backfill_free(struct kl_backfill *bf)
@@ -636,4 +972,10 @@ void kl_backfill_free(struct kl_backfill *bf)
 		commit(bf);
 	uv_close((uv_handle_t *)&bf->commit_timer, on_closed);
 	uv_close((uv_handle_t *)&bf->progress_timer, on_closed);
+	uv_close((uv_handle_t *)&bf->hold_timer, on_closed);
+	for (size_t i = 0; i < bf->nsyms; i++) {
+		if (bf->syms[i].check)
+			uv_close((uv_handle_t *)&bf->syms[i].check->timer, check_closed);
+		bf->syms[i].check = NULL;
+	}
 }

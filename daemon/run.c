@@ -44,14 +44,16 @@
 #define HEAL_DAYS      2      /* how far back a periodic heal looks */
 #define HEAL_ALL_MS    120000 /* and this often the whole history: a refused kline, a row deleted */
 #define HEAL_LAG_MS    120000
-#define FRESH_MS       10000 /* a consumer this recently active is healthy */
-#define STORE_RETRY_MS 5000  /* after a failed store write (disk full, a lock held) */
+#define FRESH_MS       10000  /* a consumer this recently active is healthy */
+#define STORE_RETRY_MS 5000   /* after a failed store write (disk full, a lock held) */
+#define SETTLE_MS      30000  /* a minute is asked from REST this long after it closed */
+#define FOLLOW_BACK_MS 600000 /* following over REST: holes this recent are tried again */
 
 struct rsym {
 	struct run *run;
 	const char *symbol; /* borrowed from conf */
 	int64_t sid, start;
-	bool known;
+	bool known, not_trading;
 };
 
 struct run {
@@ -75,7 +77,7 @@ struct run {
 	int64_t certifying;	/* the certification under way: redone if it fails */
 	uint64_t healed_all_at; /* uv_now() of the last heal of the whole history */
 	int exit_code;
-	bool once, stopping, filling, heal_wanted;
+	bool once, stopping, filling, heal_wanted, heal_all;
 };
 
 static void stop(struct run *run, int code)
@@ -110,9 +112,22 @@ static void on_status(uv_timer_t *t)
 	int64_t done, total;
 	double rate, eta;
 
+	size_t inactive, held;
+	bool resumed;
+
 	kl_backfill_progress(run->bf, &done, &total, &rate, &eta);
 	kl_metrics_backfill(done, total, rate, eta, run->filling && total > 1440);
-	if (run->filling && total > 1440) {
+	kl_backfill_symbols(run->bf, &inactive, &held, &resumed);
+	run->heal_all |= resumed;
+	kl_metrics_symbols_waiting(inactive, held);
+	if (inactive || held) {
+		/* Said first: the operator must see why some symbols do not move. */
+		kl_notify_status(
+		    run->notify,
+		    "%zu of %zu symbols set aside: %zu inactive (the exchange does not "
+		    "list them; checked again), %zu refused by the exchange (backing off)",
+		    inactive + held, run->nsyms, inactive, held);
+	} else if (run->filling && total > 1440) {
 		struct kl_rest_stats rs;
 		kl_rest_stats(run->rest, &rs);
 		kl_notify_status(
@@ -252,6 +267,7 @@ static void fill(struct run *run, int64_t from)
 	for (size_t i = 0; i < run->nsyms; i++) {
 		struct rsym *s = &run->syms[i];
 		int64_t a = from > s->start ? from : s->start, to = run->closed_end;
+		int64_t settled = kl_kline_slot(run->now_ms - SETTLE_MS);
 		int r;
 
 		if (run->speed && from > 0) {
@@ -263,6 +279,9 @@ static void fill(struct run *run, int64_t from)
 			else if (frontier >= 0)
 				to -= HEAL_LAG_MS;
 		}
+		/* A bar fetched before it settled could be non-final, and REST wins. */
+		if (to > settled)
+			to = settled;
 		r = kl_store_holes(run->st, s->sid, a, to, &holes);
 		if (r == 0 && holes.n) {
 			char t[21];
@@ -273,6 +292,7 @@ static void fill(struct run *run, int64_t from)
 					s->symbol, kl_ranges_minutes(&holes), holes.n, t);
 			r = kl_backfill_add(run->bf, s->symbol, s->sid, &holes);
 		}
+		kl_backfill_not_trading(run->bf, s->sid, s->not_trading);
 		kl_ranges_clear(&holes);
 		if (r < 0) {
 			kl_err("run", "%s: cannot plan the backfill: %s", s->symbol, strerror(-r));
@@ -344,13 +364,18 @@ static enum kl_rest_verdict on_follow_time(void *ud, const struct kl_rest_reply 
 		return KL_REST_DONE;
 	if (run->speed) {
 		int64_t back = run->closed_end - HEAL_DAYS * KL_DAY_MS;
-		if (uv_now(&run->loop) - run->healed_all_at >= HEAL_ALL_MS) {
+		if (uv_now(&run->loop) - run->healed_all_at >= HEAL_ALL_MS || run->heal_all) {
+			run->heal_all = false;
 			run->healed_all_at = uv_now(&run->loop);
 			back = 1;
 		}
 		fill(run, back > 0 ? back : 1);
+	} else if (run->heal_all) {
+		run->heal_all = false;
+		fill(run, 1);
 	} else if (run->closed_end > prev) {
-		fill(run, prev);
+		/* Not from prev: minutes not yet settled or published then are holes now. */
+		fill(run, prev - FOLLOW_BACK_MS);
 	} else {
 		uv_timer_start(&run->follow, on_follow, FOLLOW_MS, 0);
 	}
@@ -628,6 +653,10 @@ static enum kl_rest_verdict on_info(void *ud, const struct kl_rest_reply *r)
 		if (name && status && strcmp(status, "TRADING") != 0)
 			kl_warn("run", "%s: the exchange reports status %s; its history is kept",
 				name, status);
+		for (size_t k = 0; name && status && k < run->nsyms; k++) {
+			if (!strcmp(run->syms[k].symbol, name))
+				run->syms[k].not_trading = strcmp(status, "TRADING") != 0;
+		}
 	}
 	json_decref(j);
 	if (kl_rest_get(run->rest, "/api/v3/time", 1, on_time, run) < 0)
