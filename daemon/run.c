@@ -53,6 +53,7 @@ struct rsym {
 	struct run *run;
 	const char *symbol; /* borrowed from conf */
 	int64_t sid, start;
+	int64_t want; /* history_start's coverage start; -1: from the listing */
 	bool known, not_trading;
 };
 
@@ -73,6 +74,7 @@ struct run {
 	struct rsym *syms;
 	size_t nsyms, pending;
 	int64_t now_ms, closed_end;
+	int64_t settled_end;	/* following over REST: minutes before this were asked for */
 	int64_t certify_before; /* days before this with ws minutes get certified */
 	int64_t certifying;	/* the certification under way: redone if it fails */
 	uint64_t healed_all_at; /* uv_now() of the last heal of the whole history */
@@ -344,7 +346,6 @@ static enum kl_rest_verdict on_follow_time(void *ud, const struct kl_rest_reply 
 {
 	struct run *run = ud;
 	json_t *j, *t;
-	int64_t prev = run->closed_end;
 
 	if (r->cancelled)
 		return KL_REST_DONE;
@@ -373,9 +374,11 @@ static enum kl_rest_verdict on_follow_time(void *ud, const struct kl_rest_reply 
 	} else if (run->heal_all) {
 		run->heal_all = false;
 		fill(run, 1);
-	} else if (run->closed_end > prev) {
-		/* Not from prev: minutes not yet settled or published then are holes now. */
-		fill(run, prev - FOLLOW_BACK_MS);
+	} else if (kl_kline_slot(run->now_ms - SETTLE_MS) > run->settled_end) {
+		/* Not from the last end: minutes not yet published then are holes now. */
+		int64_t from = run->settled_end - FOLLOW_BACK_MS;
+		run->settled_end = kl_kline_slot(run->now_ms - SETTLE_MS);
+		fill(run, from > 0 ? from : 1);
 	} else {
 		uv_timer_start(&run->follow, on_follow, FOLLOW_MS, 0);
 	}
@@ -525,6 +528,7 @@ static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
 	json_t *j = json_loadb(r->body, r->len, 0, NULL);
 	json_t *t = json_array_get(json_array_get(j, 0), 0);
 	char msg[256];
+	int64_t start;
 	if (r->cancelled)
 		return KL_REST_DONE;
 
@@ -545,7 +549,11 @@ static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
 		stop(run, 1);
 		return KL_REST_DONE;
 	}
-	plan_symbol(run, s, kl_day_floor(json_integer_value(t)));
+	/* Never before the listing: time before it is neither a hole nor an outage. */
+	start = kl_day_floor(json_integer_value(t));
+	if (s->want > start)
+		start = s->want;
+	plan_symbol(run, s, start);
 	json_decref(j);
 	planned(run);
 	return KL_REST_DONE;
@@ -557,6 +565,7 @@ static void plan(struct run *run)
 	for (size_t i = 0; i < run->nsyms && !run->stopping; i++) {
 		struct rsym *s = &run->syms[i];
 		int64_t from;
+		char path[128];
 		int r = kl_store_symbol(run->st, s->symbol, false, &s->start, &s->sid);
 
 		if (r < 0 && r != -ENOENT) {
@@ -566,18 +575,16 @@ static void plan(struct run *run)
 			return;
 		}
 		s->known = r == 0;
-		if (history_start(run, &from) == 0) {
-			plan_symbol(run, s, from);
-		} else if (!s->known) {
-			char path[128];
-			snprintf(path, sizeof(path),
-				 "/api/v3/klines?symbol=%s&interval=1m&startTime=0&limit=1",
-				 s->symbol);
-			run->pending++;
-			if (kl_rest_get(run->rest, path, 2, on_listing, s) < 0) {
-				stop(run, 1);
-				return;
-			}
+		s->want = history_start(run, &from) == 0 ? from : -1;
+		if (s->known && (s->want < 0 || s->want >= s->start))
+			continue; /* coverage unchanged */
+		/* New, or history_start moved earlier: never before the listing. */
+		snprintf(path, sizeof(path),
+			 "/api/v3/klines?symbol=%s&interval=1m&startTime=0&limit=1", s->symbol);
+		run->pending++;
+		if (kl_rest_get(run->rest, path, 2, on_listing, s) < 0) {
+			stop(run, 1);
+			return;
 		}
 	}
 	if (!run->stopping)
