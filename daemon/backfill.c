@@ -21,7 +21,7 @@
  *  3. At most PAGES_AHEAD pages are handed to rest.c at a time, so memory
  *     stays flat however large the gap is.
  */
-#include "backfill.h"
+#include "backfill_int.h"
 
 #include "log.h"
 #include "metrics.h"
@@ -31,86 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define PAGE_LIMIT	 1000
-#define PAGE_WEIGHT	 2
-#define PAGES_AHEAD	 64 /* pages handed to rest.c at once: > any sane concurrency */
-#define COMMIT_ROWS	 100000
-#define COMMIT_MS	 1000
-#define PROGRESS_MS	 5000
-#define BACKOFF_FIRST_MS 500
-#define BACKOFF_MAX_MS	 30000
-#define QUIET_MINUTES	 1440		    /* smaller runs log progress only at debug level */
-#define OUTAGE_MARGIN_MS (5 * KL_MINUTE_MS) /* see docs/operations.md, "Outages" */
-#define PROBE_LIMIT	 10		    /* klines of a probe: the margin's worth and more */
-#define GLITCH_MAX	 5		    /* refetches of a range in one run before it waits */
-#define REFUSED_FIRST_MS 10000		    /* a refused page: 10 s, doubling ... */
-#define REFUSED_MAX_MS	 600000		    /* ... up to 10 min */
-#define REFUSALS_PER_RUN 3		    /* then the symbol's work waits for a later run */
-#define CHECK_FIRST_MS	 30000		    /* an inactive symbol: exchangeInfo after 30 s ... */
-#define CHECK_MAX_MS	 600000		    /* ... doubling up to every 10 min */
-#define CHECK_WEIGHT	 20
-
-struct sym {
-	const char *symbol;
-	int64_t sid;
-	struct kl_ranges todo; /* still to fetch, in order */
-	size_t next;	       /* first range of todo not fully handed out */
-	int64_t newest;	       /* end of the newest kline the exchange served for it */
-	uint64_t hold_until;   /* uv_now(): refused pages wait until then */
-	uint64_t check_ms;     /* inactive: the next exchangeInfo check's delay */
-	unsigned refusals;     /* in a row, reset by a 200 */
-	bool inactive;	       /* -1121: set aside until exchangeInfo lists it again */
-	bool checking;	       /* an exchangeInfo check is queued */
-	struct check *check;   /* its timer, while it waits (closed by kl_backfill_free) */
-	bool not_trading;      /* the exchange reports another status than TRADING */
-	bool resumed;	       /* listed again: its holes are due */
-};
-
-struct prej {
-	enum kl_verdict v;
-	char *raw;
-};
-
-/* A page of klines: requested, then parsed on the thread pool, then stored. */
-struct page {
-	struct kl_backfill *bf;
-	size_t sym;
-	struct kl_range r;
-	unsigned attempt;
-	bool probe; /* startTime=r.from&limit=PROBE_LIMIT: does r lie in an outage? */
-	uv_work_t work;
-	char *body; /* the response, owned while parsing */
-	size_t len;
-	/* Parse results (worker thread), consumed on the loop. */
-	struct kl_kline *k;
-	size_t nk;
-	int64_t *t; /* occupied minutes, sorted: valid and refused-in-range klines */
-	size_t nt, nrows;
-	struct prej *rej;
-	size_t nrej;
-	char err[200]; /* non-empty: the body was malformed */
-};
-
-struct kl_backfill {
-	uv_loop_t *loop;
-	struct kl_rest *rest;
-	struct kl_store *st;
-	struct sym *syms;
-	size_t nsyms, rr; /* rr: next symbol to hand a page out for */
-	size_t outstanding;
-	int64_t now_ms, done, total, rows, rows_pending;
-	uint64_t started;
-	uv_timer_t commit_timer, progress_timer, hold_timer;
-	kl_backfill_cb cb;
-	void *ud;
-	size_t nworking; /* pages on the thread pool */
-	int nclosed;	 /* timers closed, once freeing */
-	bool running, failed, finished, closing;
-};
-
-static void feed(struct kl_backfill *bf);
-static void maybe_done(struct kl_backfill *bf);
 
 int kl_backfill_new(uv_loop_t *loop, struct kl_rest *rest, struct kl_store *st,
 		    struct kl_backfill **ret)
@@ -205,16 +125,7 @@ static void on_progress_timer(uv_timer_t *t)
 	log_progress(t->data, "progress");
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-static void parse_rows(struct page *p, json_t *arr, const json_error_t *err);
-
-static void page_free(struct page *p)
+void bf_page_free(struct page *p)
 {
 	for (size_t i = 0; i < p->nrej; i++)
 		free(p->rej[i].raw);
@@ -224,153 +135,6 @@ static void page_free(struct page *p)
 	free(p->body);
 	free(p);
 }
-
-/*
- * jansson allocates every value of a page separately; on the thread pool
- * those allocations come from a per-thread arena that is reset after the
- * page instead (no malloc/free per value, no tree walk to free it). Other
- * threads, and everything outside a page parse, use malloc as usual.
- */
-#define ARENA_CHUNK (4u << 20)
-
-struct arena {
-	char *base;
-	size_t used, size;
-	bool active, overflowed;
-};
-
-static _Thread_local struct arena arena;
-
-/* Every thread's arena, so that they are freed at exit, not lost with the
- * thread-local pointers (libuv's pool has at most 1024 threads). */
-static uv_mutex_t arenas_lock;
-static char *arenas[1024];
-static size_t narenas;
-
-static void *arena_malloc(size_t n)
-{
-	struct arena *a = &arena;
-
-	n = (n + 15) & ~(size_t)15;
-	if (!a->active)
-		return malloc(n);
-	if (a->used + n > a->size) {
-		a->overflowed = true;
-		return malloc(n);
-	}
-	a->used += n;
-	return a->base + a->used - n;
-}
-
-static void arena_free(void *ptr)
-{
-	struct arena *a = &arena;
-
-	if (a->base && (char *)ptr >= a->base && (char *)ptr < a->base + a->size)
-		return; /* released wholesale when the page is done */
-	free(ptr);
-}
-
-static bool arena_begin(void)
-{
-	if (!arena.base) {
-		if (!(arena.base = malloc(ARENA_CHUNK)))
-			return false;
-		uv_mutex_lock(&arenas_lock);
-		if (narenas < sizeof(arenas) / sizeof(*arenas))
-			arenas[narenas++] = arena.base;
-		uv_mutex_unlock(&arenas_lock);
-	}
-	arena.size = ARENA_CHUNK;
-	arena.used = 0;
-	arena.active = true;
-	arena.overflowed = false;
-	return true;
-}
-
-static void arena_end(void)
-{
-	arena.active = false;
-	arena.used = 0;
-}
-
-void kl_backfill_global_init(void)
-{
-	uv_mutex_init(&arenas_lock);
-	json_set_alloc_funcs(arena_malloc, arena_free);
-}
-
-void kl_backfill_global_cleanup(void)
-{
-	uv_mutex_lock(&arenas_lock);
-	while (narenas)
-		free(arenas[--narenas]);
-	uv_mutex_unlock(&arenas_lock);
-}
-
-/* Thread pool: JSON parsing and validation, the costly half of a page. */
-static void parse_work(uv_work_t *w)
-{
-	struct page *p = w->data;
-	json_error_t e;
-	json_t *arr;
-
-	if (!arena_begin()) {
-		snprintf(p->err, sizeof(p->err), "out of memory");
-		return;
-	}
-	arr = json_loadb(p->body, p->len, 0, &e);
-	parse_rows(p, arr, &e);
-	/* Values in the arena need no decref; if some went to malloc, walk the tree. */
-	if (arena.overflowed)
-		json_decref(arr);
-	arena_end();
-}
-
-static void parse_rows(struct page *p, json_t *arr, const json_error_t *err)
-{
-	json_error_t e = *err;
-	size_t n;
-
-	if (!arr || !json_is_array(arr) || json_array_size(arr) > PAGE_LIMIT) {
-		snprintf(p->err, sizeof(p->err), "%s at line %d column %d",
-			 arr ? "not an array of at most 1000 klines" : e.text, e.line, e.column);
-		return;
-	}
-	n = p->nrows = json_array_size(arr);
-	p->k = malloc((n ? n : 1) * sizeof(*p->k));
-	p->t = malloc((n ? n : 1) * sizeof(*p->t));
-	if (!p->k || !p->t) {
-		snprintf(p->err, sizeof(p->err), "out of memory");
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const json_t *row = json_array_get(arr, i);
-		struct kl_kline *k = &p->k[p->nk];
-		enum kl_verdict v = kl_kline_from_json(row, k);
-
-		if (v == KL_KLINE_OK)
-			v = kl_kline_check(k, p->r.from, p->r.to);
-		/* A refused kline still shows the exchange has that minute (invariant 1). */
-		if (v != KL_KLINE_SHAPE && v != KL_KLINE_TIME && v != KL_KLINE_RANGE)
-			p->t[p->nt++] = k->open_time;
-		if (v == KL_KLINE_OK) {
-			p->nk++;
-			continue;
-		}
-		struct prej *grown = realloc(p->rej, (p->nrej + 1) * sizeof(*grown));
-		if (grown) {
-			p->rej = grown;
-			/* The dump lives in the arena: keep a malloc'd copy. */
-			char *raw = json_dumps(row, JSON_COMPACT | JSON_ENCODE_ANY);
-			p->rej[p->nrej++] = (struct prej){v, raw ? strdup(raw) : NULL};
-			arena_free(raw);
-		}
-	}
-	qsort(p->t, p->nt, sizeof(*p->t), cmp_i64);
-}
-
-static bool request_page(struct kl_backfill *bf, struct page *p, uint64_t delay_ms);
 
 static void log_outage(const struct sym *s, int64_t from, int64_t to)
 {
@@ -395,7 +159,7 @@ static int probe(struct kl_backfill *bf, size_t sym, struct kl_range r, unsigned
 	if (!q)
 		return -ENOMEM;
 	*q = (struct page){.bf = bf, .sym = sym, .r = r, .attempt = attempt, .probe = true};
-	if (!request_page(bf, q, 0)) {
+	if (!bf_request_page(bf, q, 0)) {
 		free(q);
 		return -ENOMEM;
 	}
@@ -478,7 +242,7 @@ fail:
 }
 
 /* Drop what is left of @p s's work in this run: its holes stay in the store. */
-static void set_aside(struct kl_backfill *bf, struct sym *s)
+void bf_set_aside(struct kl_backfill *bf, struct sym *s)
 {
 	for (size_t i = s->next; i < s->todo.n; i++)
 		bf->done += (s->todo.v[i].to - s->todo.v[i].from) / KL_MINUTE_MS;
@@ -486,19 +250,19 @@ static void set_aside(struct kl_backfill *bf, struct sym *s)
 	s->next = 0;
 }
 
-static bool waiting(const struct kl_backfill *bf, const struct sym *s)
+bool bf_waiting(const struct kl_backfill *bf, const struct sym *s)
 {
 	return s->inactive || s->hold_until > uv_now(bf->loop);
 }
 
-static void maybe_done(struct kl_backfill *bf)
+void bf_maybe_done(struct kl_backfill *bf)
 {
 	if (!bf->running || bf->outstanding)
 		return;
 	for (size_t i = 0; i < bf->nsyms; i++) {
 		/* A symbol on hold or inactive never keeps the others' run open. */
 		if (bf->syms[i].next < bf->syms[i].todo.n && !bf->failed &&
-		    !waiting(bf, &bf->syms[i]))
+		    !bf_waiting(bf, &bf->syms[i]))
 			return;
 	}
 	commit(bf);
@@ -520,12 +284,12 @@ static void maybe_done(struct kl_backfill *bf)
 
 static void destroy(struct kl_backfill *bf);
 
-static void page_done(struct kl_backfill *bf, struct page *p)
+void bf_page_done(struct kl_backfill *bf, struct page *p)
 {
-	page_free(p);
+	bf_page_free(p);
 	bf->outstanding--;
-	feed(bf);
-	maybe_done(bf);
+	bf_feed(bf);
+	bf_maybe_done(bf);
 }
 
 static void parse_done(uv_work_t *w, int status)
@@ -538,7 +302,7 @@ static void parse_done(uv_work_t *w, int status)
 		/* Fetched before the stop: keep it (invariant 2). */
 		if (status == 0 && !p->err[0])
 			store_page(bf, p);
-		page_free(p);
+		bf_page_free(p);
 		if (!bf->nworking && bf->nclosed == 3)
 			destroy(bf);
 		return;
@@ -553,162 +317,14 @@ static void parse_done(uv_work_t *w, int status)
 		free(p->body);
 		p->body = NULL;
 		p->err[0] = '\0';
-		if (!request_page(bf, p, delay)) {
+		if (!bf_request_page(bf, p, delay)) {
 			bf->failed = true;
-			page_done(bf, p);
+			bf_page_done(bf, p);
 		}
 		return;
 	}
 	store_page(bf, p);
-	page_done(bf, p);
-}
-
-/* Binance's error body {"code":-1121,"msg":"Invalid symbol."}; @return the code or 0. */
-static int error_code(const struct kl_rest_reply *r)
-{
-	json_t *j = json_loadb(r->body, r->len, 0, NULL);
-	int code = json_is_integer(json_object_get(j, "code"))
-		       ? (int)json_integer_value(json_object_get(j, "code"))
-		       : 0;
-
-	json_decref(j);
-	return code;
-}
-
-struct check {
-	struct kl_backfill *bf;
-	size_t sym;
-	uv_timer_t timer;
-};
-
-static void check_closed(uv_handle_t *h)
-{
-	free(h->data);
-}
-
-static enum kl_rest_verdict on_check(void *ud, const struct kl_rest_reply *r);
-
-static void on_check_timer(uv_timer_t *t)
-{
-	struct check *c = t->data;
-	struct sym *s = &c->bf->syms[c->sym];
-	char path[96];
-
-	snprintf(path, sizeof(path), "/api/v3/exchangeInfo?symbol=%s", s->symbol);
-	s->check = NULL; /* rest.c holds it now */
-	if (kl_rest_get(c->bf->rest, path, CHECK_WEIGHT, on_check, c) < 0) {
-		s->checking = false;
-		uv_close((uv_handle_t *)&c->timer, check_closed);
-	}
-}
-
-/* Ask again, after s->check_ms, whether the exchange lists an inactive symbol. */
-static void schedule_check(struct kl_backfill *bf, size_t sym)
-{
-	struct sym *s = &bf->syms[sym];
-	struct check *c;
-
-	if (s->checking || bf->closing || !(c = calloc(1, sizeof(*c))))
-		return;
-	c->bf = bf;
-	c->sym = sym;
-	uv_timer_init(bf->loop, &c->timer);
-	c->timer.data = c;
-	s->checking = true;
-	s->check = c;
-	uv_timer_start(&c->timer, on_check_timer, s->check_ms, 0);
-}
-
-static enum kl_rest_verdict on_check(void *ud, const struct kl_rest_reply *r)
-{
-	struct check *c = ud;
-	struct kl_backfill *bf = c->bf;
-	struct sym *s;
-
-	if (r->cancelled) {
-		/* The backfill may be gone already: touch only the check. */
-		uv_close((uv_handle_t *)&c->timer, check_closed);
-		return KL_REST_DONE;
-	}
-	s = &bf->syms[c->sym];
-	s->checking = false;
-	s->check = NULL;
-	if (r->status == 200) {
-		kl_info("backfill",
-			"%s: the exchange lists it again: active, its holes are fetched",
-			s->symbol);
-		s->inactive = false;
-		s->resumed = true;
-		s->refusals = 0;
-		uv_close((uv_handle_t *)&c->timer, check_closed);
-		return KL_REST_DONE;
-	}
-	s->check_ms = s->check_ms * 2 > CHECK_MAX_MS ? CHECK_MAX_MS : s->check_ms * 2;
-	kl_info("backfill", "%s: still not listed (HTTP %ld); checked again in %" PRIu64 " s",
-		s->symbol, r->status, s->check_ms / 1000);
-	s->checking = true;
-	s->check = c;
-	uv_timer_start(&c->timer, on_check_timer, s->check_ms, 0);
-	return KL_REST_DONE;
-}
-
-static void on_hold_timer(uv_timer_t *t)
-{
-	struct kl_backfill *bf = t->data;
-
-	feed(bf);
-	maybe_done(bf);
-}
-
-/*
- * A non-200 answer that rest.c passed on. -1121 makes the symbol inactive;
- * anything else (403 from a WAF, 451, a 400 nobody expected) is transient:
- * the page waits a growing backoff while the other symbols go on.
- */
-static void refused(struct kl_backfill *bf, struct page *p, const struct kl_rest_reply *r)
-{
-	struct sym *s = &bf->syms[p->sym];
-	int code = error_code(r);
-	uint64_t delay;
-
-	kl_metrics_add(KL_M_PAGES_REFUSED, 1);
-	if (code == -1121) {
-		if (!s->inactive)
-			kl_warn("backfill",
-				"%s: the exchange answers \"%.100s\" for its klines: inactive, the "
-				"other symbols go on; exchangeInfo is asked again in %d s",
-				s->symbol, r->body, CHECK_FIRST_MS / 1000);
-		if (!s->inactive)
-			s->check_ms = CHECK_FIRST_MS;
-		s->inactive = true;
-		set_aside(bf, s);
-		schedule_check(bf, p->sym);
-		page_done(bf, p);
-		return;
-	}
-	s->refusals++;
-	delay = (uint64_t)REFUSED_FIRST_MS << (s->refusals < 7 ? s->refusals - 1 : 6);
-	if (delay > REFUSED_MAX_MS)
-		delay = REFUSED_MAX_MS;
-	s->hold_until = uv_now(bf->loop) + delay;
-	if (s->refusals > REFUSALS_PER_RUN || bf->closing) {
-		kl_warn("backfill",
-			"%s: the exchange refused a klines page again (HTTP %ld: %.200s); its "
-			"work waits %.0f s for a later run, the other symbols go on",
-			s->symbol, r->status, r->body, (double)delay / 1000.0);
-		/* The page goes back too: what was not stored is still a hole. */
-		set_aside(bf, s);
-		page_done(bf, p);
-		return;
-	}
-	kl_warn("backfill",
-		"%s: the exchange refused a klines page (HTTP %ld: %.200s); retrying in %.0f s, "
-		"the other symbols go on",
-		s->symbol, r->status, r->body, (double)delay / 1000.0);
-	if (!request_page(bf, p, delay)) {
-		bf->failed = true;
-		page_done(bf, p);
-	}
+	bf_page_done(bf, p);
 }
 
 /* The answer to a probe (small: parsed on the loop). @return false if it is not klines. */
@@ -755,7 +371,7 @@ static bool probe_answer(struct kl_backfill *bf, struct page *p, const struct kl
 				*q = (struct page){
 				    .bf = bf, .sym = p->sym, .r = p->r, .attempt = p->attempt + 1};
 				bf->done -= (p->r.to - p->r.from) / KL_MINUTE_MS;
-				if (request_page(bf, q, delay))
+				if (bf_request_page(bf, q, delay))
 					bf->outstanding++;
 				else
 					free(q);
@@ -794,34 +410,34 @@ static enum kl_rest_verdict on_page(void *ud, const struct kl_rest_reply *r)
 	struct kl_backfill *bf = p->bf;
 
 	if (r->cancelled) {
-		page_free(p);
+		bf_page_free(p);
 		return KL_REST_DONE;
 	}
 	if (r->status != 200) {
-		refused(bf, p, r);
+		bf_refused(bf, p, r);
 		return KL_REST_DONE;
 	}
 	if (p->probe) {
 		if (!probe_answer(bf, p, r))
 			return KL_REST_RETRY;
-		page_done(bf, p);
+		bf_page_done(bf, p);
 		return KL_REST_DONE;
 	}
 	p->body = malloc(r->len + 1);
 	if (!p->body) {
 		bf->failed = true;
-		page_done(bf, p);
+		bf_page_done(bf, p);
 		return KL_REST_DONE;
 	}
 	memcpy(p->body, r->body, r->len + 1);
 	p->len = r->len;
 	p->work.data = p;
 	bf->nworking++;
-	uv_queue_work(bf->loop, &p->work, parse_work, parse_done);
+	uv_queue_work(bf->loop, &p->work, bf_parse_work, parse_done);
 	return KL_REST_DONE;
 }
 
-static bool request_page(struct kl_backfill *bf, struct page *p, uint64_t delay_ms)
+bool bf_request_page(struct kl_backfill *bf, struct page *p, uint64_t delay_ms)
 {
 	char path[160];
 
@@ -846,12 +462,12 @@ static bool next_page(struct kl_backfill *bf)
 		struct kl_range *r;
 		struct page *p;
 
-		if (waiting(bf, s) || s->next >= s->todo.n) {
+		if (bf_waiting(bf, s) || s->next >= s->todo.n) {
 			if (!s->inactive && s->next < s->todo.n && bf->running &&
 			    (!uv_is_active((uv_handle_t *)&bf->hold_timer) ||
 			     uv_timer_get_due_in(&bf->hold_timer) >
 				 s->hold_until - uv_now(bf->loop)))
-				uv_timer_start(&bf->hold_timer, on_hold_timer,
+				uv_timer_start(&bf->hold_timer, bf_on_hold_timer,
 					       s->hold_until - uv_now(bf->loop), 0);
 			continue;
 		}
@@ -862,7 +478,7 @@ static bool next_page(struct kl_backfill *bf)
 		p->bf = bf;
 		p->sym = i;
 		p->r = kl_range_page(*r, PAGE_LIMIT);
-		if (!request_page(bf, p, 0)) {
+		if (!bf_request_page(bf, p, 0)) {
 			free(p);
 			return false;
 		}
@@ -876,7 +492,7 @@ static bool next_page(struct kl_backfill *bf)
 	return false;
 }
 
-static void feed(struct kl_backfill *bf)
+void bf_feed(struct kl_backfill *bf)
 {
 	if (bf->failed)
 		return;
@@ -886,7 +502,7 @@ static void feed(struct kl_backfill *bf)
 
 static void on_idle_done(uv_timer_t *t)
 {
-	maybe_done(t->data);
+	bf_maybe_done(t->data);
 }
 
 int kl_backfill_run(struct kl_backfill *bf, int64_t now_ms, kl_backfill_cb cb, void *ud)
@@ -906,7 +522,7 @@ int kl_backfill_run(struct kl_backfill *bf, int64_t now_ms, kl_backfill_cb cb, v
 	if (bf->total > QUIET_MINUTES || (bf->total && kl_log_enabled(KL_LOG_DEBUG)))
 		log_progress(bf, "start");
 	uv_timer_start(&bf->progress_timer, on_progress_timer, PROGRESS_MS, PROGRESS_MS);
-	feed(bf);
+	bf_feed(bf);
 	/* Nothing to fetch still finishes from the loop, never inside this call. */
 	if (!bf->outstanding)
 		uv_timer_start(&bf->commit_timer, on_idle_done, 0, 0);
@@ -941,28 +557,6 @@ static void on_closed(uv_handle_t *h)
 		destroy(bf);
 }
 
-void kl_backfill_symbols(struct kl_backfill *bf, size_t *inactive, size_t *held, bool *resumed)
-{
-	uint64_t now = uv_now(bf->loop);
-
-	*inactive = *held = 0;
-	*resumed = false;
-	for (size_t i = 0; i < bf->nsyms; i++) {
-		*inactive += bf->syms[i].inactive;
-		*held += !bf->syms[i].inactive && bf->syms[i].hold_until > now;
-		*resumed |= bf->syms[i].resumed;
-		bf->syms[i].resumed = false;
-	}
-}
-
-void kl_backfill_not_trading(struct kl_backfill *bf, int64_t sid, bool not_trading)
-{
-	for (size_t i = 0; i < bf->nsyms; i++) {
-		if (bf->syms[i].sid == sid)
-			bf->syms[i].not_trading = not_trading;
-	}
-}
-
 void kl_backfill_free(struct kl_backfill *bf)
 {
 	if (!bf)
@@ -973,9 +567,5 @@ void kl_backfill_free(struct kl_backfill *bf)
 	uv_close((uv_handle_t *)&bf->commit_timer, on_closed);
 	uv_close((uv_handle_t *)&bf->progress_timer, on_closed);
 	uv_close((uv_handle_t *)&bf->hold_timer, on_closed);
-	for (size_t i = 0; i < bf->nsyms; i++) {
-		if (bf->syms[i].check)
-			uv_close((uv_handle_t *)&bf->syms[i].check->timer, check_closed);
-		bf->syms[i].check = NULL;
-	}
+	bf_checks_close(bf);
 }

@@ -32,7 +32,7 @@ def test_an_invalid_symbol_answer_sets_it_aside_then_it_resumes(replay, klined):
     # exchangeInfo lists ETHUSDT again (its check after 30 s) it is backfilled.
     srv = replay(start="2023-03-31T23:00:30Z",
                  faults=[{"kind": "status", "status": 400, "symbol": "ETHUSDT", "count": 2,
-                          "code": -1121, "msg": "Invalid symbol."}])
+                          "after": 1, "code": -1121, "msg": "Invalid symbol."}])
     k = klined(srv.rest_url, "--history-start", "2023-03-29", "--kafka-brokers", "off")
     proc = k.start()
     wait_for(lambda: "inactive" in read_log(proc), timeout=30)
