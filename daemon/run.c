@@ -30,6 +30,7 @@
 #include "speed.h"
 #include "store.h"
 #include "ws.h"
+#include "xclock.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -75,6 +76,7 @@ struct run {
 	size_t nsyms, pending;
 	int64_t now_ms, closed_end;
 	int64_t settled_end;	/* following over REST: minutes before this were asked for */
+	struct kl_xclock clock; /* the exchange's /time, sanity-checked */
 	int64_t certify_before; /* days before this with ws minutes get certified */
 	int64_t certifying;	/* the certification under way: redone if it fails */
 	uint64_t healed_all_at; /* uv_now() of the last heal of the whole history */
@@ -342,6 +344,32 @@ static void certify(struct run *run)
 	kl_backfill_run(run->bf, run->now_ms, on_filled, run);
 }
 
+/* A /time far from the clock's own progress and the stream is not believed (lib/xclock.c). */
+static bool believe_clock(struct run *run, int64_t server_ms)
+{
+	int64_t witness = -1;
+	bool doubted = run->clock.doubts > 0, ok;
+
+	if (run->speed) {
+		struct kl_speed_stats ss;
+		kl_speed_stats(run->speed, &ss);
+		witness = ss.last_event_time > 0 ? ss.last_event_time : -1;
+	}
+	ok = kl_xclock_read(&run->clock, server_ms, uv_now(&run->loop), witness);
+	if (!ok && !doubted) {
+		char a[21], b[21];
+		kl_time_format(server_ms, a);
+		kl_time_format(run->now_ms, b);
+		kl_warn("run",
+			"the exchange's clock says %s, far from its own progress since %s and "
+			"from the stream: not believed until it is consistent for %d s",
+			a, b, KL_XCLOCK_CONFIRM_MS / 1000);
+	} else if (ok && doubted) {
+		kl_info("run", "the exchange's clock is consistent again");
+	}
+	return ok;
+}
+
 static enum kl_rest_verdict on_follow_time(void *ud, const struct kl_rest_reply *r)
 {
 	struct run *run = ud;
@@ -355,12 +383,15 @@ static enum kl_rest_verdict on_follow_time(void *ud, const struct kl_rest_reply 
 		json_decref(j);
 		return KL_REST_RETRY;
 	}
-	run->now_ms = json_integer_value(t);
+	if (believe_clock(run, json_integer_value(t))) {
+		run->now_ms = json_integer_value(t);
+		if (run->speed)
+			kl_speed_set_clock(run->speed, run->now_ms);
+		if (kl_kline_slot(run->now_ms) > run->closed_end)
+			run->closed_end = kl_kline_slot(run->now_ms);
+	}
 	json_decref(j);
-	if (run->speed)
-		kl_speed_set_clock(run->speed, run->now_ms);
-	if (kl_kline_slot(run->now_ms) > run->closed_end)
-		run->closed_end = kl_kline_slot(run->now_ms);
+	/* A doubted reading changes nothing, but heals and fills go on. */
 	if (run->filling)
 		return KL_REST_DONE;
 	if (run->speed) {
@@ -605,6 +636,7 @@ static enum kl_rest_verdict on_time(void *ud, const struct kl_rest_reply *r)
 	}
 	run->now_ms = json_integer_value(t);
 	run->closed_end = kl_kline_slot(run->now_ms);
+	kl_xclock_read(&run->clock, run->now_ms, uv_now(&run->loop), -1);
 	json_decref(j);
 	kl_info("run", "exchange time %" PRId64 ", last closed minute ends at %" PRId64,
 		run->now_ms, run->closed_end);

@@ -155,10 +155,9 @@ enum kl_verdict kl_kline_check(const struct kl_kline *k, int64_t from, int64_t t
 {
 	if (k->open_time < from || k->open_time >= to)
 		return KL_KLINE_RANGE;
-	/* Binance's 2017-2018 maintenance left bars off the minute by whole
-	 * seconds; anywhere else an off-minute bar is corrupt (refetched). */
-	if (k->open_time % KL_MINUTE_MS &&
-	    (k->open_time >= KL_OFFMINUTE_UNTIL || k->open_time % 1000))
+	/* Binance's 2017-2018 maintenance left bars off the minute; anywhere
+	 * else an off-minute bar is corrupt, and its minute is refetched. */
+	if (k->open_time % KL_MINUTE_MS && k->open_time >= KL_OFFMINUTE_UNTIL)
 		return KL_KLINE_MINUTE;
 	if (k->close_time <= k->open_time || k->close_time - k->open_time >= KL_MINUTE_MS)
 		return KL_KLINE_CLOSE;

@@ -39,7 +39,7 @@ enum kl_verdict {
 	KL_KLINE_MINUTE,   /* open time off the minute outside 2017-2018 */
 };
 
-/* 2019-01-01T00:00Z: before it, Binance has bars off the minute by whole seconds. */
+/* 2019-01-01T00:00Z: before it, Binance's history has bars off the minute. */
 #define KL_OFFMINUTE_UNTIL INT64_C(1546300800000)
 
 /* A websocket kline event: the running state of one minute. */

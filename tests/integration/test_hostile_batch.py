@@ -129,3 +129,24 @@ def test_history_start_before_the_listing_is_clamped(replay, klined):
     assert query(k.db, "SELECT min(day) FROM daily") == [("2023-01-01",)]
     for s in ("BTCUSDT", "ETHUSDT"):
         check_minutes(k.db, s, skip=((1673308800000, 1 << 62),))
+
+
+def test_a_clock_a_day_ahead_for_a_while_is_not_believed(replay, klined):
+    # /api/v3/time answers a day ahead six times in a row (12 s of polls) while
+    # klined follows over REST: no outage, and the following goes on.
+    srv = replay(start="2023-03-31T20:00:30Z", speed=10)
+    k = klined(srv.rest_url, "--history-start", "2023-03-31", "--kafka-brokers", "off")
+    proc = k.start()
+    wait_for(lambda: "backfill: done" in read_log(proc), timeout=30)
+    srv.add_faults([{"kind": "time_skew", "offset_ms": 86_400_000, "count": 6}])
+    wait_for(lambda: srv.stats()["faults"][-1]["fired"] == 6, timeout=40, step=0.5)
+    t1 = srv.replay.clock.now_ms()
+    wait_for(lambda: srv.replay.clock.now_ms() > t1 + 3 * 60_000, timeout=40, step=0.5)
+    code, err = stop(proc)
+    assert code == 0, err[-3000:]
+    assert query(k.db, "SELECT coalesce(sum(to_ms - from_ms), 0) / 60000 FROM outages") == [(0,)]
+    newest = query(k.db, "SELECT max(open_time) FROM kline")[0][0]
+    assert newest >= t1 + 60_000, (newest, t1)
+    assert "not believed" in err
+    for s in ("BTCUSDT", "ETHUSDT"):
+        check_minutes(k.db, s, skip=((0, 1680220800000), (newest + 60_000, 1 << 62)))
