@@ -559,7 +559,7 @@ static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
 	json_t *j = json_loadb(r->body, r->len, 0, NULL);
 	json_t *t = json_array_get(json_array_get(j, 0), 0);
 	char msg[256];
-	int64_t start;
+	int64_t from;
 	if (r->cancelled)
 		return KL_REST_DONE;
 
@@ -581,10 +581,10 @@ static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
 		return KL_REST_DONE;
 	}
 	/* Never before the listing: time before it is neither a hole nor an outage. */
-	start = kl_day_floor(json_integer_value(t));
-	if (s->want > start)
-		start = s->want;
-	plan_symbol(run, s, start);
+	from = kl_day_floor(json_integer_value(t));
+	if (s->want > from)
+		from = s->want;
+	plan_symbol(run, s, from);
 	json_decref(j);
 	planned(run);
 	return KL_REST_DONE;

@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define KL_XCLOCK_JUMP_MS    (6 * 3600 * 1000) /* beyond the believed clock's progress */
+#define KL_XCLOCK_JUMP_MS    INT64_C(21600000) /* 6 h beyond the believed clock's progress */
 #define KL_XCLOCK_CONFIRM    3		       /* readings in a row ... */
 #define KL_XCLOCK_CONFIRM_MS 120000	       /* ... over this much real time */
 
