@@ -106,6 +106,9 @@ void bf_on_hold_timer(uv_timer_t *t)
 {
 	struct kl_backfill *bf = t->data;
 
+	/* Between runs the held work waits for the next one (kl_backfill_run feeds it). */
+	if (!bf->running || bf->closing)
+		return;
 	bf_feed(bf);
 	bf_maybe_done(bf);
 }

@@ -563,6 +563,16 @@ static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
 	if (r->cancelled)
 		return KL_REST_DONE;
 
+	if (r->status != 200 && s->want >= 0) {
+		/* Only a clamp: the backfill deals with the symbol's refusals (inactive). */
+		exchange_error(r, msg, sizeof(msg));
+		kl_warn("run", "%s: cannot find the listing (%s); history from history_start",
+			s->symbol, msg);
+		json_decref(j);
+		plan_symbol(run, s, s->want);
+		planned(run);
+		return KL_REST_DONE;
+	}
 	if (r->status != 200) {
 		exchange_error(r, msg, sizeof(msg));
 		kl_err("run", "%s: cannot find the listing: %s", s->symbol, msg);
