@@ -5,6 +5,7 @@ import time
 
 from conftest import HALT_MS, query, read_log, stop, wait_for
 from test_batch import check_minutes
+from test_http import free_port, metrics, sample
 
 SINCE = 1679270400000  # 2023-03-20
 SKIP = ((0, SINCE), HALT_MS)
@@ -33,16 +34,23 @@ def test_an_invalid_symbol_answer_sets_it_aside_then_it_resumes(replay, klined):
     srv = replay(start="2023-03-31T23:00:30Z",
                  faults=[{"kind": "status", "status": 400, "symbol": "ETHUSDT", "count": 2,
                           "after": 1, "code": -1121, "msg": "Invalid symbol."}])
-    k = klined(srv.rest_url, "--history-start", "2023-03-29", "--kafka-brokers", "off")
+    port = free_port()
+    k = klined(srv.rest_url, "--history-start", "2023-03-29", "--kafka-brokers", "off",
+               "--http-listen", f"127.0.0.1:{port}")
     proc = k.start()
     wait_for(lambda: "inactive" in read_log(proc), timeout=30)
+    # Said on /metrics too (STATUS= is the same figure, from the same call).
+    wait_for(lambda: sample(metrics(port), "klined_symbols_inactive") == 1, timeout=10)
+    assert sample(metrics(port), "klined_backfill_pages_refused_total") >= 1
     wait_for(lambda: query(k.db, "SELECT count(*) FROM kline_1m WHERE symbol = 'BTCUSDT'")[0][0]
              >= 2 * 1440 + 1380, timeout=30)
     wait_for(lambda: query(k.db, "SELECT count(*) FROM kline_1m WHERE symbol = 'ETHUSDT'")[0][0]
              >= 2 * 1440 + 1380, timeout=60, step=0.5)
+    wait_for(lambda: sample(metrics(port), "klined_symbols_inactive") == 0, timeout=10)
     code, err = stop(proc)
     assert code == 0, err[-3000:]
     assert "lists it again" in err
+    assert "ETHUSDT: the exchange answers" in err
     for s in ("BTCUSDT", "ETHUSDT"):
         check_minutes(k.db, s, skip=((0, 1680048000000), (1680303600000, 1 << 62)))
     assert outages(k.db) == []
