@@ -1,88 +1,36 @@
 /*
  * Backfill state machine, per symbol:
- *   QUEUED ranges --page--> IN FLIGHT --200--> STORED (+ outages, rejects)
+ *   QUEUED ranges --page--> IN FLIGHT --200--> STORED (+ rejects)
+ *                              |    \--lacks minutes--> PROBE --> outage | refetch | hole
  *                              |  \--5xx/429/timeout/bad body--> retried by rest.c
- *                              \--other 4xx--> symbol FAILED (logged, rest dropped)
+ *                              |--other refusal--> retried here, growing backoff; after
+ *                              |                   REFUSALS_PER_RUN set aside for the run
+ *                              \--  -1121 --> symbol INACTIVE (checked again, resumes)
  * Invariants:
- *  1. A minute is recorded as an outage only when a 200 page for a range
- *     wholly in the past did not contain it; a minute whose kline was
- *     refused is neither data nor outage, so the next start refetches it.
+ *  1. A missing range becomes an outage only when a request of its own,
+ *     starting at the range's first minute, answered with a first kline
+ *     beyond the range (Binance answers a startTime with the oldest klines
+ *     from it: a halt is skipped over, a short or empty page is not), and
+ *     the exchange has served a kline OUTAGE_MARGIN_MS after the range.
+ *     For a symbol the exchange reports as not trading, an empty answer
+ *     for a range older than the margin behind its clock is enough.
+ *     Anything else stays a hole, fetched again later. A minute whose
+ *     kline was refused is neither data nor outage: it is refetched.
  *  2. Pages land in large transactions (COMMIT_ROWS or COMMIT_MS); a
  *     SIGTERM commits what was fetched before the process exits.
  *  3. At most PAGES_AHEAD pages are handed to rest.c at a time, so memory
  *     stays flat however large the gap is.
  */
-#include "backfill.h"
+#include "backfill_int.h"
 
 #include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define PAGE_LIMIT	 1000
-#define PAGE_WEIGHT	 2
-#define PAGES_AHEAD	 64 /* pages handed to rest.c at once: > any sane concurrency */
-#define COMMIT_ROWS	 100000
-#define COMMIT_MS	 1000
-#define PROGRESS_MS	 5000
-#define BACKOFF_FIRST_MS 500
-#define BACKOFF_MAX_MS	 30000
-#define QUIET_MINUTES	 1440 /* smaller runs log progress only at debug level */
-
-struct sym {
-	const char *symbol;
-	int64_t sid;
-	struct kl_ranges todo; /* still to fetch, in order */
-	size_t next;	       /* first range of todo not fully handed out */
-	bool failed;
-};
-
-struct prej {
-	enum kl_verdict v;
-	char *raw;
-};
-
-/* A page of klines: requested, then parsed on the thread pool, then stored. */
-struct page {
-	struct kl_backfill *bf;
-	size_t sym;
-	struct kl_range r;
-	unsigned attempt;
-	uv_work_t work;
-	char *body; /* the response, owned while parsing */
-	size_t len;
-	/* Parse results (worker thread), consumed on the loop. */
-	struct kl_kline *k;
-	size_t nk;
-	int64_t *t; /* occupied minutes, sorted: valid and refused-in-range klines */
-	size_t nt, nrows;
-	struct prej *rej;
-	size_t nrej;
-	char err[200]; /* non-empty: the body was malformed */
-};
-
-struct kl_backfill {
-	uv_loop_t *loop;
-	struct kl_rest *rest;
-	struct kl_store *st;
-	struct sym *syms;
-	size_t nsyms, rr; /* rr: next symbol to hand a page out for */
-	size_t outstanding;
-	int64_t now_ms, done, total, rows, rows_pending;
-	uint64_t started;
-	uv_timer_t commit_timer, progress_timer;
-	kl_backfill_cb cb;
-	void *ud;
-	size_t nworking; /* pages on the thread pool */
-	int nclosed;	 /* timers closed, once freeing */
-	bool running, failed, finished, closing;
-};
-
-static void feed(struct kl_backfill *bf);
-static void maybe_done(struct kl_backfill *bf);
 
 int kl_backfill_new(uv_loop_t *loop, struct kl_rest *rest, struct kl_store *st,
 		    struct kl_backfill **ret)
@@ -96,8 +44,10 @@ int kl_backfill_new(uv_loop_t *loop, struct kl_rest *rest, struct kl_store *st,
 	bf->st = st;
 	uv_timer_init(loop, &bf->commit_timer);
 	uv_timer_init(loop, &bf->progress_timer);
+	uv_timer_init(loop, &bf->hold_timer);
 	bf->commit_timer.data = bf;
 	bf->progress_timer.data = bf;
+	bf->hold_timer.data = bf;
 	*ret = bf;
 	return 0;
 }
@@ -124,6 +74,8 @@ int kl_backfill_add(struct kl_backfill *bf, const char *symbol, int64_t sid,
 		s = &v[bf->nsyms++];
 		*s = (struct sym){.symbol = symbol, .sid = sid};
 	}
+	if (s->inactive)
+		return 0; /* its holes stay in the store until it is listed again */
 	if (s->next >= s->todo.n) {
 		/* All handed out: start afresh, or new ranges would merge into spent ones. */
 		kl_ranges_clear(&s->todo);
@@ -173,16 +125,7 @@ static void on_progress_timer(uv_timer_t *t)
 	log_progress(t->data, "progress");
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-static void parse_rows(struct page *p, json_t *arr, const json_error_t *err);
-
-static void page_free(struct page *p)
+void bf_page_free(struct page *p)
 {
 	for (size_t i = 0; i < p->nrej; i++)
 		free(p->rej[i].raw);
@@ -193,149 +136,35 @@ static void page_free(struct page *p)
 	free(p);
 }
 
+static void log_outage(const struct sym *s, int64_t from, int64_t to)
+{
+	char a[21], b[21];
+
+	kl_time_format(from, a);
+	kl_time_format(to, b);
+	kl_info("backfill",
+		"%s: the exchange has no klines for [%s, %s) (%" PRId64
+		" minutes): recorded as an outage",
+		s->symbol, a, b, (to - from) / KL_MINUTE_MS);
+}
+
 /*
- * jansson allocates every value of a page separately; on the thread pool
- * those allocations come from a per-thread arena that is reset after the
- * page instead (no malloc/free per value, no tree walk to free it). Other
- * threads, and everything outside a page parse, use malloc as usual.
+ * Ask whether @p r (a range a 200 page lacked) is an outage: a request of
+ * its own from r's first minute (invariant 1). @return 0 or -ENOMEM.
  */
-#define ARENA_CHUNK (4u << 20)
-
-struct arena {
-	char *base;
-	size_t used, size;
-	bool active, overflowed;
-};
-
-static _Thread_local struct arena arena;
-
-/* Every thread's arena, so that they are freed at exit, not lost with the
- * thread-local pointers (libuv's pool has at most 1024 threads). */
-static uv_mutex_t arenas_lock;
-static char *arenas[1024];
-static size_t narenas;
-
-static void *arena_malloc(size_t n)
+static int probe(struct kl_backfill *bf, size_t sym, struct kl_range r, unsigned attempt)
 {
-	struct arena *a = &arena;
+	struct page *q = calloc(1, sizeof(*q));
 
-	n = (n + 15) & ~(size_t)15;
-	if (!a->active)
-		return malloc(n);
-	if (a->used + n > a->size) {
-		a->overflowed = true;
-		return malloc(n);
+	if (!q)
+		return -ENOMEM;
+	*q = (struct page){.bf = bf, .sym = sym, .r = r, .attempt = attempt, .probe = true};
+	if (!bf_request_page(bf, q, 0)) {
+		free(q);
+		return -ENOMEM;
 	}
-	a->used += n;
-	return a->base + a->used - n;
-}
-
-static void arena_free(void *ptr)
-{
-	struct arena *a = &arena;
-
-	if (a->base && (char *)ptr >= a->base && (char *)ptr < a->base + a->size)
-		return; /* released wholesale when the page is done */
-	free(ptr);
-}
-
-static bool arena_begin(void)
-{
-	if (!arena.base) {
-		if (!(arena.base = malloc(ARENA_CHUNK)))
-			return false;
-		uv_mutex_lock(&arenas_lock);
-		if (narenas < sizeof(arenas) / sizeof(*arenas))
-			arenas[narenas++] = arena.base;
-		uv_mutex_unlock(&arenas_lock);
-	}
-	arena.size = ARENA_CHUNK;
-	arena.used = 0;
-	arena.active = true;
-	arena.overflowed = false;
-	return true;
-}
-
-static void arena_end(void)
-{
-	arena.active = false;
-	arena.used = 0;
-}
-
-void kl_backfill_global_init(void)
-{
-	uv_mutex_init(&arenas_lock);
-	json_set_alloc_funcs(arena_malloc, arena_free);
-}
-
-void kl_backfill_global_cleanup(void)
-{
-	uv_mutex_lock(&arenas_lock);
-	while (narenas)
-		free(arenas[--narenas]);
-	uv_mutex_unlock(&arenas_lock);
-}
-
-/* Thread pool: JSON parsing and validation, the costly half of a page. */
-static void parse_work(uv_work_t *w)
-{
-	struct page *p = w->data;
-	json_error_t e;
-	json_t *arr;
-
-	if (!arena_begin()) {
-		snprintf(p->err, sizeof(p->err), "out of memory");
-		return;
-	}
-	arr = json_loadb(p->body, p->len, 0, &e);
-	parse_rows(p, arr, &e);
-	/* Values in the arena need no decref; if some went to malloc, walk the tree. */
-	if (arena.overflowed)
-		json_decref(arr);
-	arena_end();
-}
-
-static void parse_rows(struct page *p, json_t *arr, const json_error_t *err)
-{
-	json_error_t e = *err;
-	size_t n;
-
-	if (!arr || !json_is_array(arr) || json_array_size(arr) > PAGE_LIMIT) {
-		snprintf(p->err, sizeof(p->err), "%s at line %d column %d",
-			 arr ? "not an array of at most 1000 klines" : e.text, e.line, e.column);
-		return;
-	}
-	n = p->nrows = json_array_size(arr);
-	p->k = malloc((n ? n : 1) * sizeof(*p->k));
-	p->t = malloc((n ? n : 1) * sizeof(*p->t));
-	if (!p->k || !p->t) {
-		snprintf(p->err, sizeof(p->err), "out of memory");
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const json_t *row = json_array_get(arr, i);
-		struct kl_kline *k = &p->k[p->nk];
-		enum kl_verdict v = kl_kline_from_json(row, k);
-
-		if (v == KL_KLINE_OK)
-			v = kl_kline_check(k, p->r.from, p->r.to);
-		/* A refused kline still shows the exchange has that minute (invariant 1). */
-		if (v != KL_KLINE_SHAPE && v != KL_KLINE_TIME && v != KL_KLINE_RANGE)
-			p->t[p->nt++] = k->open_time;
-		if (v == KL_KLINE_OK) {
-			p->nk++;
-			continue;
-		}
-		struct prej *grown = realloc(p->rej, (p->nrej + 1) * sizeof(*grown));
-		if (grown) {
-			p->rej = grown;
-			/* The dump lives in the arena: keep a malloc'd copy. */
-			char *raw = json_dumps(row, JSON_COMPACT | JSON_ENCODE_ANY);
-			p->rej[p->nrej++] = (struct prej){v, raw ? strdup(raw) : NULL};
-			arena_free(raw);
-		}
-	}
-	qsort(p->t, p->nt, sizeof(*p->t), cmp_i64);
+	bf->outstanding++;
+	return 0;
 }
 
 /* Store one parsed page (on the loop). @return 0, or -EIO with the backfill failed. */
@@ -369,16 +198,20 @@ static int store_page(struct kl_backfill *bf, struct page *p)
 	for (size_t i = 0; i < p->nt; i++)
 		kl_gapscan_feed(&scan, p->t[i]);
 	kl_gapscan_finish(&scan);
-	for (size_t i = 0; i < holes.n; i++) {
-		char a[21], b[21];
-		kl_time_format(holes.v[i].from, a);
-		kl_time_format(holes.v[i].to, b);
-		kl_info("backfill",
-			"%s: the exchange has no klines for [%s, %s) (%" PRId64
-			" minutes): recorded as an outage",
-			s->symbol, a, b, (holes.v[i].to - holes.v[i].from) / KL_MINUTE_MS);
-		if (kl_store_put_outage(bf->st, s->sid, holes.v[i].from, holes.v[i].to) < 0)
+	if (p->nt && kl_kline_slot(p->t[p->nt - 1]) + KL_MINUTE_MS > s->newest)
+		s->newest = kl_kline_slot(p->t[p->nt - 1]) + KL_MINUTE_MS;
+	s->refusals = 0;
+	for (size_t i = 0; i < holes.n && !bf->closing; i++) {
+		struct kl_range h = holes.v[i];
+		/* This page is that request when it began at the hole and found klines after. */
+		if (h.from == p->r.from && p->nt && kl_kline_slot(p->t[0]) >= h.to &&
+		    h.to + OUTAGE_MARGIN_MS <= s->newest) {
+			log_outage(s, h.from, h.to);
+			if (kl_store_put_outage(bf->st, s->sid, h.from, h.to) < 0)
+				goto fail;
+		} else if (probe(bf, p->sym, h, p->attempt) < 0) {
 			goto fail;
+		}
 	}
 	kl_ranges_clear(&holes);
 	bf->rows += (int64_t)p->nk;
@@ -408,24 +241,28 @@ fail:
 	return -EIO;
 }
 
-static void symbol_failed(struct kl_backfill *bf, struct sym *s, const struct kl_rest_reply *r)
+/* Drop what is left of @p s's work in this run: its holes stay in the store. */
+void bf_set_aside(struct kl_backfill *bf, struct sym *s)
 {
-	kl_err("backfill",
-	       "%s: the exchange refused the klines request (HTTP %ld: %.200s); "
-	       "giving up on this symbol until the next start",
-	       s->symbol, r->status, r->body);
-	s->failed = true;
 	for (size_t i = s->next; i < s->todo.n; i++)
 		bf->done += (s->todo.v[i].to - s->todo.v[i].from) / KL_MINUTE_MS;
-	s->next = s->todo.n;
+	kl_ranges_clear(&s->todo);
+	s->next = 0;
 }
 
-static void maybe_done(struct kl_backfill *bf)
+bool bf_waiting(const struct kl_backfill *bf, const struct sym *s)
+{
+	return s->inactive || s->hold_until > uv_now(bf->loop);
+}
+
+void bf_maybe_done(struct kl_backfill *bf)
 {
 	if (!bf->running || bf->outstanding)
 		return;
 	for (size_t i = 0; i < bf->nsyms; i++) {
-		if (bf->syms[i].next < bf->syms[i].todo.n && !bf->failed)
+		/* A symbol on hold or inactive never keeps the others' run open. */
+		if (bf->syms[i].next < bf->syms[i].todo.n && !bf->failed &&
+		    !bf_waiting(bf, &bf->syms[i]))
 			return;
 	}
 	commit(bf);
@@ -446,14 +283,13 @@ static void maybe_done(struct kl_backfill *bf)
 }
 
 static void destroy(struct kl_backfill *bf);
-static bool request_page(struct kl_backfill *bf, struct page *p, uint64_t delay_ms);
 
-static void page_done(struct kl_backfill *bf, struct page *p)
+void bf_page_done(struct kl_backfill *bf, struct page *p)
 {
-	page_free(p);
+	bf_page_free(p);
 	bf->outstanding--;
-	feed(bf);
-	maybe_done(bf);
+	bf_feed(bf);
+	bf_maybe_done(bf);
 }
 
 static void parse_done(uv_work_t *w, int status)
@@ -466,8 +302,8 @@ static void parse_done(uv_work_t *w, int status)
 		/* Fetched before the stop: keep it (invariant 2). */
 		if (status == 0 && !p->err[0])
 			store_page(bf, p);
-		page_free(p);
-		if (!bf->nworking && bf->nclosed == 2)
+		bf_page_free(p);
+		if (!bf->nworking && bf->nclosed == 3)
 			destroy(bf);
 		return;
 	}
@@ -481,14 +317,91 @@ static void parse_done(uv_work_t *w, int status)
 		free(p->body);
 		p->body = NULL;
 		p->err[0] = '\0';
-		if (!request_page(bf, p, delay)) {
+		if (!bf_request_page(bf, p, delay)) {
 			bf->failed = true;
-			page_done(bf, p);
+			bf_page_done(bf, p);
 		}
 		return;
 	}
 	store_page(bf, p);
-	page_done(bf, p);
+	bf_page_done(bf, p);
+}
+
+/* The answer to a probe (small: parsed on the loop). @return false if it is not klines. */
+static bool probe_answer(struct kl_backfill *bf, struct page *p, const struct kl_rest_reply *r)
+{
+	struct sym *s = &bf->syms[p->sym];
+	json_t *j = json_loadb(r->body, r->len, 0, NULL);
+	json_t *first = json_array_get(json_array_get(j, 0), 0);
+	json_t *last = json_array_get(json_array_get(j, json_array_size(j) - 1), 0);
+	char a[21];
+	bool outage = false;
+
+	if (!json_is_array(j) ||
+	    (json_array_size(j) && (!json_is_integer(first) || !json_is_integer(last)))) {
+		json_decref(j);
+		return false;
+	}
+	kl_time_format(p->r.from, a);
+	if (json_array_size(j)) {
+		int64_t f = kl_kline_slot(json_integer_value(first));
+		int64_t l = kl_kline_slot(json_integer_value(last)) + KL_MINUTE_MS;
+		if (l > s->newest)
+			s->newest = l;
+		if (f < p->r.to) {
+			/* A short or empty page, not a halt: fetch the range again, later. */
+			struct page *q = calloc(1, sizeof(*q));
+			uint64_t delay = (uint64_t)BACKOFF_FIRST_MS
+					 << (p->attempt < 6 ? p->attempt : 6);
+			if (delay > BACKOFF_MAX_MS)
+				delay = BACKOFF_MAX_MS;
+			if (p->attempt >= GLITCH_MAX || bf->closing || !q) {
+				free(q);
+				kl_warn("backfill",
+					"%s: the exchange keeps leaving out klines from %s it has; "
+					"they stay a hole for a later run",
+					s->symbol, a);
+			} else {
+				kl_warn("backfill",
+					"%s: a page lacked %" PRId64
+					" minutes from %s the exchange has: not an outage; "
+					"fetched again in %.1f s",
+					s->symbol, (p->r.to - p->r.from) / KL_MINUTE_MS, a,
+					(double)delay / 1000.0);
+				*q = (struct page){
+				    .bf = bf, .sym = p->sym, .r = p->r, .attempt = p->attempt + 1};
+				bf->done -= (p->r.to - p->r.from) / KL_MINUTE_MS;
+				if (bf_request_page(bf, q, delay))
+					bf->outstanding++;
+				else
+					free(q);
+			}
+		} else {
+			outage = p->r.to + OUTAGE_MARGIN_MS <= s->newest;
+		}
+	} else {
+		/* Nothing from there on: a symbol that trades no more, or klines not yet published.
+		 */
+		outage = s->not_trading && p->r.to + OUTAGE_MARGIN_MS <= kl_kline_slot(bf->now_ms);
+	}
+	json_decref(j);
+	if (!outage) {
+		kl_debug("backfill",
+			 "%s: %" PRId64 " minutes from %s missing: a hole, not an outage",
+			 s->symbol, (p->r.to - p->r.from) / KL_MINUTE_MS, a);
+		return true;
+	}
+	log_outage(s, p->r.from, p->r.to);
+	if (kl_store_begin(bf->st) < 0 ||
+	    kl_store_put_outage(bf->st, s->sid, p->r.from, p->r.to) < 0) {
+		kl_err("backfill", "%s: cannot store an outage: %s", s->symbol,
+		       kl_store_errmsg(bf->st));
+		kl_store_rollback(bf->st);
+		bf->failed = true;
+	} else if (!uv_is_active((uv_handle_t *)&bf->commit_timer)) {
+		uv_timer_start(&bf->commit_timer, on_commit_timer, COMMIT_MS, 0);
+	}
+	return true;
 }
 
 static enum kl_rest_verdict on_page(void *ud, const struct kl_rest_reply *r)
@@ -497,36 +410,46 @@ static enum kl_rest_verdict on_page(void *ud, const struct kl_rest_reply *r)
 	struct kl_backfill *bf = p->bf;
 
 	if (r->cancelled) {
-		page_free(p);
+		bf_page_free(p);
 		return KL_REST_DONE;
 	}
 	if (r->status != 200) {
-		symbol_failed(bf, &bf->syms[p->sym], r);
-		page_done(bf, p);
+		bf_refused(bf, p, r);
+		return KL_REST_DONE;
+	}
+	if (p->probe) {
+		if (!probe_answer(bf, p, r))
+			return KL_REST_RETRY;
+		bf_page_done(bf, p);
 		return KL_REST_DONE;
 	}
 	p->body = malloc(r->len + 1);
 	if (!p->body) {
 		bf->failed = true;
-		page_done(bf, p);
+		bf_page_done(bf, p);
 		return KL_REST_DONE;
 	}
 	memcpy(p->body, r->body, r->len + 1);
 	p->len = r->len;
 	p->work.data = p;
 	bf->nworking++;
-	uv_queue_work(bf->loop, &p->work, parse_work, parse_done);
+	uv_queue_work(bf->loop, &p->work, bf_parse_work, parse_done);
 	return KL_REST_DONE;
 }
 
-static bool request_page(struct kl_backfill *bf, struct page *p, uint64_t delay_ms)
+bool bf_request_page(struct kl_backfill *bf, struct page *p, uint64_t delay_ms)
 {
 	char path[160];
 
-	snprintf(path, sizeof(path),
-		 "/api/v3/klines?symbol=%s&interval=1m&startTime=%" PRId64 "&endTime=%" PRId64
-		 "&limit=%d",
-		 bf->syms[p->sym].symbol, p->r.from, p->r.to - 1, PAGE_LIMIT);
+	if (p->probe)
+		snprintf(path, sizeof(path),
+			 "/api/v3/klines?symbol=%s&interval=1m&startTime=%" PRId64 "&limit=%d",
+			 bf->syms[p->sym].symbol, p->r.from, PROBE_LIMIT);
+	else
+		snprintf(path, sizeof(path),
+			 "/api/v3/klines?symbol=%s&interval=1m&startTime=%" PRId64
+			 "&endTime=%" PRId64 "&limit=%d",
+			 bf->syms[p->sym].symbol, p->r.from, p->r.to - 1, PAGE_LIMIT);
 	return kl_rest_get_in(bf->rest, path, PAGE_WEIGHT, delay_ms, on_page, p) == 0;
 }
 
@@ -539,8 +462,15 @@ static bool next_page(struct kl_backfill *bf)
 		struct kl_range *r;
 		struct page *p;
 
-		if (s->failed || s->next >= s->todo.n)
+		if (bf_waiting(bf, s) || s->next >= s->todo.n) {
+			if (!s->inactive && s->next < s->todo.n && bf->running &&
+			    (!uv_is_active((uv_handle_t *)&bf->hold_timer) ||
+			     uv_timer_get_due_in(&bf->hold_timer) >
+				 s->hold_until - uv_now(bf->loop)))
+				uv_timer_start(&bf->hold_timer, bf_on_hold_timer,
+					       s->hold_until - uv_now(bf->loop), 0);
 			continue;
+		}
 		r = &s->todo.v[s->next];
 		p = calloc(1, sizeof(*p));
 		if (!p)
@@ -548,7 +478,7 @@ static bool next_page(struct kl_backfill *bf)
 		p->bf = bf;
 		p->sym = i;
 		p->r = kl_range_page(*r, PAGE_LIMIT);
-		if (!request_page(bf, p, 0)) {
+		if (!bf_request_page(bf, p, 0)) {
 			free(p);
 			return false;
 		}
@@ -562,7 +492,7 @@ static bool next_page(struct kl_backfill *bf)
 	return false;
 }
 
-static void feed(struct kl_backfill *bf)
+void bf_feed(struct kl_backfill *bf)
 {
 	if (bf->failed)
 		return;
@@ -572,7 +502,7 @@ static void feed(struct kl_backfill *bf)
 
 static void on_idle_done(uv_timer_t *t)
 {
-	maybe_done(t->data);
+	bf_maybe_done(t->data);
 }
 
 int kl_backfill_run(struct kl_backfill *bf, int64_t now_ms, kl_backfill_cb cb, void *ud)
@@ -592,7 +522,7 @@ int kl_backfill_run(struct kl_backfill *bf, int64_t now_ms, kl_backfill_cb cb, v
 	if (bf->total > QUIET_MINUTES || (bf->total && kl_log_enabled(KL_LOG_DEBUG)))
 		log_progress(bf, "start");
 	uv_timer_start(&bf->progress_timer, on_progress_timer, PROGRESS_MS, PROGRESS_MS);
-	feed(bf);
+	bf_feed(bf);
 	/* Nothing to fetch still finishes from the loop, never inside this call. */
 	if (!bf->outstanding)
 		uv_timer_start(&bf->commit_timer, on_idle_done, 0, 0);
@@ -623,7 +553,7 @@ static void on_closed(uv_handle_t *h)
 {
 	struct kl_backfill *bf = h->data;
 
-	if (++bf->nclosed == 2 && !bf->nworking)
+	if (++bf->nclosed == 3 && !bf->nworking)
 		destroy(bf);
 }
 
@@ -636,4 +566,6 @@ void kl_backfill_free(struct kl_backfill *bf)
 		commit(bf);
 	uv_close((uv_handle_t *)&bf->commit_timer, on_closed);
 	uv_close((uv_handle_t *)&bf->progress_timer, on_closed);
+	uv_close((uv_handle_t *)&bf->hold_timer, on_closed);
+	bf_checks_close(bf);
 }

@@ -1,8 +1,9 @@
 /*
  * The batch layer's fetcher: turns missing minute ranges into REST pages
  * of 1000 klines, validates every kline, stores the good ones, keeps the
- * bad ones as rejects, and records the minutes the exchange answered
- * with nothing as outages. Progress is logged every few seconds.
+ * bad ones as rejects, and records as outages the minutes the exchange
+ * shows it has none of (a halt it skips over; see backfill.c). Progress is logged every few
+ * seconds.
  */
 #pragma once
 
@@ -43,6 +44,16 @@ void kl_backfill_global_cleanup(void);
 /** Minutes queued and done since the last run started, rows/s and seconds left. */
 void kl_backfill_progress(const struct kl_backfill *bf, int64_t *done, int64_t *total, double *rate,
 			  double *eta);
+
+/**
+ * Symbols set aside: @p inactive (the exchange answered -1121; checked
+ * again with exchangeInfo) and @p held (refused pages back off). @p resumed
+ * is set once after an inactive symbol was listed again: its holes are due.
+ */
+void kl_backfill_symbols(struct kl_backfill *bf, size_t *inactive, size_t *held, bool *resumed);
+
+/** The exchange reports @p sid in another status than TRADING (outage rule, backfill.c). */
+void kl_backfill_not_trading(struct kl_backfill *bf, int64_t sid, bool not_trading);
 
 /**
  * Commit what was fetched and free. Free the REST client first: its

@@ -1,9 +1,10 @@
 /*
  * Dump import. A dump file covers a whole month or day (its name says
- * which), and it is the exchange's own record of that span: minutes it
- * lacks are exchange outages, exactly as a REST page would show them, so
- * an import and a REST backfill of the same minutes give the same store.
- * A file is atomic: a damaged file is rolled back whole.
+ * which). Minutes it lacks are holes, never outages: a truncated download
+ * lacks minutes too, and only the exchange can say a minute does not exist
+ * (backfill.c, invariant 1). The next run fetches them from REST, and a day
+ * with holes is not certified until they are. A file is atomic: a damaged
+ * file is rolled back whole.
  */
 #include "import.h"
 
@@ -253,8 +254,14 @@ static int import_file(struct kl_store *st, struct file *f)
 		kl_err("import", "%s: no kline in the file", f->name);
 		r = -ENODATA;
 	}
-	for (size_t i = 0; i < f->holes.n && r == 0; i++)
-		r = kl_store_put_outage(st, f->sid, f->holes.v[i].from, f->holes.v[i].to);
+	if (r == 0 && f->holes.n) {
+		char t[21];
+		kl_time_format(f->holes.v[0].from, t);
+		kl_warn("import",
+			"%s: %" PRId64 " minutes missing in %zu ranges from %s: holes, fetched "
+			"from REST by the next run (a file cannot prove an outage)",
+			f->name, kl_ranges_minutes(&f->holes), f->holes.n, t);
+	}
 	if (r == 0)
 		r = kl_store_commit(st);
 	if (r == -EIO || r == -EBUSY || r == -ENOSPC)
@@ -264,8 +271,8 @@ out:
 		kl_store_rollback(st);
 		kl_err("import", "%s: not imported (nothing of it was stored)", f->name);
 	} else {
-		kl_info("import", "%s: %" PRId64 " klines, %" PRId64 " refused, %zu outages",
-			f->name, f->rows, f->rejects, f->holes.n);
+		kl_info("import", "%s: %" PRId64 " klines, %" PRId64 " refused, %zu holes", f->name,
+			f->rows, f->rejects, f->holes.n);
 	}
 	return r;
 }

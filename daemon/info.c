@@ -109,8 +109,10 @@ static enum kl_rest_verdict on_info(void *ud, const struct kl_rest_reply *r)
 		const char *name = json_string_value(json_object_get(v, "symbol"));
 		const char *status = json_string_value(json_object_get(v, "status"));
 		for (size_t k = q->from; name && k < q->from + q->n; k++) {
-			if (!strcmp(c->syms[k].symbol, name))
+			if (!strcmp(c->syms[k].symbol, name)) {
 				c->syms[k].listed = true;
+				c->syms[k].not_trading = status && strcmp(status, "TRADING") != 0;
+			}
 		}
 		if (name && status && strcmp(status, "TRADING") != 0)
 			kl_warn("run", "%s: the exchange reports status %s; its history is kept",

@@ -14,6 +14,7 @@
 struct kl_info_symbol {
 	const char *symbol; /* borrowed */
 	bool listed;	    /* set when the exchange lists it */
+	bool not_trading;   /* listed with a status other than TRADING (BREAK, HALT...) */
 };
 
 /** @p status: 0 (every symbol answered for), or -ENOMEM. */

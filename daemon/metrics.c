@@ -54,6 +54,7 @@ struct registry {
 	int64_t bf_done, bf_total;
 	double bf_rate, bf_eta;
 	int bf_running;
+	size_t sym_inactive, sym_held;
 	int64_t started_ms;
 };
 
@@ -197,6 +198,12 @@ void kl_metrics_backfill(int64_t done, int64_t total, double rate, double eta, i
 	reg.bf_rate = rate;
 	reg.bf_eta = eta;
 	reg.bf_running = running;
+}
+
+void kl_metrics_symbols_waiting(size_t inactive, size_t held)
+{
+	reg.sym_inactive = inactive;
+	reg.sym_held = held;
 }
 
 uint64_t kl_metrics_commits(void)
@@ -358,6 +365,15 @@ int kl_metrics_text(char **ret, size_t *len)
 	    "minute klines queued in the current backfill", (double)reg.bf_total);
 	one(&p, "klined_backfill_rows_per_second", "gauge", "backfill rate", reg.bf_rate);
 	one(&p, "klined_backfill_eta_seconds", "gauge", "backfill time left", reg.bf_eta);
+	one(&p, "klined_symbols_inactive", "gauge",
+	    "symbols the exchange answers -1121 for, checked again with exchangeInfo",
+	    (double)reg.sym_inactive);
+	one(&p, "klined_symbols_backing_off", "gauge",
+	    "symbols whose klines pages were refused, waiting a growing backoff",
+	    (double)reg.sym_held);
+	one_u64(&p, "klined_backfill_pages_refused_total",
+		"klines pages refused (403, 451, -1121, other 4xx): retried, never given up",
+		reg.c[KL_M_PAGES_REFUSED]);
 	one(&p, "klined_start_time_seconds", "gauge", "wall time the daemon started",
 	    (double)reg.started_ms / 1000.0);
 	s = kl_prom_take(&p, len);

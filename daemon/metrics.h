@@ -27,6 +27,7 @@ enum kl_metric {
 	KL_M_LATE,	     /* dropped: behind the watermark */
 	KL_M_STORE_FAILURES, /* speed-layer checkpoints lost to a failed write (then a rewind) */
 	KL_M_KAFKA_RENEWED,  /* producers replaced after a fatal error */
+	KL_M_PAGES_REFUSED,  /* klines pages refused (403, 451, -1121...): retried or set aside */
 	KL_M_COUNT
 };
 
@@ -73,6 +74,9 @@ void kl_metrics_event(const char *symbol, int64_t event_time, int64_t produced_m
 void kl_metrics_commit(double seconds);
 
 /** Backfill progress: minutes done of total, rows/s, seconds left; @p running 0/1. */
+/** Symbols the backfill set aside: inactive (-1121) and backing off after a refusal. */
+void kl_metrics_symbols_waiting(size_t inactive, size_t held);
+
 void kl_metrics_backfill(int64_t done, int64_t total, double rate, double eta, int running);
 
 /** @return the number of speed commits so far (the page's hint that today moved). */

@@ -32,6 +32,7 @@
 #include "speed.h"
 #include "store.h"
 #include "ws.h"
+#include "xclock.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -46,14 +47,17 @@
 #define HEAL_DAYS      2      /* how far back a periodic heal looks */
 #define HEAL_ALL_MS    120000 /* and this often the whole history: a refused kline, a row deleted */
 #define HEAL_LAG_MS    120000
-#define FRESH_MS       10000 /* a consumer this recently active is healthy */
-#define STORE_RETRY_MS 5000  /* after a failed store write (disk full, a lock held) */
+#define FRESH_MS       10000  /* a consumer this recently active is healthy */
+#define STORE_RETRY_MS 5000   /* after a failed store write (disk full, a lock held) */
+#define SETTLE_MS      30000  /* a minute is asked from REST this long after it closed */
+#define FOLLOW_BACK_MS 600000 /* following over REST: holes this recent are tried again */
 
 struct rsym {
 	struct run *run;
 	const char *symbol; /* borrowed from conf */
 	int64_t sid, start;
-	bool known;
+	int64_t want; /* history_start's coverage start; -1: from the listing */
+	bool known, not_trading;
 };
 
 struct run {
@@ -76,11 +80,13 @@ struct run {
 	char **wsyms;		     /* the listed symbols, for the stream (strings borrowed) */
 	const char *phase;	     /* of the start-up, NULL once planned */
 	int64_t now_ms, closed_end;
+	int64_t settled_end;	/* following over REST: minutes before this were asked for */
+	struct kl_xclock clock; /* the exchange's /time, sanity-checked */
 	int64_t certify_before; /* days before this with ws minutes get certified */
 	int64_t certifying;	/* the certification under way: redone if it fails */
 	uint64_t healed_all_at; /* uv_now() of the last heal of the whole history */
 	int exit_code;
-	bool once, stopping, filling, heal_wanted;
+	bool once, stopping, filling, heal_wanted, heal_all;
 };
 
 static void stop(struct run *run, int code)
@@ -134,6 +140,8 @@ static void on_status(uv_timer_t *t)
 	struct run *run = t->data;
 	int64_t done, total;
 	double rate, eta;
+	size_t inactive, held;
+	bool resumed;
 
 	if (store_gone(run))
 		return;
@@ -152,7 +160,17 @@ static void on_status(uv_timer_t *t)
 	}
 	kl_backfill_progress(run->bf, &done, &total, &rate, &eta);
 	kl_metrics_backfill(done, total, rate, eta, run->filling && total > 1440);
-	if (run->filling && total > 1440) {
+	kl_backfill_symbols(run->bf, &inactive, &held, &resumed);
+	run->heal_all |= resumed;
+	kl_metrics_symbols_waiting(inactive, held);
+	if (inactive || held) {
+		/* Said first: the operator must see why some symbols do not move. */
+		kl_notify_status(
+		    run->notify,
+		    "%zu of %zu symbols set aside: %zu inactive (the exchange does not "
+		    "list them; checked again), %zu refused by the exchange (backing off)",
+		    inactive + held, run->nsyms, inactive, held);
+	} else if (run->filling && total > 1440) {
 		struct kl_rest_stats rs;
 		kl_rest_stats(run->rest, &rs);
 		kl_notify_status(
@@ -292,6 +310,7 @@ static void fill(struct run *run, int64_t from)
 	for (size_t i = 0; i < run->nsyms; i++) {
 		struct rsym *s = &run->syms[i];
 		int64_t a = from > s->start ? from : s->start, to = run->closed_end;
+		int64_t settled = kl_kline_slot(run->now_ms - SETTLE_MS);
 		int r;
 
 		if (run->speed && from > 0) {
@@ -303,6 +322,9 @@ static void fill(struct run *run, int64_t from)
 			else if (frontier >= 0)
 				to -= HEAL_LAG_MS;
 		}
+		/* A bar fetched before it settled could be non-final, and REST wins. */
+		if (to > settled)
+			to = settled;
 		r = kl_store_holes(run->st, s->sid, a, to, &holes);
 		if (r == 0 && holes.n) {
 			char t[21];
@@ -313,6 +335,7 @@ static void fill(struct run *run, int64_t from)
 					s->symbol, kl_ranges_minutes(&holes), holes.n, t);
 			r = kl_backfill_add(run->bf, s->symbol, s->sid, &holes);
 		}
+		kl_backfill_not_trading(run->bf, s->sid, s->not_trading);
 		kl_ranges_clear(&holes);
 		if (r < 0) {
 			kl_err("run", "%s: cannot plan the backfill: %s", s->symbol, strerror(-r));
@@ -360,11 +383,36 @@ static void certify(struct run *run)
 	kl_backfill_run(run->bf, run->now_ms, on_filled, run);
 }
 
+/* A /time far from the clock's own progress and the stream is not believed (lib/xclock.c). */
+static bool believe_clock(struct run *run, int64_t server_ms)
+{
+	int64_t witness = -1;
+	bool doubted = run->clock.doubts > 0, ok;
+
+	if (run->speed) {
+		struct kl_speed_stats ss;
+		kl_speed_stats(run->speed, &ss);
+		witness = ss.last_event_time > 0 ? ss.last_event_time : -1;
+	}
+	ok = kl_xclock_read(&run->clock, server_ms, uv_now(&run->loop), witness);
+	if (!ok && !doubted) {
+		char a[21], b[21];
+		kl_time_format(server_ms, a);
+		kl_time_format(run->now_ms, b);
+		kl_warn("run",
+			"the exchange's clock says %s, far from its own progress since %s and "
+			"from the stream: not believed until it is consistent for %d s",
+			a, b, KL_XCLOCK_CONFIRM_MS / 1000);
+	} else if (ok && doubted) {
+		kl_info("run", "the exchange's clock is consistent again");
+	}
+	return ok;
+}
+
 static enum kl_rest_verdict on_follow_time(void *ud, const struct kl_rest_reply *r)
 {
 	struct run *run = ud;
 	json_t *j, *t;
-	int64_t prev = run->closed_end;
 
 	if (r->cancelled)
 		return KL_REST_DONE;
@@ -374,23 +422,33 @@ static enum kl_rest_verdict on_follow_time(void *ud, const struct kl_rest_reply 
 		json_decref(j);
 		return KL_REST_RETRY;
 	}
-	run->now_ms = json_integer_value(t);
+	if (believe_clock(run, json_integer_value(t))) {
+		run->now_ms = json_integer_value(t);
+		if (run->speed)
+			kl_speed_set_clock(run->speed, run->now_ms);
+		if (kl_kline_slot(run->now_ms) > run->closed_end)
+			run->closed_end = kl_kline_slot(run->now_ms);
+	}
 	json_decref(j);
-	if (run->speed)
-		kl_speed_set_clock(run->speed, run->now_ms);
-	if (kl_kline_slot(run->now_ms) > run->closed_end)
-		run->closed_end = kl_kline_slot(run->now_ms);
+	/* A doubted reading changes nothing, but heals and fills go on. */
 	if (run->filling)
 		return KL_REST_DONE;
 	if (run->speed) {
 		int64_t back = run->closed_end - HEAL_DAYS * KL_DAY_MS;
-		if (uv_now(&run->loop) - run->healed_all_at >= HEAL_ALL_MS) {
+		if (uv_now(&run->loop) - run->healed_all_at >= HEAL_ALL_MS || run->heal_all) {
+			run->heal_all = false;
 			run->healed_all_at = uv_now(&run->loop);
 			back = 1;
 		}
 		fill(run, back > 0 ? back : 1);
-	} else if (run->closed_end > prev) {
-		fill(run, prev);
+	} else if (run->heal_all) {
+		run->heal_all = false;
+		fill(run, 1);
+	} else if (kl_kline_slot(run->now_ms - SETTLE_MS) > run->settled_end) {
+		/* Not from the last end: minutes not yet published then are holes now. */
+		int64_t from = run->settled_end - FOLLOW_BACK_MS;
+		run->settled_end = kl_kline_slot(run->now_ms - SETTLE_MS);
+		fill(run, from > 0 ? from : 1);
 	} else {
 		uv_timer_start(&run->follow, on_follow, FOLLOW_MS, 0);
 	}
@@ -543,9 +601,20 @@ static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
 	json_t *j = json_loadb(r->body, r->len, 0, NULL);
 	json_t *t = json_array_get(json_array_get(j, 0), 0);
 	char msg[256];
+	int64_t from;
 	if (r->cancelled)
 		return KL_REST_DONE;
 
+	if (r->status != 200 && s->want >= 0) {
+		/* Only a clamp: the backfill deals with the symbol's refusals (inactive). */
+		exchange_error(r, msg, sizeof(msg));
+		kl_warn("run", "%s: cannot find the listing (%s); history from history_start",
+			s->symbol, msg);
+		json_decref(j);
+		plan_symbol(run, s, s->want);
+		planned(run);
+		return KL_REST_DONE;
+	}
 	/* Never an exit: a restart would only ask again, costlier. */
 	if (r->status != 200) {
 		exchange_error(r, msg, sizeof(msg));
@@ -558,12 +627,19 @@ static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
 		return KL_REST_RETRY;
 	}
 	if (json_array_size(j) == 0) {
-		kl_warn("run", "%s: the exchange has no klines for it yet; asking again",
-			s->symbol);
+		/* Listed but never traded: waiting here would hold every other symbol's plan. */
+		kl_warn("run", "%s: the exchange has no klines for it yet; history from %s",
+			s->symbol, s->want >= 0 ? "history_start" : "today");
 		json_decref(j);
-		return KL_REST_RETRY;
+		plan_symbol(run, s, s->want >= 0 ? s->want : kl_day_floor(run->now_ms));
+		planned(run);
+		return KL_REST_DONE;
 	}
-	plan_symbol(run, s, kl_day_floor(json_integer_value(t)));
+	/* Never before the listing: time before it is neither a hole nor an outage. */
+	from = kl_day_floor(json_integer_value(t));
+	if (s->want > from)
+		from = s->want;
+	plan_symbol(run, s, from);
 	json_decref(j);
 	planned(run);
 	return KL_REST_DONE;
@@ -576,6 +652,7 @@ static void plan(struct run *run)
 	for (size_t i = 0; i < run->nsyms && !run->stopping; i++) {
 		struct rsym *s = &run->syms[i];
 		int64_t from;
+		char path[128];
 		int r = kl_store_symbol(run->st, s->symbol, false, &s->start, &s->sid);
 
 		if (r < 0 && r != -ENOENT) {
@@ -585,18 +662,16 @@ static void plan(struct run *run)
 			return;
 		}
 		s->known = r == 0;
-		if (history_start(run, &from) == 0) {
-			plan_symbol(run, s, from);
-		} else if (!s->known) {
-			char path[128];
-			snprintf(path, sizeof(path),
-				 "/api/v3/klines?symbol=%s&interval=1m&startTime=0&limit=1",
-				 s->symbol);
-			run->pending++;
-			if (kl_rest_get(run->rest, path, 2, on_listing, s) < 0) {
-				stop(run, 1);
-				return;
-			}
+		s->want = history_start(run, &from) == 0 ? from : -1;
+		if (s->known && (s->want < 0 || s->want >= s->start))
+			continue; /* coverage unchanged */
+		/* New, or history_start moved earlier: never before the listing. */
+		snprintf(path, sizeof(path),
+			 "/api/v3/klines?symbol=%s&interval=1m&startTime=0&limit=1", s->symbol);
+		run->pending++;
+		if (kl_rest_get(run->rest, path, 2, on_listing, s) < 0) {
+			stop(run, 1);
+			return;
 		}
 	}
 	if (!run->stopping)
@@ -617,6 +692,7 @@ static enum kl_rest_verdict on_time(void *ud, const struct kl_rest_reply *r)
 	}
 	run->now_ms = json_integer_value(t);
 	run->closed_end = kl_kline_slot(run->now_ms);
+	kl_xclock_read(&run->clock, run->now_ms, uv_now(&run->loop), -1);
 	json_decref(j);
 	kl_info("run", "exchange time %" PRId64 ", last closed minute ends at %" PRId64,
 		run->now_ms, run->closed_end);
@@ -638,6 +714,7 @@ static void on_info_done(void *ud, int status)
 	for (size_t i = 0; i < run->nsyms; i++) {
 		if (run->info[i].listed) {
 			run->wsyms[n] = (char *)(uintptr_t)run->syms[i].symbol;
+			run->syms[i].not_trading = run->info[i].not_trading;
 			run->syms[n++] = run->syms[i];
 		}
 	}
@@ -679,7 +756,7 @@ static int start(struct run *run)
 	kl_rest_on_ban(run->rest, on_ban, run);
 	run->phase = "asking the exchange for its symbols";
 	for (size_t i = 0; i < run->nsyms; i++)
-		run->info[i] = (struct kl_info_symbol){run->syms[i].symbol, false};
+		run->info[i] = (struct kl_info_symbol){.symbol = run->syms[i].symbol};
 	return kl_info_check(run->rest, run->info, run->nsyms, on_info_done, run);
 }
 

@@ -26,6 +26,8 @@ const char *kl_kline_reason(enum kl_verdict v)
 		return "number of trades is not a non-negative integer";
 	case KL_KLINE_RANGE:
 		return "open time outside the requested range";
+	case KL_KLINE_MINUTE:
+		return "open time off the minute (only 2017-2018 maintenance bars may be)";
 	case KL_KLINE_CLOSE:
 		return "close time not within the open minute";
 	case KL_KLINE_HIGH:
@@ -153,6 +155,10 @@ enum kl_verdict kl_kline_check(const struct kl_kline *k, int64_t from, int64_t t
 {
 	if (k->open_time < from || k->open_time >= to)
 		return KL_KLINE_RANGE;
+	/* Binance's 2017-2018 maintenance left bars off the minute; anywhere
+	 * else an off-minute bar is corrupt, and its minute is refetched. */
+	if (k->open_time % KL_MINUTE_MS && k->open_time >= KL_OFFMINUTE_UNTIL)
+		return KL_KLINE_MINUTE;
 	if (k->close_time <= k->open_time || k->close_time - k->open_time >= KL_MINUTE_MS)
 		return KL_KLINE_CLOSE;
 	if (k->open <= 0 || k->high <= 0 || k->low <= 0 || k->close <= 0)

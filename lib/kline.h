@@ -36,7 +36,11 @@ enum kl_verdict {
 	KL_KLINE_NEGATIVE, /* a negative volume */
 	KL_KLINE_EVENT,	   /* not a 1m kline event of a valid symbol */
 	KL_KLINE_FUTURE,   /* an event ahead of the exchange's clock */
+	KL_KLINE_MINUTE,   /* open time off the minute outside 2017-2018 */
 };
+
+/* 2019-01-01T00:00Z: before it, Binance's history has bars off the minute. */
+#define KL_OFFMINUTE_UNTIL INT64_C(1546300800000)
 
 /* A websocket kline event: the running state of one minute. */
 struct kl_event {

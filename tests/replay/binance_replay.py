@@ -643,7 +643,8 @@ class KlineStore:
 # faults
 # --------------------------------------------------------------------------------------
 
-FAULT_KINDS = {"status", "slow", "truncate", "malformed", "bad_kline", "missing", "oversize"}
+FAULT_KINDS = {"status", "slow", "truncate", "malformed", "bad_kline", "missing", "oversize",
+               "short_page", "time_skew"}
 
 
 def normalize_rule(rule: Dict[str, Any], rule_id: int) -> Dict[str, Any]:
@@ -684,6 +685,14 @@ def normalize_rule(rule: Dict[str, Any], rule_id: int) -> Dict[str, Any]:
             raise ValueError("bad_kline needs 'value' (or a numeric 'offset')")
     elif kind == "oversize":
         r["bytes"] = int(r.get("bytes", 80 << 20))
+    elif kind == "short_page":
+        # A CDN or a lagging replica: a 200 page holding only its first `keep` klines.
+        r["keep"] = int(r.get("keep", 0))
+    elif kind == "time_skew":
+        # /api/v3/time wrong by offset_ms, for `count` answers.
+        if "path" not in rule:
+            r["path"] = "/api/v3/time"
+        r["offset_ms"] = int(r.get("offset_ms", 86_400_000))
     elif kind == "missing":
         if "from_ms" not in r or "to_ms" not in r:
             raise ValueError("missing needs from_ms and to_ms")
@@ -761,6 +770,9 @@ class Replay:
                 a, b = h
                 self.store.add_gap(parse_time_ms(a), parse_time_ms(b), None, True, "halt")
         self.delisted: Dict[str, int] = {}
+        # REST publication lag: a minute is served over REST only this many virtual ms
+        # after it closes (Binance: klines come from a database; "some delay is normal").
+        self.rest_lag_ms = 0
         self.add_faults(list(faults))
         self.ws = WsHub(self, ws_config or {}, ws_log_size)
         self.ws.add_faults(list(ws_faults))
@@ -1086,7 +1098,7 @@ def ep_klines(rp: Replay, request: web.Request) -> _Result:
         if not ok:
             raise BinanceError(-1130, "Data sent for parameter 'timeZone' is not valid.")
         # a whole-minute offset does not change 1m klines
-    now = rp.clock.now_ms()
+    now = rp.clock.now_ms() - rp.rest_lag_ms
     rows, lo, hi = rp.store.query(sym, start, end, limit, now)
     rp.note_missing_hits(sym, lo, hi)
     body = ("[" + ",".join(rows) + "]").encode()
@@ -1128,6 +1140,13 @@ def _apply_bad_kline(rule: Dict[str, Any], res: _Result) -> None:
     rows[idx] = render_kline(fields)
     res.rows = rows
     res.body = ("[" + ",".join(rows) + "]").encode()
+
+
+def _apply_short_page(rule: Dict[str, Any], res: _Result) -> None:
+    if res.status != 200 or res.rows is None:
+        return
+    res.rows = list(res.rows)[: rule["keep"]]
+    res.body = ("[" + ",".join(res.rows) + "]").encode()
 
 
 def _malformed_body(body: bytes) -> bytes:
@@ -2103,6 +2122,11 @@ class _App:
                         res = _Result(e.status, _err_body(e.code, e.msg))
                 if fault is not None and fault["kind"] == "bad_kline":
                     _apply_bad_kline(fault, res)
+                if fault is not None and fault["kind"] == "short_page":
+                    _apply_short_page(fault, res)
+                if fault is not None and fault["kind"] == "time_skew" and res.status == 200:
+                    res = _Result(200, b'{"serverTime":%d}' % (rp.clock.now_ms()
+                                                               + fault["offset_ms"]))
 
         headers = {"Content-Type": res.content_type, WEIGHT_HEADER: str(rp._used)}
         if retry_after is not None:

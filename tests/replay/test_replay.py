@@ -1010,3 +1010,21 @@ def test_ws_hostile_quiet_symbols_limit_and_drop():
         assert statuses == [101, 429], statuses
         st = s.ws_stats()
         assert st["connection_attempts"] == 4 and st["attempts_refused"] == 1, st
+
+def test_fault_short_page_time_skew_and_rest_lag():
+    with br.ReplayServer(data_dir=DATA, start=START, speed=0) as s:
+        s.add_faults([{"kind": "short_page", "keep": 3, "count": 1},
+                      {"kind": "short_page", "count": 1},
+                      {"kind": "time_skew", "offset_ms": 86_400_000, "count": 1}])
+        p = {"symbol": "BTCUSDT", "interval": "1m", "startTime": START - 3_600_000, "limit": 10}
+        assert len(json.loads(http_get(s, "/api/v3/klines", p)[2])) == 3
+        assert json.loads(http_get(s, "/api/v3/klines", p)[2]) == []
+        assert len(json.loads(http_get(s, "/api/v3/klines", p)[2])) == 10
+        t = json.loads(http_get(s, "/api/v3/time")[2])["serverTime"]
+        assert t == s.replay.clock.now_ms() + 86_400_000
+        assert json.loads(http_get(s, "/api/v3/time")[2])["serverTime"] == s.replay.clock.now_ms()
+        q = {"symbol": "BTCUSDT", "interval": "1m", "limit": 1}
+        last = json.loads(http_get(s, "/api/v3/klines", q)[2])[0][0]
+        s.replay.rest_lag_ms = 60_000
+        assert json.loads(http_get(s, "/api/v3/klines", q)[2])[0][0] == last - 60_000
+

@@ -407,9 +407,10 @@ static void csv_halt_and_off_minute(void **state)
 	snprintf(t, sizeof(t), "%lld", T0 + 41646);
 	assert_int_equal(csv_with(6, t, &k), KL_KLINE_OK);
 	assert_int_equal(kl_kline_check(&k, 0, INT64_MAX), KL_KLINE_OK);
-	snprintf(t, sizeof(t), "%lld", T0 + 30000);
+	/* Off the minute after 2018: corrupt (issue 11 item 9), the minute is refetched. */
+	snprintf(t, sizeof(t), "%lld", T0 + 1234);
 	assert_int_equal(csv_with(0, t, &k), KL_KLINE_OK);
-	assert_int_equal(kl_kline_check(&k, 0, INT64_MAX), KL_KLINE_OK);
+	assert_int_equal(kl_kline_check(&k, 0, INT64_MAX), KL_KLINE_MINUTE);
 	assert_int_equal(kl_kline_slot(k.open_time), T0);
 	/* ...but the close must stay within a minute of the open. */
 	snprintf(t, sizeof(t), "%lld", T0 + 60000);
@@ -754,7 +755,7 @@ static void reasons(void **state)
 {
 	(void)state;
 	assert_string_equal(kl_kline_reason(KL_KLINE_OK), "ok");
-	for (int v = KL_KLINE_SHAPE; v <= KL_KLINE_FUTURE; v++) {
+	for (int v = KL_KLINE_SHAPE; v <= KL_KLINE_MINUTE; v++) {
 		const char *r = kl_kline_reason((enum kl_verdict)v);
 
 		assert_non_null(r);

@@ -1,0 +1,196 @@
+/*
+ * What the backfill does with answers other than 200 (rest.c retries 429,
+ * 418, 5xx and transport errors itself): -1121 sets the symbol aside as
+ * inactive until exchangeInfo lists it again; any other refusal is
+ * transient, retried with a growing backoff while the other symbols go on.
+ */
+#include "backfill_int.h"
+
+#include "log.h"
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Binance's error body {"code":-1121,"msg":"Invalid symbol."}; @return the code or 0. */
+static int error_code(const struct kl_rest_reply *r)
+{
+	json_t *j = json_loadb(r->body, r->len, 0, NULL);
+	int code = json_is_integer(json_object_get(j, "code"))
+		       ? (int)json_integer_value(json_object_get(j, "code"))
+		       : 0;
+
+	json_decref(j);
+	return code;
+}
+
+struct check {
+	struct kl_backfill *bf;
+	size_t sym;
+	uv_timer_t timer;
+};
+
+static void check_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static enum kl_rest_verdict on_check(void *ud, const struct kl_rest_reply *r);
+
+static void on_check_timer(uv_timer_t *t)
+{
+	struct check *c = t->data;
+	struct sym *s = &c->bf->syms[c->sym];
+	char path[96];
+
+	snprintf(path, sizeof(path), "/api/v3/exchangeInfo?symbol=%s", s->symbol);
+	s->check = NULL; /* rest.c holds it now */
+	if (kl_rest_get(c->bf->rest, path, CHECK_WEIGHT, on_check, c) < 0) {
+		s->checking = false;
+		uv_close((uv_handle_t *)&c->timer, check_closed);
+	}
+}
+
+/* Ask again, after s->check_ms, whether the exchange lists an inactive symbol. */
+static void schedule_check(struct kl_backfill *bf, size_t sym)
+{
+	struct sym *s = &bf->syms[sym];
+	struct check *c;
+
+	if (s->checking || bf->closing || !(c = calloc(1, sizeof(*c))))
+		return;
+	c->bf = bf;
+	c->sym = sym;
+	uv_timer_init(bf->loop, &c->timer);
+	c->timer.data = c;
+	s->checking = true;
+	s->check = c;
+	uv_timer_start(&c->timer, on_check_timer, s->check_ms, 0);
+}
+
+static enum kl_rest_verdict on_check(void *ud, const struct kl_rest_reply *r)
+{
+	struct check *c = ud;
+	struct kl_backfill *bf = c->bf;
+	struct sym *s;
+
+	if (r->cancelled) {
+		/* The backfill may be gone already: touch only the check. */
+		uv_close((uv_handle_t *)&c->timer, check_closed);
+		return KL_REST_DONE;
+	}
+	s = &bf->syms[c->sym];
+	s->checking = false;
+	s->check = NULL;
+	if (r->status == 200) {
+		kl_info("backfill",
+			"%s: the exchange lists it again: active, its holes are fetched",
+			s->symbol);
+		s->inactive = false;
+		s->resumed = true;
+		s->refusals = 0;
+		uv_close((uv_handle_t *)&c->timer, check_closed);
+		return KL_REST_DONE;
+	}
+	s->check_ms = s->check_ms * 2 > CHECK_MAX_MS ? CHECK_MAX_MS : s->check_ms * 2;
+	kl_info("backfill", "%s: still not listed (HTTP %ld); checked again in %" PRIu64 " s",
+		s->symbol, r->status, s->check_ms / 1000);
+	s->checking = true;
+	s->check = c;
+	uv_timer_start(&c->timer, on_check_timer, s->check_ms, 0);
+	return KL_REST_DONE;
+}
+
+void bf_on_hold_timer(uv_timer_t *t)
+{
+	struct kl_backfill *bf = t->data;
+
+	/* Between runs the held work waits for the next one (kl_backfill_run feeds it). */
+	if (!bf->running || bf->closing)
+		return;
+	bf_feed(bf);
+	bf_maybe_done(bf);
+}
+
+/*
+ * A non-200 answer that rest.c passed on. -1121 makes the symbol inactive;
+ * anything else (403 from a WAF, 451, a 400 nobody expected) is transient:
+ * the page waits a growing backoff while the other symbols go on.
+ */
+void bf_refused(struct kl_backfill *bf, struct page *p, const struct kl_rest_reply *r)
+{
+	struct sym *s = &bf->syms[p->sym];
+	int code = error_code(r);
+	uint64_t delay;
+
+	kl_metrics_add(KL_M_PAGES_REFUSED, 1);
+	if (code == -1121) {
+		if (!s->inactive)
+			kl_warn("backfill",
+				"%s: the exchange answers \"%.100s\" for its klines: inactive, the "
+				"other symbols go on; exchangeInfo is asked again in %d s",
+				s->symbol, r->body, CHECK_FIRST_MS / 1000);
+		if (!s->inactive)
+			s->check_ms = CHECK_FIRST_MS;
+		s->inactive = true;
+		bf_set_aside(bf, s);
+		schedule_check(bf, p->sym);
+		bf_page_done(bf, p);
+		return;
+	}
+	s->refusals++;
+	delay = (uint64_t)REFUSED_FIRST_MS << (s->refusals < 7 ? s->refusals - 1 : 6);
+	if (delay > REFUSED_MAX_MS)
+		delay = REFUSED_MAX_MS;
+	s->hold_until = uv_now(bf->loop) + delay;
+	if (s->refusals > REFUSALS_PER_RUN || bf->closing) {
+		kl_warn("backfill",
+			"%s: the exchange refused a klines page again (HTTP %ld: %.200s); its "
+			"work waits %.0f s for a later run, the other symbols go on",
+			s->symbol, r->status, r->body, (double)delay / 1000.0);
+		/* The page goes back too: what was not stored is still a hole. */
+		bf_set_aside(bf, s);
+		bf_page_done(bf, p);
+		return;
+	}
+	kl_warn("backfill",
+		"%s: the exchange refused a klines page (HTTP %ld: %.200s); retrying in %.0f s, "
+		"the other symbols go on",
+		s->symbol, r->status, r->body, (double)delay / 1000.0);
+	if (!bf_request_page(bf, p, delay)) {
+		bf->failed = true;
+		bf_page_done(bf, p);
+	}
+}
+
+void kl_backfill_symbols(struct kl_backfill *bf, size_t *inactive, size_t *held, bool *resumed)
+{
+	uint64_t now = uv_now(bf->loop);
+
+	*inactive = *held = 0;
+	*resumed = false;
+	for (size_t i = 0; i < bf->nsyms; i++) {
+		*inactive += bf->syms[i].inactive;
+		*held += !bf->syms[i].inactive && bf->syms[i].hold_until > now;
+		*resumed |= bf->syms[i].resumed;
+		bf->syms[i].resumed = false;
+	}
+}
+
+void kl_backfill_not_trading(struct kl_backfill *bf, int64_t sid, bool not_trading)
+{
+	for (size_t i = 0; i < bf->nsyms; i++) {
+		if (bf->syms[i].sid == sid)
+			bf->syms[i].not_trading = not_trading;
+	}
+}
+
+void bf_checks_close(struct kl_backfill *bf)
+{
+	for (size_t i = 0; i < bf->nsyms; i++) {
+		if (bf->syms[i].check)
+			uv_close((uv_handle_t *)&bf->syms[i].check->timer, check_closed);
+		bf->syms[i].check = NULL;
+	}
+}
