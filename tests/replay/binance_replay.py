@@ -659,6 +659,11 @@ def normalize_rule(rule: Dict[str, Any], rule_id: int) -> Dict[str, Any]:
     r.setdefault("symbol", None)
     r["after"] = int(r.get("after", 0))
     r["count"] = int(r.get("count", 1))
+    # every: fire on every N-th matching request after `after` (1 = each one), so that a
+    # long run meets the fault again and again, as it meets Binance's.
+    r["every"] = int(r.get("every", 1))
+    if r["every"] < 1:
+        raise ValueError("every must be >= 1")
     r["seen"] = 0
     r["fired"] = 0
     if kind == "status":
@@ -848,7 +853,9 @@ class Replay:
             if r["symbol"] is not None and r["symbol"] != symbol:
                 continue
             r["seen"] += 1
-            if chosen is None and r["seen"] > r["after"] and (r["count"] < 0 or r["fired"] < r["count"]):
+            if (chosen is None and r["seen"] > r["after"]
+                    and (r["seen"] - r["after"] - 1) % r["every"] == 0
+                    and (r["count"] < 0 or r["fired"] < r["count"])):
                 r["fired"] += 1
                 chosen = r
         return chosen
@@ -2279,6 +2286,53 @@ class _App:
 # server wrapper: background thread with its own event loop
 # --------------------------------------------------------------------------------------
 
+# --------------------------------------------------------------------------------------
+# --profile binance: the real exchange's hostilities, together
+# --------------------------------------------------------------------------------------
+
+_WAF_403 = ("<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n"
+            "<center><h1>403 Forbidden</h1></center>\r\n<hr><center>CloudFront</center>\r\n"
+            "</body>\r\n</html>\r\n")
+
+# Spaced by primes so they rarely meet on one request (the first matching rule wins);
+# `every` makes a long run meet each of them again and again.
+BINANCE_PROFILE_RULES: List[Dict[str, Any]] = [
+    {"kind": "status", "status": 503, "after": 3, "every": 37, "count": -1},      # HTML 5xx
+    {"kind": "short_page", "keep": 300, "after": 2, "every": 29, "count": -1},    # lagging replica
+    {"kind": "status", "status": 503, "after": 5, "every": 43, "count": -1,
+     "body": {"code": -1008, "msg": "Server is currently overloaded with other requests. "
+                                    "Please try again in a few minutes."}},
+    {"kind": "status", "status": 403, "after": 7, "every": 61, "count": -1,       # the WAF
+     "body": _WAF_403, "content_type": "text/html"},
+    {"kind": "status", "status": 429, "retry_after": 1, "after": 11, "every": 53, "count": -1},
+    {"kind": "short_page", "keep": 0, "after": 13, "every": 41, "count": -1},     # an empty page
+    {"kind": "time_skew", "offset_ms": DAY_MS, "after": 5, "every": 50, "count": -1},
+]
+
+BINANCE_PROFILE = {
+    "weight_limit": REAL_WEIGHT_LIMIT,
+    "ban_escalation": 120.0,        # "from 2 minutes to 3 days", per IP, outliving clients
+    "rest_lag_ms": 3000,            # klines reach REST a little after their minute closes
+    "ws_conn_limit_5min": 300,      # connection attempts per IP per 5 minutes
+    "ws_ping_interval": 20.0,
+}
+
+
+def profile_kwargs(name: Optional[str], kw: Dict[str, Any]) -> Dict[str, Any]:
+    """ReplayServer keyword arguments with profile @name's defaults under @kw
+    (what the caller gives wins; the profile's fault rules come first)."""
+    if not name:
+        return kw
+    if name != "binance":
+        raise ValueError(f"unknown profile {name!r}; profiles: ['binance']")
+    out = dict(kw)
+    for k, v in BINANCE_PROFILE.items():
+        if not out.get(k):
+            out[k] = v
+    out["faults"] = [dict(r) for r in BINANCE_PROFILE_RULES] + list(kw.get("faults") or ())
+    return out
+
+
 class ReplayServer:
     """Runs the replay exchange in a background thread (own asyncio loop).
 
@@ -2289,7 +2343,9 @@ class ReplayServer:
     Websocket and benchmark options: gen_symbols=0, ws_ping_interval=20.0 (s),
     ws_pong_timeout=60.0 (s), ws_max_age_ms=86400000, ws_shutdown_notice_ms=0,
     ws_max_msgs_per_s=5, ws_update_ms=2000, ws_max_streams=1024, ws_burst_events=512,
-    ws_faults=(), ws_log_size=10000. Hostile options: ban_escalation=0.0 (s).
+    ws_faults=(), ws_log_size=10000. Hostile options: ban_escalation=0.0 (s),
+    rest_lag_ms=0, ws_quiet_symbols="", ws_conn_limit_5min=0, ws_drop_after_frames=0, and
+    profile="binance" (all of the realistic ones together, see BINANCE_PROFILE).
 
     start() -> self (blocks until listening), stop(); usable as a context manager.
     Attributes after start: port, rest_url, ws_url, replay (the Replay core: .clock, .store,
@@ -2310,7 +2366,17 @@ class ReplayServer:
                  ws_quiet_symbols: str = "", ws_conn_limit_5min: int = 0,
                  ws_drop_after_frames: int = 0,
                  ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000,
-                 ssl_context: Any = None, ban_escalation: float = 0.0):
+                 ssl_context: Any = None, ban_escalation: float = 0.0,
+                 rest_lag_ms: int = 0, profile: Optional[str] = None):
+        if profile:
+            kw = profile_kwargs(profile, {
+                "weight_limit": weight_limit, "ban_escalation": ban_escalation,
+                "rest_lag_ms": rest_lag_ms, "ws_conn_limit_5min": ws_conn_limit_5min,
+                "ws_ping_interval": ws_ping_interval, "faults": list(faults)})
+            weight_limit, ban_escalation, rest_lag_ms = (kw["weight_limit"],
+                                                         kw["ban_escalation"], kw["rest_lag_ms"])
+            ws_conn_limit_5min, ws_ping_interval = kw["ws_conn_limit_5min"], kw["ws_ping_interval"]
+            faults = kw["faults"]
         # ssl_context: an ssl.SSLContext to serve https:// and wss:// instead.
         # wall: the wall clock (epoch seconds) of the weight windows and bans; tests may
         # inject a fake one.  The virtual clock always runs on time.monotonic.
@@ -2325,6 +2391,7 @@ class ReplayServer:
                              faults=faults, wall=wall, gen_symbols=gen_symbols,
                              ws_config=ws_config, ws_faults=ws_faults, ws_log_size=ws_log_size,
                              ban_escalation=ban_escalation)
+        self.replay.rest_lag_ms = int(rest_lag_ms)
         self.host = host
         self.requested_port = int(port)
         self.port: Optional[int] = None
@@ -2480,6 +2547,13 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Binance spot REST + kline websocket replay exchange "
                                             "(virtual time, faults).")
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--profile", choices=["binance"], default=None,
+                   help="turn on the real exchange's hostilities together (WAF 403s, -1003/-1008, "
+                        "5xx, short and empty pages, a wrong /time now and then, REST "
+                        "publication lag, the real weight limit, escalating per-IP bans, "
+                        "connection-attempt limits); explicit options and --faults add to it")
+    p.add_argument("--rest-lag-ms", type=int, default=0,
+                   help="serve a minute over REST only this many virtual ms after it closes")
     p.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
     p.add_argument("--data", default=DEFAULT_DATA_DIR, help="dir of SYMBOL-1m-YYYY-MM.csv.gz")
     p.add_argument("--start", default=None,
@@ -2551,7 +2625,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        ws_quiet_symbols=a.ws_quiet_symbols,
                        ws_conn_limit_5min=a.ws_conn_limit_5min,
                        ws_drop_after_frames=a.ws_drop_after_frames,
-                       ws_faults=_load_rules(a.ws_faults), ban_escalation=a.ban_escalation)
+                       ws_faults=_load_rules(a.ws_faults), ban_escalation=a.ban_escalation,
+                       rest_lag_ms=a.rest_lag_ms, profile=a.profile)
     stop = threading.Event()
 
     def on_signal(signum, frame):
