@@ -761,6 +761,7 @@ class Replay:
         self._win = -1
         self._used = 0
         self._ban_until = 0.0
+        self._ban_issued = 0.0
         self.ban_escalation = float(ban_escalation)
         self._ip_bans: Dict[str, List[float]] = {}
         self._rules: List[Dict[str, Any]] = []
@@ -883,6 +884,13 @@ class Replay:
 
     def ban(self, seconds: float) -> None:
         self._ban_until = max(self._ban_until, self._wall() + seconds)
+        self._ban_issued = self._wall()
+
+    def in_flight(self, issued: float, now: float) -> bool:
+        """A request that reaches the exchange this soon after a ban was issued left the
+        client before the client could know of it (it had several in flight): it is
+        refused like any other, but it is no violation, and it does not lengthen a ban."""
+        return now - issued < 0.5 + 2 * self.latency_ms / 1000.0
 
     # ---- escalating per-IP bans (ban_escalation=SECONDS, --ban-escalation) -----------
     # Binance: "IP bans are tracked and scale in duration for repeat offenders, from 2
@@ -897,9 +905,14 @@ class Replay:
         b = self._ip_bans.get(ip)
         return max(self._ban_until, b[0] if b else 0.0)
 
+    def ip_ban_issued(self, ip: str) -> float:
+        b = self._ip_bans.get(ip)
+        return max(self._ban_issued, b[2] if b else 0.0)
+
     def escalate_ban(self, ip: str, now: float) -> float:
-        b = self._ip_bans.setdefault(ip, [0.0, 0])
+        b = self._ip_bans.setdefault(ip, [0.0, 0, 0.0])
         b[1] += 1
+        b[2] = now
         b[0] = max(b[0], now + min(self.BAN_MAX_S, self.ban_escalation * 2 ** (b[1] - 1)))
         return b[0]
 
@@ -2085,14 +2098,18 @@ class _App:
 
         ip = request.remote or "?"
         if rp.ban_escalation > 0 and now < rp.ip_banned_until(ip):
-            rp.violations += 1
-            until = rp.escalate_ban(ip, now)
+            if rp.in_flight(rp.ip_ban_issued(ip), now):
+                until = rp.ip_banned_until(ip)
+            else:
+                rp.violations += 1
+                until = rp.escalate_ban(ip, now)
             retry_after = max(1, math.ceil(until - now))
             res = _Result(418, _err_body(-1003, "Way too much request weight used; IP banned "
                                                 "until %d. Please use WebSocket Streams for live "
                                                 "updates to avoid bans." % int(until * 1000)))
         elif now < rp._ban_until:
-            rp.violations += 1
+            if not rp.in_flight(rp._ban_issued, now):
+                rp.violations += 1
             retry_after = max(1, math.ceil(rp._ban_until - now))
             res = _Result(418, _err_body(-1003, "Way too much request weight used; IP banned "
                                                 "until %d. Please use WebSocket Streams for live "
@@ -2101,6 +2118,7 @@ class _App:
             rp.rate_limited += 1
             reset_at = (rp._win + 1) * 60.0
             rp._ban_until = max(rp._ban_until, reset_at)
+            rp._ban_issued = now
             retry_after = max(1, math.ceil(reset_at - now))
             res = _Result(429, _err_body(-1003, "Too much request weight used; current limit is "
                                                 "%d request weight per 1 MINUTE. Please use WebSocket "
