@@ -4,9 +4,15 @@ divided by 10^4..10^6, base volumes multiplied by 10^8..10^11, printed with
 8 decimals, so single minutes pass 1e11 and days 1e14), are backfilled over
 REST, streamed through Kafka and imported from dump files beside the real
 symbols; every minute and every day is compared with Python's Decimal."""
+import gzip
+import hashlib
 import json
+import os
+import shutil
+import subprocess
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -55,7 +61,7 @@ def exact_days(rows):
 
 
 def check_symbol(db, name, since=MAR1, until=1 << 62, skip=(HALT_MS,), days_until="9999",
-                 source="batch"):
+                 source="batch", rejects=0):
     rows = in_range(name, since, until, skip)
     # Every minute, exactly, in the store.
     got = {r[0]: r[1:] for r in stored_minutes(db, name) if since <= r[0] < until}
@@ -95,7 +101,8 @@ def check_symbol(db, name, since=MAR1, until=1 << 62, skip=(HALT_MS,), days_unti
                 assert got_ma is None
             else:
                 assert abs(Decimal(got_ma) - want_ma) <= want_ma * Decimal("1e-9"), (name, r[0])
-    assert query(db, "SELECT count(*) FROM reject WHERE symbol = ?", name) == [(0,)]
+    if rejects is not None:
+        assert query(db, "SELECT count(*) FROM reject WHERE symbol = ?", name) == [(rejects,)]
     return exp
 
 
@@ -247,3 +254,114 @@ def test_api_daily_exact(replay, klined):
     assert st == 400
     code, _ = stop(proc)
     assert code == 0
+
+
+# ---- upgrade of a store written by the previous release (schema 2) -------------------
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "schema2.db.gz"
+UNITS_2_53 = 9007199254740992
+BIG_ROWS = ("SELECT count(*) FROM kline WHERE x IS NULL AND max(open, high, low, close, volume, "
+            f"quote_volume, taker_base, taker_quote) > {UNITS_2_53}")
+
+
+def schema2_store(path):
+    """The fixture (tests/integration/fixtures/make_schema2.py) as a fresh file."""
+    path.write_bytes(gzip.decompress(FIXTURE.read_bytes()))
+    return path
+
+
+def fingerprint(db, tables=("kline", "day", "symbol", "outage")):
+    h = hashlib.sha256()
+    for t in tables:
+        for row in query(db, f"SELECT * FROM {t} ORDER BY 1, 2"):
+            h.update(repr(row).encode())
+    return h.hexdigest()
+
+
+def test_upgrade_schema2_store_in_place(replay, klined, tmp_path):
+    db = schema2_store(tmp_path / "old.db")
+    assert query(db, "PRAGMA user_version") == [(2,)]
+    old = {r[0]: r[1:] for r in query(
+        db, "SELECT s.symbol || ' ' || k.open_time, k.open, k.high, k.low, k.close, k.volume, "
+            "k.quote_volume, k.trades FROM kline k JOIN symbol s USING (sid)")}
+    # What schema 2 got wrong: a day whose volume wrapped, a minute it refused.
+    assert query(db, "SELECT volume < 0 FROM daily WHERE symbol = 'MIDUSDT'") == [(1,)]
+    assert query(db, "SELECT count(*) FROM reject") == [(1,)]
+    assert query(db, BIG_ROWS.replace("x IS NULL AND ", ""))[0][0] > 2000
+    srv = replay(start="2023-03-03T00:00:30Z", hisupply=["MIDUSDT=BTCUSDT/1e5/1e7"])
+    k = klined(srv.rest_url, "--symbols", "BTCUSDT,MIDUSDT", "--history-start", "2023-03-01",
+               db=db)
+    p = k.once()
+    assert query(db, "PRAGMA user_version") == [(3,)]
+    # Nothing lost: every minute of the old store, exactly.
+    new = {}
+    for name in ("BTCUSDT", "MIDUSDT"):
+        for r in stored_minutes(db, name):
+            new[f"{name} {r[0]}"] = r[1:]
+    assert {t: new[t] for t in old} == old
+    assert query(db, BIG_ROWS) == [(0,)]
+    # The refused minute healed from REST, the wrapped day recomputed: all exact.
+    SPECS["MIDUSDT"] = ("BTCUSDT", 5, 7)
+    try:
+        for name in ("BTCUSDT", "MIDUSDT"):
+            check_symbol(db, name, since=MAR1, until=MAR1 + 2 * 86_400_000, skip=(),
+                         days_until="2023-03-03", rejects=None)
+    finally:
+        del SPECS["MIDUSDT"]
+    assert "refused" not in p.stderr
+
+
+def test_upgrade_killed_is_old_or_new(klined_bin, tmp_path):
+    """kill -9 at any moment of the upgrade leaves either the old store or the new one."""
+    import random
+    import sqlite3
+    base = schema2_store(tmp_path / "base.db")
+    # A longer store of the same rows (schema 2's own format): 60 more 2-day copies of
+    # MIDUSDT, all past 2^53 units, so the upgrade takes a measurable while.
+    with sqlite3.connect(base) as c:
+        for i in range(1, 61):
+            c.execute("INSERT INTO kline SELECT sid, open_time - ?1, close_time - ?1, open, high, "
+                      "low, close, volume, quote_volume, taker_base, taker_quote, trades, source "
+                      "FROM kline WHERE sid = (SELECT sid FROM symbol WHERE symbol = 'MIDUSDT') "
+                      "AND open_time >= 1677628800000", (i * 172_800_000,))
+    old_print, n = fingerprint(base), query(base, "SELECT count(*) FROM kline")[0][0]
+
+    def upgrade(db, kill_after=None):
+        argv = [str(klined_bin), "run", "--once", "--config", os.devnull, "--db", str(db),
+                "--rest-url", "http://127.0.0.1:9", "--symbols", "BTCUSDT", "--http-listen", "off"]
+        t0 = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            if kill_after is not None:
+                time.sleep(kill_after)
+            else:
+                wait_for(lambda: query(db, "PRAGMA user_version")[0][0] == 3, timeout=120,
+                         step=0.01)
+            return time.monotonic() - t0
+        finally:
+            proc.kill()
+            proc.wait()
+
+    full = tmp_path / "full.db"
+    shutil.copy(base, full)
+    took = upgrade(full)
+    seen = {2: 0, 3: 0}
+    rnd = random.Random(12)
+    for i in range(8):
+        db = tmp_path / f"k{i}.db"
+        shutil.copy(base, db)
+        upgrade(db, kill_after=took * (0.1 + 1.4 * i / 7) * rnd.uniform(0.9, 1.1))
+        assert query(db, "PRAGMA integrity_check") == [("ok",)]
+        v = query(db, "PRAGMA user_version")[0][0]
+        seen[v] += 1
+        if v == 2:
+            assert fingerprint(db) == old_print, f"kill {i}: schema 2 but changed"
+        else:
+            assert v == 3
+            assert query(db, "SELECT count(*) FROM kline") == [(n,)]
+            assert query(db, BIG_ROWS) == [(0,)]
+            assert query(db, "SELECT count(*) FROM daily_exact") == query(
+                full, "SELECT count(*) FROM daily_exact")
+            assert fingerprint(db, ("kline", "outage")) == fingerprint(full, ("kline", "outage"))
+    print(f"upgrade of {n} klines took {took:.2f} s; kills: {seen}")
+    assert seen[2] and seen[3], (seen, took)
