@@ -432,8 +432,8 @@ int kl_store_put_kline(struct kl_store *st, int64_t sid, const struct kl_kline *
 		       enum kl_source src)
 {
 	sqlite3_stmt *s = st->stmt[S_KLINE_PUT];
-	const kl_i128 v[] = {k->open,	      k->high,	     k->low,	    k->close,
-			     k->volume,	      k->quote_volume, k->taker_base, k->taker_quote};
+	const kl_i128 v[] = {k->open,	k->high,	 k->low,	k->close,
+			     k->volume, k->quote_volume, k->taker_base, k->taker_quote};
 	bool big = false;
 	char x[48 * 8];
 
@@ -727,15 +727,14 @@ static int status_symbol(struct kl_store *st, sqlite3_stmt *q, json_t *sym)
 	json_object_set_new(sym, "days", json_integer(sqlite3_column_int64(q, 5)));
 	json_object_set_new(sym, "rejects", json_integer(sqlite3_column_int64(q, 6)));
 	if (sqlite3_column_type(q, 7) != SQLITE_NULL) {
-		json_t *t = json_pack("{s:s, s:f, s:f, s:s, s:s, s:s}", "day",
-				      sqlite3_column_text(q, 7), "close",
-				      sqlite3_column_double(q, 8), "volume",
-				      sqlite3_column_double(q, 9), "source",
-				      sqlite3_column_int(q, 10) == KL_DAY_BATCH	  ? "batch"
-				      : sqlite3_column_int(q, 10) == KL_DAY_SPEED ? "speed"
-										  : "fill",
-				      "close_exact", sqlite3_column_text(q, 11), "volume_exact",
-				      sqlite3_column_text(q, 12));
+		json_t *t = json_pack(
+		    "{s:s, s:f, s:f, s:s, s:s, s:s}", "day", sqlite3_column_text(q, 7), "close",
+		    sqlite3_column_double(q, 8), "volume", sqlite3_column_double(q, 9), "source",
+		    sqlite3_column_int(q, 10) == KL_DAY_BATCH	? "batch"
+		    : sqlite3_column_int(q, 10) == KL_DAY_SPEED ? "speed"
+								: "fill",
+		    "close_exact", sqlite3_column_text(q, 11), "volume_exact",
+		    sqlite3_column_text(q, 12));
 		json_object_set_new(sym, "last_day", t);
 	} else {
 		json_object_set_new(sym, "last_day", json_null());
@@ -891,8 +890,7 @@ static json_t *real_json(sqlite3_stmt *q, int col)
 		   : json_real(sqlite3_column_double(q, col));
 }
 
-int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, bool exact,
-		    json_t **ret)
+int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, bool exact, json_t **ret)
 {
 	static const char *const cols[] = {"open",  "high",   "low",
 					   "close", "volume", "quote_volume"};

@@ -126,5 +126,4 @@ int kl_store_status(struct kl_store *st, json_t **ret);
  * @return 0 with *ret (caller
  * owns), -ENOMEM or -EIO.
  */
-int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, bool exact,
-		    json_t **ret);
+int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, bool exact, json_t **ret);

@@ -7,42 +7,61 @@
 
 #include <errno.h>
 
+/* The integer part past 19 digits, where 64 bits end: rare, so kept apart. */
+static int parse_wide_int(const char *s, size_t len, size_t *i, kl_u128 *ret)
+{
+	kl_u128 v = 0;
+	size_t nint = 0;
+
+	for (; *i < len && s[*i] != '.'; (*i)++) {
+		unsigned c = (unsigned)(s[*i] - '0');
+		if (c > 9)
+			return -EINVAL;
+		if (nint == 0 && c == 0)
+			continue;
+		if (++nint > KL_DEC_INT_DIGITS)
+			return -ERANGE;
+		v = v * 10 + c;
+	}
+	*ret = v;
+	return 0;
+}
+
 int kl_dec_parse(const char *s, size_t len, kl_i128 *ret)
 {
-	/* Up to 19 digits accumulate in 64 bits (the hot path: every field
-	 * of every kline); only longer integer parts need the wide multiply. */
+	/* Every field of every kline comes through here: the integer part
+	 * accumulates in 64 bits unless it is longer than 19 digits. */
 	uint64_t ip = 0, fp = 0;
 	kl_u128 wide = 0;
 	size_t i, nint = 0, nfrac = 0;
-	bool point = false, digits = false;
+	bool digits = false, is_wide = false;
+	int r;
 
-	for (i = 0; i < len; i++) {
-		char c = s[i];
-		if (c == '.') {
-			if (point)
-				return -EINVAL;
-			point = true;
-			continue;
-		}
-		if (c < '0' || c > '9')
+	for (i = 0; i < len && s[i] != '.'; i++) {
+		unsigned c = (unsigned)(s[i] - '0');
+		if (c > 9)
 			return -EINVAL;
-		if (!point) {
-			digits = true;
-			if (nint == 0 && c == '0')
-				continue; /* leading zeros are not significant */
-			if (++nint > KL_DEC_INT_DIGITS)
-				return -ERANGE;
-			if (nint <= 19)
-				ip = ip * 10 + (uint64_t)(c - '0');
-			else
-				wide = wide * 10 + (unsigned)(c - '0');
-			if (nint == 19)
-				wide = ip;
-		} else {
-			nfrac++;
-			if (nfrac <= KL_DEC_DIGITS)
-				fp = fp * 10 + (uint64_t)(c - '0');
-			else if (c != '0')
+		digits = true;
+		if (nint == 0 && c == 0)
+			continue; /* leading zeros are not significant */
+		if (++nint > 19) {
+			i = 0;
+			r = parse_wide_int(s, len, &i, &wide);
+			if (r < 0)
+				return r;
+			is_wide = true;
+			break;
+		}
+		ip = ip * 10 + c;
+	}
+	if (i < len) {
+		for (i++; i < len; i++) {
+			unsigned c = (unsigned)(s[i] - '0');
+			if (c > 9)
+				return -EINVAL; /* also a second '.' */
+			if (++nfrac <= KL_DEC_DIGITS)
+				fp = fp * 10 + c;
+			else if (c != 0)
 				return -EDOM;
 		}
 	}
@@ -50,9 +69,12 @@ int kl_dec_parse(const char *s, size_t len, kl_i128 *ret)
 		return -EINVAL; /* "", "." */
 	for (; nfrac < KL_DEC_DIGITS; nfrac++)
 		fp *= 10;
-	if (nint < 19)
-		wide = ip;
-	*ret = (kl_i128)(wide * KL_DEC_SCALE + fp);
+	if (is_wide)
+		*ret = (kl_i128)(wide * KL_DEC_SCALE + fp);
+	else if (ip < 184467440737ULL) /* ip * 1e8 + fp < 2^64 */
+		*ret = (kl_i128)(ip * KL_DEC_SCALE + fp);
+	else
+		*ret = (kl_i128)((kl_u128)ip * KL_DEC_SCALE + fp);
 	return 0;
 }
 

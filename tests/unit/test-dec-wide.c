@@ -228,8 +228,9 @@ static void list_round_trip(void **state)
 	size_t n = kl_dec_format_list(v, 8, buf, sizeof(buf));
 
 	(void)state;
-	assert_string_equal(buf, "0.00000001 99999999999999999999.99999999 0 16537.5 "
-				 "12676506002282294014967.03205376 0.00000007 0.00000008 0.00000009");
+	assert_string_equal(buf,
+			    "0.00000001 99999999999999999999.99999999 0 16537.5 "
+			    "12676506002282294014967.03205376 0.00000007 0.00000008 0.00000009");
 	assert_int_equal(kl_dec_parse_list(buf, n, back, 8), -ERANGE); /* 2^100 is too large */
 	n = kl_dec_format_list(v, 4, buf, sizeof(buf));
 	assert_int_equal(kl_dec_parse_list(buf, n, back, 4), 0);

@@ -157,7 +157,8 @@ static void json_decimal(void **state)
 		assert_int_equal(json_with(cols[i], "\"\"", &k), KL_KLINE_DECIMAL);
 		assert_int_equal(json_with(cols[i], "null", &k), KL_KLINE_DECIMAL);
 		assert_int_equal(json_with(cols[i], "\"0.000000001\"", &k), KL_KLINE_FINE);
-		assert_int_equal(json_with(cols[i], "\"100000000000000000000\"", &k), KL_KLINE_HUGE);
+		assert_int_equal(json_with(cols[i], "\"100000000000000000000\"", &k),
+				 KL_KLINE_HUGE);
 		assert_int_equal(json_with(cols[i], "\"+1\"", &k), KL_KLINE_DECIMAL);
 		assert_int_equal(json_with(cols[i], "\" 1\"", &k), KL_KLINE_DECIMAL);
 		assert_int_equal(json_with(cols[i], "\"-1\"", &k), KL_KLINE_NEGATIVE);
