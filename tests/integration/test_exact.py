@@ -135,6 +135,9 @@ def test_rest_backfill_exact(replay, klined):
                        "ORDER BY day DESC LIMIT 1")[0][0]
     assert bttc["last_day"]["volume_exact"] == last
     assert bttc["last_day"]["volume"] == float(Decimal(last))
+    close = query(k.db, "SELECT close FROM daily_exact WHERE symbol = 'PEPEUSDT' "
+                        "ORDER BY day DESC LIMIT 1")[0][0]
+    assert f"close {close}\n" in k.cmd("status").stdout
     # A second run finds nothing to refetch: nothing was refused, nothing is a hole.
     srv.reset_stats()
     k.once()
