@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def timed(argv, db):
     if p.returncode != 0:
         sys.exit(f"{argv[0]} failed ({p.returncode}):\n{p.stderr[-3000:]}")
     n, size = store_stats(db)
+    if n / wall < 100_000:
+        print("slow run:\n" + p.stderr[-2500:], file=sys.stderr)
     return {"wall_s": wall, "klines": n, "bytes": size, "klines_per_s": n / wall,
             "bytes_per_kline": size / n}
 
@@ -65,34 +68,42 @@ def main():
     load0 = os.getloadavg()
     until = "2024-01-01"
     start = (datetime.date.fromisoformat(until) - datetime.timedelta(days=a.days)).isoformat()
-    rp = subprocess.Popen([sys.executable, str(REPLAY), "--port", "0", "--start",
-                           until + "T00:00:30Z", "--speed", "0", "--tile-until", until],
-                          stdout=subprocess.PIPE, text=True)
-    url = json.loads(rp.stdout.readline())["rest_url"]
+
+    def replay():
+        # A fresh exchange per run: a long-lived replay process sometimes stalls for
+        # tens of seconds after a few million klines served (both binaries alike).
+        rp = subprocess.Popen([sys.executable, str(REPLAY), "--port", "0", "--start",
+                               until + "T00:00:30Z", "--speed", "0", "--tile-until", until],
+                              stdout=subprocess.PIPE, text=True)
+        url = json.loads(rp.stdout.readline())["rest_url"]
+        # Drain what the replay prints later: a full pipe would stall it mid-run.
+        threading.Thread(target=rp.stdout.read, daemon=True).start()
+        return rp, url
     dumps = sorted(str(f) for f in DATA.glob("*-1m-*.csv.gz"))
     res = {(t, w): [] for t in bins for w in ("loopback", "import")}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for r in range(a.rounds):
-                for tag in (("before", "after") if r % 2 == 0 else ("after", "before")):
-                    db = Path(tmp) / f"{tag}-{r}.db"
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(a.rounds):
+            for tag in (("before", "after") if r % 2 == 0 else ("after", "before")):
+                db = Path(tmp) / f"{tag}-{r}.db"
+                rp, url = replay()
+                try:
                     res[(tag, "loopback")].append(timed(
                         [bins[tag], "--once", "--config", os.devnull, "--db", str(db),
-                         "--rest-url", url, "--symbols", SYMBOLS, "--history-start", start,
-                         "--http-listen", "off"], db))
-                    db2 = Path(tmp) / f"{tag}-{r}-import.db"
-                    res[(tag, "import")].append(timed(
-                        [bins[tag], "import", "--config", os.devnull, "--db", str(db2), *dumps],
-                        db2))
-                    for f in Path(tmp).glob(f"{tag}-{r}*"):
-                        f.unlink()
-                    print(f"round {r + 1} {tag}: "
-                          f"loopback {res[(tag, 'loopback')][-1]['klines_per_s']:.0f} klines/s, "
-                          f"import {res[(tag, 'import')][-1]['klines_per_s']:.0f} klines/s",
-                          file=sys.stderr)
-    finally:
-        rp.terminate()
-        rp.wait()
+                         "--rest-url", url, "--symbols", SYMBOLS, "--history-start",
+                         start, "--http-listen", "off"], db))
+                finally:
+                    rp.terminate()
+                    rp.wait()
+                db2 = Path(tmp) / f"{tag}-{r}-import.db"
+                res[(tag, "import")].append(timed(
+                    [bins[tag], "import", "--config", os.devnull, "--db", str(db2), *dumps],
+                    db2))
+                for f in Path(tmp).glob(f"{tag}-{r}*"):
+                    f.unlink()
+                print(f"round {r + 1} {tag}: "
+                      f"loopback {res[(tag, 'loopback')][-1]['klines_per_s']:.0f} klines/s, "
+                      f"import {res[(tag, 'import')][-1]['klines_per_s']:.0f} klines/s",
+                      file=sys.stderr)
     load1 = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores; load average before {load0[0]:.2f} "
           f"{load0[1]:.2f} {load0[2]:.2f}, after {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
