@@ -69,12 +69,14 @@ int kl_dec_parse(const char *s, size_t len, kl_i128 *ret)
 		return -EINVAL; /* "", "." */
 	for (; nfrac < KL_DEC_DIGITS; nfrac++)
 		fp *= 10;
-	if (is_wide)
+	if (is_wide) {
 		*ret = (kl_i128)(wide * KL_DEC_SCALE + fp);
-	else if (ip < 184467440737ULL) /* ip * 1e8 + fp < 2^64 */
-		*ret = (kl_i128)(ip * KL_DEC_SCALE + fp);
-	else
+	} else if (ip < 184467440737ULL) {
+		uint64_t u = ip * KL_DEC_SCALE + fp; /* below 2^64: the common case */
+		*ret = (kl_i128)u;
+	} else {
 		*ret = (kl_i128)((kl_u128)ip * KL_DEC_SCALE + fp);
+	}
 	return 0;
 }
 
