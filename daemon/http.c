@@ -204,7 +204,7 @@ static int api_daily(struct lws *wsi, struct pss *pss, struct kl_http *http)
 	if (kl_httpq_daily(q, http->conf->symbols, http->conf->nsymbols, &d, err, sizeof(err)) < 0)
 		return respond_error(wsi, pss, 400, err);
 	sym = http->conf->symbols[d.symbol];
-	r = kl_store_daily(http->st, sym, d.days, &rows);
+	r = kl_store_daily(http->st, sym, d.days, d.exact, &rows);
 	if (r < 0) {
 		kl_warn("http", "/api/daily: cannot read the store: %s", kl_store_errmsg(http->st));
 		return respond_error(wsi, pss, 503, "cannot read the store");
@@ -361,7 +361,7 @@ static void refresh(struct kl_http *http, size_t i)
 	struct timespec ts;
 	char *key, *s;
 
-	if (kl_store_daily(http->st, sym, 1, &rows) < 0)
+	if (kl_store_daily(http->st, sym, 1, false, &rows) < 0)
 		return;
 	j = json_pack("{s:s, s:O?, s:o, s:o}", "symbol", sym, "row", json_array_get(rows, 0),
 		      "event_time", et < 0 ? json_null() : json_integer(et), "backfill",

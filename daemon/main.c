@@ -211,9 +211,9 @@ static int status(const struct kl_conf *c, bool json)
 		       (long long)json_integer_value(json_object_get(s, "days")),
 		       (long long)json_integer_value(json_object_get(s, "rejects")));
 		if (json_is_object(d))
-			printf("%s %s close %.8f\n", json_string_value(json_object_get(d, "day")),
+			printf("%s %s close %s\n", json_string_value(json_object_get(d, "day")),
 			       json_string_value(json_object_get(d, "source")),
-			       json_real_value(json_object_get(d, "close")));
+			       json_string_value(json_object_get(d, "close_exact")));
 		else
 			printf("-\n");
 	}

@@ -191,9 +191,8 @@ static void on_status(uv_timer_t *t)
 			kl_notify_status(run->notify,
 					 "streaming %zu symbols on %zu connections, %s %.2f, "
 					 "consumer lag %" PRId64 " events, %" PRIu64 " late",
-					 run->nsyms, ws.connected, ss.last_symbol,
-					 (double)ss.last_close / 1e8, bs.lag < 0 ? 0 : bs.lag,
-					 ss.late);
+					 run->nsyms, ws.connected, ss.last_symbol, ss.last_close,
+					 bs.lag < 0 ? 0 : bs.lag, ss.late);
 		else
 			kl_notify_status(run->notify, "waiting for the stream (%zu symbols)",
 					 run->nsyms);

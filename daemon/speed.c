@@ -298,7 +298,7 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 		return;
 	}
 	sp->stats.last_symbol = s->symbol;
-	sp->stats.last_close = ev.k.close;
+	sp->stats.last_close = kl_dec_double(ev.k.close);
 	switch (kl_window_apply(&w->w, &ev)) {
 	case KL_APPLY_CLOSED:
 		if (begin(sp) < 0 || kl_store_put_kline(sp->st, s->sid, &ev.k, KL_SRC_WS) < 0) {

@@ -59,7 +59,7 @@ struct kl_speed_stats {
 	uint64_t store_failures; /* checkpoints lost to a failed write, each followed by a rewind */
 	int64_t watermark, last_event_time;
 	const char *last_symbol; /* of the newest applied event (borrowed), or NULL */
-	int64_t last_close;	 /* its close, 1e-8 units */
+	double last_close;	 /* its close (the nearest double) */
 	double commit_ms_max;
 };
 void kl_speed_stats(const struct kl_speed *sp, struct kl_speed_stats *ret);

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "store_exact.h"
 #include "storefile.h"
 
 #include <errno.h>
@@ -48,6 +49,7 @@ enum stmt {
 	S_SPEED_DAY,
 	S_UNCERTIFIED,
 	S_DAILY,
+	S_DAILY_EXACT,
 	S_COUNT
 };
 
@@ -63,13 +65,14 @@ static const char *const sql[S_COUNT] = {
     [S_SYM_DIRTY] = "UPDATE symbol SET dirty_from = min(coalesce(dirty_from, ?2), ?2) "
 		    "WHERE sid = ?1",
     [S_SYM_CLEAN] = "UPDATE symbol SET dirty_from = ?2 WHERE sid = ?1",
-    [S_KLINE_PUT] = "INSERT INTO kline VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13) "
+    [S_KLINE_PUT] = "INSERT INTO kline VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14) "
 		    "ON CONFLICT (sid, open_time) DO UPDATE SET close_time = excluded.close_time, "
 		    "open = excluded.open, high = excluded.high, low = excluded.low, "
 		    "close = excluded.close, volume = excluded.volume, "
 		    "quote_volume = excluded.quote_volume, taker_base = excluded.taker_base, "
 		    "taker_quote = excluded.taker_quote, trades = excluded.trades, "
-		    "source = excluded.source WHERE excluded.source <> 2 OR kline.source = 2",
+		    "source = excluded.source, x = excluded.x "
+		    "WHERE excluded.source <> 2 OR kline.source = 2",
     [S_OUTAGE_EXTEND] = "UPDATE outage SET to_ms = max(to_ms, ?3) "
 			"WHERE sid = ?1 AND from_ms <= ?2 AND to_ms >= ?2",
     [S_OUTAGE_ADD] = "INSERT OR IGNORE INTO outage VALUES (?1, ?2, ?3)",
@@ -80,24 +83,33 @@ static const char *const sql[S_COUNT] = {
 		"AND open_time < ?3 ORDER BY open_time",
     [S_OUTAGES] = "SELECT from_ms, to_ms FROM outage WHERE sid = ?1 AND to_ms > ?2 "
 		  "AND from_ms < ?3 ORDER BY from_ms",
-    [S_DAY_KLINES] = "SELECT open_time, open, high, low, close, volume, quote_volume, trades "
+    [S_DAY_KLINES] = "SELECT open_time, open, high, low, close, volume, quote_volume, trades, x "
 		     "FROM kline WHERE sid = ?1 AND open_time >= ?2 AND open_time < ?3",
-    [S_PREV_CLOSE] = "SELECT close FROM day WHERE sid = ?1 AND day < ?2 "
+    [S_PREV_CLOSE] = "SELECT close_x FROM day WHERE sid = ?1 AND day < ?2 "
 		     "ORDER BY day DESC LIMIT 1",
-    [S_DAY_PUT] = "INSERT OR REPLACE INTO day VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+    [S_DAY_PUT] = "INSERT OR REPLACE INTO day "
+		  "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
     [S_DAY_DEL] = "DELETE FROM day WHERE sid = ?1 AND day = ?2",
     [S_OFFSETS] = "SELECT part, next FROM consumer_offset WHERE topic = ?1 ORDER BY part",
     [S_OFFSET_PUT] = "INSERT OR REPLACE INTO consumer_offset VALUES (?1, ?2, ?3)",
-    [S_SPEED_DAY] = "INSERT INTO day VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,2) "
+    [S_SPEED_DAY] = "INSERT INTO day VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,2,?11,?12,?13,?14,?15,?16) "
 		    "ON CONFLICT (sid, day) DO UPDATE SET open = excluded.open, "
 		    "high = excluded.high, low = excluded.low, close = excluded.close, "
 		    "volume = excluded.volume, quote_volume = excluded.quote_volume, "
-		    "trades = excluded.trades WHERE day.source = 2",
+		    "trades = excluded.trades, open_x = excluded.open_x, "
+		    "high_x = excluded.high_x, low_x = excluded.low_x, close_x = excluded.close_x, "
+		    "volume_x = excluded.volume_x, quote_volume_x = excluded.quote_volume_x "
+		    "WHERE day.source = 2",
     [S_UNCERTIFIED] = "SELECT DISTINCT sid, open_time - open_time % 86400000 FROM kline "
 		      "WHERE source = 2 AND open_time < ?1",
     [S_DAILY] = "SELECT * FROM (SELECT day, open, high, low, close, volume, quote_volume, "
 		"trades, source, ma7, ma30 FROM daily WHERE symbol = ?1 "
 		"ORDER BY day DESC LIMIT ?2) ORDER BY day",
+    [S_DAILY_EXACT] = "SELECT * FROM (SELECT d.day, d.open, d.high, d.low, d.close, d.volume, "
+		      "d.quote_volume, d.trades, d.source, d.ma7, d.ma30, e.open, e.high, e.low, "
+		      "e.close, e.volume, e.quote_volume FROM daily d JOIN daily_exact e "
+		      "USING (symbol, day) WHERE d.symbol = ?1 "
+		      "ORDER BY d.day DESC LIMIT ?2) ORDER BY 1",
 };
 
 struct dirty {
@@ -230,6 +242,8 @@ static int migrate(sqlite3 *db, char *err, size_t n)
 			return r;
 		snprintf(text, sizeof(text), "PRAGMA user_version = %zu", i + 1);
 		r = exec(db, kl_schema[i], err, n);
+		if (r == 0)
+			r = kl_store_upgrade(db, i + 1, err, n);
 		if (r == 0)
 			r = exec(db, text, err, n);
 		if (r == 0)
@@ -446,13 +460,30 @@ int kl_store_put_kline(struct kl_store *st, int64_t sid, const struct kl_kline *
 		       enum kl_source src)
 {
 	sqlite3_stmt *s = st->stmt[S_KLINE_PUT];
-	const int64_t v[] = {
-	    sid,	 k->open_time, k->close_time,	k->open,       k->high,	       k->low,
-	    k->close,	 k->volume,    k->quote_volume, k->taker_base, k->taker_quote, k->trades,
-	    (int64_t)src};
+	const kl_i128 v[] = {k->open,	k->high,	 k->low,	k->close,
+			     k->volume, k->quote_volume, k->taker_base, k->taker_quote};
+	bool big = false;
+	char x[48 * 8];
 
-	for (int i = 0; i < 13; i++)
-		sqlite3_bind_int64(s, i + 1, v[i]);
+	for (int i = 0; i < 8; i++)
+		big |= v[i] > KL_DEC_SQL_EXACT;
+	sqlite3_bind_int64(s, 1, sid);
+	sqlite3_bind_int64(s, 2, k->open_time);
+	sqlite3_bind_int64(s, 3, k->close_time);
+	/* See schema/003-exact.sql: integer units, or nearest doubles plus x. */
+	for (int i = 0; i < 8; i++) {
+		if (big)
+			sqlite3_bind_double(s, i + 4, kl_dec_double(v[i]));
+		else
+			sqlite3_bind_int64(s, i + 4, (int64_t)v[i]);
+	}
+	sqlite3_bind_int64(s, 12, k->trades);
+	sqlite3_bind_int64(s, 13, (int64_t)src);
+	if (big)
+		sqlite3_bind_text(s, 14, x, (int)kl_dec_format_list(v, 8, x, sizeof(x)),
+				  SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, 14);
 	int r = step_done(st, S_KLINE_PUT);
 	kl_metrics_add(KL_M_KLINES_REST + (src - KL_SRC_REST),
 		       r < 0 ? 0 : (uint64_t)sqlite3_changes(st->db));
@@ -563,21 +594,20 @@ static int load_day(struct kl_store *st, int64_t sid, struct kl_day *d)
 	return r;
 }
 
-/* Both day statements take (sid, day, open, high, low, close, volume, qv, trades). */
+/* Both day statements take (sid, day, six nearest doubles, trades, _, six exact texts). */
 static void bind_day(sqlite3_stmt *s, int64_t sid, const struct kl_day *d)
 {
-	char day[11], qv[64];
+	const kl_i128 v[] = {d->open, d->high, d->low, d->close, d->volume, d->quote_volume};
+	char day[11], x[48];
 
 	kl_day_format(d->start, day);
-	kl_dec_format(d->quote_volume, qv, sizeof(qv));
 	sqlite3_bind_int64(s, 1, sid);
 	sqlite3_bind_text(s, 2, day, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, d->open);
-	sqlite3_bind_int64(s, 4, d->high);
-	sqlite3_bind_int64(s, 5, d->low);
-	sqlite3_bind_int64(s, 6, d->close);
-	sqlite3_bind_int64(s, 7, d->volume);
-	sqlite3_bind_text(s, 8, qv, -1, SQLITE_TRANSIENT);
+	for (int i = 0; i < 6; i++) {
+		sqlite3_bind_double(s, i + 3, kl_dec_double(v[i]));
+		sqlite3_bind_text(s, i + 11, x, (int)kl_dec_format8(v[i], x, sizeof(x)),
+				  SQLITE_TRANSIENT);
+	}
 	sqlite3_bind_int64(s, 9, d->trades);
 }
 
@@ -598,18 +628,23 @@ static int del_day(struct kl_store *st, int64_t sid, int64_t start)
 	return step_done(st, S_DAY_DEL);
 }
 
-static int prev_close(struct kl_store *st, int64_t sid, int64_t start, int64_t *ret)
+static int prev_close(struct kl_store *st, int64_t sid, int64_t start, kl_i128 *ret)
 {
 	sqlite3_stmt *s = st->stmt[S_PREV_CLOSE];
 	char day[11];
-	int rc;
+	int rc, r = 0;
 
 	kl_day_format(start, day);
 	sqlite3_bind_int64(s, 1, sid);
 	sqlite3_bind_text(s, 2, day, -1, SQLITE_TRANSIENT);
 	rc = sqlite3_step(s);
-	*ret = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+	*ret = -1;
+	if (rc == SQLITE_ROW)
+		r = kl_dec_parse((const char *)sqlite3_column_text(s, 0),
+				 (size_t)sqlite3_column_bytes(s, 0), ret);
 	sqlite3_reset(s);
+	if (r < 0)
+		return -EIO; /* not written by klined */
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : err_of(rc);
 }
 
@@ -623,7 +658,8 @@ static int prev_close(struct kl_store *st, int64_t sid, int64_t start, int64_t *
 int kl_store_refresh_days(struct kl_store *st, int64_t sid, int64_t now_ms)
 {
 	sqlite3_stmt *s = st->stmt[S_SYM_STATE];
-	int64_t dirty = -1, start = 0, close = -1, today = kl_day_floor(now_ms), stale = -1;
+	int64_t dirty = -1, start = 0, today = kl_day_floor(now_ms), stale = -1;
+	kl_i128 close = -1;
 	int r, rc, ndays = 0;
 	struct kl_day d;
 
@@ -719,12 +755,14 @@ static int status_symbol(struct kl_store *st, sqlite3_stmt *q, json_t *sym)
 	json_object_set_new(sym, "days", json_integer(sqlite3_column_int64(q, 5)));
 	json_object_set_new(sym, "rejects", json_integer(sqlite3_column_int64(q, 6)));
 	if (sqlite3_column_type(q, 7) != SQLITE_NULL) {
-		json_t *t = json_pack("{s:s, s:f, s:f, s:s}", "day", sqlite3_column_text(q, 7),
-				      "close", (double)sqlite3_column_int64(q, 8) / 1e8, "volume",
-				      (double)sqlite3_column_int64(q, 9) / 1e8, "source",
-				      sqlite3_column_int(q, 10) == KL_DAY_BATCH	  ? "batch"
-				      : sqlite3_column_int(q, 10) == KL_DAY_SPEED ? "speed"
-										  : "fill");
+		json_t *t = json_pack(
+		    "{s:s, s:f, s:f, s:s, s:s, s:s}", "day", sqlite3_column_text(q, 7), "close",
+		    sqlite3_column_double(q, 8), "volume", sqlite3_column_double(q, 9), "source",
+		    sqlite3_column_int(q, 10) == KL_DAY_BATCH	? "batch"
+		    : sqlite3_column_int(q, 10) == KL_DAY_SPEED ? "speed"
+								: "fill",
+		    "close_exact", sqlite3_column_text(q, 11), "volume_exact",
+		    sqlite3_column_text(q, 12));
 		json_object_set_new(sym, "last_day", t);
 	} else {
 		json_object_set_new(sym, "last_day", json_null());
@@ -742,7 +780,7 @@ int kl_store_status(struct kl_store *st, json_t **ret)
 	    "(SELECT max(open_time) FROM kline k WHERE k.sid = s.sid), "
 	    "(SELECT count(*) FROM day d WHERE d.sid = s.sid), "
 	    "(SELECT count(*) FROM reject j WHERE j.symbol = s.symbol), "
-	    "d.day, d.close, d.volume, d.source "
+	    "d.day, d.close, d.volume, d.source, d.close_x, d.volume_x "
 	    "FROM symbol s LEFT JOIN day d ON d.sid = s.sid AND d.day = "
 	    "(SELECT max(day) FROM day WHERE sid = s.sid) ORDER BY s.symbol";
 	json_t *root = json_object(), *syms = json_array();
@@ -824,13 +862,18 @@ int kl_store_each_kline(struct kl_store *st, int64_t sid, int64_t from, int64_t 
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		k.open_time = sqlite3_column_int64(s, 0);
 		k.close_time = k.open_time + KL_MINUTE_MS - 1;
-		k.open = sqlite3_column_int64(s, 1);
-		k.high = sqlite3_column_int64(s, 2);
-		k.low = sqlite3_column_int64(s, 3);
-		k.close = sqlite3_column_int64(s, 4);
-		k.volume = sqlite3_column_int64(s, 5);
-		k.quote_volume = sqlite3_column_int64(s, 6);
 		k.trades = sqlite3_column_int64(s, 7);
+		if (sqlite3_column_type(s, 8) == SQLITE_NULL) {
+			k.open = sqlite3_column_int64(s, 1);
+			k.high = sqlite3_column_int64(s, 2);
+			k.low = sqlite3_column_int64(s, 3);
+			k.close = sqlite3_column_int64(s, 4);
+			k.volume = sqlite3_column_int64(s, 5);
+			k.quote_volume = sqlite3_column_int64(s, 6);
+		} else if (kl_store_exact_kline(s, 8, &k) < 0) {
+			sqlite3_reset(s);
+			return -EIO; /* x not written by klined */
+		}
 		fn(ud, &k);
 	}
 	sqlite3_reset(s);
@@ -875,11 +918,11 @@ static json_t *real_json(sqlite3_stmt *q, int col)
 		   : json_real(sqlite3_column_double(q, col));
 }
 
-int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, json_t **ret)
+int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, bool exact, json_t **ret)
 {
 	static const char *const cols[] = {"open",  "high",   "low",
 					   "close", "volume", "quote_volume"};
-	sqlite3_stmt *q = st->stmt[S_DAILY];
+	sqlite3_stmt *q = st->stmt[exact ? S_DAILY_EXACT : S_DAILY];
 	json_t *rows = json_array();
 	int rc, r = 0;
 
@@ -902,6 +945,8 @@ int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, json_t
 				    json_string((const char *)sqlite3_column_text(q, 8)));
 		json_object_set_new(row, "ma7", real_json(q, 9));
 		json_object_set_new(row, "ma30", real_json(q, 10));
+		if (exact)
+			json_object_set_new(row, "exact", kl_store_exact_json(q, 11, cols, 6));
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = err_of(rc);

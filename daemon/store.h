@@ -132,11 +132,12 @@ int kl_store_status(struct kl_store *st, json_t **ret);
 
 /**
  * The newest @p days rows of `daily` for @p symbol (bound as parameters),
- * oldest first, as a JSON array of objects. @return 0 with *ret (caller
+ * oldest first, as a JSON array of objects; with @p exact each row also
+ * has "exact": its values as the exact decimal strings of `daily_exact`.
+ * @return 0 with *ret (caller
  * owns), -ENOMEM or -EIO.
  */
-int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, json_t **ret);
-
+int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, bool exact, json_t **ret);
 /** Keep the end (wall-clock ms) of the exchange's ban; @p reason is borrowed. @return 0 or -EIO. */
 int kl_store_put_ban(struct kl_store *st, int64_t until_ms, const char *reason);
 

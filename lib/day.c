@@ -80,7 +80,7 @@ bool kl_day_complete(const struct kl_day *d)
 	return d->slots[KL_DAY_SLOTS / 64] == (1ULL << (KL_DAY_SLOTS % 64)) - 1;
 }
 
-void kl_day_fill(struct kl_day *d, int64_t prev_close)
+void kl_day_fill(struct kl_day *d, kl_i128 prev_close)
 {
 	d->open = d->high = d->low = d->close = prev_close;
 	d->volume = 0;

@@ -22,8 +22,7 @@ enum kl_day_source {
 
 struct kl_day {
 	int64_t start; /* ms, a multiple of KL_DAY_MS */
-	int64_t open, high, low, close, volume;
-	kl_i128 quote_volume;
+	kl_i128 open, high, low, close, volume, quote_volume;
 	int64_t trades;
 	int64_t first_open_time, last_open_time; /* of the klines giving open, close */
 	uint32_t nklines;
@@ -46,7 +45,7 @@ void kl_day_cover(struct kl_day *d, int64_t from, int64_t to);
 bool kl_day_complete(const struct kl_day *d);
 
 /** Turn a day with no kline into a forward-filled one at @p prev_close. */
-void kl_day_fill(struct kl_day *d, int64_t prev_close);
+void kl_day_fill(struct kl_day *d, kl_i128 prev_close);
 
 /** @return the start of the UTC day containing @p ms. */
 int64_t kl_day_floor(int64_t ms);

@@ -6,71 +6,105 @@
 #include "dec.h"
 
 #include <errno.h>
-#include <stdbool.h>
 
-/* 92233720368.54775807 is INT64_MAX in 1e-8 units: 11 integer digits. */
-#define INT_DIGITS_MAX 11
-
-int kl_dec_parse(const char *s, size_t len, int64_t *ret)
+/* The integer part past 19 digits, where 64 bits end: rare, so kept apart. */
+static int parse_wide_int(const char *s, size_t len, size_t *i, kl_u128 *ret)
 {
-	int64_t ip = 0, fp = 0;
-	size_t i, nint = 0, nfrac = 0;
-	bool point = false, digits = false;
+	kl_u128 v = 0;
+	size_t nint = 0;
 
-	for (i = 0; i < len; i++) {
-		char c = s[i];
-		if (c == '.') {
-			if (point)
-				return -EINVAL;
-			point = true;
-			continue;
-		}
-		if (c < '0' || c > '9')
+	for (; *i < len && s[*i] != '.'; (*i)++) {
+		unsigned c = (unsigned)(s[*i] - '0');
+		if (c > 9)
 			return -EINVAL;
-		if (!point) {
-			digits = true;
-			if (ip == 0 && c == '0')
-				continue; /* leading zeros are not significant */
-			if (++nint > INT_DIGITS_MAX)
-				return -ERANGE;
-			ip = ip * 10 + (c - '0');
-		} else {
-			nfrac++;
-			if (nfrac <= KL_DEC_DIGITS)
-				fp = fp * 10 + (c - '0');
-			else if (c != '0')
-				return -ERANGE;
+		if (nint == 0 && c == 0)
+			continue;
+		if (++nint > KL_DEC_INT_DIGITS)
+			return -ERANGE;
+		v = v * 10 + c;
+	}
+	*ret = v;
+	return 0;
+}
+
+int kl_dec_parse(const char *s, size_t len, kl_i128 *ret)
+{
+	/* Every field of every kline comes through here: the integer part
+	 * accumulates in 64 bits unless it is longer than 19 digits. */
+	uint64_t ip = 0, fp = 0;
+	kl_u128 wide = 0;
+	size_t i, nint = 0, nfrac = 0;
+	bool digits = false, is_wide = false;
+	int r;
+
+	for (i = 0; i < len && s[i] != '.'; i++) {
+		unsigned c = (unsigned)(s[i] - '0');
+		if (c > 9)
+			return -EINVAL;
+		digits = true;
+		if (nint == 0 && c == 0)
+			continue; /* leading zeros are not significant */
+		if (++nint > 19) {
+			i = 0;
+			r = parse_wide_int(s, len, &i, &wide);
+			if (r < 0)
+				return r;
+			is_wide = true;
+			break;
+		}
+		ip = ip * 10 + c;
+	}
+	if (i < len) {
+		for (i++; i < len; i++) {
+			unsigned c = (unsigned)(s[i] - '0');
+			if (c > 9)
+				return -EINVAL; /* also a second '.' */
+			if (++nfrac <= KL_DEC_DIGITS)
+				fp = fp * 10 + c;
+			else if (c != 0)
+				return -EDOM;
 		}
 	}
 	if (!digits && nfrac == 0)
 		return -EINVAL; /* "", "." */
 	for (; nfrac < KL_DEC_DIGITS; nfrac++)
 		fp *= 10;
-	if (ip > (INT64_MAX - fp) / KL_DEC_SCALE)
-		return -ERANGE;
-	*ret = ip * KL_DEC_SCALE + fp;
+	if (is_wide) {
+		*ret = (kl_i128)(wide * KL_DEC_SCALE + fp);
+	} else if (ip < 184467440737ULL) {
+		uint64_t u = ip * KL_DEC_SCALE + fp; /* below 2^64: the common case */
+		*ret = (kl_i128)u;
+	} else {
+		*ret = (kl_i128)((kl_u128)ip * KL_DEC_SCALE + fp);
+	}
 	return 0;
+}
+
+/* Digits of |v| in reverse into tmp, at least 9 so there is an integer digit. */
+static size_t digits_rev(kl_i128 v, char tmp[static 64])
+{
+	kl_u128 u = v < 0 ? (kl_u128)(-(v + 1)) + 1 : (kl_u128)v;
+	size_t len = 0;
+
+	do {
+		tmp[len++] = (char)('0' + (int)(u % 10));
+		u /= 10;
+	} while (u || len <= KL_DEC_DIGITS);
+	return len;
 }
 
 size_t kl_dec_format(kl_i128 v, char *buf, size_t n)
 {
 	char tmp[64];
-	size_t len = 0, i = 0, frac_end;
-	bool neg = v < 0;
-	kl_u128 u;
+	size_t len, i = 0, frac_end;
 
 	if (n < 48) {
 		if (n)
 			buf[0] = '\0';
 		return 0;
 	}
-	u = neg ? (kl_u128)(-(v + 1)) + 1 : (kl_u128)v;
-	/* Digits in reverse: at least 9 so there is always an integer digit. */
-	do {
-		tmp[len++] = (char)('0' + (int)(u % 10));
-		u /= 10;
-	} while (u || len <= KL_DEC_DIGITS);
-	if (neg)
+	len = digits_rev(v, tmp);
+	if (v < 0)
 		buf[i++] = '-';
 	while (len > KL_DEC_DIGITS)
 		buf[i++] = tmp[--len];
@@ -87,4 +121,108 @@ size_t kl_dec_format(kl_i128 v, char *buf, size_t n)
 		i--;
 	buf[i] = '\0';
 	return i;
+}
+
+size_t kl_dec_format8(kl_i128 v, char *buf, size_t n)
+{
+	char tmp[64];
+	size_t len, i = 0;
+
+	if (n < 48) {
+		if (n)
+			buf[0] = '\0';
+		return 0;
+	}
+	len = digits_rev(v, tmp);
+	if (v < 0)
+		buf[i++] = '-';
+	while (len > KL_DEC_DIGITS)
+		buf[i++] = tmp[--len];
+	buf[i++] = '.';
+	while (len > 0)
+		buf[i++] = tmp[--len];
+	buf[i] = '\0';
+	return i;
+}
+
+static int bit_length(kl_u128 u)
+{
+	int n = 0;
+
+	while (u) {
+		u >>= 1;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Round u / (1e8 * 2^-e) to an integer t of 53 bits, ties to even, in
+ * exact integer arithmetic, then scale by 2^e (exact). A double division
+ * of a value past 2^53 would round twice.
+ */
+double kl_dec_double(kl_i128 v)
+{
+	kl_u128 u = v < 0 ? (kl_u128)(-(v + 1)) + 1 : (kl_u128)v, num, den, t, rem;
+	int k, e;
+	double d;
+
+	if (u <= (kl_u128)KL_DEC_SQL_EXACT) {
+		d = (double)(uint64_t)u / (double)KL_DEC_SCALE;
+		return v < 0 ? -d : d;
+	}
+	/* u / 1e8 lies in [2^k, 2^(k+1)) for k = floor(log2(u / 1e8)). */
+	k = bit_length(u / KL_DEC_SCALE) - 1;
+	e = k - 52;
+	if (e <= 0) {
+		num = u << -e; /* < 2^53 * 1e8 * 2: fits */
+		den = KL_DEC_SCALE;
+	} else {
+		num = u;
+		den = (kl_u128)KL_DEC_SCALE << e;
+	}
+	t = num / den;
+	rem = num % den;
+	if (rem * 2 > den || (rem * 2 == den && (t & 1)))
+		t++;
+	/* |e| < 64 for any u below 2^127 / 1e8: a power of two is exact. */
+	if (e <= 0)
+		d = (double)(uint64_t)t / (double)((uint64_t)1 << -e);
+	else
+		d = (double)(uint64_t)t * (double)((uint64_t)1 << e);
+	return v < 0 ? -d : d;
+}
+
+size_t kl_dec_format_list(const kl_i128 *v, size_t nv, char *buf, size_t n)
+{
+	size_t len = 0;
+
+	if (n < 48 * nv || nv == 0) {
+		if (n)
+			buf[0] = '\0';
+		return 0;
+	}
+	for (size_t i = 0; i < nv; i++) {
+		if (i)
+			buf[len++] = ' ';
+		len += kl_dec_format(v[i], buf + len, n - len);
+	}
+	return len;
+}
+
+int kl_dec_parse_list(const char *s, size_t len, kl_i128 *v, size_t nv)
+{
+	size_t start = 0, k = 0;
+
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && s[i] != ' ')
+			continue;
+		if (k == nv)
+			return -EINVAL;
+		int r = kl_dec_parse(s + start, i - start, &v[k++]);
+		if (r < 0)
+			return r;
+		start = i + 1;
+	}
+	return k == nv ? 0 : -EINVAL;
 }

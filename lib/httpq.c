@@ -69,8 +69,8 @@ int kl_httpq_daily(const char *query, char *const *symbols, size_t n, struct kl_
 		   char *err, size_t errlen)
 {
 	const char *p = query ? query : "";
-	bool have_symbol = false, have_days = false;
-	struct kl_httpq_daily q = {0, KL_HTTPQ_DAYS_DEFAULT};
+	bool have_symbol = false, have_days = false, have_exact = false;
+	struct kl_httpq_daily q = {0, KL_HTTPQ_DAYS_DEFAULT, false};
 	size_t total = strlen(p);
 
 	if (total > KL_HTTPQ_QUERY_MAX)
@@ -100,8 +100,15 @@ int kl_httpq_daily(const char *query, char *const *symbols, size_t n, struct kl_
 				return fail(err, errlen, "days must be a whole number from 1 to %d",
 					    KL_HTTPQ_DAYS_MAX);
 			have_days = true;
+		} else if (klen == 5 && !memcmp(p, "exact", 5)) {
+			if (have_exact)
+				return fail(err, errlen, "exact given twice");
+			if (vlen != 1 || (eq[1] != '0' && eq[1] != '1'))
+				return fail(err, errlen, "exact must be 0 or 1");
+			q.exact = eq[1] == '1';
+			have_exact = true;
 		} else {
-			return fail(err, errlen, "unknown parameter (only symbol and days)");
+			return fail(err, errlen, "unknown parameter (only symbol, days and exact)");
 		}
 		p += len;
 		if (*p == '&') {

@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,7 @@
 struct kl_httpq_daily {
 	size_t symbol; /* index into the configured symbols */
 	int64_t days;  /* 1 .. KL_HTTPQ_DAYS_MAX */
+	bool exact;    /* exact=1: also the exact decimal strings */
 };
 
 /**
@@ -27,7 +29,8 @@ int kl_httpq_symbol(const char *name, size_t len, char *const *symbols, size_t n
 
 /**
  * Parse the query string of /api/daily: `symbol` (required, one of
- * @p symbols) and `days` (optional, decimal, 1..KL_HTTPQ_DAYS_MAX).
+ * @p symbols), `days` (optional, decimal, 1..KL_HTTPQ_DAYS_MAX) and
+ * `exact` (optional, 0 or 1).
  * Unknown, repeated or empty parameters are refused. @p query may be
  * NULL (no query at all).
  * @return 0 with *ret; -EINVAL with a message for the client in @p err.

@@ -42,17 +42,33 @@ const char *kl_kline_reason(enum kl_verdict v)
 		return "not a 1m kline event of a valid symbol";
 	case KL_KLINE_FUTURE:
 		return "event time ahead of the exchange's clock";
+	case KL_KLINE_HUGE:
+		return "price or volume beyond 20 integer digits";
+	case KL_KLINE_FINE:
+		return "price or volume finer than 8 decimals";
 	}
 	return "unknown";
 }
 
-static int json_dec(const json_t *row, size_t i, int64_t *ret)
+/* Why a decimal string was refused: a minus sign, a size, or the spelling. */
+static enum kl_verdict dec_verdict(const char *s, size_t len, kl_i128 *ret)
+{
+	int r = kl_dec_parse(s, len, ret);
+
+	if (r == 0)
+		return KL_KLINE_OK;
+	if (len && s[0] == '-')
+		return KL_KLINE_NEGATIVE;
+	return r == -ERANGE ? KL_KLINE_HUGE : r == -EDOM ? KL_KLINE_FINE : KL_KLINE_DECIMAL;
+}
+
+static enum kl_verdict json_dec(const json_t *row, size_t i, kl_i128 *ret)
 {
 	const json_t *v = json_array_get(row, i);
 
 	if (!json_is_string(v))
-		return -1;
-	return kl_dec_parse(json_string_value(v), json_string_length(v), ret);
+		return KL_KLINE_DECIMAL;
+	return dec_verdict(json_string_value(v), json_string_length(v), ret);
 }
 
 static int json_time(const json_t *row, size_t i, int64_t *ret)
@@ -65,15 +81,9 @@ static int json_time(const json_t *row, size_t i, int64_t *ret)
 	return 0;
 }
 
-/* A volume written with a minus sign deserves its own reason. */
-static enum kl_verdict negative_or_decimal(const char *s)
-{
-	return s && s[0] == '-' ? KL_KLINE_NEGATIVE : KL_KLINE_DECIMAL;
-}
-
 enum kl_verdict kl_kline_from_json(const json_t *row, struct kl_kline *k)
 {
-	int64_t *const dec[] = {&k->open,   &k->high,	      &k->low,	      &k->close,
+	kl_i128 *const dec[] = {&k->open,   &k->high,	      &k->low,	      &k->close,
 				&k->volume, &k->quote_volume, &k->taker_base, &k->taker_quote};
 	static const size_t dec_col[] = {1, 2, 3, 4, 5, 7, 9, 10};
 	const json_t *t;
@@ -83,9 +93,9 @@ enum kl_verdict kl_kline_from_json(const json_t *row, struct kl_kline *k)
 	if (json_time(row, 0, &k->open_time) < 0 || json_time(row, 6, &k->close_time) < 0)
 		return KL_KLINE_TIME;
 	for (size_t i = 0; i < sizeof(dec_col) / sizeof(dec_col[0]); i++) {
-		if (json_dec(row, dec_col[i], dec[i]) < 0)
-			return negative_or_decimal(
-			    json_string_value(json_array_get(row, dec_col[i])));
+		enum kl_verdict v = json_dec(row, dec_col[i], dec[i]);
+		if (v != KL_KLINE_OK)
+			return v;
 	}
 	t = json_array_get(row, 8);
 	if (!json_is_integer(t) || json_integer_value(t) < 0)
@@ -120,7 +130,7 @@ enum kl_verdict kl_kline_from_csv(const char *line, size_t len, struct kl_kline 
 {
 	const char *f[13];
 	size_t fl[13], n = 0, start = 0;
-	int64_t *const dec[] = {&k->open,   &k->high,	      &k->low,	      &k->close,
+	kl_i128 *const dec[] = {&k->open,   &k->high,	      &k->low,	      &k->close,
 				&k->volume, &k->quote_volume, &k->taker_base, &k->taker_quote};
 	static const size_t dec_col[] = {1, 2, 3, 4, 5, 7, 9, 10};
 
@@ -142,9 +152,9 @@ enum kl_verdict kl_kline_from_csv(const char *line, size_t len, struct kl_kline 
 	k->open_time = csv_ms(k->open_time);
 	k->close_time = csv_ms(k->close_time);
 	for (size_t i = 0; i < sizeof(dec_col) / sizeof(dec_col[0]); i++) {
-		if (kl_dec_parse(f[dec_col[i]], fl[dec_col[i]], dec[i]) < 0)
-			return fl[dec_col[i]] && f[dec_col[i]][0] == '-' ? KL_KLINE_NEGATIVE
-									 : KL_KLINE_DECIMAL;
+		enum kl_verdict v = dec_verdict(f[dec_col[i]], fl[dec_col[i]], dec[i]);
+		if (v != KL_KLINE_OK)
+			return v;
 	}
 	if (csv_int(f[8], fl[8], &k->trades) < 0)
 		return KL_KLINE_TRADES;
@@ -170,15 +180,13 @@ enum kl_verdict kl_kline_check(const struct kl_kline *k, int64_t from, int64_t t
 	return KL_KLINE_OK;
 }
 
-static enum kl_verdict obj_dec(const json_t *k, const char *key, int64_t *ret)
+static enum kl_verdict obj_dec(const json_t *k, const char *key, kl_i128 *ret)
 {
 	const json_t *v = json_object_get(k, key);
 
 	if (!json_is_string(v))
 		return KL_KLINE_DECIMAL;
-	if (kl_dec_parse(json_string_value(v), json_string_length(v), ret) < 0)
-		return negative_or_decimal(json_string_value(v));
-	return KL_KLINE_OK;
+	return dec_verdict(json_string_value(v), json_string_length(v), ret);
 }
 
 static bool valid_symbol(const char *s, size_t n)
@@ -195,7 +203,7 @@ static bool valid_symbol(const char *s, size_t n)
 enum kl_verdict kl_event_from_json(const json_t *data, struct kl_event *ev)
 {
 	static const char *const keys[] = {"o", "h", "l", "c", "v", "q", "V", "Q"};
-	int64_t *const dec[] = {&ev->k.open,	   &ev->k.high,	      &ev->k.low,
+	kl_i128 *const dec[] = {&ev->k.open,	   &ev->k.high,	      &ev->k.low,
 				&ev->k.close,	   &ev->k.volume,     &ev->k.quote_volume,
 				&ev->k.taker_base, &ev->k.taker_quote};
 	const json_t *k = json_object_get(data, "k"), *s = json_object_get(data, "s");

@@ -1,9 +1,11 @@
 /*
  * One 1-minute kline as klined keeps it, and the single place where a
  * kline from any source (REST page row, websocket event, CSV dump line)
- * is parsed and judged. Decimals are 1e-8 integers (see dec.h).
+ * is parsed and judged. Decimals are 128-bit 1e-8 integers (see dec.h).
  */
 #pragma once
+
+#include "dec.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -16,8 +18,8 @@
 struct kl_kline {
 	int64_t open_time; /* ms since the epoch, UTC */
 	int64_t close_time;
-	int64_t open, high, low, close;
-	int64_t volume, quote_volume, taker_base, taker_quote;
+	kl_i128 open, high, low, close;
+	kl_i128 volume, quote_volume, taker_base, taker_quote;
 	int64_t trades;
 };
 
@@ -36,6 +38,8 @@ enum kl_verdict {
 	KL_KLINE_NEGATIVE, /* a negative volume */
 	KL_KLINE_EVENT,	   /* not a 1m kline event of a valid symbol */
 	KL_KLINE_FUTURE,   /* an event ahead of the exchange's clock */
+	KL_KLINE_HUGE,	   /* a decimal of more than KL_DEC_INT_DIGITS integer digits */
+	KL_KLINE_FINE,	   /* a decimal with a non-zero digit past the 8th decimal */
 	KL_KLINE_MINUTE,   /* open time off the minute outside 2017-2018 */
 };
 

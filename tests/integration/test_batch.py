@@ -28,10 +28,24 @@ def expected_minutes(symbol, skip=(HALT_MS,)):
     return out
 
 
-def check_minutes(db, symbol, skip=(HALT_MS,), source=None):
+def stored_minutes(db, symbol):
+    """[(open_time, open, high, low, close, volume, quote_volume, trades)] in 1e-8 units, exact:
+    from the integer columns, or from x where a value passes 2^53 units (schema 3)."""
     rows = query(db, "SELECT k.open_time, k.open, k.high, k.low, k.close, k.volume, "
-                     "k.quote_volume, k.trades FROM kline k JOIN symbol s USING (sid) "
+                     "k.quote_volume, k.trades, k.x FROM kline k JOIN symbol s USING (sid) "
                      "WHERE s.symbol = ? ORDER BY open_time", symbol)
+    out = []
+    for r in rows:
+        if r[8] is None:
+            out.append(tuple(r[:8]))
+        else:
+            x = [int(Decimal(v) * E8) for v in r[8].split(" ")]
+            out.append((r[0], *x[:6], r[7]))
+    return out
+
+
+def check_minutes(db, symbol, skip=(HALT_MS,), source=None):
+    rows = stored_minutes(db, symbol)
     got = {r[0]: tuple(r[1:]) for r in rows}
     assert len(rows) == len(got), "duplicate minutes"
     exp = expected_minutes(symbol, skip)

@@ -9,7 +9,7 @@ import pytest
 
 import oracle
 from conftest import query, read_log, stop, wait_for
-from test_batch import check_daily, check_minutes, expected_minutes
+from test_batch import check_daily, check_minutes, expected_minutes, stored_minutes
 
 SYMS = ("BTCUSDT", "ETHUSDT")
 DAY = 86_400_000
@@ -66,9 +66,7 @@ def check_history(db, upto_day, since=1678320000000, batch_before=None):
     last = newest(db)
     for s in SYMS:
         exp = {t: v for t, v in expected_minutes(s, skip=()).items() if since <= t <= last}
-        got = query(db, "SELECT k.open_time, k.open, k.high, k.low, k.close, k.volume, "
-                        "k.quote_volume, k.trades FROM kline k JOIN symbol s USING (sid) "
-                        "WHERE s.symbol = ? ORDER BY open_time", s)
+        got = stored_minutes(db, s)
         miss = sorted(set(exp) - {r[0] for r in got})
         assert not miss, f"{s}: {len(miss)} minutes missing: {miss[:5]} (newest {last})"
         assert {r[0]: tuple(r[1:]) for r in got} == exp, f"{s}: minutes differ"

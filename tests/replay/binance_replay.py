@@ -289,6 +289,7 @@ class BaseData:
         # symbol -> the recorded symbol whose data it serves (itself; see with_generated)
         self.source: Dict[str, str] = {s: s for s in self.symbols}
         self._trade_prefix: Dict[str, List[int]] = {}   # shared by generated views
+        self.hisupply: frozenset = frozenset()   # symbols with their own data (with_hisupply)
 
     def with_generated(self, n: int) -> "BaseData":
         """A view with n synthetic symbols S0001USDT, S0002USDT, ... added, each serving the
@@ -310,6 +311,42 @@ class BaseData:
             v.source[name] = src
             names.append(name)
         v.symbols = list(self.symbols) + names
+        return v
+
+    # ---- high-supply symbols (issue 12) ----------------------------------------------
+    def with_hisupply(self, specs: Iterable[str]) -> "BaseData":
+        """A view with synthetic high-supply symbols added, each made exactly from a recorded
+        one: spec ``NAME=SRC/1eA/1eB`` divides SRC's prices by 10^A, multiplies its base
+        volumes by 10^B and so its quote volumes by 10^(B-A), all printed spot-style with 8
+        decimals (PEPE, SHIB, BTTC: minutes past 1e11, days past 1e14).  Trades and times
+        are SRC's.  A value that would need more than 8 decimals is an error."""
+        specs = [x for x in specs if x]
+        if not specs:
+            return self
+        v = copy.copy(self)
+        v.mid, v.tail = dict(self.mid), dict(self.tail)
+        v.close_off, v.has_holes, v.source = dict(self.close_off), dict(self.has_holes), dict(self.source)
+        v.symbols = list(self.symbols)
+        hs = set(self.hisupply)
+        for spec in specs:
+            name, src, a, b = parse_hisupply(spec)
+            if name in v.mid:
+                raise ValueError(f"high-supply symbol {name} clashes with an existing one")
+            if src not in self.mid:
+                raise ValueError(f"high-supply symbol {name}: no recorded symbol {src}")
+            # keyed by the source list, which the entry keeps alive (so its id is not reused)
+            key = (id(self.mid[src]), a, b)
+            cached = _HISUPPLY_CACHE.get(key)
+            if cached is None:
+                mids = [None if m is None else hisupply_mid(m, a, b) for m in self.mid[src]]
+                tails = [None if t is None else hisupply_tail(t, a, b) for t in self.tail[src]]
+                cached = _HISUPPLY_CACHE[key] = (self.mid[src], mids, tails)
+            v.mid[name], v.tail[name] = cached[1], cached[2]
+            v.close_off[name], v.has_holes[name] = self.close_off[src], self.has_holes[src]
+            v.source[name] = src  # trades and trade ids are the source's
+            v.symbols.append(name)
+            hs.add(name)
+        v.hisupply = frozenset(hs)
         return v
 
     def trade_prefix(self, symbol: str) -> List[int]:
@@ -334,6 +371,61 @@ class BaseData:
                 bd = cls(key)
                 cls._cache[key] = bd
             return bd
+
+
+# ---- high-supply symbols (issue 12): exact rescaling of recorded decimals -------------
+
+_HISUPPLY_CACHE: Dict[Any, Tuple[List[Optional[str]], ...]] = {}
+_HISUPPLY_RE = re.compile(r"^([A-Z0-9]{2,20})=([A-Z0-9]{2,20})/1e([0-9]{1,2})/1e([0-9]{1,2})$")
+
+
+def parse_hisupply(spec: str) -> Tuple[str, str, int, int]:
+    """'PEPEUSDT=BTCUSDT/1e5/1e8' -> ('PEPEUSDT', 'BTCUSDT', 5, 8)."""
+    m = _HISUPPLY_RE.match(spec.strip())
+    if not m:
+        raise ValueError(f"bad high-supply spec {spec!r} (want NAME=SRC/1eA/1eB)")
+    return m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
+
+
+def rescale8(s: str, shift: int) -> str:
+    """Decimal string times 10^shift, exactly, printed with 8 decimals."""
+    v, p = _scaled(s)
+    v *= 10 ** (8 - p) if p <= 8 else 1
+    if p > 8:
+        raise ValueError(f"{s!r}: more than 8 decimals")
+    if shift >= 0:
+        v *= 10 ** shift
+    else:
+        q, r = divmod(v, 10 ** -shift)
+        if r:
+            raise ValueError(f"{s!r} / 1e{-shift} needs more than 8 decimals")
+        v = q
+    return _fmt_scaled(v, 8)
+
+
+def hisupply_fields(f: Sequence[Any], a: int, b: int) -> List[Any]:
+    """A 12-field kline (REST order) of the high-supply copy: prices / 10^a, base volumes
+    * 10^b, quote volumes * 10^(b - a)."""
+    out = list(f)
+    for j in (1, 2, 3, 4):
+        out[j] = rescale8(f[j], -a)
+    for j in (5, 9):
+        out[j] = rescale8(f[j], b)
+    for j in (7, 10):
+        out[j] = rescale8(f[j], b - a)
+    return out
+
+
+def hisupply_mid(mid: str, a: int, b: int) -> str:
+    o, h, l, c, v = mid[1:-2].split('","')
+    return '"%s","%s","%s","%s","%s",' % (rescale8(o, -a), rescale8(h, -a), rescale8(l, -a),
+                                          rescale8(c, -a), rescale8(v, b))
+
+
+def hisupply_tail(tail: str, a: int, b: int) -> str:
+    q, n, tb, tq, ig = json.loads("[" + tail)
+    return '"%s",%s,"%s","%s","%s"]' % (rescale8(q, b - a), n, rescale8(tb, b),
+                                        rescale8(tq, b - a), ig)
 
 
 def _scaled(s: str) -> Tuple[int, int]:
@@ -746,8 +838,9 @@ class Replay:
                  log_size: int = 10000, wall: Callable[[], float] = time.time,
                  gen_symbols: int = 0, ws_config: Optional[Dict[str, Any]] = None,
                  ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000,
-                 ban_escalation: float = 0.0):
-        self.base = BaseData.load(data_dir or DEFAULT_DATA_DIR).with_generated(int(gen_symbols))
+                 ban_escalation: float = 0.0, hisupply: Iterable[str] = ()):
+        self.base = (BaseData.load(data_dir or DEFAULT_DATA_DIR).with_generated(int(gen_symbols))
+                     .with_hisupply(hisupply))
         self.ws: Optional["WsHub"] = None
         tu = None
         if tile_until is not None:
@@ -1428,7 +1521,8 @@ class WsHub:
         (x:false, the same values REST serves at that time), or the recorded row (x:true,
         when = close + 1).  Generated symbols share the cache with their source symbol."""
         store = self.rp.store
-        src = store.base.source[sym]
+        # (a high-supply copy has values of its own: it keys the caches by itself)
+        src = sym if sym in store.base.hisupply else store.base.source[sym]
         key = (src, ot, close, when, final)
         tail = self._cache.get(key)
         if tail is None:
@@ -2385,6 +2479,7 @@ class ReplayServer:
                  ws_drop_after_frames: int = 0,
                  ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000,
                  ssl_context: Any = None, ban_escalation: float = 0.0,
+                 hisupply: Iterable[str] = (),
                  rest_lag_ms: int = 0, profile: Optional[str] = None):
         if profile:
             kw = profile_kwargs(profile, {
@@ -2408,7 +2503,7 @@ class ReplayServer:
                              weight_limit=weight_limit, latency_ms=latency_ms, halts=halts,
                              faults=faults, wall=wall, gen_symbols=gen_symbols,
                              ws_config=ws_config, ws_faults=ws_faults, ws_log_size=ws_log_size,
-                             ban_escalation=ban_escalation)
+                             ban_escalation=ban_escalation, hisupply=hisupply)
         self.replay.rest_lag_ms = int(rest_lag_ms)
         self.host = host
         self.requested_port = int(port)
@@ -2589,6 +2684,9 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    help="JSON list of fault rules (or {\"rules\": [...]}, or @file)")
     p.add_argument("--gen-symbols", type=int, default=0,
                    help="add N synthetic symbols S0001USDT... (copies of the recorded ones, in turn)")
+    p.add_argument("--hisupply", action="append", default=[],
+                   help="NAME=SRC/1eA/1eB: add a high-supply copy of SRC (prices / 10^A, base "
+                        "volumes * 10^B, 8 decimals), e.g. PEPEUSDT=BTCUSDT/1e5/1e8")
     p.add_argument("--ws-ping-interval", type=float, default=20.0,
                    help="websocket: server ping every N wall seconds (0 = never)")
     p.add_argument("--ws-pong-timeout", type=float, default=60.0,
@@ -2644,7 +2742,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        ws_conn_limit_5min=a.ws_conn_limit_5min,
                        ws_drop_after_frames=a.ws_drop_after_frames,
                        ws_faults=_load_rules(a.ws_faults), ban_escalation=a.ban_escalation,
-                       rest_lag_ms=a.rest_lag_ms, profile=a.profile)
+                       rest_lag_ms=a.rest_lag_ms, profile=a.profile, hisupply=a.hisupply)
     stop = threading.Event()
 
     def on_signal(signum, frame):

@@ -1029,3 +1029,29 @@ def test_fault_short_page_time_skew_and_rest_lag():
         s.replay.rest_lag_ms = 60_000
         assert json.loads(http_get(s, "/api/v3/klines", q)[2])[0][0] == last - 60_000
 
+# ---- high-supply symbols (--hisupply, issue 12) ----------------------------------------
+
+def test_hisupply_symbol_is_an_exact_rescaled_copy():
+    from decimal import Decimal as D
+    with br.ReplayServer(start="2023-01-02T00:00:30Z", speed=0,
+                         hisupply=["PEPEUSDT=BTCUSDT/1e5/1e8"]) as s:
+        def page(sym):
+            q = urllib.parse.urlencode({"symbol": sym, "interval": "1m", "startTime": T0,
+                                        "limit": 1000})
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+            c.request("GET", "/api/v3/klines?" + q)
+            return json.loads(c.getresponse().read())
+        btc, pepe = page("BTCUSDT"), page("PEPEUSDT")
+        assert len(btc) == len(pepe) == 1000
+        for b, p in zip(btc, pepe):
+            assert p[0] == b[0] and p[6] == b[6] and p[8] == b[8]
+            for j in (1, 2, 3, 4):
+                assert D(p[j]) == D(b[j]) / 10 ** 5 and len(p[j].split(".")[1]) == 8
+            for j in (5, 9):
+                assert D(p[j]) == D(b[j]) * 10 ** 8
+            for j in (7, 10):
+                assert D(p[j]) == D(b[j]) * 10 ** 3
+    with pytest.raises(ValueError):
+        br.parse_hisupply("PEPEUSDT=BTCUSDT/5/8")
+    with pytest.raises(ValueError):
+        br.rescale8("0.00000001", -1)  # would need 9 decimals

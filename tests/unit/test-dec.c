@@ -18,24 +18,27 @@
 
 #include <cmocka.h>
 
-static int parse(const char *s, int64_t *ret)
+static int parse(const char *s, kl_i128 *ret)
 {
 	return kl_dec_parse(s, strlen(s), ret);
 }
 
-static void assert_parses(const char *s, int64_t want)
+static void assert_parses(const char *s, kl_i128 want)
 {
-	int64_t v = -42;
+	kl_i128 v = -42;
+	char got[64], exp[64];
 
 	if (parse(s, &v) != 0)
 		fail_msg("\"%s\" refused", s);
+	kl_dec_format(v, got, sizeof(got));
+	kl_dec_format(want, exp, sizeof(exp));
 	if (v != want)
-		fail_msg("\"%s\" gave %" PRId64 ", want %" PRId64, s, v, want);
+		fail_msg("\"%s\" gave %s, want %s", s, got, exp);
 }
 
 static void assert_refused(const char *s, int err)
 {
-	int64_t v = -42;
+	kl_i128 v = -42;
 	int r = parse(s, &v);
 
 	if (r != err)
@@ -70,23 +73,31 @@ static void parse_precision(void **state)
 	assert_parses("1.00000001000000000000", 100000001);
 	assert_parses("0.000000000", 0);
 	/* ...but a non-zero digit finer than 1e-8 cannot be kept exactly. */
-	assert_refused("0.000000001", -ERANGE);
-	assert_refused("1.000000015", -ERANGE);
-	assert_refused("1.0000000000005", -ERANGE);
+	assert_refused("0.000000001", -EDOM);
+	assert_refused("1.000000015", -EDOM);
+	assert_refused("1.0000000000005", -EDOM);
 }
 
 static void parse_range(void **state)
 {
 	(void)state;
+	/* The int64 limit of schema 2 is an ordinary value now (issue 12). */
 	assert_parses("92233720368.54775807", INT64_MAX);
-	assert_parses("92233720368.547758070", INT64_MAX);
-	assert_parses("92233720368", 9223372036800000000LL);
-	assert_parses("00092233720368.54775807", INT64_MAX);
-	assert_refused("92233720368.54775808", -ERANGE);
-	assert_refused("92233720368.6", -ERANGE);
-	assert_refused("92233720369", -ERANGE);
-	assert_refused("99999999999", -ERANGE);
-	assert_refused("100000000000", -ERANGE);
+	assert_parses("92233720368.54775808", (kl_i128)INT64_MAX + 1);
+	assert_parses("92233720369", (kl_i128)92233720369LL * KL_DEC_SCALE);
+	assert_parses("1000000000000000", (kl_i128)1000000000000000LL * KL_DEC_SCALE);
+	/* 19 and 20 integer digits: the wide path, and its edge. */
+	assert_parses("9999999999999999999.99999999",
+		      (kl_i128)9999999999999999999ULL * KL_DEC_SCALE + 99999999);
+	assert_parses("10000000000000000000", (kl_i128)10000000000000000000ULL * KL_DEC_SCALE);
+	assert_parses("99999999999999999999.99999999", KL_DEC_MAX);
+	assert_parses("0000099999999999999999999.999999990000", KL_DEC_MAX);
+	assert_parses("12345678901234567890.12345678",
+		      (kl_i128)1234567890123456789ULL * 1000000000 + 12345678);
+	/* Past 20 integer digits: refused, never wrapped. */
+	assert_refused("100000000000000000000", -ERANGE);
+	assert_refused("100000000000000000000.00000000", -ERANGE);
+	assert_refused("340282366920938463463374607431768211456", -ERANGE);
 	assert_refused("1000000000000000000000000", -ERANGE);
 }
 
@@ -105,7 +116,7 @@ static void parse_junk(void **state)
 static void parse_respects_len(void **state)
 {
 	const char *s = "16537.50,16538.00";
-	int64_t v = 0;
+	kl_i128 v = 0;
 
 	(void)state;
 	assert_int_equal(kl_dec_parse(s, 8, &v), 0);
@@ -208,7 +219,7 @@ static void round_trip(void **state)
 		/* Spread over magnitudes: shift away 0..62 high bits. */
 		int64_t v = (int64_t)((r >> 1) >> (lcg(&seed) >> 58));
 		char buf[64], want[64];
-		int64_t back = -1;
+		kl_i128 back = -1;
 		size_t n;
 
 		if (i % 7 == 0)
@@ -222,7 +233,7 @@ static void round_trip(void **state)
 		assert_int_equal(n, strlen(buf));
 		assert_int_equal(kl_dec_parse(buf, n, &back), 0);
 		if (back != v)
-			fail_msg("\"%s\" parsed back as %" PRId64 ", want %" PRId64, buf, back, v);
+			fail_msg("\"%s\" parsed back wrong, want %" PRId64, buf, v);
 		/* A negative value prints as the positive one with a '-'. */
 		if (v > 0) {
 			char neg[64];
@@ -240,15 +251,18 @@ static void round_trip_padded(void **state)
 
 	(void)state;
 	for (int i = 0; i < 20000; i++) {
-		int64_t v = (int64_t)(lcg(&seed) >> 1), back = -1;
+		int64_t v = (int64_t)(lcg(&seed) >> 1);
+		kl_i128 back = -1;
 		char buf[64];
 
 		snprintf(buf, sizeof(buf), "%lld.%08lld000", (long long)(v / KL_DEC_SCALE),
 			 (long long)(v % KL_DEC_SCALE));
 		assert_int_equal(parse(buf, &back), 0);
-		assert_int_equal(back, v);
+		assert_true(back == v);
 	}
 }
+
+#include "test-dec-wide.c"
 
 int main(void)
 {
@@ -263,6 +277,13 @@ int main(void)
 	    cmocka_unit_test(format_small_buffer),
 	    cmocka_unit_test(round_trip),
 	    cmocka_unit_test(round_trip_padded),
+	    cmocka_unit_test(wide_round_trip),
+	    cmocka_unit_test(wide_fuzz),
+	    cmocka_unit_test(format8_values),
+	    cmocka_unit_test(nearest_double),
+	    cmocka_unit_test(nearest_double_random),
+	    cmocka_unit_test(day_of_largest),
+	    cmocka_unit_test(list_round_trip),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -156,7 +156,11 @@ static void json_decimal(void **state)
 		assert_int_equal(json_with(cols[i], "\"1e5\"", &k), KL_KLINE_DECIMAL);
 		assert_int_equal(json_with(cols[i], "\"\"", &k), KL_KLINE_DECIMAL);
 		assert_int_equal(json_with(cols[i], "null", &k), KL_KLINE_DECIMAL);
-		assert_int_equal(json_with(cols[i], "\"0.000000001\"", &k), KL_KLINE_DECIMAL);
+		assert_int_equal(json_with(cols[i], "\"0.000000001\"", &k), KL_KLINE_FINE);
+		assert_int_equal(json_with(cols[i], "\"100000000000000000000\"", &k),
+				 KL_KLINE_HUGE);
+		assert_int_equal(json_with(cols[i], "\"+1\"", &k), KL_KLINE_DECIMAL);
+		assert_int_equal(json_with(cols[i], "\" 1\"", &k), KL_KLINE_DECIMAL);
 		assert_int_equal(json_with(cols[i], "\"-1\"", &k), KL_KLINE_NEGATIVE);
 	}
 	/* The ignore column is ignored. */
@@ -297,6 +301,18 @@ static void off_minute(void **state)
 	assert_int_equal(kl_kline_slot(0), 0);
 }
 
+/* Field by field: 128-bit members leave padding that a memcmp would see. */
+static void assert_kline_equal(const struct kl_kline *a, const struct kl_kline *b)
+{
+	assert_int_equal(a->open_time, b->open_time);
+	assert_int_equal(a->close_time, b->close_time);
+	assert_true(a->open == b->open && a->high == b->high && a->low == b->low &&
+		    a->close == b->close);
+	assert_true(a->volume == b->volume && a->quote_volume == b->quote_volume &&
+		    a->taker_base == b->taker_base && a->taker_quote == b->taker_quote);
+	assert_int_equal(a->trades, b->trades);
+}
+
 static void csv_line(void **state)
 {
 	struct kl_kline k, j;
@@ -308,7 +324,7 @@ static void csv_line(void **state)
 	assert_row(&k);
 	/* The CSV and the REST row of one minute are the same kline. */
 	j = good();
-	assert_memory_equal(&k, &j, sizeof(k));
+	assert_kline_equal(&k, &j);
 	snprintf(buf, sizeof(buf), "%s\r\n", CSV);
 	assert_int_equal(kl_kline_from_csv(buf, strlen(buf), &k), KL_KLINE_OK);
 	assert_row(&k);
@@ -325,6 +341,36 @@ static void csv_line(void **state)
 	memset(&k, 0, sizeof(k));
 	assert_int_equal(kl_kline_from_csv(buf, strlen(buf), &k), KL_KLINE_OK);
 	assert_row(&k);
+}
+
+/* A BTTC-sized minute: 20 integer digits and 8 decimals, all exact (issue 12). */
+static void huge_values(void **state)
+{
+	static const char line[] =
+	    "1672531200000,0.00000001,0.00000002,0.00000001,0.00000002,"
+	    "99999999999999999999.99999999,1672531259999,1234567890123.12345678,7,"
+	    "50000000000000000000.00000001,617283945061.56172839,0";
+	const kl_i128 big = (kl_i128)9999999999999999999ULL * 1000000000 + 999999999;
+	struct kl_kline k;
+	json_t *row;
+
+	(void)state;
+	assert_int_equal(kl_kline_from_csv(line, strlen(line), &k), KL_KLINE_OK);
+	assert_int_equal(kl_kline_check(&k, 0, INT64_MAX), KL_KLINE_OK);
+	assert_true(k.volume == big && k.volume == KL_DEC_MAX);
+	assert_true(k.taker_base == (kl_i128)5000000000000000000ULL * 1000000000 + 1);
+	assert_true(k.quote_volume == (kl_i128)1234567890123LL * KL_DEC_SCALE + 12345678);
+	assert_true(k.open == 1 && k.high == 2);
+	row = json_loads("[1672531200000,\"0.00000001\",\"0.00000002\",\"0.00000001\","
+			 "\"0.00000002\",\"99999999999999999999.99999999\",1672531259999,"
+			 "\"1234567890123.12345678\",7,\"50000000000000000000.00000001\","
+			 "\"617283945061.56172839\",\"0\"]",
+			 0, NULL);
+	assert_non_null(row);
+	memset(&k, 0, sizeof(k));
+	assert_int_equal(kl_kline_from_json(row, &k), KL_KLINE_OK);
+	assert_true(k.volume == KL_DEC_MAX);
+	json_decref(row);
 }
 
 static void csv_header_and_shape(void **state)
@@ -577,7 +623,9 @@ static void event_refused(void **state)
 		assert_int_equal(event_with(decs[i], "\"abc\"", &ev), KL_KLINE_DECIMAL);
 		assert_int_equal(event_with(decs[i], "\"1e5\"", &ev), KL_KLINE_DECIMAL);
 		assert_int_equal(event_with(decs[i], "\"\"", &ev), KL_KLINE_DECIMAL);
-		assert_int_equal(event_with(decs[i], "\"0.000000001\"", &ev), KL_KLINE_DECIMAL);
+		assert_int_equal(event_with(decs[i], "\"0.000000001\"", &ev), KL_KLINE_FINE);
+		assert_int_equal(event_with(decs[i], "\"123456789012345678901\"", &ev),
+				 KL_KLINE_HUGE);
 		assert_int_equal(event_with(decs[i], "null", &ev), KL_KLINE_DECIMAL);
 		assert_int_equal(event_with(decs[i], NULL, &ev), KL_KLINE_DECIMAL);
 		assert_int_equal(event_with(decs[i], "\"-1\"", &ev), KL_KLINE_NEGATIVE);
@@ -619,7 +667,7 @@ static void json_member(void **state)
 		assert_int_equal(kl_event_from_json(data, &ev), KL_KLINE_OK);
 		json_decref(data);
 		assert_int_equal(event_from(EVENT, &direct), KL_KLINE_OK);
-		assert_memory_equal(&ev.k, &direct.k, sizeof(ev.k));
+		assert_kline_equal(&ev.k, &direct.k);
 		assert_int_equal(ev.event_time, direct.event_time);
 	}
 
@@ -783,6 +831,7 @@ int main(void)
 	    cmocka_unit_test(zero_volume),
 	    cmocka_unit_test(off_minute),
 	    cmocka_unit_test(csv_line),
+	    cmocka_unit_test(huge_values),
 	    cmocka_unit_test(csv_header_and_shape),
 	    cmocka_unit_test(csv_fields),
 	    cmocka_unit_test(csv_microseconds),

@@ -1,0 +1,31 @@
+/*
+ * The exact side of the store (schema/003-exact.sql): decoding the exact
+ * form of large klines and days, and the in-place upgrade of a schema-2
+ * store, which needs arithmetic SQL lacks (nearest doubles of 128-bit
+ * values). Split from store.c, which holds the statements.
+ */
+#pragma once
+
+#include "kline.h"
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stddef.h>
+
+/**
+ * Run the C part of migration @p version (1-based) inside the open
+ * migration transaction of @p db. @return 0, or -errno with @p err set.
+ */
+int kl_store_upgrade(sqlite3 *db, size_t version, char *err, size_t n);
+
+/**
+ * Fill open .. quote_volume of @p k from column @p col of @p s, the x
+ * text of a large kline. @return 0, or -EINVAL when it is not klined's.
+ */
+int kl_store_exact_kline(sqlite3_stmt *s, int col, struct kl_kline *k);
+
+/**
+ * An object {names[i]: text of column col + i} for @p ncols columns.
+ * @return a new reference (json_null() when out of memory).
+ */
+json_t *kl_store_exact_json(sqlite3_stmt *s, int col, const char *const *names, int ncols);
