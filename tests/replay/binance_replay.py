@@ -1288,6 +1288,8 @@ WS_DEFAULTS: Dict[str, Any] = {
                                   # it the upgrade is refused with 429 (Binance: 300; 0 = off)
     "drop_after_frames": 0,       # close every connection right after this many kline frames
                                   # (an exchange dropping connections at once; 0 = never)
+    "trade_driven": 0,            # 1: a running update only when a trade happened since the
+                                  # last tick (Binance sends a kline event only on a change)
 }
 WS_FAULT_KINDS = {"drop", "close", "silence", "malformed", "duplicate", "reorder", "future",
                   "past", "shutdown", "oversize"}
@@ -1841,6 +1843,7 @@ class WsConn:
         M = MINUTE_MS
         ot, last = _floor_min(cur), _floor_min(target)
         every_tick = ((target - cur) // U + 1) * len(act) <= hub.cfg["burst_events"]
+        traded = bool(hub.cfg["trade_driven"])
         if not every_tick:
             hub.c["skipped"] += max(0, (target - cur) // U - 1) * len(act)
         while ot <= last:
@@ -1854,7 +1857,7 @@ class WsConn:
                     t1 = min(target, ot + M - 1)
                     for tick in range(t0, t1 + 1, U):
                         for stream, sym, close in here:
-                            if tick <= close:
+                            if tick <= close and not (traded and self._no_trade(sym, ot, tick, U)):
                                 yield render(sym, stream, ot, close, tick, False)
                 elif ot == last:
                     tick = last + ((target - last) // U) * U
@@ -1866,6 +1869,12 @@ class WsConn:
                     if cur < close + 1 <= target:
                         yield render(sym, stream, ot, close, close + 1, True)
             ot += M
+
+    def _no_trade(self, sym: str, ot: int, tick: int, U: int) -> bool:
+        """trade_driven: no trade in (tick - U, tick], so Binance would send nothing."""
+        now = self.rp.store.kline_fields(sym, ot, tick)
+        before = self.rp.store.kline_fields(sym, ot, tick - U) if tick - U >= ot else None
+        return now is not None and int(now[0][8]) == (int(before[0][8]) if before else 0)
 
     def _frame(self, stream: str, raw: str) -> str:
         return '{"stream":"%s","data":%s}' % (stream, raw) if self.combined else raw
@@ -2427,6 +2436,7 @@ BINANCE_PROFILE = {
     "rest_lag_ms": 3000,            # klines reach REST a little after their minute closes
     "ws_conn_limit_5min": 300,      # connection attempts per IP per 5 minutes
     "ws_ping_interval": 20.0,
+    "ws_trade_driven": 1,           # kline events only when a trade happened
 }
 
 
@@ -2476,7 +2486,7 @@ class ReplayServer:
                  ws_max_msgs_per_s: int = 5, ws_update_ms: int = 2000,
                  ws_max_streams: int = 1024, ws_burst_events: int = 512,
                  ws_quiet_symbols: str = "", ws_conn_limit_5min: int = 0,
-                 ws_drop_after_frames: int = 0,
+                 ws_drop_after_frames: int = 0, ws_trade_driven: int = 0,
                  ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000,
                  ssl_context: Any = None, ban_escalation: float = 0.0,
                  hisupply: Iterable[str] = (),
@@ -2485,11 +2495,12 @@ class ReplayServer:
             kw = profile_kwargs(profile, {
                 "weight_limit": weight_limit, "ban_escalation": ban_escalation,
                 "rest_lag_ms": rest_lag_ms, "ws_conn_limit_5min": ws_conn_limit_5min,
-                "ws_ping_interval": ws_ping_interval, "faults": list(faults)})
+                "ws_ping_interval": ws_ping_interval, "ws_trade_driven": ws_trade_driven,
+                "faults": list(faults)})
             weight_limit, ban_escalation, rest_lag_ms = (kw["weight_limit"],
                                                          kw["ban_escalation"], kw["rest_lag_ms"])
             ws_conn_limit_5min, ws_ping_interval = kw["ws_conn_limit_5min"], kw["ws_ping_interval"]
-            faults = kw["faults"]
+            faults, ws_trade_driven = kw["faults"], kw["ws_trade_driven"]
         # ssl_context: an ssl.SSLContext to serve https:// and wss:// instead.
         # wall: the wall clock (epoch seconds) of the weight windows and bans; tests may
         # inject a fake one.  The virtual clock always runs on time.monotonic.
@@ -2498,7 +2509,8 @@ class ReplayServer:
                      "max_msgs_per_s": ws_max_msgs_per_s, "update_ms": ws_update_ms,
                      "max_streams": ws_max_streams, "burst_events": ws_burst_events,
                      "quiet_symbols": ws_quiet_symbols, "conn_limit_5min": ws_conn_limit_5min,
-                     "drop_after_frames": ws_drop_after_frames}
+                     "drop_after_frames": ws_drop_after_frames,
+                     "trade_driven": int(ws_trade_driven)}
         self.replay = Replay(data_dir=data_dir, start=start, speed=speed, tile_until=tile_until,
                              weight_limit=weight_limit, latency_ms=latency_ms, halts=halts,
                              faults=faults, wall=wall, gen_symbols=gen_symbols,
@@ -2665,6 +2677,9 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         "5xx, short and empty pages, a wrong /time now and then, REST "
                         "publication lag, the real weight limit, escalating per-IP bans, "
                         "connection-attempt limits); explicit options and --faults add to it")
+    p.add_argument("--ws-trade-driven", action="store_true",
+                   help="websocket: a running kline update only when a trade happened since "
+                        "the last tick (as Binance: events only on a change)")
     p.add_argument("--rest-lag-ms", type=int, default=0,
                    help="serve a minute over REST only this many virtual ms after it closes")
     p.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
@@ -2741,6 +2756,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        ws_quiet_symbols=a.ws_quiet_symbols,
                        ws_conn_limit_5min=a.ws_conn_limit_5min,
                        ws_drop_after_frames=a.ws_drop_after_frames,
+                       ws_trade_driven=int(a.ws_trade_driven),
                        ws_faults=_load_rules(a.ws_faults), ban_escalation=a.ban_escalation,
                        rest_lag_ms=a.rest_lag_ms, profile=a.profile, hisupply=a.hisupply)
     stop = threading.Event()
