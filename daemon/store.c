@@ -5,7 +5,7 @@
  *     or outage write of that symbol, so a crash never leaves a day row
  *     stale without the mark that makes the next refresh redo it.
  *  3. A websocket kline never replaces a REST or imported one.
- *  4. Migrations run in one transaction each; user_version counts them.
+ *  4. Pending migrations run in one transaction together; user_version counts them.
  */
 #include "store.h"
 
@@ -234,26 +234,26 @@ static int migrate(sqlite3 *db, char *err, size_t n)
 	char text[64];
 
 	r = user_version(db, &v);
+	if (r < 0 || (size_t)v >= kl_schema_count)
+		return r;
+	/* Every pending step in one transaction: a store killed mid-upgrade is the old one or
+	 * the newest, never one in between that no release wrote. */
+	r = exec(db, "BEGIN IMMEDIATE", err, n);
 	if (r < 0)
 		return r;
-	for (size_t i = (size_t)v; i < kl_schema_count; i++) {
-		r = exec(db, "BEGIN IMMEDIATE", err, n);
-		if (r < 0)
-			return r;
-		snprintf(text, sizeof(text), "PRAGMA user_version = %zu", i + 1);
+	for (size_t i = (size_t)v; i < kl_schema_count && r == 0; i++) {
 		r = exec(db, kl_schema[i], err, n);
 		if (r == 0)
 			r = kl_store_upgrade(db, i + 1, err, n);
-		if (r == 0)
-			r = exec(db, text, err, n);
-		if (r == 0)
-			r = exec(db, "COMMIT", err, n);
-		if (r < 0) {
-			exec(db, "ROLLBACK", text, sizeof(text));
-			return r;
-		}
 	}
-	return 0;
+	snprintf(text, sizeof(text), "PRAGMA user_version = %zu", kl_schema_count);
+	if (r == 0)
+		r = exec(db, text, err, n);
+	if (r == 0)
+		r = exec(db, "COMMIT", err, n);
+	if (r < 0)
+		exec(db, "ROLLBACK", text, sizeof(text));
+	return r;
 }
 
 int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *err, size_t n)

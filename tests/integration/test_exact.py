@@ -21,6 +21,9 @@ import oracle
 from conftest import HALT, HALT_MS, query, read_log, stop, wait_for
 from test_batch import stored_minutes
 
+# The newest schema: one numbered migration each (schema/meson.build).
+SCHEMA = len(list((Path(__file__).resolve().parents[2] / "schema").glob("[0-9][0-9][0-9]-*.sql")))
+
 HISUPPLY = ["PEPEUSDT=BTCUSDT/1e5/1e8", "SHIBUSDT=ETHUSDT/1e4/1e9", "BTTCUSDT=BTCUSDT/1e6/1e11"]
 SPECS = {n: (s, a, b) for n, s, a, b in map(br.parse_hisupply, HISUPPLY)}
 E8 = Decimal(100_000_000)
@@ -130,7 +133,7 @@ def test_rest_backfill_exact(replay, klined):
     st = json.loads(k.cmd("status", "--json").stdout)
     bttc = [s for s in st["symbols"] if s["symbol"] == "BTTCUSDT"][0]
     assert bttc["holes"] == 0 and bttc["rejects"] == 0
-    assert st["schema_version"] == 3
+    assert st["schema_version"] == SCHEMA
     last = query(k.db, "SELECT volume FROM daily_exact WHERE symbol = 'BTTCUSDT' "
                        "ORDER BY day DESC LIMIT 1")[0][0]
     assert bttc["last_day"]["volume_exact"] == last
@@ -295,7 +298,7 @@ def test_upgrade_schema2_store_in_place(replay, klined, tmp_path):
     k = klined(srv.rest_url, "--symbols", "BTCUSDT,MIDUSDT", "--history-start", "2023-03-01",
                db=db)
     p = k.once()
-    assert query(db, "PRAGMA user_version") == [(3,)]
+    assert query(db, "PRAGMA user_version") == [(SCHEMA,)]
     # Nothing lost: every minute of the old store, exactly.
     new = {}
     for name in ("BTCUSDT", "MIDUSDT"):
@@ -338,7 +341,7 @@ def test_upgrade_killed_is_old_or_new(klined_bin, tmp_path):
             if kill_after is not None:
                 time.sleep(kill_after)
             else:
-                wait_for(lambda: query(db, "PRAGMA user_version")[0][0] == 3, timeout=120,
+                wait_for(lambda: query(db, "PRAGMA user_version")[0][0] == SCHEMA, timeout=120,
                          step=0.01)
             return time.monotonic() - t0
         finally:
@@ -348,7 +351,7 @@ def test_upgrade_killed_is_old_or_new(klined_bin, tmp_path):
     full = tmp_path / "full.db"
     shutil.copy(base, full)
     took = upgrade(full)
-    seen = {2: 0, 3: 0}
+    seen = {2: 0, SCHEMA: 0}
     rnd = random.Random(12)
     for i in range(8):
         db = tmp_path / f"k{i}.db"
@@ -360,11 +363,11 @@ def test_upgrade_killed_is_old_or_new(klined_bin, tmp_path):
         if v == 2:
             assert fingerprint(db) == old_print, f"kill {i}: schema 2 but changed"
         else:
-            assert v == 3
+            assert v == SCHEMA
             assert query(db, "SELECT count(*) FROM kline") == [(n,)]
             assert query(db, BIG_ROWS) == [(0,)]
             assert query(db, "SELECT count(*) FROM daily_exact") == query(
                 full, "SELECT count(*) FROM daily_exact")
             assert fingerprint(db, ("kline", "outage")) == fingerprint(full, ("kline", "outage"))
     print(f"upgrade of {n} klines took {took:.2f} s; kills: {seen}")
-    assert seen[2] and seen[3], (seen, took)
+    assert seen[2] and seen[SCHEMA], (seen, took)
