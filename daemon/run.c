@@ -305,11 +305,20 @@ static void on_filled(void *ud, int status)
 static void fill(struct run *run, int64_t from)
 {
 	struct kl_ranges holes = {0};
+	int64_t now = run->now_ms;
 
+	if (run->speed) {
+		/* The stream's event times are the exchange's clock too, and fresher than a
+		 * /time that was doubted (or not asked for a while). */
+		struct kl_speed_stats ss;
+		kl_speed_stats(run->speed, &ss);
+		if (ss.last_event_time > now)
+			now = ss.last_event_time;
+	}
 	for (size_t i = 0; i < run->nsyms; i++) {
 		struct rsym *s = &run->syms[i];
 		int64_t a = from > s->start ? from : s->start, to = run->closed_end;
-		int64_t settled = kl_kline_slot(run->now_ms - SETTLE_MS);
+		int64_t settled = kl_kline_slot(now - SETTLE_MS);
 		int r;
 
 		if (run->speed && from > 0) {

@@ -51,7 +51,7 @@ def test_streaming_against_the_binance_profile(hostile, klined, kafka_broker, ka
     # Four virtual hours at 600x through Kafka, on a store backfilled under the same
     # profile: the heals' /time polls meet the skewed clock, pages keep being refused.
     srv = hostile(start="2023-03-10T12:00:30Z", speed=600,
-                  faults=[{"kind": "time_skew", "offset_ms": 86_400_000, "after": 2,
+                  faults=[{"kind": "time_skew", "offset_ms": 86_400_000, "after": 1,
                            "count": 3}])
     k = live(klined, srv, kafka_broker, kafka_topic)
     proc = k.start()
