@@ -133,9 +133,7 @@ static const struct key keys[] = {
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static int fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t n, const char *fmt, ...)
+int kl__conf_fail(char *err, size_t n, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -160,7 +158,7 @@ static int replace_str(char **field, const char *v, char *err, size_t n)
 	char *s = strdup(v);
 
 	if (!s)
-		return fail(err, n, "out of memory");
+		return kl__conf_fail(err, n, "out of memory");
 	free(*field);
 	*field = s;
 	return 0;
@@ -169,10 +167,10 @@ static int replace_str(char **field, const char *v, char *err, size_t n)
 static int set_str(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
 {
 	if (!*v)
-		return fail(err, n, "must not be empty");
+		return kl__conf_fail(err, n, "must not be empty");
 	for (const char *p = v; *p; p++) {
 		if ((unsigned char)*p < 0x20)
-			return fail(err, n, "contains a control character");
+			return kl__conf_fail(err, n, "contains a control character");
 	}
 	return replace_str(str_field(c, k), v, err, n);
 }
@@ -185,7 +183,7 @@ static int set_brokers(struct kl_conf *c, const struct key *k, const char *v, ch
 	if (strcmp(v, "off") == 0)
 		return set_str(c, k, v, err, n);
 	if (*v && v[strlen(v) - 1] == ',')
-		return fail(err, n, "'%s' ends with a comma", v);
+		return kl__conf_fail(err, n, "'%s' ends with a comma", v);
 	while (*p) {
 		const char *e = strchr(p, ','), *colon = NULL;
 		long port = 0;
@@ -196,18 +194,18 @@ static int set_brokers(struct kl_conf *c, const struct key *k, const char *v, ch
 			if (*q == ':')
 				colon = q;
 			else if (isspace((unsigned char)*q) || (unsigned char)*q < 0x20)
-				return fail(err, n, "'%s' is not HOST:PORT[,HOST:PORT...] or off",
-					    v);
+				return kl__conf_fail(
+				    err, n, "'%s' is not HOST:PORT[,HOST:PORT...] or off", v);
 		}
 		for (const char *q = colon ? colon + 1 : e; q < e && port <= 65535; q++)
 			port = isdigit((unsigned char)*q) ? port * 10 + (*q - '0') : 65536;
 		if (!colon || colon == p || colon + 1 == e || port < 1 || port > 65535)
-			return fail(err, n, "'%.*s' is not HOST:PORT (in '%s')", (int)(e - p), p,
-				    v);
+			return kl__conf_fail(err, n, "'%.*s' is not HOST:PORT (in '%s')",
+					     (int)(e - p), p, v);
 		p = *e ? e + 1 : e;
 	}
 	if (!*v)
-		return fail(err, n, "must not be empty");
+		return kl__conf_fail(err, n, "must not be empty");
 	return set_str(c, k, v, err, n);
 }
 
@@ -217,10 +215,11 @@ static int set_topic(struct kl_conf *c, const struct key *k, const char *v, char
 	size_t len = strlen(v);
 
 	if (len == 0 || len > 249 || !strcmp(v, ".") || !strcmp(v, ".."))
-		return fail(err, n, "'%s' is not a Kafka topic name (1 to 249 characters)", v);
+		return kl__conf_fail(err, n, "'%s' is not a Kafka topic name (1 to 249 characters)",
+				     v);
 	for (const char *p = v; *p; p++) {
 		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
-			return fail(
+			return kl__conf_fail(
 			    err, n,
 			    "'%s' is not a Kafka topic name (letters, digits, '.', '_', '-')", v);
 	}
@@ -232,7 +231,7 @@ static int set_path(struct kl_conf *c, const struct key *k, const char *v, char 
 {
 	if (!*v) {
 		if (k->offset == FIELD(db_path))
-			return fail(err, n, "must not be empty");
+			return kl__conf_fail(err, n, "must not be empty");
 		free(*str_field(c, k));
 		*str_field(c, k) = NULL;
 		return 0;
@@ -262,10 +261,10 @@ static int symbols_apply(struct kl_conf *c, const char *v, bool append, char *er
 	if (append) {
 		list = calloc(c->nsymbols ? c->nsymbols : 1, sizeof(*list));
 		if (!list)
-			return fail(err, n, "out of memory");
+			return kl__conf_fail(err, n, "out of memory");
 		for (; nlist < c->nsymbols; nlist++) {
 			if (!(list[nlist] = strdup(c->symbols[nlist]))) {
-				r = fail(err, n, "out of memory");
+				r = kl__conf_fail(err, n, "out of memory");
 				goto out;
 			}
 		}
@@ -281,29 +280,30 @@ static int symbols_apply(struct kl_conf *c, const char *v, bool append, char *er
 			if (isspace((unsigned char)*q))
 				continue;
 			if (len >= 21 || !isalnum((unsigned char)*q)) {
-				r = fail(err, n,
-					 "'%.*s' is not a symbol (2 to 20 letters or digits)",
-					 (int)(e - p), p);
+				r = kl__conf_fail(
+				    err, n, "'%.*s' is not a symbol (2 to 20 letters or digits)",
+				    (int)(e - p), p);
 				goto out;
 			}
 			sym[len++] = (char)toupper((unsigned char)*q);
 		}
 		sym[len] = '\0';
 		if (len < 2 || len > 20) {
-			r = fail(err, n, "'%.*s' is not a symbol (2 to 20 letters or digits)",
-				 (int)(e - p), p);
+			r = kl__conf_fail(err, n,
+					  "'%.*s' is not a symbol (2 to 20 letters or digits)",
+					  (int)(e - p), p);
 			goto out;
 		}
 		for (size_t i = 0; i < nlist; i++) {
 			if (strcmp(list[i], sym) == 0) {
-				r = fail(err, n, "symbol %s given twice", sym);
+				r = kl__conf_fail(err, n, "symbol %s given twice", sym);
 				goto out;
 			}
 		}
 		char **grown = realloc(list, (nlist + 1) * sizeof(*list));
 		if (!grown || !(grown[nlist] = strdup(sym))) {
 			list = grown ? grown : list;
-			r = fail(err, n, "out of memory");
+			r = kl__conf_fail(err, n, "out of memory");
 			goto out;
 		}
 		list = grown;
@@ -311,7 +311,7 @@ static int symbols_apply(struct kl_conf *c, const char *v, bool append, char *er
 		p = *e ? e + 1 : e;
 	}
 	if (nlist == 0) {
-		r = fail(err, n, "no symbol given");
+		r = kl__conf_fail(err, n, "no symbol given");
 		goto out;
 	}
 	free_list(c->symbols, c->nsymbols);
@@ -391,20 +391,21 @@ static int set_url(struct kl_conf *c, const struct key *k, const char *v, char *
 	else if (strncmp(v, sc[1], strlen(sc[1])) == 0)
 		skip = strlen(sc[1]);
 	else
-		return fail(err, n, "'%s' is not a %s or %s URL", v, sc[0], sc[1]);
+		return kl__conf_fail(err, n, "'%s' is not a %s or %s URL", v, sc[0], sc[1]);
 	while (len > skip && v[len - 1] == '/')
 		len--;
 	if (len == skip)
-		return fail(err, n, "'%s' has no host", v);
+		return kl__conf_fail(err, n, "'%s' has no host", v);
 	for (size_t i = 0; i < len; i++) {
 		if ((unsigned char)v[i] <= 0x20 || v[i] == '?' || v[i] == '#')
-			return fail(err, n, "'%s' must be a bare base URL", v);
+			return kl__conf_fail(err, n, "'%s' must be a bare base URL", v);
 	}
 	if (check_authority(v + skip, len - skip) < 0)
-		return fail(err, n, "'%s' has no valid HOST[:PORT] (port 1 to 65535, [IPv6])", v);
+		return kl__conf_fail(err, n,
+				     "'%s' has no valid HOST[:PORT] (port 1 to 65535, [IPv6])", v);
 	s = strndup(v, len);
 	if (!s)
-		return fail(err, n, "out of memory");
+		return kl__conf_fail(err, n, "out of memory");
 	free(*str_field(c, k));
 	*str_field(c, k) = s;
 	return 0;
@@ -448,7 +449,7 @@ static int set_history(struct kl_conf *c, const struct key *k, const char *v, ch
 		c->history_value = x;
 		return 0;
 	}
-	return fail(err, n, "'%s' is not YYYY-MM-DD, Nd (N up to 36500) or listing", v);
+	return kl__conf_fail(err, n, "'%s' is not YYYY-MM-DD, Nd (N up to 36500) or listing", v);
 }
 
 static int set_duration(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
@@ -472,8 +473,9 @@ static int set_duration(struct kl_conf *c, const struct key *k, const char *v, c
 			return 0;
 		}
 	}
-	return fail(err, n, "'%s' is not a duration between %lldms and %lldms (e.g. 90s, 30m, 1h)",
-		    v, (long long)k->min, (long long)k->max);
+	return kl__conf_fail(err, n,
+			     "'%s' is not a duration between %lldms and %lldms (e.g. 90s, 30m, 1h)",
+			     v, (long long)k->min, (long long)k->max);
 }
 
 static int set_int(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
@@ -482,8 +484,8 @@ static int set_int(struct kl_conf *c, const struct key *k, const char *v, char *
 	const char *end;
 
 	if (parse_uint(v, k->max, &x, &end) < 0 || *end || x < k->min)
-		return fail(err, n, "'%s' is not an integer from %lld to %lld", v,
-			    (long long)k->min, (long long)k->max);
+		return kl__conf_fail(err, n, "'%s' is not an integer from %lld to %lld", v,
+				     (long long)k->min, (long long)k->max);
 	*int_field(c, k) = x;
 	return 0;
 }
@@ -495,10 +497,11 @@ static int set_weight(struct kl_conf *c, const struct key *k, const char *v, cha
 	const char *end;
 
 	if (parse_uint(v, k->max, &x, &end) < 0 || *end || (x != 0 && x < KL_CONF_WEIGHT_MIN))
-		return fail(err, n,
-			    "'%s' is not 0 (the exchange's limit) or an integer from %d to %lld "
-			    "(exchangeInfo alone costs 20)",
-			    v, KL_CONF_WEIGHT_MIN, (long long)k->max);
+		return kl__conf_fail(
+		    err, n,
+		    "'%s' is not 0 (the exchange's limit) or an integer from %d to %lld "
+		    "(exchangeInfo alone costs 20)",
+		    v, KL_CONF_WEIGHT_MIN, (long long)k->max);
 	*int_field(c, k) = x;
 	return 0;
 }
@@ -507,7 +510,7 @@ static int set_level(struct kl_conf *c, const struct key *k, const char *v, char
 {
 	(void)k;
 	if (kl_log_level_parse(v, &c->log_level) < 0)
-		return fail(err, n, "'%s' is not one of error, warn, info, debug", v);
+		return kl__conf_fail(err, n, "'%s' is not one of error, warn, info, debug", v);
 	return 0;
 }
 
@@ -539,10 +542,11 @@ static int set_listen(struct kl_conf *c, const struct key *k, const char *v, cha
 		return replace_str(str_field(c, k), v, err, n);
 	if (!colon || colon == v || parse_uint(colon + 1, 65535, &port, &end) < 0 || *end ||
 	    port == 0)
-		return fail(err, n, "'%s' is not ADDR:PORT (e.g. 127.0.0.1:8642) or off", v);
+		return kl__conf_fail(err, n, "'%s' is not ADDR:PORT (e.g. 127.0.0.1:8642) or off",
+				     v);
 	if (!listen_addr(v, (size_t)(colon - v)))
-		return fail(err, n, "'%.*s' is not an IP address or localhost", (int)(colon - v),
-			    v);
+		return kl__conf_fail(err, n, "'%.*s' is not an IP address or localhost",
+				     (int)(colon - v), v);
 	return replace_str(str_field(c, k), v, err, n);
 }
 
@@ -588,11 +592,11 @@ static int add_kafka_prop(struct kl_conf *c, const char *name, const char *v, ch
 	char *s;
 
 	if (!grown)
-		return fail(err, n, "out of memory");
+		return kl__conf_fail(err, n, "out of memory");
 	c->kafka_props = grown;
 	s = malloc(len);
 	if (!s)
-		return fail(err, n, "out of memory");
+		return kl__conf_fail(err, n, "out of memory");
 	snprintf(s, len, "%s=%s", name, v);
 	c->kafka_props[c->nkafka_props++] = s;
 	return 0;

@@ -14,18 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 /*
  * inih as Debian builds it neither passes the handler a line number nor
  * stops at the first error (it returns the first error's line but keeps
@@ -70,19 +58,21 @@ static int note_key(struct ini_ctx *ctx, const char *section, const char *name, 
 		if (ctx->indented && !strcmp(section, "exchange") && !strcmp(name, "symbols"))
 			return 1;
 		if (ctx->indented)
-			return fail(msg, n,
-				    "continuation line (the value goes on from line %d); only "
-				    "[exchange] symbols takes more than one line",
-				    ctx->seen[i].line);
-		return fail(msg, n, "given twice (lines %d and %d)", ctx->seen[i].line, ctx->line);
+			return kl__conf_fail(
+			    msg, n,
+			    "continuation line (the value goes on from line %d); only "
+			    "[exchange] symbols takes more than one line",
+			    ctx->seen[i].line);
+		return kl__conf_fail(msg, n, "given twice (lines %d and %d)", ctx->seen[i].line,
+				     ctx->line);
 	}
 	grown = realloc(ctx->seen, (ctx->nseen + 1) * sizeof(*grown));
 	if (!grown)
-		return fail(msg, n, "out of memory");
+		return kl__conf_fail(msg, n, "out of memory");
 	ctx->seen = grown;
 	id = malloc(ls + ln + 2);
 	if (!id)
-		return fail(msg, n, "out of memory");
+		return kl__conf_fail(msg, n, "out of memory");
 	memcpy(id, section, ls + 1);
 	memcpy(id + ls + 1, name, ln + 1);
 	ctx->seen[ctx->nseen++] = (struct seen){id, ctx->line};

@@ -95,29 +95,14 @@ static size_t digits_rev(kl_i128 v, char tmp[static 64])
 
 size_t kl_dec_format(kl_i128 v, char *buf, size_t n)
 {
-	char tmp[64];
-	size_t len, i = 0, frac_end;
+	size_t i = kl_dec_format8(v, buf, n);
 
-	if (n < 48) {
-		if (n)
-			buf[0] = '\0';
+	if (!i)
 		return 0;
-	}
-	len = digits_rev(v, tmp);
-	if (v < 0)
-		buf[i++] = '-';
-	while (len > KL_DEC_DIGITS)
-		buf[i++] = tmp[--len];
-	buf[i++] = '.';
-	frac_end = i;
-	while (len > 0) {
-		buf[i] = tmp[--len];
-		if (buf[i] != '0')
-			frac_end = i + 1;
-		i++;
-	}
-	i = frac_end;
-	if (buf[i - 1] == '.')
+	/* The shortest form: trailing zeros, then a bare point, dropped. */
+	while (i && buf[i - 1] == '0')
+		i--;
+	if (i && buf[i - 1] == '.')
 		i--;
 	buf[i] = '\0';
 	return i;
