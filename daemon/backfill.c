@@ -343,9 +343,14 @@ static bool probe_answer(struct kl_backfill *bf, struct page *p, const struct kl
 		return false;
 	}
 	kl_time_format(p->r.from, a);
-	if (json_array_size(j)) {
-		int64_t f = kl_kline_slot(json_integer_value(first));
-		int64_t l = kl_kline_slot(json_integer_value(last)) + KL_MINUTE_MS;
+	/* Empty although the exchange has served klines after the range: Binance answers a
+	 * startTime with the oldest klines from it, so the empty page lied, like a short one. */
+	if (json_array_size(j) || s->newest > p->r.to) {
+		int64_t f =
+		    json_array_size(j) ? kl_kline_slot(json_integer_value(first)) : p->r.from;
+		int64_t l = json_array_size(j)
+				? kl_kline_slot(json_integer_value(last)) + KL_MINUTE_MS
+				: s->newest;
 		if (l > s->newest)
 			s->newest = l;
 		if (f < p->r.to) {

@@ -227,6 +227,9 @@ def test_ws_drop_and_rotation_lose_no_minute(replay, klined, kafka_broker, kafka
     check_history(k.db, "2023-03-11")
 
 
+# Pure waiting: 95 s of wall-clock silence before klined may call the connection dead
+# (pings alone keep it alive: test_hostile_speed.py). Run by `scripts/test --full`.
+@pytest.mark.full
 def test_ws_silence_reconnects_and_heals(replay, klined, kafka_broker, kafka_topic):
     srv = replay(start="2023-03-10T23:00:30Z", speed=30)
     # Silence is no frame and no ping (the replay's silence stops both) for 90 s.
