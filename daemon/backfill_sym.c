@@ -13,18 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Binance's error body {"code":-1121,"msg":"Invalid symbol."}; @return the code or 0. */
-static int error_code(const struct kl_rest_reply *r)
-{
-	json_t *j = json_loadb(r->body, r->len, 0, NULL);
-	int code = json_is_integer(json_object_get(j, "code"))
-		       ? (int)json_integer_value(json_object_get(j, "code"))
-		       : 0;
-
-	json_decref(j);
-	return code;
-}
-
 struct check {
 	struct kl_backfill *bf;
 	size_t sym;
@@ -121,7 +109,7 @@ void bf_on_hold_timer(uv_timer_t *t)
 void bf_refused(struct kl_backfill *bf, struct page *p, const struct kl_rest_reply *r)
 {
 	struct sym *s = &bf->syms[p->sym];
-	int code = error_code(r);
+	int code = kl_rest_error_code(r, NULL, 0);
 	uint64_t delay;
 
 	kl_metrics_add(KL_M_PAGES_REFUSED, 1);

@@ -210,22 +210,6 @@ static void on_signal(uv_signal_t *h, int signum)
 	stop(run, 0);
 }
 
-/* Binance's error body {"code":-1121,"msg":"Invalid symbol."}; @return code or 0. */
-static int exchange_error(const struct kl_rest_reply *r, char *msg, size_t n)
-{
-	json_t *j = json_loadb(r->body, r->len, 0, NULL);
-	int code = 0;
-
-	snprintf(msg, n, "HTTP %ld", r->status);
-	if (j && json_is_integer(json_object_get(j, "code"))) {
-		const char *text = json_string_value(json_object_get(j, "msg"));
-		code = (int)json_integer_value(json_object_get(j, "code"));
-		snprintf(msg, n, "%s (code %d)", text ? text : "?", code);
-	}
-	json_decref(j);
-	return code;
-}
-
 static void refresh_days(struct run *run)
 {
 	if (run->speed) {
@@ -615,7 +599,7 @@ static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
 
 	if (r->status != 200 && s->want >= 0) {
 		/* Only a clamp: the backfill deals with the symbol's refusals (inactive). */
-		exchange_error(r, msg, sizeof(msg));
+		kl_rest_error_code(r, msg, sizeof(msg));
 		kl_warn("run", "%s: cannot find the listing (%s); history from history_start",
 			s->symbol, msg);
 		json_decref(j);
@@ -625,7 +609,7 @@ static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
 	}
 	/* Never an exit: a restart would only ask again, costlier. */
 	if (r->status != 200) {
-		exchange_error(r, msg, sizeof(msg));
+		kl_rest_error_code(r, msg, sizeof(msg));
 		kl_err("run", "%s: cannot find the listing: %s; asking again", s->symbol, msg);
 		json_decref(j);
 		return KL_REST_RETRY;

@@ -13,7 +13,7 @@ APT_PACKAGES=(
     libcmocka-dev zlib1g-dev libzip-dev
     libwebsockets-dev libwebsockets-evlib-uv librdkafka-dev libsystemd-dev
     sqlite3 python3 python3-pip kcat openjdk-17-jre-headless maven scdoc
-    libclang-rt-14-dev cppcheck clang-tidy valgrind openssl
+    libclang-rt-14-dev cppcheck clang-tidy valgrind openssl iproute2 libseccomp2
     nodejs npm chromium prometheus
 )
 
