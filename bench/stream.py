@@ -785,7 +785,7 @@ def warm_broker(boot, n=30000):
 # builds
 # ------------------------------------------------------------------------------------------
 
-WS_H = "daemon/ws.h"
+WS_H = "daemon/speed/ws.h"
 WS_DEFINE = re.compile(r"^#define KL_WS_STREAMS_PER_CONN\s+(\d+)", re.M)
 COMMIT_DEFINE = re.compile(r"^#define COMMIT_MS(\s+)(\d+)", re.M)
 
@@ -797,8 +797,8 @@ def streams_per_conn(src: Path) -> int:
 
 def build_variant(work: Path, name: str, per_conn: int, commit_ms=None):
     """klined from a snapshot of this tree's sources (daemon, lib, schema, meson files) with
-    KL_WS_STREAMS_PER_CONN set to per_conn (daemon/ws.h) and, if given, COMMIT_MS
-    (daemon/speed.c); built in $WORK with the tree's build type.  Nothing in the tree is
+    KL_WS_STREAMS_PER_CONN set to per_conn (daemon/speed/ws.h) and, if given, COMMIT_MS
+    (daemon/speed/speed.c); built in $WORK with the tree's build type.  Nothing in the tree is
     touched.  Returns (binary, description) or (None, why not)."""
     src = work / ("src-" + name)
     src.mkdir()
@@ -811,19 +811,19 @@ def build_variant(work: Path, name: str, per_conn: int, commit_ms=None):
     text = ws.read_text()
     m = WS_DEFINE.search(text)
     if not m:
-        return None, "KL_WS_STREAMS_PER_CONN not found in daemon/ws.h"
+        return None, "KL_WS_STREAMS_PER_CONN not found in daemon/speed/ws.h"
     if int(m.group(1)) != per_conn:
         ws.write_text(WS_DEFINE.sub("#define KL_WS_STREAMS_PER_CONN %d" % per_conn, text))
-        changes.append("daemon/ws.h: KL_WS_STREAMS_PER_CONN %s -> %d" % (m.group(1), per_conn))
+        changes.append("daemon/speed/ws.h: KL_WS_STREAMS_PER_CONN %s -> %d" % (m.group(1), per_conn))
     if commit_ms is not None:
-        sp = src / "daemon" / "speed.c"
+        sp = src / "daemon" / "speed" / "speed.c"
         text = sp.read_text()
         m = COMMIT_DEFINE.search(text)
         if not m:
-            return None, "COMMIT_MS not found in daemon/speed.c"
+            return None, "COMMIT_MS not found in daemon/speed/speed.c"
         sp.write_text(COMMIT_DEFINE.sub(lambda x: "#define COMMIT_MS%s%d" % (x.group(1), commit_ms),
                                         text))
-        changes.append("daemon/speed.c: COMMIT_MS %s -> %d" % (m.group(2), commit_ms))
+        changes.append("daemon/speed/speed.c: COMMIT_MS %s -> %d" % (m.group(2), commit_ms))
     b = subprocess.run(["meson", "setup", str(src / "build"), str(src), "-Dtests=false",
                         "--buildtype=debugoptimized"], capture_output=True, text=True)
     if b.returncode == 0:

@@ -1,5 +1,5 @@
 /*
- * daemon/bus.c against librdkafka's mock cluster: the consumer freed from
+ * daemon/speed/bus.c against librdkafka's mock cluster: the consumer freed from
  * inside its own batch callback (klined stops from there when a
  * certification fails), and a fatal producer error while the setup worker
  * uses the producer on the thread pool. Under ASan both were a use after

@@ -25,6 +25,7 @@
 
 #include "rest_int.h"
 
+#include "backoff.h"
 #include "day.h"
 #include "log.h"
 #include "metrics.h"
@@ -96,12 +97,9 @@ static void enqueue(struct kl_rest *rest, struct req *q, bool front)
 
 static void retry_later(struct kl_rest *rest, struct req *q, const char *why)
 {
-	uint64_t delay = BACKOFF_FIRST_MS << (q->attempt < 6 ? q->attempt : 6);
-	double jitter = 0.5 + (double)random() / ((double)RAND_MAX + 1.0);
+	uint64_t delay =
+	    kl_backoff_ms(BACKOFF_FIRST_MS, BACKOFF_MAX_MS, q->attempt, 0.5, kl_backoff_uniform());
 
-	if (delay > BACKOFF_MAX_MS)
-		delay = BACKOFF_MAX_MS;
-	delay = (uint64_t)((double)delay * jitter);
 	q->attempt++;
 	q->not_before = uv_now(rest->loop) + delay;
 	rest->stats.retries++;
@@ -167,8 +165,8 @@ static bool refusal(long status, const char *body, size_t len, int *code)
 
 static void refuse(struct kl_rest *rest, struct req *q, const char *why, bool tls)
 {
-	uint64_t delay = rest->refused_first_ms << (rest->refusals < 6 ? rest->refusals : 6);
-	double jitter = 0.75 + 0.5 * (double)random() / ((double)RAND_MAX + 1.0);
+	uint64_t delay = kl_backoff_ms(rest->refused_first_ms, REFUSED_MAX_MS, rest->refusals, 0.25,
+				       kl_backoff_uniform());
 	char at[21], line[CURL_ERROR_SIZE + 160];
 
 	rest->stats.refused++;
@@ -180,9 +178,6 @@ static void refuse(struct kl_rest *rest, struct req *q, const char *why, bool tl
 		enqueue(rest, q, true);
 		return;
 	}
-	if (delay > REFUSED_MAX_MS)
-		delay = REFUSED_MAX_MS;
-	delay = (uint64_t)((double)delay * jitter);
 	rest->refusals++;
 	rest->epoch++;
 	snprintf(line, sizeof(line), "%s%s", why,

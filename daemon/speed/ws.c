@@ -22,6 +22,7 @@
  */
 #include "ws.h"
 
+#include "backoff.h"
 #include "kline.h"
 #include "window.h"
 #include "log.h"
@@ -98,13 +99,12 @@ static void on_reconnect(uv_timer_t *t)
 
 static void schedule_reconnect(struct slot *s)
 {
-	uint64_t delay = (uint64_t)BACKOFF_FIRST_MS << (s->attempts < 6 ? s->attempts : 6);
+	uint64_t delay;
 
 	if (s->ws->closing)
 		return;
-	if (delay > BACKOFF_MAX_MS)
-		delay = BACKOFF_MAX_MS;
-	delay = (uint64_t)((double)delay * (0.5 + (double)random() / ((double)RAND_MAX + 1.0)));
+	delay =
+	    kl_backoff_ms(BACKOFF_FIRST_MS, BACKOFF_MAX_MS, s->attempts, 0.5, kl_backoff_uniform());
 	s->attempts++;
 	s->ws->stats.reconnects++;
 	kl_metrics_add(KL_M_WS_RECONNECTS, 1);

@@ -22,6 +22,7 @@
  *     stays flat however large the gap is.
  */
 #include "backfill_int.h"
+#include "backoff.h"
 
 #include "log.h"
 #include "metrics.h"
@@ -308,9 +309,7 @@ static void parse_done(uv_work_t *w, int status)
 		return;
 	}
 	if (status < 0 || p->err[0]) {
-		uint64_t delay = (uint64_t)BACKOFF_FIRST_MS << (p->attempt < 6 ? p->attempt : 6);
-		if (delay > BACKOFF_MAX_MS)
-			delay = BACKOFF_MAX_MS;
+		uint64_t delay = kl_backoff_ms(BACKOFF_FIRST_MS, BACKOFF_MAX_MS, p->attempt, 0, 0);
 		kl_warn("backfill", "%s: malformed klines page (%zu bytes): %s; retry in %.1f s",
 			bf->syms[p->sym].symbol, p->len, p->err, (double)delay / 1000.0);
 		p->attempt++;
@@ -356,10 +355,8 @@ static bool probe_answer(struct kl_backfill *bf, struct page *p, const struct kl
 		if (f < p->r.to) {
 			/* A short or empty page, not a halt: fetch the range again, later. */
 			struct page *q = calloc(1, sizeof(*q));
-			uint64_t delay = (uint64_t)BACKOFF_FIRST_MS
-					 << (p->attempt < 6 ? p->attempt : 6);
-			if (delay > BACKOFF_MAX_MS)
-				delay = BACKOFF_MAX_MS;
+			uint64_t delay =
+			    kl_backoff_ms(BACKOFF_FIRST_MS, BACKOFF_MAX_MS, p->attempt, 0, 0);
 			if (p->attempt >= GLITCH_MAX || bf->closing || !q) {
 				free(q);
 				kl_warn("backfill",
