@@ -60,6 +60,11 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from aiohttp import web
 
+try:  # as a module of tests/replay or as the script itself
+    from replay_archive import Archive
+except ImportError:  # pragma: no cover
+    from .replay_archive import Archive
+
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 HALT_CLOSE_OFFSET_MS = 41_646  # close_time - open_time of the bar just before a halt
@@ -838,7 +843,8 @@ class Replay:
                  log_size: int = 10000, wall: Callable[[], float] = time.time,
                  gen_symbols: int = 0, ws_config: Optional[Dict[str, Any]] = None,
                  ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000,
-                 ban_escalation: float = 0.0, hisupply: Iterable[str] = ()):
+                 ban_escalation: float = 0.0, hisupply: Iterable[str] = (),
+                 archive: Optional[Dict[str, Any]] = None):
         self.base = (BaseData.load(data_dir or DEFAULT_DATA_DIR).with_generated(int(gen_symbols))
                      .with_hisupply(hisupply))
         self.ws: Optional["WsHub"] = None
@@ -875,6 +881,11 @@ class Replay:
         self.add_faults(list(faults))
         self.ws = WsHub(self, ws_config or {}, ws_log_size)
         self.ws.add_faults(list(ws_faults))
+        # data.binance.vision's files over the same klines (replay_archive.py)
+        archive = dict(archive or {})
+        archive_faults = archive.pop("faults", ())
+        self.archive = Archive(self, **archive)
+        self.archive.add_faults(list(archive_faults))
 
     # ---- stats --------------------------------------------------------------------
     def reset_stats(self) -> None:
@@ -2082,6 +2093,7 @@ class _App:
         app.router.add_get("/_replay/ws_config", self.c_ws_config_get)
         app.router.add_post("/_replay/ws_config", self.c_ws_config_post)
         app.router.add_post("/_replay/ws_disconnect", self.c_ws_disconnect)
+        rp.archive.attach(app)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         self.app = app
@@ -2490,7 +2502,9 @@ class ReplayServer:
                  ws_faults: Iterable[Dict] = (), ws_log_size: int = 10000,
                  ssl_context: Any = None, ban_escalation: float = 0.0,
                  hisupply: Iterable[str] = (),
-                 rest_lag_ms: int = 0, profile: Optional[str] = None):
+                 rest_lag_ms: int = 0, profile: Optional[str] = None,
+                 archive_bandwidth_bps: int = 0, archive_latency_ms: int = 0,
+                 archive_faults: Iterable[Dict] = ()):
         if profile:
             kw = profile_kwargs(profile, {
                 "weight_limit": weight_limit, "ban_escalation": ban_escalation,
@@ -2515,7 +2529,10 @@ class ReplayServer:
                              weight_limit=weight_limit, latency_ms=latency_ms, halts=halts,
                              faults=faults, wall=wall, gen_symbols=gen_symbols,
                              ws_config=ws_config, ws_faults=ws_faults, ws_log_size=ws_log_size,
-                             ban_escalation=ban_escalation, hisupply=hisupply)
+                             ban_escalation=ban_escalation, hisupply=hisupply,
+                             archive={"bandwidth_bps": archive_bandwidth_bps,
+                                      "latency_ms": archive_latency_ms,
+                                      "faults": list(archive_faults)})
         self.replay.rest_lag_ms = int(rest_lag_ms)
         self.host = host
         self.requested_port = int(port)
@@ -2616,6 +2633,18 @@ class ReplayServer:
 
     def delist(self, symbol: str, at_ms: Optional[int] = None) -> int:
         return self._call(lambda: self.replay.delist(symbol, at_ms))
+
+    # data.binance.vision (replay_archive.py): the same host serves /data/spot/...
+    def archive_stats(self) -> Dict[str, Any]:
+        return self._call(self.replay.archive.stats)
+
+    def add_archive_faults(self, rules: Any) -> List[int]:
+        if isinstance(rules, dict):
+            rules = [rules]
+        return self._call(lambda: self.replay.archive.add_faults(list(rules)))
+
+    def clear_archive_faults(self) -> None:
+        self._call(self.replay.archive.clear_faults)
 
     def clear_faults(self) -> None:
         self._call(self.replay.clear_faults)
@@ -2730,6 +2759,13 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         "Binance: 120)")
     p.add_argument("--ws-faults", default=None,
                    help="JSON list of websocket fault rules (or {\"rules\": [...]}, or @file)")
+    p.add_argument("--archive-bandwidth-mbit", type=float, default=0.0,
+                   help="data.binance.vision: the access link shared by all downloads, Mbit/s "
+                        "(0 = unlimited)")
+    p.add_argument("--archive-latency-ms", type=int, default=0,
+                   help="data.binance.vision: added before every archive answer")
+    p.add_argument("--archive-faults", default=None,
+                   help="JSON list of archive fault rules (replay_archive.py), or @file")
     return p.parse_args(argv)
 
 
@@ -2758,7 +2794,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        ws_drop_after_frames=a.ws_drop_after_frames,
                        ws_trade_driven=int(a.ws_trade_driven),
                        ws_faults=_load_rules(a.ws_faults), ban_escalation=a.ban_escalation,
-                       rest_lag_ms=a.rest_lag_ms, profile=a.profile, hisupply=a.hisupply)
+                       rest_lag_ms=a.rest_lag_ms, profile=a.profile, hisupply=a.hisupply,
+                       archive_bandwidth_bps=int(a.archive_bandwidth_mbit * 125_000),
+                       archive_latency_ms=a.archive_latency_ms,
+                       archive_faults=_load_rules(a.archive_faults))
     stop = threading.Event()
 
     def on_signal(signum, frame):
