@@ -24,6 +24,9 @@ static const double commit_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0
 				       0.025,  0.05,	0.1,	0.25,  0.5,    1,     2.5};
 static const double e2c_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 				    0.25,  0.5,	   1,	  2.5,	5,     10,   30};
+/* The loop's lag: Binance wants a pong within a minute, systemd a watchdog ping within 60 s. */
+static const double lag_bounds[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+				    0.25,  0.5,	  1,	 2.5,  5,    10,   30};
 
 struct msym {
 	const char *symbol;
@@ -50,7 +53,8 @@ struct registry {
 	int64_t pending[PENDING_MAX];
 	size_t npending;
 	uint64_t commits;
-	struct kl_histo commit_h, e2c_h;
+	struct kl_histo commit_h, e2c_h, lag_h;
+	double lag_max;
 	int64_t bf_done, bf_total;
 	double bf_rate, bf_eta;
 	int bf_running;
@@ -86,6 +90,7 @@ int kl_metrics_init(char *const *symbols, size_t n)
 	reg.lag = -1;
 	kl_histo_init(&reg.commit_h, commit_bounds, sizeof(commit_bounds) / sizeof(double));
 	kl_histo_init(&reg.e2c_h, e2c_bounds, sizeof(e2c_bounds) / sizeof(double));
+	kl_histo_init(&reg.lag_h, lag_bounds, sizeof(lag_bounds) / sizeof(double));
 	reg.started_ms = wall_ms();
 	reg.on = true;
 	return 0;
@@ -189,6 +194,21 @@ void kl_metrics_commit(double seconds)
 		kl_histo_observe(&reg.e2c_h, d < 0 ? 0 : (double)d / 1000.0);
 	}
 	reg.npending = 0;
+}
+
+void kl_metrics_loop_lag(double seconds)
+{
+	if (!reg.on)
+		return;
+	kl_histo_observe(&reg.lag_h, seconds);
+	if (seconds > reg.lag_max)
+		reg.lag_max = seconds;
+}
+
+void kl_metrics_loop_lag_get(uint64_t *count, double *max)
+{
+	*count = reg.lag_h.count;
+	*max = reg.lag_max;
 }
 
 void kl_metrics_backfill(int64_t done, int64_t total, double rate, double eta, int running)
@@ -314,6 +334,11 @@ static void write_stream(struct kl_prom *p)
 	kl_prom_family(p, "klined_event_to_commit_seconds", "histogram",
 		       "from an event's arrival (its Kafka timestamp) to its commit in SQLite");
 	kl_prom_histo(p, "klined_event_to_commit_seconds", NULL, 0, &reg.e2c_h);
+	kl_prom_family(p, "klined_loop_lag_seconds", "histogram",
+		       "how late the event loop ran a timer: the time something blocked it");
+	kl_prom_histo(p, "klined_loop_lag_seconds", NULL, 0, &reg.lag_h);
+	one(p, "klined_loop_lag_max_seconds", "gauge", "the longest loop lag since the start",
+	    reg.lag_max);
 }
 
 static void write_symbols(struct kl_prom *p, int64_t now)

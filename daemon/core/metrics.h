@@ -70,6 +70,12 @@ void kl_metrics_consumer_position(int32_t partition, int64_t next);
  */
 void kl_metrics_event(const char *symbol, int64_t event_time, int64_t produced_ms);
 
+/** The loop ran a timer @p seconds after it was due (daemon/core/looplag.c). */
+void kl_metrics_loop_lag(double seconds);
+
+/** The loop lags measured so far and the longest. */
+void kl_metrics_loop_lag_get(uint64_t *count, double *max);
+
 /** The speed layer committed a window transaction taking @p seconds. */
 void kl_metrics_commit(double seconds);
 
