@@ -875,6 +875,7 @@ class Replay:
                 a, b = h
                 self.store.add_gap(parse_time_ms(a), parse_time_ms(b), None, True, "halt")
         self.delisted: Dict[str, int] = {}
+        self.listing: Dict[str, int] = {}   # symbol -> virtual ms it is listed (list_at)
         # REST publication lag: a minute is served over REST only this many virtual ms
         # after it closes (Binance: klines come from a database; "some delay is normal").
         self.rest_lag_ms = 0
@@ -1020,8 +1021,20 @@ class Replay:
         b[0] = max(b[0], now + min(self.BAN_MAX_S, self.ban_escalation * 2 ** (b[1] - 1)))
         return b[0]
 
-    def rest_exchange_info(self, symbols: Optional[List[str]]) -> Dict[str, Any]:
-        syms = self.base.symbols if symbols is None else symbols
+    def known(self, sym: str) -> bool:
+        """Whether the exchange knows @sym now (it has data and is listed by now)."""
+        return sym in self.base.mid and self.clock.now_ms() >= self.listing.get(sym, -1)
+
+    def rest_exchange_info(self, symbols: Optional[List[str]],
+                           status: Optional[str] = None,
+                           permission_sets: bool = True) -> Dict[str, Any]:
+        syms = [s for s in self.base.symbols if self.known(s)] if symbols is None else symbols
+        infos = [self._listed_info(s) for s in syms]
+        if status is not None:
+            infos = [i for i in infos if i["status"] == status]
+        if not permission_sets:
+            for i in infos:
+                i["permissionSets"] = []
         return {
             "timezone": "UTC",
             "serverTime": self.clock.now_ms(),
@@ -1033,7 +1046,7 @@ class Replay:
                 {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
             ],
             "exchangeFilters": [],
-            "symbols": [self._listed_info(s) for s in syms],
+            "symbols": infos,
         }
 
     def _listed_info(self, sym: str) -> Dict[str, Any]:
@@ -1042,6 +1055,15 @@ class Replay:
         if at is not None and self.clock.now_ms() >= at:
             info["status"] = "BREAK"
         return info
+
+    def list_at(self, symbol: str, at_ms: Optional[int] = None) -> int:
+        """@symbol is listed at @at_ms (default: now): before it the exchange does not know
+        it (absent from exchangeInfo, -1121 for klines, no stream events) and its history
+        begins there; from it on it trades as usual. A new listing, as klined must pick up."""
+        at = _ceil_min(self.clock.now_ms() if at_ms is None else int(at_ms))
+        self.listing[symbol] = at
+        self.store.add_gap(0, at, symbol, False, "listing")
+        return at
 
     def delist(self, symbol: str, at_ms: Optional[int] = None) -> int:
         """From @at_ms (default: now) on, @symbol trades no more: no kline, no event,
@@ -1154,7 +1176,7 @@ def _check_symbol(rp: Replay, sym: str) -> str:
     if not _SYMBOL_RE.match(sym):
         raise BinanceError(-1100, f"Illegal characters found in parameter 'symbol'; "
                                   f"legal range is '{SYMBOL_RE_TEXT}'.")
-    if sym not in rp.base.mid:
+    if not rp.known(sym):
         raise BinanceError(-1121, "Invalid symbol.")
     return sym
 
@@ -1170,8 +1192,12 @@ def ep_time(rp: Replay, request: web.Request) -> _Result:
 def ep_exchange_info(rp: Replay, request: web.Request) -> _Result:
     params = _single_params(request)
     symbols: Optional[List[str]] = None
-    if "symbol" in params and "symbols" in params:
+    status = params.get("symbolStatus")
+    if ("symbol" in params and "symbols" in params) or (
+            status is not None and ("symbol" in params or "symbols" in params)):
         raise BinanceError(-1128, "Combination of optional parameters invalid.")
+    if status is not None and status not in ("TRADING", "HALT", "BREAK"):
+        raise BinanceError(-1130, "Data sent for parameter 'symbolStatus' is not valid.")
     if "symbol" in params:
         if params["symbol"] == "":
             raise BinanceError(-1105, "Parameter 'symbol' was empty.")
@@ -1190,10 +1216,12 @@ def ep_exchange_info(rp: Replay, request: web.Request) -> _Result:
         if len(set(lst)) != len(lst):
             raise BinanceError(-1151, "Symbol is present multiple times in the list.")
         for s in lst:
-            if s not in rp.base.mid:
+            if not rp.known(s):
                 raise BinanceError(-1121, "Invalid symbol.")
         symbols = lst
-    body = json.dumps(rp.rest_exchange_info(symbols), separators=(",", ":")).encode()
+    perms = params.get("showPermissionSets", "true").lower() != "false"
+    body = json.dumps(rp.rest_exchange_info(symbols, status, perms),
+                      separators=(",", ":")).encode()
     return _Result(200, body)
 
 
@@ -2094,6 +2122,8 @@ class _App:
         app.router.add_post("/_replay/ws_config", self.c_ws_config_post)
         app.router.add_post("/_replay/ws_disconnect", self.c_ws_disconnect)
         rp.archive.attach(app)
+        app.router.add_post("/_replay/list", self.c_list)
+        app.router.add_post("/_replay/delist", self.c_delist)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         self.app = app
@@ -2349,6 +2379,16 @@ class _App:
         if not raw.strip():
             return {}
         return json.loads(raw)
+
+    async def c_list(self, request):
+        """{"symbol": S, "at_ms": T (default now)}: S is listed at T (Replay.list_at)."""
+        body = await self._body(request)
+        return self._json({"at_ms": self.rp.list_at(body["symbol"], body.get("at_ms"))})
+
+    async def c_delist(self, request):
+        """{"symbol": S, "at_ms": T (default now)}: S stops trading at T (Replay.delist)."""
+        body = await self._body(request)
+        return self._json({"at_ms": self.rp.delist(body["symbol"], body.get("at_ms"))})
 
     async def c_info(self, request):
         st = self.rp.store
@@ -2633,6 +2673,9 @@ class ReplayServer:
 
     def delist(self, symbol: str, at_ms: Optional[int] = None) -> int:
         return self._call(lambda: self.replay.delist(symbol, at_ms))
+
+    def list_at(self, symbol: str, at_ms: Optional[int] = None) -> int:
+        return self._call(lambda: self.replay.list_at(symbol, at_ms))
 
     # data.binance.vision (replay_archive.py): the same host serves /data/spot/...
     def archive_stats(self) -> Dict[str, Any]:
