@@ -128,6 +128,12 @@ static const struct key keys[] = {
      FIELD(rest_weight_limit),
      0,
      1000000},
+    {{"rest", "refusal_pause", "rest-refusal-pause", "60s",
+      "first pause of every request after a refusal (403, 451, -1003, -1008, TLS); doubles"},
+     set_duration,
+     FIELD(rest_refusal_pause_ms),
+     100,
+     1800000},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

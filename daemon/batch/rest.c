@@ -417,12 +417,9 @@ int kl_rest_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_rest **re
 	rest->conf = conf;
 	rest->weight_limit = conf->rest_weight_limit ? conf->rest_weight_limit : DEFAULT_WEIGHT_MAX;
 	rest->used_window = wall_minute();
-	rest->refused_first_ms = REFUSED_FIRST_MS;
-	{
-		const char *t = getenv("KLINED_TEST_REFUSED_BACKOFF_MS");
-		if (t && atol(t) > 0)
-			rest->refused_first_ms = (uint64_t)atol(t);
-	}
+	rest->refused_first_ms = conf->rest_refusal_pause_ms > 0
+				     ? (uint64_t)conf->rest_refusal_pause_ms
+				     : REFUSED_FIRST_MS;
 	rest->base = strdup(conf->rest_url);
 	rest->multi = curl_multi_init();
 	if (!rest->base || !rest->multi) {
