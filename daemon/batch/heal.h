@@ -46,6 +46,7 @@ struct kl_heal_stream {
 	void *ud;
 };
 
+/* Neither callback may free the heal (kl_heal_free waits for the loop to run out). */
 struct kl_heal_cbs {
 	/**
 	 * Every symbol's coverage is in the store (kl_heal_sid answers): the
