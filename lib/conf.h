@@ -40,7 +40,8 @@ struct kl_conf {
 	char *http_assets; /* the page's files (installed data dir by default) */
 	int64_t rest_concurrency;
 	int64_t rest_timeout_ms;
-	int64_t rest_weight_limit; /* 0: the exchange's published limit */
+	int64_t rest_weight_limit;     /* 0: the exchange's published limit */
+	int64_t rest_refusal_pause_ms; /* the first pause after a refusal (it doubles) */
 };
 
 /** A key of the table, for --help and documentation. */

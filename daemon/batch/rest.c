@@ -27,12 +27,12 @@
 
 #include "backoff.h"
 #include "day.h"
+#include "exchange.h"
 #include "log.h"
 #include "metrics.h"
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,19 +134,7 @@ static void pause_all(struct kl_rest *rest, uint64_t ms, const char *why)
 
 int kl_rest_error_code(const struct kl_rest_reply *r, char *msg, size_t n)
 {
-	json_t *j = r->len <= REFUSED_BODY_MAX ? json_loadb(r->body, r->len, 0, NULL) : NULL;
-	int code = 0;
-
-	if (n)
-		snprintf(msg, n, "HTTP %ld", r->status);
-	if (j && json_is_integer(json_object_get(j, "code"))) {
-		const char *text = json_string_value(json_object_get(j, "msg"));
-		code = (int)json_integer_value(json_object_get(j, "code"));
-		if (n)
-			snprintf(msg, n, "%s (code %d)", text ? text : "?", code);
-	}
-	json_decref(j);
-	return code;
+	return kl_exchange_error(r->status, r->body, r->len, msg, n);
 }
 
 /* 403, 451, and 4xx bodies {"code":-1003} or {"code":-1008}: only time cures them. */
@@ -429,12 +417,9 @@ int kl_rest_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_rest **re
 	rest->conf = conf;
 	rest->weight_limit = conf->rest_weight_limit ? conf->rest_weight_limit : DEFAULT_WEIGHT_MAX;
 	rest->used_window = wall_minute();
-	rest->refused_first_ms = REFUSED_FIRST_MS;
-	{
-		const char *t = getenv("KLINED_TEST_REFUSED_BACKOFF_MS");
-		if (t && atol(t) > 0)
-			rest->refused_first_ms = (uint64_t)atol(t);
-	}
+	rest->refused_first_ms = conf->rest_refusal_pause_ms > 0
+				     ? (uint64_t)conf->rest_refusal_pause_ms
+				     : REFUSED_FIRST_MS;
 	rest->base = strdup(conf->rest_url);
 	rest->multi = curl_multi_init();
 	if (!rest->base || !rest->multi) {

@@ -18,9 +18,8 @@
 #define BAN_DEFAULT_MS	   60000
 #define BAN_MARGIN_MS	   250
 #define DEFAULT_WEIGHT_MAX 6000
-#define REFUSED_FIRST_MS   60000   /* tests shorten it: KLINED_TEST_REFUSED_BACKOFF_MS */
+#define REFUSED_FIRST_MS   60000   /* without [rest] refusal_pause */
 #define REFUSED_MAX_MS	   1800000 /* 30 min */
-#define REFUSED_BODY_MAX   4096	   /* an error body; a larger one is not Binance's JSON */
 
 struct req {
 	struct req *next;

@@ -16,13 +16,12 @@ def outages(db):
     return query(db, "SELECT symbol, from_ms, to_ms FROM outages ORDER BY symbol, from_ms")
 
 
-def test_a_403_page_is_retried_not_given_up(replay, klined, monkeypatch):
-    # rest.c pauses every request after a 403 (1 min against Binance; 300 ms here).
-    monkeypatch.setenv("KLINED_TEST_REFUSED_BACKOFF_MS", "300")
+def test_a_403_page_is_retried_not_given_up(replay, klined):
+    # rest.c pauses every request after a 403 (1 min by default; 300 ms here).
     srv = replay(halts=[f"{HALT_MS[0]}/{HALT_MS[1]}"],
                  faults=[{"kind": "status", "status": 403, "symbol": "BTCUSDT", "after": 3,
                           "body": HTML_403, "content_type": "text/html"}])
-    k = klined(srv.rest_url, "--history-start", "2023-03-20")
+    k = klined(srv.rest_url, "--history-start", "2023-03-20", "--rest-refusal-pause", "300ms")
     p = k.once(timeout=60)
     for s in ("BTCUSDT", "ETHUSDT"):
         check_minutes(k.db, s, skip=SKIP)
@@ -62,7 +61,7 @@ def test_short_and_empty_pages_are_not_outages(replay, klined):
     srv = replay(halts=[f"{HALT_MS[0]}/{HALT_MS[1]}"],
                  faults=[{"kind": "short_page", "keep": 300, "symbol": "BTCUSDT", "after": 2},
                          {"kind": "short_page", "keep": 0, "symbol": "ETHUSDT", "after": 4}])
-    k = klined(srv.rest_url, "--history-start", "2023-03-20")
+    k = klined(srv.rest_url, "--history-start", "2023-03-20", "--rest-refusal-pause", "300ms")
     p = k.once(timeout=60)
     assert outages(k.db) == [(s, *HALT_MS) for s in ("BTCUSDT", "ETHUSDT")]
     for s in ("BTCUSDT", "ETHUSDT"):

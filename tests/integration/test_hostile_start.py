@@ -12,9 +12,9 @@ import pytest
 
 from conftest import KLINED, RUNNING, query, read_log, stop, wait_for
 
-# Refusals (403/451/-1003/-1008/TLS) pause every request 1 min doubling to 30 min in
-# production; the tests shorten the first pause so they run in seconds.
-FAST = {"KLINED_TEST_REFUSED_BACKOFF_MS": "300"}
+# Refusals (403/451/-1003/-1008/TLS) pause every request 1 min doubling to 30 min by
+# default; the tests shorten the first pause ([rest] refusal_pause) so they run in seconds.
+FAST = ("--rest-refusal-pause", "300ms")
 DAY = "2023-03-31"                 # one day of history: 1440 minutes per symbol
 WAF = {"body": "<html><head><title>403 Forbidden</title></head><body><center><h1>403 "
                "Forbidden</h1></center><hr><center>CloudFront</center></body></html>",
@@ -85,7 +85,7 @@ def test_startup_refusals_are_waited_out_in_process(replay, klined, tmp_path):
     ])
     sock, path = notify_socket(tmp_path)
     k = klined(srv.rest_url, "--history-start", DAY, "--kafka-brokers", "off")
-    p = once_env(k, env=dict(FAST, NOTIFY_SOCKET=path))
+    p = once_env(k, *FAST, env=dict(NOTIFY_SOCKET=path))
     msgs = drain(sock)
     assert p.returncode == 0, p.stderr[-3000:]
     st = srv.stats()
@@ -106,7 +106,7 @@ def test_listing_probe_refused_is_retried(replay, klined):
         {"kind": "status", "status": 503, "path": "/api/v3/klines", "after": 1, "count": 1},
     ])
     k = klined(srv.rest_url, "--history-start", "listing", "--kafka-brokers", "off")
-    proc = start_env(k, env=FAST)
+    proc = start_env(k, *FAST)
     wait_for(lambda: os.path.exists(k.db) and
              query(k.db, "SELECT count(*) FROM symbol")[0][0] == 2, timeout=30, step=0.2)
     assert proc.poll() is None
@@ -222,7 +222,7 @@ def test_refused_pages_are_retried_inside_rest(replay, klined, tmp_path):
     port = free_port()
     k = klined(srv.rest_url, "--history-start", "2023-03-29", "--kafka-brokers", "off",
                "--http-listen", f"127.0.0.1:{port}")
-    proc = start_env(k, env=FAST)
+    proc = start_env(k, *FAST)
     wait_for(lambda: os.path.exists(k.db) and minutes(k.db) == 2 * 3 * 1440, timeout=60,
              step=0.3)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
@@ -261,6 +261,9 @@ def run78(tmp_path, *args, conf=None):
     ("--rest-weight-limit", "1", "[rest] weight_limit"),
     ("--rest-weight-limit", "19", "[rest] weight_limit"),
     ("--rest-weight-limit", "20", "[rest] weight_limit"),
+    ("--rest-refusal-pause", "50ms", "[rest] refusal_pause"),
+    ("--rest-refusal-pause", "31m", "[rest] refusal_pause"),
+    ("--rest-refusal-pause", "-1", "[rest] refusal_pause"),
 ])
 def test_bad_value_exits_78_instead_of_hanging(option, value, key, tmp_path):
     err = run78(tmp_path, option, value)

@@ -14,11 +14,12 @@ SINCE = 1677715200000  # 2023-03-02
 SYMS = ("BTCUSDT", "ETHUSDT")
 
 
-@pytest.fixture
-def hostile(replay, monkeypatch):
-    # The 403 pause is minutes against Binance; the test only needs to see that it waits.
-    monkeypatch.setenv("KLINED_TEST_REFUSED_BACKOFF_MS", "300")
+# The 403 pause is minutes by default; the tests only need to see that it waits.
+FAST = ("--rest-refusal-pause", "300ms")
 
+
+@pytest.fixture
+def hostile(replay):
     def make(**kw):
         return replay(profile="binance", halts=[f"{HALT[0]}/{HALT[1]}"], **kw)
     return make
@@ -30,7 +31,7 @@ def fired(srv):
 
 def test_backfill_against_the_binance_profile(hostile, klined):
     srv = hostile()
-    k = klined(srv.rest_url, "--history-start", "2023-03-02")
+    k = klined(srv.rest_url, "--history-start", "2023-03-02", *FAST)
     p = k.once(timeout=300)
     for s in SYMS:
         check_minutes(k.db, s, skip=((0, SINCE), HALT_MS))
@@ -53,7 +54,7 @@ def test_streaming_against_the_binance_profile(hostile, klined, kafka_broker, ka
     srv = hostile(start="2023-03-10T12:00:30Z", speed=600,
                   faults=[{"kind": "time_skew", "offset_ms": 86_400_000, "after": 1,
                            "count": 3}])
-    k = live(klined, srv, kafka_broker, kafka_topic)
+    k = live(klined, srv, kafka_broker, kafka_topic, *FAST)
     proc = k.start()
     wait_for(lambda: "kafka: consuming" in read_log(proc), timeout=120, step=0.5)
     t0 = srv.now_ms()

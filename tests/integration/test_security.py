@@ -42,10 +42,10 @@ def test_tls_refused_without_its_ca(replay, klined, pki):
     needed, so an operator fixes it without a systemd restart loop."""
     srv = replay(ssl_context=pki["ctx"])
     assert srv.rest_url.startswith("https://")
-    k = klined(srv.rest_url, "--history-start", "2023-03-30", "--kafka-brokers", "off")
+    k = klined(srv.rest_url, "--history-start", "2023-03-30", "--kafka-brokers", "off",
+               "--rest-refusal-pause", "200ms")
     log = open(k.db.parent / "tls.log", "w+")
-    proc = subprocess.Popen(k.argv(), stdout=subprocess.DEVNULL, stderr=log,
-                            env=dict(os.environ, KLINED_TEST_REFUSED_BACKOFF_MS="200"))
+    proc = subprocess.Popen(k.argv(), stdout=subprocess.DEVNULL, stderr=log)
     proc.log = log
     import conftest
     conftest.RUNNING.append(proc)

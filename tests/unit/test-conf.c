@@ -97,6 +97,7 @@ static void assert_conf_equal(const struct kl_conf *a, const struct kl_conf *b)
 	assert_int_equal(a->rest_concurrency, b->rest_concurrency);
 	assert_int_equal(a->rest_timeout_ms, b->rest_timeout_ms);
 	assert_int_equal(a->rest_weight_limit, b->rest_weight_limit);
+	assert_int_equal(a->rest_refusal_pause_ms, b->rest_refusal_pause_ms);
 }
 
 static void defaults(void **state)
@@ -122,6 +123,7 @@ static void defaults(void **state)
 	assert_int_equal(c->rest_concurrency, 8);
 	assert_int_equal(c->rest_timeout_ms, 10000);
 	assert_int_equal(c->rest_weight_limit, 0);
+	assert_int_equal(c->rest_refusal_pause_ms, 60000);
 }
 
 /* The table behind --help names the contract's options, keys and defaults. */
@@ -207,7 +209,8 @@ static void ini_every_key(void **state)
 		   "[rest]\n"
 		   "concurrency = 4\n"
 		   "timeout = 30s\n"
-		   "weight_limit = 1200\n");
+		   "weight_limit = 1200\n"
+		   "refusal_pause = 5s\n");
 	assert_string_equal(c->db_path, "/srv/klined/k.db");
 	assert_int_equal(c->nsymbols, 3);
 	assert_string_equal(c->symbols[0], "SOLUSDT");
@@ -227,6 +230,7 @@ static void ini_every_key(void **state)
 	assert_int_equal(c->rest_concurrency, 4);
 	assert_int_equal(c->rest_timeout_ms, 30000);
 	assert_int_equal(c->rest_weight_limit, 1200);
+	assert_int_equal(c->rest_refusal_pause_ms, 5000);
 	assert_int_equal(c->nkafka_props, 0);
 }
 
@@ -607,6 +611,22 @@ static void durations(void **state)
 	assert_int_equal(c->rest_timeout_ms, 1000);
 	assert_int_equal(kl_conf_set_option(c, "rest-timeout", "99ms", err, sizeof(err)), -EINVAL);
 	assert_int_equal(c->rest_timeout_ms, 1000);
+
+	/* A private mirror may refuse for a moment; 30 min is where the doubling stops. */
+	option_ok(c, "rest-refusal-pause", "100ms");
+	assert_int_equal(c->rest_refusal_pause_ms, 100);
+	option_ok(c, "rest-refusal-pause", "30m");
+	assert_int_equal(c->rest_refusal_pause_ms, 1800000);
+	option_ok(c, "rest-refusal-pause", "2");
+	assert_int_equal(c->rest_refusal_pause_ms, 2000);
+	assert_int_equal(kl_conf_set_option(c, "rest-refusal-pause", "99ms", err, sizeof(err)),
+			 -EINVAL);
+	assert_prefix(err, "--rest-refusal-pause ([rest] refusal_pause): '99ms' ");
+	assert_int_equal(kl_conf_set_option(c, "rest-refusal-pause", "1801s", err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(kl_conf_set_option(c, "rest-refusal-pause", "0", err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(c->rest_refusal_pause_ms, 2000);
 }
 
 static void history(void **state)
