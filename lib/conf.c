@@ -128,6 +128,13 @@ static const struct key keys[] = {
      FIELD(rest_weight_limit),
      0,
      1000000},
+    {{"archive", "url", "archive-url", "auto",
+      "kline archives for history older than two days: a URL, off, or auto "
+      "(https://data.binance.vision when rest_url is Binance's own, else off)"},
+     set_url,
+     FIELD(archive_url),
+     2,
+     0},
     {{"rest", "refusal_pause", "rest-refusal-pause", "60s",
       "first pause of every request after a refusal (403, 451, -1003, -1008, TLS); doubles"},
      set_duration,
@@ -298,11 +305,14 @@ static int set_symbols(struct kl_conf *c, const struct key *k, const char *v, ch
 	return symbols_apply(c, v, false, err, n);
 }
 
-/* The min of a URL key is the scheme it accepts: 0 http(s), 1 ws(s). */
+/* The min of a URL key is the scheme it accepts: 0 http(s), 1 ws(s), 2 http(s), off or auto. */
 static int set_url(struct kl_conf *c, const struct key *k, const char *v, char *err, size_t n)
 {
 	size_t len;
 	char *s;
+
+	if (k->min == 2 && (strcmp(v, "off") == 0 || strcmp(v, "auto") == 0))
+		return replace_str(str_field(c, k), v, err, n);
 
 	if (kl__conf_check_url(v, k->min == 1, &len, err, n) < 0)
 		return -EINVAL;
@@ -493,6 +503,29 @@ int kl_conf_set_option(struct kl_conf *c, const char *option, const char *value,
 		return -EINVAL;
 	}
 	return -ENOENT;
+}
+
+/*
+ * data.binance.vision holds binance.com's spot klines: right for Binance's own
+ * API hosts, wrong for another exchange's (api.binance.us) or a mirror with
+ * other data, where "auto" means no archive.
+ */
+const char *kl_conf_archive_url(const struct kl_conf *c)
+{
+	static const char *const binance[] = {
+	    "https://api.binance.com",	      "https://api1.binance.com",
+	    "https://api2.binance.com",	      "https://api3.binance.com",
+	    "https://api4.binance.com",	      "https://api-gcp.binance.com",
+	    "https://data-api.binance.vision"};
+
+	if (!c->archive_url || strcmp(c->archive_url, "off") == 0)
+		return NULL;
+	if (strcmp(c->archive_url, "auto") != 0)
+		return c->archive_url;
+	for (size_t i = 0; i < sizeof(binance) / sizeof(*binance); i++)
+		if (c->rest_url && strcmp(c->rest_url, binance[i]) == 0)
+			return "https://data.binance.vision";
+	return NULL;
 }
 
 const struct kl_conf_info *kl_conf_info(size_t i)

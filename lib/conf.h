@@ -42,7 +42,11 @@ struct kl_conf {
 	int64_t rest_timeout_ms;
 	int64_t rest_weight_limit;     /* 0: the exchange's published limit */
 	int64_t rest_refusal_pause_ms; /* the first pause after a refusal (it doubles) */
+	char *archive_url; /* "off", "auto" or a base URL: read it with kl_conf_archive_url */
 };
+
+/** The archives' base URL in effect (auto resolved), or NULL: none. Borrowed from @p c. */
+const char *kl_conf_archive_url(const struct kl_conf *c);
 
 /** A key of the table, for --help and documentation. */
 struct kl_conf_info {

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     build-essential meson ninja-build pkg-config clang clang-format
     libuv1-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev libinih-dev
-    libcmocka-dev zlib1g-dev libzip-dev
+    libcmocka-dev zlib1g-dev libzip-dev libssl-dev
     libwebsockets-dev libwebsockets-evlib-uv librdkafka-dev libsystemd-dev
     sqlite3 python3 python3-pip kcat openjdk-17-jre-headless maven scdoc
     libclang-rt-14-dev cppcheck clang-tidy valgrind openssl iproute2 libseccomp2

@@ -10,6 +10,7 @@
  */
 #include "heal.h"
 
+#include "archive.h"
 #include "day.h"
 #include "exchange.h"
 #include "log.h"
@@ -46,6 +47,7 @@ struct kl_heal {
 	struct kl_store *st;
 	struct kl_rest *rest;
 	struct kl_backfill *bf;
+	struct kl_archive *archive;	     /* NULL: [archive] url = off */
 	const struct kl_heal_stream *stream; /* NULL: following over REST */
 	struct kl_heal_cbs cbs;
 	uv_timer_t follow;
@@ -57,6 +59,7 @@ struct kl_heal {
 	int64_t certify_before; /* days before this with ws minutes get certified */
 	int64_t certifying;	/* the certification under way: redone if it fails */
 	uint64_t healed_all_at; /* uv_now() of the last heal of the whole history */
+	int64_t fill_from;	/* of the fill under way: the archive goes first */
 	bool once, stopped, filling, heal_wanted, heal_all;
 };
 
@@ -142,8 +145,61 @@ static void on_filled(void *ud, int status)
 	uv_timer_start(&h->follow, on_follow, HEAL_MS, 0);
 }
 
-/* Queue the holes of [from, to) of every symbol (each from its own coverage start) and fetch. */
+static void fill_rest(struct kl_heal *h, int64_t from);
+
+static void on_archived(void *ud, int status)
+{
+	struct kl_heal *h = ud;
+
+	if (status < 0 || h->stopped) {
+		on_filled(h, status);
+		return;
+	}
+	fill_rest(h, h->fill_from);
+}
+
+/*
+ * History older than two days comes from the archives first (archive.c),
+ * whole months at a time, and REST fills what they lack. @return true if
+ * the archive has files for it: the fill goes on from on_archived.
+ */
+static bool fill_archive(struct kl_heal *h, int64_t from)
+{
+	struct kl_ranges holes = {0};
+	int queued = 0;
+
+	if (!h->archive || kl_archive_off(h->archive))
+		return false;
+	for (size_t i = 0; i < h->nsyms; i++) {
+		struct hsym *s = &h->syms[i];
+		int64_t a = from > s->start ? from : s->start;
+		int r = kl_store_holes(h->st, s->sid, a, h->closed_end, &holes);
+
+		if (r == 0 && holes.n)
+			r = kl_archive_add(h->archive, s->symbol, s->sid, &holes, h->now_ms);
+		kl_ranges_clear(&holes);
+		if (r < 0) {
+			kl_warn("run", "%s: cannot plan the archive's files: %s; REST fills them",
+				s->symbol, strerror(-r));
+			return false;
+		}
+		queued += r;
+	}
+	if (queued == 0)
+		return false;
+	h->filling = true;
+	h->fill_from = from;
+	return kl_archive_run(h->archive, on_archived, h) == 0;
+}
+
 static void fill(struct kl_heal *h, int64_t from)
+{
+	if (!fill_archive(h, from))
+		fill_rest(h, from);
+}
+
+/* Queue the holes of [from, to) of every symbol (each from its own coverage start) and fetch. */
+static void fill_rest(struct kl_heal *h, int64_t from)
 {
 	struct kl_ranges holes = {0};
 	int64_t now = h->now_ms;
@@ -490,6 +546,10 @@ int kl_heal_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_store *st
 			      .bf = bf,
 			      .cbs = *cbs,
 			      .once = once};
+	if (kl_archive_new(loop, conf, st, &h->archive) == -ENOMEM) {
+		free(h);
+		return -ENOMEM;
+	}
 	uv_timer_init(loop, &h->follow);
 	h->follow.data = h;
 	*ret = h;
@@ -504,6 +564,8 @@ void kl_heal_stop(struct kl_heal *h)
 	h->stream = NULL;
 	h->rest = NULL;
 	h->bf = NULL;
+	kl_archive_free(h->archive);
+	h->archive = NULL;
 	uv_close((uv_handle_t *)&h->follow, NULL);
 }
 

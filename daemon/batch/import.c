@@ -26,6 +26,9 @@
 
 struct file {
 	const char *path, *name;
+	const void *data; /* an archive held in memory (kl_import_zip), or NULL: read path */
+	size_t dlen;
+	int64_t keep_from; /* klines before this are left out (an archive's part we have) */
 	char symbol[24];
 	int64_t from, to; /* the span the file covers */
 	int64_t sid;
@@ -105,6 +108,8 @@ static int line(struct file *f, const char *s, size_t len)
 	v = kl_kline_from_csv(s, len, &k);
 	if (v == KL_KLINE_OK)
 		v = kl_kline_check(&k, f->from, f->to);
+	if (v == KL_KLINE_OK && k.open_time < f->keep_from)
+		return 0;
 	if (v != KL_KLINE_SHAPE && v != KL_KLINE_TIME && v != KL_KLINE_RANGE &&
 	    push_time(f, k.open_time) < 0)
 		return -ENOMEM;
@@ -175,11 +180,25 @@ static int read_gz(struct file *f)
 
 static int read_zip(struct file *f)
 {
-	int zerr, r = 0;
-	zip_t *z = zip_open(f->path, ZIP_RDONLY, &zerr);
+	int zerr = 0, r = 0;
+	zip_t *z = NULL;
 	zip_int64_t n;
 
-	if (!z) {
+	if (f->data) {
+		zip_error_t e;
+		zip_source_t *src;
+
+		zip_error_init(&e);
+		src = zip_source_buffer_create(f->data, f->dlen, 0, &e);
+		if (src && !(z = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &e)))
+			zip_source_free(src);
+		if (!z) {
+			kl_err("import", "%s: %s", f->name, zip_error_strerror(&e));
+			zip_error_fini(&e);
+			return -EINVAL;
+		}
+		zip_error_fini(&e);
+	} else if (!(z = zip_open(f->path, ZIP_RDONLY, &zerr))) {
 		zip_error_t e;
 		zip_error_init_with_code(&e, zerr);
 		kl_err("import", "%s: %s", f->name, zip_error_strerror(&e));
@@ -230,22 +249,24 @@ static int import_file(struct kl_store *st, struct file *f)
 	int r;
 
 	r = kl_store_begin(st);
-	if (r == 0)
+	/* An archive loads into a symbol the heal planned, from where it planned it. */
+	if (r == 0 && !f->data)
 		r = kl_store_symbol(st, f->symbol, true, &start, &f->sid);
-	if (r == 0 && f->from < start)
+	if (r == 0 && !f->data && f->from < start)
 		r = kl_store_symbol_extend(st, f->sid, f->from);
 	if (r < 0) {
 		kl_err("import", "%s: %s", f->name, kl_store_errmsg(st));
 		goto out;
 	}
-	if (len > 4 && strcmp(f->name + len - 4, ".zip") == 0)
+	if (f->data || (len > 4 && strcmp(f->name + len - 4, ".zip") == 0))
 		r = read_zip(f);
 	else
 		r = read_gz(f);
 	if (r < 0)
 		goto out;
 	qsort(f->times, f->ntimes, sizeof(*f->times), cmp_i64);
-	kl_gapscan_init(&f->scan, f->from, f->to, &f->holes);
+	kl_gapscan_init(&f->scan, f->keep_from > f->from ? f->keep_from : f->from, f->to,
+			&f->holes);
 	for (size_t i = 0; i < f->ntimes && r == 0; i++)
 		r = kl_gapscan_feed(&f->scan, f->times[i]);
 	if (r == 0)
@@ -271,9 +292,34 @@ out:
 		kl_store_rollback(st);
 		kl_err("import", "%s: not imported (nothing of it was stored)", f->name);
 	} else {
-		kl_info("import", "%s: %" PRId64 " klines, %" PRId64 " refused, %zu holes", f->name,
-			f->rows, f->rejects, f->holes.n);
+		/* The archive loads thousands of files: its progress line says how it goes. */
+		kl_log(f->data ? KL_LOG_DEBUG : KL_LOG_INFO, "import",
+		       "%s: %" PRId64 " klines, %" PRId64 " refused, %zu holes", f->name, f->rows,
+		       f->rejects, f->holes.n);
 	}
+	return r;
+}
+
+int kl_import_zip(struct kl_store *st, int64_t sid, const char *name, const void *data, size_t len,
+		  int64_t keep_from, int64_t *rows)
+{
+	struct file f = {.path = name,
+			 .name = name,
+			 .data = data,
+			 .dlen = len,
+			 .keep_from = keep_from,
+			 .sid = sid,
+			 .st = st};
+	int r;
+
+	*rows = 0;
+	if (parse_name(&f) < 0)
+		return -EINVAL;
+	r = import_file(st, &f);
+	if (r == 0)
+		*rows = f.rows;
+	kl_ranges_clear(&f.holes);
+	free(f.times);
 	return r;
 }
 

@@ -103,7 +103,7 @@ static void retry_later(struct kl_rest *rest, struct req *q, const char *why)
 	q->attempt++;
 	q->not_before = uv_now(rest->loop) + delay;
 	rest->stats.retries++;
-	kl_warn("rest", "GET %s: %s; retry %u in %.1f s", q->path, why, q->attempt,
+	kl_warn(rest->group, "GET %s: %s; retry %u in %.1f s", q->path, why, q->attempt,
 		(double)delay / 1000.0);
 	enqueue(rest, q, false);
 }
@@ -199,6 +199,42 @@ static void deliver(struct kl_rest *rest, struct req *q, const struct kl_rest_re
 		req_free(q);
 }
 
+/*
+ * A plain client's answer: everything but transport errors, 5xx and 429 is
+ * the caller's to judge (a 404 is an answer); those are retried until
+ * max_attempts, then the caller gets the failure, to go another way.
+ */
+static void plain_finish(struct kl_rest *rest, struct req *q, CURLcode res, long status)
+{
+	struct kl_rest_reply reply = {0};
+	char why[CURL_ERROR_SIZE + 64];
+
+	if (res == CURLE_OK && status >= 200 && status < 500 && status != 429) {
+		reply.status = status;
+		reply.body = q->body ? q->body : "";
+		reply.len = q->len;
+		deliver(rest, q, &reply);
+		return;
+	}
+	if (res != CURLE_OK)
+		snprintf(why, sizeof(why), "%s",
+			 q->too_large	? "response body too large"
+			 : q->errbuf[0] ? q->errbuf
+					: curl_easy_strerror(res));
+	else
+		snprintf(why, sizeof(why), "HTTP %ld", status);
+	if (q->attempt + 1 < rest->max_attempts) {
+		retry_later(rest, q, why);
+		return;
+	}
+	kl_warn(rest->group, "GET %s: %s; given up after %u attempts", q->path, why,
+		q->attempt + 1);
+	reply.status = res == CURLE_OK ? status : 0;
+	reply.body = why;
+	reply.len = strlen(why);
+	deliver(rest, q, &reply);
+}
+
 static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 {
 	struct kl_rest_reply reply = {0};
@@ -219,6 +255,10 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 	}
 	curl_multi_remove_handle(rest->multi, q->easy);
 	curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (rest->plain) {
+		plain_finish(rest, q, res, status);
+		return;
+	}
 	kl_metrics_rest(res == CURLE_OK ? status : 0);
 	kl_metrics_rest_weight(rest->used, rest->weight_limit);
 	if (res != CURLE_OK) {
@@ -331,7 +371,14 @@ static int start(struct kl_rest *rest, struct req *q)
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, kl_rest_io_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)rest->conf->rest_timeout_ms);
+	if (rest->plain) {
+		/* A file takes as long as the link needs; a stalled one is given up. */
+		long secs = (long)(rest->conf->rest_timeout_ms / 1000);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, secs > 0 ? secs : 1L);
+	} else {
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)rest->conf->rest_timeout_ms);
+	}
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)rest->conf->rest_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
@@ -378,7 +425,7 @@ static void dispatch(struct kl_rest *rest)
 		wake = rest->banned_until;
 		goto arm;
 	}
-	while (*pp && rest->stats.inflight < (size_t)rest->conf->rest_concurrency) {
+	while (*pp && rest->stats.inflight < (size_t)rest->concurrency) {
 		struct req *q = *pp;
 		if (q->not_before > now) {
 			if (q->not_before < wake)
@@ -407,7 +454,30 @@ arm:
 		uv_timer_start(&rest->wake_timer, on_wake, wake > now ? wake - now : 0, 0);
 }
 
+static int rest_new(uv_loop_t *loop, const struct kl_conf *conf, const char *base,
+		    unsigned concurrency, struct kl_rest **ret);
+
 int kl_rest_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_rest **ret)
+{
+	return rest_new(loop, conf, conf->rest_url, (unsigned)conf->rest_concurrency, ret);
+}
+
+int kl_rest_new_plain(uv_loop_t *loop, const struct kl_conf *conf, const char *base,
+		      const char *group, unsigned concurrency, unsigned max_attempts,
+		      struct kl_rest **ret)
+{
+	int r = rest_new(loop, conf, base, concurrency ? concurrency : 1, ret);
+
+	if (r == 0) {
+		(*ret)->plain = true;
+		(*ret)->group = group;
+		(*ret)->max_attempts = max_attempts ? max_attempts : 1;
+	}
+	return r;
+}
+
+static int rest_new(uv_loop_t *loop, const struct kl_conf *conf, const char *base,
+		    unsigned concurrency, struct kl_rest **ret)
 {
 	struct kl_rest *rest = calloc(1, sizeof(*rest));
 
@@ -415,12 +485,14 @@ int kl_rest_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_rest **re
 		return -ENOMEM;
 	rest->loop = loop;
 	rest->conf = conf;
+	rest->group = "rest";
+	rest->concurrency = concurrency;
 	rest->weight_limit = conf->rest_weight_limit ? conf->rest_weight_limit : DEFAULT_WEIGHT_MAX;
 	rest->used_window = wall_minute();
 	rest->refused_first_ms = conf->rest_refusal_pause_ms > 0
 				     ? (uint64_t)conf->rest_refusal_pause_ms
 				     : REFUSED_FIRST_MS;
-	rest->base = strdup(conf->rest_url);
+	rest->base = strdup(base);
 	rest->multi = curl_multi_init();
 	if (!rest->base || !rest->multi) {
 		curl_multi_cleanup(rest->multi);
@@ -432,7 +504,7 @@ int kl_rest_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_rest **re
 	curl_multi_setopt(rest->multi, CURLMOPT_SOCKETDATA, rest);
 	curl_multi_setopt(rest->multi, CURLMOPT_TIMERFUNCTION, kl_rest_io_timer);
 	curl_multi_setopt(rest->multi, CURLMOPT_TIMERDATA, rest);
-	curl_multi_setopt(rest->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conf->rest_concurrency);
+	curl_multi_setopt(rest->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)concurrency);
 	uv_timer_init(loop, &rest->curl_timer);
 	uv_timer_init(loop, &rest->wake_timer);
 	rest->curl_timer.data = rest;

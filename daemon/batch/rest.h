@@ -47,6 +47,19 @@ int kl_rest_error_code(const struct kl_rest_reply *r, char *msg, size_t n);
 int kl_rest_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_rest **ret);
 
 /**
+ * A plain HTTP client on the same machinery, for another host (the
+ * archives at @p base, copied): none of the exchange's policy (no weight,
+ * no pauses); transport errors, 5xx and 429 are retried with backoff, at
+ * most @p max_attempts times in all, then delivered (status 0 for a
+ * transport error; the body is then the reason). Every other status is the
+ * caller's to judge. At most @p concurrency requests at once; @p group
+ * (static) names the log lines. @return as kl_rest_new.
+ */
+int kl_rest_new_plain(uv_loop_t *loop, const struct kl_conf *conf, const char *base,
+		      const char *group, unsigned concurrency, unsigned max_attempts,
+		      struct kl_rest **ret);
+
+/**
  * Cancel every request (each callback runs once with cancelled set, so
  * it can free its @p ud) and free the client once its handles are closed
  * (the loop must run on). Safe from inside a callback. NULL is fine.

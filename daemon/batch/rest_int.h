@@ -63,6 +63,9 @@ struct kl_rest {
 	void *ban_ud;
 	char why[192]; /* of the last pause or ban */
 	struct kl_rest_stats stats;
+	const char *group;		    /* of log lines: "rest", or the plain client's owner */
+	unsigned max_attempts, concurrency; /* plain clients (kl_rest_new_plain) only */
+	bool plain;
 	int depth;    /* callbacks running: defer teardown past them */
 	int nclosing; /* handles whose close callback is pending */
 	bool closing;

@@ -55,6 +55,7 @@ struct registry {
 	uint64_t commits;
 	struct kl_histo commit_h, e2c_h, lag_h;
 	double lag_max;
+	size_t archive_queued;
 	int64_t bf_done, bf_total;
 	double bf_rate, bf_eta;
 	int bf_running;
@@ -194,6 +195,12 @@ void kl_metrics_commit(double seconds)
 		kl_histo_observe(&reg.e2c_h, d < 0 ? 0 : (double)d / 1000.0);
 	}
 	reg.npending = 0;
+}
+
+void kl_metrics_archive_queued(size_t n)
+{
+	if (reg.on)
+		reg.archive_queued = n;
 }
 
 void kl_metrics_loop_lag(double seconds)
@@ -399,6 +406,24 @@ int kl_metrics_text(char **ret, size_t *len)
 	one_u64(&p, "klined_backfill_pages_refused_total",
 		"klines pages refused (403, 451, -1121, other 4xx): retried, never given up",
 		reg.c[KL_M_PAGES_REFUSED]);
+	{
+		static const char *const results[] = {"loaded", "missing", "failed"};
+		const char *res[2] = {"result", NULL};
+
+		kl_prom_family(
+		    &p, "klined_archive_files_total", "counter",
+		    "data.binance.vision files by result (missing and failed: REST fills "
+		    "them)");
+		for (int i = 0; i < 3; i++) {
+			res[1] = results[i];
+			kl_prom_sample_u64(&p, "klined_archive_files_total", res, 1,
+					   reg.c[KL_M_ARCHIVE_LOADED + i]);
+		}
+	}
+	one_u64(&p, "klined_archive_bytes_total", "bytes of archive files downloaded",
+		reg.c[KL_M_ARCHIVE_BYTES]);
+	one(&p, "klined_archive_files_queued", "gauge", "archive files waiting or under way",
+	    (double)reg.archive_queued);
 	one(&p, "klined_start_time_seconds", "gauge", "wall time the daemon started",
 	    (double)reg.started_ms / 1000.0);
 	s = kl_prom_take(&p, len);

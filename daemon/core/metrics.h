@@ -22,12 +22,16 @@ enum kl_metric {
 	KL_M_KAFKA_PRODUCED,
 	KL_M_KAFKA_DELIVERED,
 	KL_M_KAFKA_FAILED,
-	KL_M_KAFKA_DROPPED,  /* the local queue was full */
-	KL_M_EVENTS,	     /* consumed by the speed layer */
-	KL_M_LATE,	     /* dropped: behind the watermark */
-	KL_M_STORE_FAILURES, /* speed-layer checkpoints lost to a failed write (then a rewind) */
-	KL_M_KAFKA_RENEWED,  /* producers replaced after a fatal error */
-	KL_M_PAGES_REFUSED,  /* klines pages refused (403, 451, -1121...): retried or set aside */
+	KL_M_KAFKA_DROPPED,   /* the local queue was full */
+	KL_M_EVENTS,	      /* consumed by the speed layer */
+	KL_M_LATE,	      /* dropped: behind the watermark */
+	KL_M_STORE_FAILURES,  /* speed-layer checkpoints lost to a failed write (then a rewind) */
+	KL_M_KAFKA_RENEWED,   /* producers replaced after a fatal error */
+	KL_M_PAGES_REFUSED,   /* klines pages refused (403, 451, -1121...): retried or set aside */
+	KL_M_ARCHIVE_LOADED,  /* archive files loaded ... */
+	KL_M_ARCHIVE_MISSING, /* ... not there (404) ... */
+	KL_M_ARCHIVE_FAILED,  /* ... given up (checksum, transport, a bad file): REST fills them */
+	KL_M_ARCHIVE_BYTES,   /* bytes of archive files downloaded */
 	KL_M_COUNT
 };
 
@@ -69,6 +73,9 @@ void kl_metrics_consumer_position(int32_t partition, int64_t next);
  * latter waits for the next kl_metrics_commit().
  */
 void kl_metrics_event(const char *symbol, int64_t event_time, int64_t produced_ms);
+
+/** Archive files waiting or under way. */
+void kl_metrics_archive_queued(size_t n);
 
 /** The loop ran a timer @p seconds after it was due (daemon/core/looplag.c). */
 void kl_metrics_loop_lag(double seconds);

@@ -672,6 +672,31 @@ static void listen_and_level(void **state)
 	}
 }
 
+/* auto: Binance's archives only for Binance's own REST hosts. */
+static void archive_url(void **state)
+{
+	struct kl_conf *c = *state;
+	char err[256];
+
+	assert_string_equal(c->archive_url, "auto");
+	assert_string_equal(kl_conf_archive_url(c), "https://data.binance.vision");
+	option_ok(c, "rest-url", "https://api3.binance.com/");
+	assert_string_equal(kl_conf_archive_url(c), "https://data.binance.vision");
+	option_ok(c, "rest-url", "https://api.binance.us");
+	assert_null(kl_conf_archive_url(c));
+	option_ok(c, "rest-url", "http://127.0.0.1:9000");
+	assert_null(kl_conf_archive_url(c));
+	option_ok(c, "archive-url", "http://127.0.0.1:9000/");
+	assert_string_equal(kl_conf_archive_url(c), "http://127.0.0.1:9000");
+	option_ok(c, "rest-url", "https://api.binance.com");
+	load_ok(c, "[archive]\nurl = off\n");
+	assert_null(kl_conf_archive_url(c));
+	assert_int_equal(kl_conf_set_option(c, "archive-url", "ftp://x", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "archive-url"));
+	assert_int_equal(load(c, "[archive]\nurl = sometimes\n", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[archive] url"));
+}
+
 /* Long INI values (many symbols) must not be cut or misread. */
 static void long_line(void **state)
 {
@@ -743,6 +768,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(history, setup, teardown),
 	    cmocka_unit_test_setup_teardown(listen_and_level, setup, teardown),
 	    cmocka_unit_test_setup_teardown(long_line, setup, teardown),
+	    cmocka_unit_test_setup_teardown(archive_url, setup, teardown),
 	    cmocka_unit_test(free_null),
 	};
 

@@ -1,0 +1,497 @@
+/*
+ * The archive's files, one state machine each (archive.h):
+ *
+ *   CHECKSUM --200--> ZIP --200, sha256 matches--> loaded (one transaction)
+ *      |                 \--sha256 differs--> ZIP again, once; then given up
+ *      |--404, a month--> the month's days queued instead (a month not out yet,
+ *      |                  a symbol listed late in it)
+ *      |--404, a day----> missing: REST fills it
+ *      \--other---------> given up: REST fills it
+ *
+ * Invariants:
+ *   1. Nothing is stored from a file whose sha256 is not its CHECKSUM's.
+ *   2. A file is loaded whole or not at all (import.c: one transaction), so
+ *      a kill -9 mid-run loses a download, never a half of one.
+ *   3. The archive never makes an outage: what it lacks stays a hole.
+ *   4. A file tried once in this process (loaded, missing or given up) is
+ *      not asked again: the heals that follow leave the rest to REST.
+ *   5. An archive the network cannot reach (MAX_UNREACHABLE transport
+ *      failures in a row) is switched off for the process, said once.
+ */
+#include "archive.h"
+
+#include "archplan.h"
+#include "import.h"
+#include "log.h"
+#include "metrics.h"
+#include "rest.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONCURRENCY	4 /* files under way; data.binance.vision is a CDN */
+#define MAX_ATTEMPTS	4 /* per request, for transport errors and 5xx */
+#define MAX_UNREACHABLE 3 /* transport failures in a row that switch the archive off */
+#define MAX_BAD_SUM	2 /* downloads of a file whose sha256 does not match */
+#define PLAN_CHUNK	64
+#define PROGRESS_MS	5000 /* between progress lines */
+
+struct asym {
+	const char *symbol; /* borrowed */
+	int64_t sid;
+	char (*tried)[11]; /* periods asked in this process (invariant 4) */
+	size_t ntried, cap;
+};
+
+struct afile {
+	struct afile *next;
+	struct kl_archive *a;
+	size_t sym;
+	struct kl_arch_file f;
+	int64_t keep_from, hole_to; /* the part of the file the hole wants */
+	char name[48];		    /* SYMBOL-1m-PERIOD.zip */
+	char path[160];		    /* /data/spot/.../NAME */
+	char sha[65];
+	unsigned bad_sums;
+};
+
+struct kl_archive {
+	uv_loop_t *loop;
+	const struct kl_conf *conf;
+	struct kl_store *st;
+	struct kl_rest *http;
+	const char *url; /* borrowed from conf */
+	struct asym *syms;
+	size_t nsyms, capsyms;
+	struct afile *head, *tail; /* waiting, in order */
+	size_t waiting, active;
+	unsigned unreachable; /* transport failures in a row */
+	struct kl_archive_stats stats;
+	kl_archive_cb cb;
+	void *ud;
+	int64_t now_ms;		/* the exchange's time of the last kl_archive_add */
+	uint64_t started, said; /* uv_now() of the run's start and its last progress line */
+	uint64_t run_files;	/* files of the run under way, and done of them */
+	uint64_t run_done;
+	int failed; /* a store failure: the run ends with it */
+	bool running, off;
+};
+
+static void next(struct kl_archive *a);
+
+static int sym_of(struct kl_archive *a, const char *symbol, int64_t sid, size_t *ret)
+{
+	for (size_t i = 0; i < a->nsyms; i++) {
+		if (a->syms[i].sid == sid) {
+			*ret = i;
+			return 0;
+		}
+	}
+	if (a->nsyms == a->capsyms) {
+		size_t cap = a->capsyms ? 2 * a->capsyms : 16;
+		struct asym *v = realloc(a->syms, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		a->syms = v;
+		a->capsyms = cap;
+	}
+	a->syms[a->nsyms] = (struct asym){.symbol = symbol, .sid = sid};
+	*ret = a->nsyms++;
+	return 0;
+}
+
+/* @return true if @p period was not tried yet, and remembers it (invariant 4). */
+static bool first_try(struct asym *s, const char *period, bool *oom)
+{
+	for (size_t i = 0; i < s->ntried; i++)
+		if (strcmp(s->tried[i], period) == 0)
+			return false;
+	if (s->ntried == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 16;
+		char(*v)[11] = realloc(s->tried, cap * sizeof(*v));
+		if (!v) {
+			*oom = true;
+			return false;
+		}
+		s->tried = v;
+		s->cap = cap;
+	}
+	snprintf(s->tried[s->ntried++], sizeof(s->tried[0]), "%s", period);
+	return true;
+}
+
+static void push(struct kl_archive *a, struct afile *f, bool front)
+{
+	if (front) {
+		f->next = a->head;
+		a->head = f;
+		if (!a->tail)
+			a->tail = f;
+	} else {
+		f->next = NULL;
+		if (a->tail)
+			a->tail->next = f;
+		else
+			a->head = f;
+		a->tail = f;
+	}
+	a->waiting++;
+	if (a->running)
+		a->run_files++;
+}
+
+/* Queue @p files (of symbol @p sym, for the hole [from, to)) not tried yet. @return how many. */
+static int queue(struct kl_archive *a, size_t sym, const struct kl_arch_file *files, size_t n,
+		 int64_t from, int64_t to, bool front)
+{
+	struct asym *s = &a->syms[sym];
+	int added = 0;
+	bool oom = false;
+
+	for (size_t i = n; i-- > 0;) {
+		/* Back to front, so that pushing at the front keeps time order. */
+		const struct kl_arch_file *file = front ? &files[i] : &files[n - 1 - i];
+		struct afile *f;
+
+		if (!first_try(s, file->period, &oom)) {
+			if (oom)
+				return -ENOMEM;
+			continue;
+		}
+		if (!(f = calloc(1, sizeof(*f))))
+			return -ENOMEM;
+		f->a = a;
+		f->sym = sym;
+		f->f = *file;
+		f->keep_from = from > file->from ? from : file->from;
+		f->hole_to = to < file->to ? to : file->to;
+		snprintf(f->name, sizeof(f->name), "%s-1m-%s.zip", s->symbol, file->period);
+		f->path[0] = '/';
+		if (kl_arch_path(file, s->symbol, f->path + 1, sizeof(f->path) - 1) < 0) {
+			free(f);
+			continue;
+		}
+		push(a, f, front);
+		added++;
+	}
+	return added;
+}
+
+int kl_archive_add(struct kl_archive *a, const char *symbol, int64_t sid,
+		   const struct kl_ranges *holes, int64_t now_ms)
+{
+	struct kl_arch_file files[PLAN_CHUNK];
+	size_t sym;
+	int total = 0, r;
+
+	if (a->off)
+		return 0;
+	a->now_ms = now_ms;
+	if ((r = sym_of(a, symbol, sid, &sym)) < 0)
+		return r;
+	for (size_t i = 0; i < holes->n; i++) {
+		int64_t from = holes->v[i].from, to = holes->v[i].to;
+		size_t n;
+
+		while ((n = kl_arch_plan(from, to, now_ms, files, PLAN_CHUNK)) > 0) {
+			if ((r = queue(a, sym, files, n, holes->v[i].from, to, false)) < 0)
+				return r;
+			total += r;
+			from = files[n - 1].to;
+			if (n < PLAN_CHUNK)
+				break;
+		}
+	}
+	a->stats.queued = a->waiting + a->active;
+	kl_metrics_archive_queued(a->stats.queued);
+	return total;
+}
+
+/* The file is done with (loaded, missing or given up); the next one may start. */
+static void done(struct afile *f, uint64_t *counter, enum kl_metric m)
+{
+	struct kl_archive *a = f->a;
+
+	(*counter)++;
+	kl_metrics_add(m, 1);
+	a->active--;
+	a->run_done++;
+	free(f);
+	if (uv_now(a->loop) - a->said >= PROGRESS_MS && a->head) {
+		double secs = (double)(uv_now(a->loop) - a->started) / 1000.0;
+
+		a->said = uv_now(a->loop);
+		kl_info("archive",
+			"%" PRIu64 "/%" PRIu64 " files, %" PRIu64 " klines (%.0f/s), %.1f MB; "
+			"%" PRIu64 " not there, %" PRIu64 " given up",
+			a->run_done, a->run_files, a->stats.klines,
+			secs > 0 ? (double)a->stats.klines / secs : 0.0,
+			(double)a->stats.bytes / 1e6, a->stats.missing, a->stats.failed);
+	}
+	next(a);
+}
+
+static void unreachable(struct kl_archive *a, const char *why)
+{
+	struct afile *f;
+
+	if (++a->unreachable < MAX_UNREACHABLE || a->off)
+		return;
+	a->off = true;
+	kl_warn("archive",
+		"%s is unreachable (%s): REST fills all history this run; [archive] url = off "
+		"says so for good",
+		a->url, why);
+	while ((f = a->head)) {
+		a->head = f->next;
+		a->waiting--;
+		a->stats.failed++;
+		kl_metrics_add(KL_M_ARCHIVE_FAILED, 1);
+		free(f);
+	}
+	a->tail = NULL;
+}
+
+static int get(struct afile *f, bool checksum);
+
+static enum kl_rest_verdict on_zip(void *ud, const struct kl_rest_reply *r)
+{
+	struct afile *f = ud;
+	struct kl_archive *a;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	char hex[65];
+	int64_t rows = 0;
+	int e;
+
+	if (r->cancelled) {
+		free(f);
+		return KL_REST_DONE;
+	}
+	a = f->a;
+	if (r->status != 200) {
+		if (r->status)
+			kl_warn("archive", "%s: HTTP %ld: REST fills it", f->name, r->status);
+		else
+			kl_warn("archive", "%s: %s: REST fills it", f->name, r->body);
+		if (!r->status)
+			unreachable(a, r->body);
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return KL_REST_DONE;
+	}
+	a->unreachable = 0;
+	a->stats.bytes += r->len;
+	kl_metrics_add(KL_M_ARCHIVE_BYTES, r->len);
+	if (!EVP_Digest(r->body, r->len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
+		kl_err("archive", "%s: cannot compute sha256", f->name);
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return KL_REST_DONE;
+	}
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	if (strcmp(hex, f->sha) != 0) {
+		/* Invariant 1: a CDN edge may serve a stale or damaged copy; fetch once more. */
+		if (++f->bad_sums < MAX_BAD_SUM && get(f, false) == 0) {
+			kl_warn("archive", "%s: sha256 %.12s… is not the CHECKSUM's %.12s…; again",
+				f->name, hex, f->sha);
+			return KL_REST_DONE;
+		}
+		kl_warn("archive", "%s: sha256 %.12s… is not the CHECKSUM's %.12s…: REST fills it",
+			f->name, hex, f->sha);
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return KL_REST_DONE;
+	}
+	e = kl_import_zip(a->st, a->syms[f->sym].sid, f->name, r->body, r->len, f->keep_from,
+			  &rows);
+	if (e == -EIO || e == -EBUSY || e == -ENOSPC || e == -ENOMEM) {
+		a->failed = e;
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return KL_REST_DONE;
+	}
+	if (e < 0 && e != -ENODATA) {
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return KL_REST_DONE;
+	}
+	a->stats.klines += (uint64_t)rows;
+	kl_metrics_add(KL_M_KLINES_IMPORT, (uint64_t)rows);
+	done(f, &a->stats.loaded, KL_M_ARCHIVE_LOADED);
+	return KL_REST_DONE;
+}
+
+/* "<64 hex>  NAME\n", as sha256sum writes it. @return 0 with the digest in f->sha. */
+static int parse_checksum(struct afile *f, const char *body, size_t len)
+{
+	size_t i = 0, n = strlen(f->name);
+
+	for (; i < 64; i++) {
+		if (i >= len || !isxdigit((unsigned char)body[i]))
+			return -EINVAL;
+		f->sha[i] = (char)tolower((unsigned char)body[i]);
+	}
+	f->sha[64] = '\0';
+	while (i < len && (body[i] == ' ' || body[i] == '*'))
+		i++;
+	if (len - i < n || memcmp(body + i, f->name, n) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+static enum kl_rest_verdict on_checksum(void *ud, const struct kl_rest_reply *r)
+{
+	struct afile *f = ud;
+	struct kl_archive *a;
+
+	if (r->cancelled) {
+		free(f);
+		return KL_REST_DONE;
+	}
+	a = f->a;
+	if (r->status == 404) {
+		if (f->f.monthly) {
+			/* Not out yet (the first Monday), or the symbol was listed late in it. */
+			struct kl_arch_file days[31];
+			size_t n =
+			    kl_arch_days(&f->f, f->keep_from, f->hole_to, a->now_ms, days, 31);
+			int q = queue(a, f->sym, days, n, f->keep_from, f->hole_to, true);
+
+			kl_info("archive", "%s: not there; its %d days instead", f->name,
+				q > 0 ? q : 0);
+		}
+		a->unreachable = 0;
+		done(f, &a->stats.missing, KL_M_ARCHIVE_MISSING);
+		return KL_REST_DONE;
+	}
+	if (r->status != 200 || parse_checksum(f, r->body, r->len) < 0) {
+		if (r->status == 200)
+			kl_warn("archive", "%s.CHECKSUM: not a sha256sum line: REST fills it",
+				f->name);
+		else if (r->status)
+			kl_warn("archive", "%s.CHECKSUM: HTTP %ld: REST fills it", f->name,
+				r->status);
+		else
+			kl_warn("archive", "%s.CHECKSUM: %s: REST fills it", f->name, r->body);
+		if (!r->status)
+			unreachable(a, r->body);
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return KL_REST_DONE;
+	}
+	a->unreachable = 0;
+	if (get(f, false) < 0)
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+	return KL_REST_DONE;
+}
+
+static int get(struct afile *f, bool checksum)
+{
+	char path[sizeof(f->path) + 10];
+
+	snprintf(path, sizeof(path), "%s%s", f->path, checksum ? ".CHECKSUM" : "");
+	return kl_rest_get(f->a->http, path, 0, checksum ? on_checksum : on_zip, f);
+}
+
+/* Start files up to CONCURRENCY; the run ends when none is left (the last thing it does). */
+static void next(struct kl_archive *a)
+{
+	while (a->running && !a->failed && a->head && a->active < CONCURRENCY) {
+		struct afile *f = a->head;
+
+		a->head = f->next;
+		if (!a->head)
+			a->tail = NULL;
+		a->waiting--;
+		a->active++;
+		if (get(f, true) < 0) {
+			a->active--;
+			a->stats.failed++;
+			free(f);
+		}
+	}
+	a->stats.queued = a->waiting + a->active;
+	kl_metrics_archive_queued(a->stats.queued);
+	if (a->running && a->active == 0 && (a->failed || !a->head)) {
+		kl_archive_cb cb = a->cb;
+		int status = a->failed;
+
+		a->running = false;
+		a->failed = 0;
+		kl_info("archive",
+			"%" PRIu64 " files loaded (%" PRIu64 " klines, %.1f MB), %" PRIu64
+			" not there, %" PRIu64 " given up",
+			a->stats.loaded, a->stats.klines, (double)a->stats.bytes / 1e6,
+			a->stats.missing, a->stats.failed);
+		cb(a->ud, status); /* last: the owner may free the archive */
+	}
+}
+
+int kl_archive_run(struct kl_archive *a, kl_archive_cb cb, void *ud)
+{
+	if (a->running)
+		return -EBUSY;
+	a->cb = cb;
+	a->ud = ud;
+	a->running = true;
+	a->started = a->said = uv_now(a->loop);
+	a->run_files = a->waiting;
+	a->run_done = 0;
+	if (a->head)
+		kl_info("archive", "%zu files to fetch from %s", a->waiting, a->url);
+	next(a);
+	return 0;
+}
+
+bool kl_archive_off(const struct kl_archive *a)
+{
+	return a->off;
+}
+
+void kl_archive_stats(const struct kl_archive *a, struct kl_archive_stats *ret)
+{
+	*ret = a->stats;
+}
+
+int kl_archive_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_store *st,
+		   struct kl_archive **ret)
+{
+	struct kl_archive *a;
+	int r;
+	const char *url = kl_conf_archive_url(conf);
+
+	if (!url)
+		return -ENOTSUP;
+	if (!(a = calloc(1, sizeof(*a))))
+		return -ENOMEM;
+	a->loop = loop;
+	a->conf = conf;
+	a->st = st;
+	a->url = url;
+	r = kl_rest_new_plain(loop, conf, url, "archive", CONCURRENCY, MAX_ATTEMPTS, &a->http);
+	if (r < 0) {
+		free(a);
+		return r;
+	}
+	*ret = a;
+	return 0;
+}
+
+void kl_archive_free(struct kl_archive *a)
+{
+	struct afile *f;
+
+	if (!a)
+		return;
+	while ((f = a->head)) {
+		a->head = f->next;
+		free(f);
+	}
+	/* The files under way are freed by their cancelled callbacks, which touch only them. */
+	kl_rest_free(a->http);
+	for (size_t i = 0; i < a->nsyms; i++)
+		free(a->syms[i].tried);
+	free(a->syms);
+	free(a);
+}
