@@ -691,7 +691,8 @@ static void archive_url(void **state)
 	option_ok(c, "rest-url", "https://api.binance.com");
 	load_ok(c, "[archive]\nurl = off\n");
 	assert_null(kl_conf_archive_url(c));
-	assert_int_equal(kl_conf_set_option(c, "archive-url", "ftp://x", err, sizeof(err)), -EINVAL);
+	assert_int_equal(kl_conf_set_option(c, "archive-url", "ftp://x", err, sizeof(err)),
+			 -EINVAL);
 	assert_non_null(strstr(err, "archive-url"));
 	assert_int_equal(load(c, "[archive]\nurl = sometimes\n", err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "[archive] url"));
