@@ -32,6 +32,7 @@
 #include "speed.h"
 #include "status.h"
 #include "store.h"
+#include "symset.h"
 #include "ws.h"
 
 #include <errno.h>
@@ -57,8 +58,10 @@ struct run {
 	struct kl_heal_stream stream; /* the speed layer, as the heal sees it */
 	uv_timer_t status_timer;
 	uv_signal_t sigterm, sigint;
-	const char **syms; /* borrowed from conf; after exchangeInfo the listed ones */
+	const char **syms; /* borrowed from conf or resolved; after exchangeInfo the listed ones */
 	size_t nsyms;
+	char **resolved; /* what the patterns of [exchange] symbols stand for (owned) */
+	size_t nresolved;
 	struct kl_info_symbol *info; /* which of syms the exchange lists */
 	const char *phase;	     /* of the start-up, NULL once planned */
 	int64_t now_ms;		     /* the exchange's /time at start-up */
@@ -314,6 +317,8 @@ static void on_info_done(void *ud, int status)
 	if (n < run->nsyms)
 		kl_warn("run", "running with %zu of the %zu configured symbols", n, run->nsyms);
 	run->nsyms = n;
+	if (kl_metrics_symbols(run->syms, n) < 0)
+		kl_warn("run", "out of memory: no per-symbol metrics");
 	run->phase = "asking the exchange for its clock";
 	if (kl_rest_get(run->rest, "/api/v3/time", 1, on_time, run) < 0)
 		stop(run, 1);
@@ -331,6 +336,60 @@ static void on_ban(void *ud, int64_t until_ms, const char *why)
 		on_status(&run->status_timer); /* say why now, not at the next tick */
 }
 
+static int check_symbols(struct run *run)
+{
+	run->phase = "asking the exchange for its symbols";
+	for (size_t i = 0; i < run->nsyms; i++)
+		run->info[i] = (struct kl_info_symbol){.symbol = run->syms[i]};
+	return kl_info_check(run->rest, run->info, run->nsyms, on_info_done, run);
+}
+
+/* The TRADING symbols are in: what do the configured patterns stand for? */
+static void on_trading(void *ud, int status, char **names, size_t n)
+{
+	struct run *run = ud;
+	const struct kl_conf *conf = run->conf;
+	const char **syms = NULL;
+	struct kl_info_symbol *info = NULL;
+
+	if (status == 0)
+		status = kl_symset_resolve(conf->symbols, conf->nsymbols, names, n, &run->resolved,
+					   &run->nresolved);
+	kl_symset_free(names, n);
+	if (status == 0 && run->nresolved) {
+		syms = calloc(run->nresolved, sizeof(*syms));
+		info = calloc(run->nresolved, sizeof(*info));
+	}
+	if (status < 0 || (run->nresolved && (!syms || !info))) {
+		free(syms);
+		free(info);
+		kl_err("run", "out of memory");
+		stop(run, 1);
+		return;
+	}
+	if (run->nresolved == 0) {
+		fprintf(stderr,
+			"klined: [exchange] symbols: the patterns match none of the exchange's %zu "
+			"TRADING symbols\n",
+			n);
+		stop(run, 78);
+		return;
+	}
+	for (size_t i = 0; i < run->nresolved; i++)
+		syms[i] = run->resolved[i];
+	free(run->syms);
+	free(run->info);
+	run->syms = syms;
+	run->info = info;
+	run->nsyms = run->nresolved;
+	kl_info("run", "[exchange] symbols: %zu of the exchange's %zu TRADING symbols", run->nsyms,
+		n);
+	if (check_symbols(run) < 0) {
+		kl_err("run", "out of memory");
+		stop(run, 1);
+	}
+}
+
 static int start(struct run *run)
 {
 	int64_t until;
@@ -339,10 +398,11 @@ static int start(struct run *run)
 	if (kl_store_get_ban(run->st, &until, why, sizeof(why)) == 0 && until > 0)
 		kl_rest_pause_until(run->rest, until, why[0] ? why : "a ban kept in the store");
 	kl_rest_on_ban(run->rest, on_ban, run);
-	run->phase = "asking the exchange for its symbols";
-	for (size_t i = 0; i < run->nsyms; i++)
-		run->info[i] = (struct kl_info_symbol){.symbol = run->syms[i]};
-	return kl_info_check(run->rest, run->info, run->nsyms, on_info_done, run);
+	if (kl_symset_dynamic(run->conf->symbols, run->conf->nsymbols)) {
+		run->phase = "asking the exchange for its TRADING symbols";
+		return kl_info_trading(run->rest, on_trading, run);
+	}
+	return check_symbols(run);
 }
 
 int kl_run(const struct kl_conf *conf, bool once)
@@ -382,7 +442,10 @@ int kl_run(const struct kl_conf *conf, bool once)
 		uv_loop_close(&run->loop);
 		goto out;
 	}
-	if (kl_metrics_init(conf->symbols, conf->nsymbols) < 0)
+	/* Patterns are resolved later (on_trading): their symbols are registered then. */
+	if (kl_metrics_init(conf->symbols,
+			    kl_symset_dynamic(conf->symbols, conf->nsymbols) ? 0 : conf->nsymbols) <
+	    0)
 		kl_warn("run", "out of memory: no metrics");
 	/* 50 ms: fine enough for a 20 ms p99 goal, 20 wake-ups a second. */
 	if (kl_looplag_start(&run->loop, 50, &run->lag) < 0)
@@ -417,6 +480,7 @@ out:
 	kl_metrics_free();
 	free(run->syms);
 	free(run->info);
+	kl_symset_free(run->resolved, run->nresolved);
 	free(run);
 	return code;
 }

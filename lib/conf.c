@@ -7,6 +7,7 @@
 #include "conf.h"
 
 #include "conf_int.h"
+#include "symset.h"
 #include "day.h"
 
 #include <ctype.h>
@@ -55,7 +56,8 @@ static const struct key keys[] = {
      0,
      0},
     {{"exchange", "symbols", "symbols", "BTCUSDT,ETHUSDT",
-      "comma-separated Binance symbols (in the file: continuation lines add more)"},
+      "comma-separated symbols and patterns: BTCUSDT, all, *USDT, -*UPUSDT (in the file: "
+      "continuation lines add more)"},
      set_symbols,
      FIELD(symbols),
      0,
@@ -247,32 +249,21 @@ static int symbols_apply(struct kl_conf *c, const char *v, bool append, char *er
 	}
 	while (*p) {
 		const char *e = p;
-		char sym[32];
-		size_t len = 0;
+		char sym[KL_SYMSET_ITEM_MAX + 1];
+		enum kl_sym_kind kind;
+		bool exclude;
 
 		while (*e && *e != ',')
 			e++;
-		for (const char *q = p; q < e; q++) {
-			if (isspace((unsigned char)*q))
-				continue;
-			if (len >= 21 || !isalnum((unsigned char)*q)) {
-				r = kl__conf_fail(
-				    err, n, "'%.*s' is not a symbol (2 to 20 letters or digits)",
-				    (int)(e - p), p);
-				goto out;
-			}
-			sym[len++] = (char)toupper((unsigned char)*q);
-		}
-		sym[len] = '\0';
-		if (len < 2 || len > 20) {
-			r = kl__conf_fail(err, n,
-					  "'%.*s' is not a symbol (2 to 20 letters or digits)",
-					  (int)(e - p), p);
+		if (kl_symset_item(p, (size_t)(e - p), sym, &kind, &exclude, err, n) < 0) {
+			r = -EINVAL;
 			goto out;
 		}
 		for (size_t i = 0; i < nlist; i++) {
 			if (strcmp(list[i], sym) == 0) {
-				r = kl__conf_fail(err, n, "symbol %s given twice", sym);
+				r = kl__conf_fail(
+				    err, n, "%s %s given twice",
+				    kind == KL_SYM_NAME && !exclude ? "symbol" : "item", sym);
 				goto out;
 			}
 		}
@@ -285,6 +276,17 @@ static int symbols_apply(struct kl_conf *c, const char *v, bool append, char *er
 		list = grown;
 		nlist++;
 		p = *e ? e + 1 : e;
+	}
+	{
+		bool included = false;
+		for (size_t i = 0; i < nlist; i++)
+			included |= list[i][0] != '-';
+		if (nlist && !included) {
+			r = kl__conf_fail(err, n,
+					  "only exclusions: name symbols or patterns to "
+					  "exclude from (all, *USDT...)");
+			goto out;
+		}
 	}
 	if (nlist == 0) {
 		r = kl__conf_fail(err, n, "no symbol given");

@@ -22,7 +22,7 @@ enum kl_history_kind {
 
 struct kl_conf {
 	char *db_path;
-	char **symbols; /* validated, upper case, no duplicates */
+	char **symbols; /* items: names, patterns, ALL, -exclusions (lib/symset.h); upper case */
 	size_t nsymbols;
 	char *rest_url; /* without a trailing '/' */
 	char *ws_url;

@@ -174,3 +174,75 @@ int kl_info_check(struct kl_rest *rest, struct kl_info_symbol *syms, size_t n, k
 	settle(c);
 	return 0;
 }
+
+struct trading {
+	struct kl_rest *rest;
+	kl_info_trading_cb cb;
+	void *ud;
+};
+
+static enum kl_rest_verdict on_trading(void *ud, const struct kl_rest_reply *r)
+{
+	struct trading *t = ud;
+	json_t *j, *v;
+	char **names = NULL;
+	size_t i, n = 0;
+	char msg[256];
+
+	if (r->cancelled) {
+		free(t);
+		return KL_REST_DONE;
+	}
+	if (r->status != 200) {
+		kl_rest_error_code(r, msg, sizeof(msg));
+		kl_err("run", "exchangeInfo refused: %s; asking again", msg);
+		return KL_REST_RETRY;
+	}
+	j = json_loadb(r->body, r->len, 0, NULL);
+	if (!json_is_array(json_object_get(j, "symbols"))) {
+		json_decref(j);
+		return KL_REST_RETRY;
+	}
+	read_limits(t->rest, j);
+	names = calloc(json_array_size(json_object_get(j, "symbols")) + 1, sizeof(*names));
+	json_array_foreach(json_object_get(j, "symbols"), i, v)
+	{
+		const char *name = json_string_value(json_object_get(v, "symbol"));
+		const char *status = json_string_value(json_object_get(v, "status"));
+
+		/* The filter is the exchange's; an older server may ignore it. */
+		if (!names || !name || !status || strcmp(status, "TRADING") != 0)
+			continue;
+		if (!(names[n] = strdup(name))) {
+			for (size_t k = 0; k < n; k++)
+				free(names[k]);
+			free(names);
+			names = NULL;
+			break;
+		}
+		n++;
+	}
+	json_decref(j);
+	if (names)
+		t->cb(t->ud, 0, names, n);
+	else
+		t->cb(t->ud, -ENOMEM, NULL, 0);
+	free(t);
+	return KL_REST_DONE;
+}
+
+int kl_info_trading(struct kl_rest *rest, kl_info_trading_cb cb, void *ud)
+{
+	struct trading *t = malloc(sizeof(*t));
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	*t = (struct trading){rest, cb, ud};
+	/* Weight 20 for the whole exchange; without permission sets it is a third the size. */
+	r = kl_rest_get(rest, "/api/v3/exchangeInfo?symbolStatus=TRADING&showPermissionSets=false",
+			INFO_WEIGHT, on_trading, t);
+	if (r < 0)
+		free(t);
+	return r;
+}

@@ -27,3 +27,14 @@ typedef void (*kl_info_done_cb)(void *ud, int status);
  */
 int kl_info_check(struct kl_rest *rest, struct kl_info_symbol *syms, size_t n, kl_info_done_cb done,
 		  void *ud);
+
+/**
+ * The exchange's TRADING symbols (exchangeInfo?symbolStatus=TRADING, one
+ * request of weight 20): @p names is a new array of new strings the callback
+ * owns (free each and the array), NULL with @p status < 0. Runs once, later,
+ * unless @p rest is freed first.
+ */
+typedef void (*kl_info_trading_cb)(void *ud, int status, char **names, size_t n);
+
+/** Ask for the TRADING symbols. @return 0 or -ENOMEM (then @p cb never runs). */
+int kl_info_trading(struct kl_rest *rest, kl_info_trading_cb cb, void *ud);

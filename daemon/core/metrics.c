@@ -97,6 +97,29 @@ int kl_metrics_init(char *const *symbols, size_t n)
 	return 0;
 }
 
+int kl_metrics_symbols(const char *const *symbols, size_t n)
+{
+	struct msym *v;
+
+	if (!reg.on)
+		return 0;
+	if (!(v = calloc(n ? n : 1, sizeof(*v))))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct msym *old = NULL;
+
+		for (size_t k = 0; k < reg.nsyms && !old; k++)
+			if (strcmp(reg.syms[k].symbol, symbols[i]) == 0)
+				old = &reg.syms[k];
+		v[i] = (struct msym){symbols[i], old ? old->event_time : -1};
+	}
+	qsort(v, n, sizeof(*v), cmp_sym);
+	free(reg.syms);
+	reg.syms = v;
+	reg.nsyms = n;
+	return 0;
+}
+
 void kl_metrics_free(void)
 {
 	free(reg.syms);

@@ -38,6 +38,13 @@ enum kl_metric {
 /** Register the symbols (borrowed; must outlive the registry). @return 0 or -ENOMEM. */
 int kl_metrics_init(char *const *symbols, size_t n);
 
+/**
+ * The symbols followed from now on (borrowed; must outlive the registry or
+ * the next call): the list once patterns are resolved. @return 0 or -ENOMEM
+ * (the old list stays).
+ */
+int kl_metrics_symbols(const char *const *symbols, size_t n);
+
 /** Drop the registry (NULL-safe in spirit: calling it twice is fine). */
 void kl_metrics_free(void);
 

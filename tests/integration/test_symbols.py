@@ -1,0 +1,66 @@
+"""[exchange] symbols with patterns (issue 14): names, all, globs and exclusions resolved
+against the exchange's TRADING symbols at start, by the real binary."""
+import pytest
+
+from conftest import query
+
+START = "2023-03-31T00:00:30Z"
+
+
+@pytest.fixture
+def market(replay):
+    srv = replay(start=START, gen_symbols=4)   # S0001USDT..S0004USDT serve recorded data
+    srv.delist("S0004USDT", srv.now_ms() - 6 * 3_600_000)   # BREAK since 18:00
+    return srv
+
+
+def stored(db):
+    return sorted(r[0] for r in query(db, "SELECT symbol FROM symbol"))
+
+
+def run(klined, srv, symbols, *extra):
+    k = klined(srv.rest_url, "--symbols", symbols, "--history-start", "1d",
+               "--kafka-brokers", "off", *extra)
+    return k, k.once(check=False)
+
+
+def test_patterns_and_exclusions(market, klined):
+    k, p = run(klined, market, "*USDT,-S0002*")
+    assert p.returncode == 0, p.stderr[-3000:]
+    # the BREAK symbol is not TRADING: no pattern takes it
+    assert stored(k.db) == ["BTCUSDT", "ETHUSDT", "S0001USDT", "S0003USDT"]
+    assert "[exchange] symbols: 4 of the exchange's 5 TRADING symbols" in p.stderr
+    req = market.stats()["requests"]
+    assert req.get("/api/v3/exchangeInfo") >= 2   # the TRADING list, then the names' check
+    # every resolved symbol has its day
+    for s in stored(k.db):
+        assert query(k.db, "SELECT count(*) FROM daily WHERE symbol = ? AND source = 'batch'",
+                     s) == [(1,)], s
+
+
+def test_all_and_a_plain_name_beside_it(market, klined):
+    # a plain name is kept even when not TRADING (its history), a pattern never takes one
+    k, p = run(klined, market, "all,-S000[13]USDT,S0004USDT")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert stored(k.db) == ["BTCUSDT", "ETHUSDT", "S0002USDT", "S0004USDT"]
+    assert "S0004USDT: the exchange reports status BREAK" in p.stderr
+
+
+def test_patterns_matching_nothing_exit_78(market, klined):
+    k, p = run(klined, market, "*BUSD,XYZ?")
+    assert p.returncode == 78
+    assert "[exchange] symbols: the patterns match none of the exchange's 5 TRADING" in p.stderr
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("-*USDT", "only exclusions"),
+    ("*USDT,*USDT", "item *USDT given twice"),
+    ("[BTC", "not a valid pattern"),
+    ("-all", "excludes everything"),
+    ("BTC/USDT", "'BTC/USDT' is not a symbol"),
+])
+def test_bad_items_exit_78_naming_them(klined, bad, why):
+    k = klined("http://127.0.0.1:9", "--symbols", bad)
+    p = k.once(check=False)
+    assert p.returncode == 78
+    assert "symbols" in p.stderr and why in p.stderr, p.stderr
