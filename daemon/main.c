@@ -21,7 +21,10 @@
 #include <unistd.h>
 
 #define EXIT_CONFIG	    78
-#define DEFAULT_CONFIG_PATH "/etc/klined/klined.conf"
+#ifndef KL_CONF_PATH
+#define KL_CONF_PATH "/usr/local/etc/klined/klined.conf" /* meson passes sysconfdir's */
+#endif
+#define DEFAULT_CONFIG_PATH KL_CONF_PATH
 #define CONFIG_MAX	    (1u << 20)
 
 static void usage(FILE *out)
