@@ -8,17 +8,8 @@ import urllib.error
 import urllib.request
 
 from conftest import KLINED, read_log, stop, wait_for
+from conftest_kafka import warm_up
 from test_speed import live, ws_minutes
-
-
-def warm(broker):
-    """A broker just started answers the first idempotent producer with
-    'Coordinator load in progress' (librdkafka retries, at warning level):
-    that is the broker's start, not klined's, so it is over before ours."""
-    from confluent_kafka import Producer
-    pr = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
-    pr.produce("klined-warm-up", b"x")
-    assert pr.flush(60) == 0
 
 
 def free_port():
@@ -75,7 +66,7 @@ def test_clean_start_logs_no_warning(replay, klined, kafka_broker, kafka_topic):
     """What `journalctl -u klined -p warning` must show on a clean start: nothing.
     lws's log hook is process-wide: the page's adopted connections used to be
     logged as warnings by the websocket side's hook."""
-    warm(kafka_broker)
+    warm_up(kafka_broker)
     srv = replay(start="2023-03-10T00:00:30Z", speed=60)
     port = free_port()
     k = live(klined, srv, kafka_broker, kafka_topic, "--http-listen", f"127.0.0.1:{port}")

@@ -100,3 +100,14 @@ def kafka_topic(request):
     """A topic name of its own for this test: klined-test-<test name>-<random>."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", request.node.name)[:120]
     return f"klined-test-{name}-{uuid.uuid4().hex[:8]}"
+
+
+def warm_up(broker):
+    """A broker just started answers the first idempotent producer with
+    'Coordinator load in progress' (librdkafka retries, at warning level):
+    that is the broker's start, not the client's. Tests that want a daemon's
+    clean start to log no warning let one producer through first."""
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+    p.produce("klined-warm-up", b"x")
+    assert p.flush(60) == 0, "the broker took no message in 60 s"

@@ -25,6 +25,7 @@ from pathlib import Path
 import oracle
 import pytest
 from conftest import APT_CACHE, run, say
+from conftest_kafka import warm_up
 
 DAY_MS = 86_400_000
 START = "2023-03-20T00:00:30Z"  # the replay exchange's virtual now (its clock stands still)
@@ -199,6 +200,7 @@ def test_service_lifecycle(klined_deb, container, replay, kafka_broker):
     # Debian policy: a daemon's package enables and starts it (dh_installsystemd).
     assert (c.root / "etc/systemd/system/multi-user.target.wants/klined.service").is_symlink()
 
+    warm_up(kafka_broker)
     srv = replay(start=START, speed=0)
     port = free_port()
     conf = c.root / "etc/klined/klined.conf"
