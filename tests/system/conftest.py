@@ -2,6 +2,7 @@
 Debian bookworm root for systemd-nspawn (made once, cached outside the
 repository), and the host's replay exchange and Kafka broker that the
 container reaches over 127.0.0.1 (it shares the host's network)."""
+import fcntl
 import hashlib
 import os
 import shutil
@@ -39,6 +40,19 @@ def run(argv, timeout=600, check=True, **kw):
         raise AssertionError(f"{' '.join(map(str, argv))}: exit {p.returncode}\n"
                              f"{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
+
+
+class cache_lock:
+    """One writer of the cache at a time (parallel workers share it)."""
+
+    def __enter__(self):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        self.f = open(CACHE / ".lock", "w")
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
 
 
 def need(cond, why):
@@ -82,12 +96,15 @@ def klined_deb(tmp_path_factory):
     for f in files:
         h.update(f.encode() + b"\0" + (ROOT / f).read_bytes())
     key = h.hexdigest()[:16]
-    cached = DEB_CACHE / key
+    with cache_lock():
+        return _build_deb(DEB_CACHE / key, tmp_path_factory.mktemp("deb"), files)
+
+
+def _build_deb(cached, work, files):
     debs = sorted(cached.glob("klined_*.deb")) if cached.is_dir() else []
     if debs:
         say(f"reusing {debs[0]}")
         return debs[0]
-    work = tmp_path_factory.mktemp("deb")
     src = work / "klined"
     with tarfile.open(work / "src.tar", "w") as t:
         for f in files:
@@ -101,6 +118,10 @@ def klined_deb(tmp_path_factory):
     say(f"dpkg-buildpackage: {time.monotonic() - t0:.0f} s")
     debs = sorted(work.glob("klined_*.deb"))
     assert debs, list(work.iterdir())
+    # Packages of trees older than a day go (others may still be in use).
+    for old in DEB_CACHE.glob("*"):
+        if time.time() - old.stat().st_mtime > 86400:
+            shutil.rmtree(old, ignore_errors=True)
     cached.mkdir(parents=True, exist_ok=True)
     for d in work.glob("*.deb"):
         shutil.copy2(d, cached)
@@ -115,9 +136,13 @@ def nspawn_root():
     need(os.geteuid() == 0, "systemd-nspawn needs root")
     for tool, pkg in (("systemd-nspawn", "systemd-container"), ("debootstrap", "debootstrap")):
         need(shutil.which(tool), f"{tool} is not installed (apt-get install {pkg})")
-    if (NSPAWN_ROOT / READY).exists():
-        return NSPAWN_ROOT
-    CACHE.mkdir(parents=True, exist_ok=True)
+    with cache_lock():
+        if not (NSPAWN_ROOT / READY).exists():
+            _debootstrap()
+    return NSPAWN_ROOT
+
+
+def _debootstrap():
     tmp = CACHE / "bookworm.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     t0 = time.monotonic()
@@ -128,4 +153,3 @@ def nspawn_root():
     shutil.rmtree(NSPAWN_ROOT, ignore_errors=True)
     tmp.rename(NSPAWN_ROOT)
     say(f"debootstrap of {NSPAWN_ROOT}: {time.monotonic() - t0:.0f} s")
-    return NSPAWN_ROOT
