@@ -57,10 +57,12 @@ int kl_assets_resolve(struct kl_conf *c)
 		if (r < 0)
 			return r;
 	}
-	snprintf(index, sizeof(index), "%s/index.html", c->http_assets ? c->http_assets : "");
+	if (!c->http_assets || !*c->http_assets)
+		return 0; /* asked for no page: the API and /metrics only */
+	snprintf(index, sizeof(index), "%s/index.html", c->http_assets);
 	if (access(index, R_OK) < 0)
 		kl_warn("http",
 			"the page's files are not in %s ([http] assets): the page will answer 404",
-			c->http_assets ? c->http_assets : "(none)");
+			c->http_assets);
 	return 0;
 }
