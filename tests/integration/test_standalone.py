@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 
 from conftest import KLINED, read_log, stop, wait_for
-from conftest_kafka import warm_up
+from conftest_kafka import ready_topic
 from test_speed import live, ws_minutes
 
 
@@ -66,7 +66,7 @@ def test_clean_start_logs_no_warning(replay, klined, kafka_broker, kafka_topic):
     """What `journalctl -u klined -p warning` must show on a clean start: nothing.
     lws's log hook is process-wide: the page's adopted connections used to be
     logged as warnings by the websocket side's hook."""
-    warm_up(kafka_broker)
+    ready_topic(kafka_broker, kafka_topic)
     srv = replay(start="2023-03-10T00:00:30Z", speed=60)
     port = free_port()
     k = live(klined, srv, kafka_broker, kafka_topic, "--http-listen", f"127.0.0.1:{port}")

@@ -25,7 +25,7 @@ from pathlib import Path
 import oracle
 import pytest
 from conftest import APT_CACHE, run, say
-from conftest_kafka import warm_up
+from conftest_kafka import ready_topic
 
 DAY_MS = 86_400_000
 START = "2023-03-20T00:00:30Z"  # the replay exchange's virtual now (its clock stands still)
@@ -200,9 +200,10 @@ def test_service_lifecycle(klined_deb, container, replay, kafka_broker):
     # Debian policy: a daemon's package enables and starts it (dh_installsystemd).
     assert (c.root / "etc/systemd/system/multi-user.target.wants/klined.service").is_symlink()
 
-    warm_up(kafka_broker)
     srv = replay(start=START, speed=0)
     port = free_port()
+    topic = f"klined-system-{os.getpid()}-{port}"
+    ready_topic(kafka_broker, topic)
     conf = c.root / "etc/klined/klined.conf"
     shipped = conf.read_text()
     assert ";assets = /usr/share/klined/web" in shipped
@@ -214,7 +215,7 @@ ws_url = {srv.ws_url}
 history_start = {HISTORY}
 [kafka]
 brokers = {kafka_broker.bootstrap}
-topic = klined-system-{os.getpid()}-{port}
+topic = {topic}
 group = klined-system-{port}
 [http]
 listen = 127.0.0.1:{port}
