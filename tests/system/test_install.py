@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from systest import ROOT
 
 KLINED = Path(os.environ.get("KLINED_BIN", ROOT / "build" / "daemon" / "klined"))
 BUILD = KLINED.parent.parent

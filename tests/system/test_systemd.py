@@ -22,10 +22,12 @@ import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
-import oracle
 import pytest
-from conftest import APT_CACHE, run, say
-from conftest_kafka import ready_topic
+from systest import APT_CACHE, run, say  # (puts tests/integration and tests/kafka on sys.path)
+from systest import kafka_broker, klined_deb, nspawn_root, replay  # noqa: F401 (fixtures)
+
+import oracle  # noqa: E402
+from conftest_kafka import ready_topic  # noqa: E402
 
 DAY_MS = 86_400_000
 START = "2023-03-20T00:00:30Z"  # the replay exchange's virtual now (its clock stands still)

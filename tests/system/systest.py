@@ -1,4 +1,6 @@
-"""Fixtures of tests/system: the Debian package built from this tree, a
+"""Fixtures of tests/system (imported by its tests: a conftest.py here would
+shadow tests/integration's `conftest` module, which its tests import by
+name): the Debian package built from this tree, a
 Debian bookworm root for systemd-nspawn (made once, cached outside the
 repository), and the host's replay exchange and Kafka broker that the
 container reaches over 127.0.0.1 (it shares the host's network)."""
