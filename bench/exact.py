@@ -32,7 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REPLAY = REPO / "tests" / "replay" / "binance_replay.py"
-DATA = (REPO / ".." / "shared" / "data" / "binance").resolve()
+DATA = (REPO / "tests" / "data" / "binance").resolve()
 SYMBOLS = "BTCUSDT,ETHUSDT"
 
 

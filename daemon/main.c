@@ -3,6 +3,7 @@
  * Configuration is layered defaults < file < options, all through the
  * one table in lib/conf.c; any bad value exits 78 naming its key.
  */
+#include "assets.h"
 #include "backfill.h"
 #include "bus.h"
 #include "conf.h"
@@ -20,8 +21,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef KL_CONF_PATH
+#define KL_CONF_PATH "/usr/local/etc/klined/klined.conf" /* meson passes sysconfdir's */
+#endif
+
 #define EXIT_CONFIG	    78
-#define DEFAULT_CONFIG_PATH "/etc/klined/klined.conf"
+#define DEFAULT_CONFIG_PATH KL_CONF_PATH
 #define CONFIG_MAX	    (1u << 20)
 
 static void usage(FILE *out)
@@ -293,7 +298,7 @@ int main(int argc, char **argv)
 	kl_backfill_global_init();
 	switch (a.cmd) {
 	case CMD_RUN:
-		code = kl_run(c, a.once);
+		code = kl_assets_resolve(c) < 0 ? 1 : kl_run(c, a.once);
 		break;
 	case CMD_STATUS:
 		code = status(c, a.json);

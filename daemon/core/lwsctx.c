@@ -6,9 +6,12 @@
  */
 #include "lwsctx.h"
 
+#include "log.h"
+
 #include <libwebsockets.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #define SLOTS 8
 
@@ -52,4 +55,25 @@ void kl_lwsctx_finish(void)
 		slots[i].ctx = NULL;
 		slots[i].used = false;
 	}
+}
+
+static void on_lws_log(int level, const char *line)
+{
+	size_t n = strlen(line);
+
+	while (n && line[n - 1] == '\n')
+		n--;
+	if (strstr(line, "adopt_socket_readbuf: "))
+		level = LLL_DEBUG;
+	kl_log((level & LLL_ERR)    ? KL_LOG_ERROR
+	       : (level & LLL_WARN) ? KL_LOG_WARN
+				    : KL_LOG_DEBUG,
+	       "lws", "%.*s", (int)n, line);
+}
+
+void kl_lwsctx_log_init(void)
+{
+	lws_set_log_level(kl_log_enabled(KL_LOG_DEBUG) ? LLL_ERR | LLL_WARN | LLL_NOTICE
+						       : LLL_ERR | LLL_WARN,
+			  on_lws_log);
 }

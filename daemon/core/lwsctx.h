@@ -28,3 +28,13 @@ void kl_lwsctx_destroy(struct lws_context **slot);
  * loop once more before uv_loop_close().
  */
 void kl_lwsctx_finish(void);
+
+/**
+ * lws has one log hook for the whole process, so the page's server and the
+ * websocket client share this one (each setting its own made the last one
+ * to start log the other's lines). Errors and warnings go to klined's log
+ * as "lws" (notices too at debug level), except what lws 4.1.6 says at error
+ * level about every connection it adopts (the page's: daemon/serve/
+ * httplisten.c), which is debug. Call before creating a context.
+ */
+void kl_lwsctx_log_init(void);

@@ -288,13 +288,16 @@ static const char csp[] = "content-security-policy: default-src 'none'; script-s
 
 static int serve_file(struct lws *wsi, struct pss *pss, struct kl_http *http, size_t i)
 {
-	char path[4096];
+	const char *dir = http->conf->http_assets ? http->conf->http_assets : "(none)";
+	char path[4096], msg[4200];
 	int n;
 
-	snprintf(path, sizeof(path), "%s/%s",
-		 http->conf->http_assets ? http->conf->http_assets : "/nonexistent", files[i].file);
-	if (access(path, R_OK) < 0)
-		return respond_error(wsi, pss, 404, "page file missing from the assets directory");
+	snprintf(path, sizeof(path), "%s/%s", dir, files[i].file);
+	if (access(path, R_OK) < 0) {
+		snprintf(msg, sizeof(msg), "page file %s missing from the assets directory %s",
+			 files[i].file, dir);
+		return respond_error(wsi, pss, 404, msg);
+	}
 	n = lws_serve_http_file(wsi, path, files[i].mime, csp, (int)strlen(csp));
 	if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
 		return -1;
@@ -475,18 +478,6 @@ static const struct lws_protocols protocols[3] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static void on_lws_log(int level, const char *line)
-{
-	size_t n = strlen(line);
-
-	while (n && line[n - 1] == '\n')
-		n--;
-	/* lws 4.1.6 says how it serves every adopted connection at error level. */
-	if (strstr(line, "adopt_socket_readbuf: "))
-		level = LLL_DEBUG;
-	kl_log((level & LLL_ERR) ? KL_LOG_ERROR : KL_LOG_DEBUG, "http", "%.*s", (int)n, line);
-}
-
 /* "ADDR:PORT", the port after the last ':'; "[v6]" loses its brackets;
  * "localhost" is 127.0.0.1. Only IP addresses: lws reads anything else as
  * an interface name. */
@@ -561,8 +552,7 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 	r = kl_store_open(conf->db_path, true, &http->st, err, errlen);
 	if (r < 0)
 		goto out;
-	lws_set_log_level(kl_log_enabled(KL_LOG_DEBUG) ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR,
-			  on_lws_log);
+	kl_lwsctx_log_init();
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
 		       LWS_SERVER_OPTION_DISABLE_IPV6 * (strchr(http->iface, ':') == NULL);
@@ -595,8 +585,8 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 	uv_timer_init(loop, &http->tick);
 	http->tick.data = http;
 	uv_timer_start(&http->tick, on_tick, TICK_MS, TICK_MS);
-	kl_info("http", "serving http://%s/ (page, /api/daily, /api/status, /metrics)",
-		conf->http_listen);
+	kl_info("http", "serving http://%s/ (page from %s, /api/daily, /api/status, /metrics)",
+		conf->http_listen, conf->http_assets ? conf->http_assets : "(none)");
 	*ret = http;
 	return 0;
 out:

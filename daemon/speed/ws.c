@@ -410,18 +410,6 @@ static void connect_slot(struct slot *s)
 	}
 }
 
-static void on_lws_log(int level, const char *line)
-{
-	size_t n = strlen(line);
-
-	while (n && line[n - 1] == '\n')
-		n--;
-	kl_log((level & LLL_ERR)    ? KL_LOG_ERROR
-	       : (level & LLL_WARN) ? KL_LOG_WARN
-				    : KL_LOG_DEBUG,
-	       "lws", "%.*s", (int)n, line);
-}
-
 static int parse_url(struct kl_ws *ws, const char *url)
 {
 	const char *p, *slash, *colon;
@@ -539,9 +527,7 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols,
 		free(ws);
 		return -EINVAL;
 	}
-	lws_set_log_level(kl_log_enabled(KL_LOG_DEBUG) ? LLL_ERR | LLL_WARN | LLL_NOTICE
-						       : LLL_ERR | LLL_WARN,
-			  on_lws_log);
+	kl_lwsctx_log_init();
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.port = CONTEXT_PORT_NO_LISTEN;

@@ -19,7 +19,8 @@ needs_systemd = pytest.mark.skipif(not shutil.which("systemd-analyze"),
 
 @pytest.fixture
 def unit(tmp_path):
-    text = UNIT.read_text().replace("@SBINDIR@", str(KLINED.parent))
+    text = UNIT.read_text().replace("@SBINDIR@", str(KLINED.parent)).replace(
+        "@CONFFILE@", "/etc/klined/klined.conf")
     path = tmp_path / "klined.service"
     path.write_text(text)
     return path

@@ -34,6 +34,7 @@ re-exported from here.
 import importlib.util
 import re
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -100,3 +101,36 @@ def kafka_topic(request):
     """A topic name of its own for this test: klined-test-<test name>-<random>."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", request.node.name)[:120]
     return f"klined-test-{name}-{uuid.uuid4().hex[:8]}"
+
+
+
+
+def ready_topic(broker, topic):
+    """What a daemon's clean start (no warning logged) presumes of the broker:
+    it is past its own start, and the topic exists with a leader. A broker
+    just started answers the first idempotent producer with 'Coordinator
+    load in progress' (librdkafka retries, at warning level), and a topic
+    just created may be 'unknown' to a metadata request for a moment (klined
+    then warns and retries in 5 s): both are the broker's, before ours."""
+    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    warm = "klined-warm-up"
+    for name, f in admin.create_topics([NewTopic(topic, 1, 1), NewTopic(warm, 1, 1)]).items():
+        try:
+            f.result(60)
+        except KafkaException as e:
+            if name != warm or "already exists" not in str(e).lower():
+                raise
+    end = time.monotonic() + 60
+    while True:
+        md = admin.list_topics(timeout=10).topics
+        if all(t in md and not md[t].error and md[t].partitions and
+               all(p.leader >= 0 for p in md[t].partitions.values()) for t in (topic, warm)):
+            break
+        assert time.monotonic() < end, f"topics {topic}, {warm} have no leader after 60 s"
+        time.sleep(0.1)
+    errors = []
+    p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+    p.produce(warm, b"x", on_delivery=lambda err, msg: err and errors.append(err))
+    assert p.flush(60) == 0 and not errors, errors or "the broker took no message in 60 s"

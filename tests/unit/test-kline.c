@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-/* BTCUSDT 2023-01-01 00:00 from /work/shared/data/binance, as a REST row. */
+/* BTCUSDT 2023-01-01 00:00 from tests/data/binance, as a REST row. */
 #define ROW                                                                                        \
 	"[1672531200000,\"16537.50\",\"16538.00\",\"16534.30\",\"16538.00\",\"170.576\","          \
 	"1672531259999,\"2820697.45580\",946,\"103.782\",\"1716164.80590\",\"0\"]"
