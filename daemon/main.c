@@ -5,6 +5,7 @@
  */
 #include "backfill.h"
 #include "bus.h"
+#include "api.h"
 #include "conf.h"
 #include "import.h"
 #include "log.h"
@@ -180,7 +181,7 @@ static int status(const struct kl_conf *c, bool json)
 		fprintf(stderr, "klined: status: %s\n", err);
 		return 1;
 	}
-	r = kl_store_status(st, &j);
+	r = kl_api_status(st, &j);
 	kl_store_close(st);
 	if (r < 0) {
 		fprintf(stderr, "klined: status: cannot read the store: %s\n", strerror(-r));
