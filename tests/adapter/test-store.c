@@ -500,6 +500,51 @@ static char *reopen_dump(const char *path, int *version)
 	return dump(path, version);
 }
 
+enum outcome { O_BEFORE, O_AFTER, O_RETRIED, O_NONE }; /* O_NONE: the fault never came */
+
+/* One faulted run of the workload; the store must end in state i or i + 1. */
+static enum outcome run_once(struct fixture *f, const struct mode *m, int n, char **expect)
+{
+	struct kl_store *st;
+	char err[256], *got;
+	int i, v, r = 0;
+	enum outcome o = O_NONE;
+
+	copy_db(f->base, f->work);
+	arm(m->point, n, m->rc, m->persistent);
+	/* A restart before each step: its reads meet a cold cache, so they
+	 * fail in the middle of its statements, not only at open. */
+	for (i = 0; i < NSTEPS; i++) {
+		st = NULL;
+		r = kl_store_open(f->work, false, &st, err, sizeof(err));
+		if (r == 0)
+			r = step(st, i);
+		if (r < 0 && st)
+			kl_store_rollback(st); /* what the daemon's writers do */
+		kl_store_close(st);	       /* under the fault still, if persistent */
+		if (r < 0) {
+			assert_errno(r, m->name);
+			break;
+		}
+	}
+	if (!fault.fired) {
+		assert_int_equal(i, NSTEPS);
+		fault.armed = false;
+		return O_NONE;
+	}
+	got = reopen_dump(f->work, &v);
+	/* Failed in step i: state i or i + 1; no failure: the last. */
+	if (!strcmp(got, expect[i]))
+		o = i == NSTEPS ? O_RETRIED : O_BEFORE;
+	else if (i < NSTEPS && !strcmp(got, expect[i + 1]))
+		o = O_AFTER;
+	else
+		fail_msg("%s, call %d: step %d left the store neither before nor after it:\n%s",
+			 m->name, n, i, got);
+	free(got);
+	return o;
+}
+
 static void test_faults_keep_transactions_whole(void **state)
 {
 	struct fixture *f = *state;
@@ -519,47 +564,17 @@ static void test_faults_keep_transactions_whole(void **state)
 		expect[i + 1] = dump(f->work, &v);
 		assert_string_not_equal(expect[i], expect[i + 1]);
 	}
+	print_message("%-20s %5s %7s %6s %8s\n", "fault", "runs", "before", "after", "retried");
 	for (size_t m = 0; m < NMODES; m++) {
-		int n;
+		int n, count[O_NONE + 1] = {0};
+		enum outcome o = O_BEFORE;
 
-		for (n = 1; n <= MAX_RUNS; n++) {
-			int i = 0, r = 0;
-			char *got;
-
-			copy_db(f->base, f->work);
-			arm(modes[m].point, n, modes[m].rc, modes[m].persistent);
-			/* A restart before each step: its reads meet a cold cache, so
-			 * they fail in the middle of its statements, not only at open. */
-			for (i = 0; i < NSTEPS; i++) {
-				st = NULL;
-				r = kl_store_open(f->work, false, &st, err, sizeof(err));
-				if (r == 0)
-					r = step(st, i);
-				if (r < 0 && st)
-					kl_store_rollback(st); /* what the daemon's writers do */
-				kl_store_close(st); /* under the fault still, if persistent */
-				if (r < 0) {
-					assert_errno(r, modes[m].name);
-					break;
-				}
-			}
-			if (!fault.fired) {
-				assert_int_equal(i, NSTEPS);
-				fault.armed = false;
-				break;
-			}
-			got = reopen_dump(f->work, &v);
-			/* Failed in step i: state i or i + 1; no failure: the last. */
-			if (strcmp(got, expect[i]) != 0 &&
-			    (i == NSTEPS || strcmp(got, expect[i + 1])))
-				fail_msg("%s, call %d: step %d left the store neither before nor "
-					 "after it:\n%s",
-					 modes[m].name, n, i, got);
-			free(got);
-		}
-		assert_true(n <= MAX_RUNS);
-		total += n;
-		print_message("%-20s %4d runs\n", modes[m].name, n);
+		for (n = 1; n <= MAX_RUNS && o != O_NONE; n++)
+			count[o = run_once(f, &modes[m], n, expect)]++;
+		assert_int_equal(o, O_NONE);
+		total += n - 1;
+		print_message("%-20s %5d %7d %6d %8d\n", modes[m].name, n - 1, count[O_BEFORE],
+			      count[O_AFTER], count[O_RETRIED]);
 	}
 	print_message("%d runs in all\n", total);
 	for (int i = 0; i <= NSTEPS; i++)
