@@ -51,7 +51,9 @@ struct pss {
 	uint64_t gen;
 };
 
-/* A dynamic route: GET @p path answered by @p fn (http.c's table). */
+/* A dynamic route's handler (http.c's routes[]). A new route is a
+ * handler of this type in its own file, declared here, and one line in
+ * routes[]. It must answer (or return -1); the request is GET. */
 typedef int (*kl__http_route_fn)(struct lws *wsi, struct pss *pss, struct kl_http *http);
 
 /** Headers, then the body from HTTP_WRITEABLE. @p body (malloc'd) is consumed. */
