@@ -3,9 +3,9 @@
  * Configuration is layered defaults < file < options, all through the
  * one table in lib/conf.c; any bad value exits 78 naming its key.
  */
+#include "api.h"
 #include "backfill.h"
 #include "bus.h"
-#include "api.h"
 #include "conf.h"
 #include "import.h"
 #include "log.h"
