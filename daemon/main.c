@@ -3,6 +3,7 @@
  * Configuration is layered defaults < file < options, all through the
  * one table in lib/conf.c; any bad value exits 78 naming its key.
  */
+#include "api.h"
 #include "assets.h"
 #include "backfill.h"
 #include "bus.h"
@@ -185,7 +186,7 @@ static int status(const struct kl_conf *c, bool json)
 		fprintf(stderr, "klined: status: %s\n", err);
 		return 1;
 	}
-	r = kl_store_status(st, &j);
+	r = kl_api_status(st, &j);
 	kl_store_close(st);
 	if (r < 0) {
 		fprintf(stderr, "klined: status: cannot read the store: %s\n", strerror(-r));

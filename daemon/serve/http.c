@@ -3,10 +3,12 @@
  * loop; the stream's client context is untouched), one vhost on the
  * configured address. Request life:
  *
- *   HTTP (GET only; 405 otherwise) --route--> static file | dynamic body | 404
+ *   HTTP (GET only; 405 otherwise) --route--> dynamic body | static file | 404
  *   dynamic body: headers with its length, then HTTP_WRITEABLE writes
  *   CHUNK bytes per callback, the last one FINAL, then keep-alive.
  *
+ * This file holds the context, the routing and the answer helpers; the
+ * JSON API is api.c, the page's files files.c, the live push push.c.
  * Invariants:
  *  1. Nothing from a request reaches SQL text: queries are validated by
  *     lib/httpq.c to a configured symbol index and a bounded day count,
@@ -23,66 +25,19 @@
  */
 #include "http.h"
 
+#include "http_int.h"
 #include "httplisten.h"
-#include "httpq.h"
 #include "log.h"
 #include "lwsctx.h"
-#include "metrics.h"
-#include "store.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <inttypes.h>
-#include <jansson.h>
-#include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
-#define CHUNK	      16384
-#define HEADER_MAX    4096 /* request line + headers */
-#define TICK_MS	      250  /* how often the live candle is looked at */
-#define FORCE_TICKS   8	   /* re-read at least this often (REST-only days move too) */
-#define STATUS_TTL_MS 2000 /* /api/status walks every symbol's holes: cache it */
-#define LIVE_RX_MAX   64
-
-struct live {
-	char *frame; /* the newest JSON pushed for the symbol, NUL-terminated */
-	size_t len;
-	uint64_t gen;
-	char *key;   /* the frame without its lag: unchanged, no new frame */
-	bool wanted; /* someone subscribed once: keep it fresh */
-};
-
-struct kl_http {
-	uv_loop_t *loop;
-	const struct kl_conf *conf;
-	struct lws_context *ctx, **slot; /* slot: see lwsctx.h */
-	struct lws_vhost *vhost;
-	struct kl_httplisten *listener;
-	struct kl_store *st; /* read-only */
-	uv_timer_t tick;
-	struct live *live; /* per configured symbol */
-	uint64_t commits_seen;
-	unsigned ticks;
-	char *status; /* cached /api/status body */
-	size_t status_len;
-	uint64_t status_at;
-	char iface[64];
-	int port, refs;
-	bool closing;
-};
-
-/* Per connection: an HTTP transaction's body, or a live subscriber. */
-struct pss {
-	char *body;
-	size_t len, off;
-	int sub;
-	uint64_t gen;
-};
+#define CHUNK	   16384
+#define HEADER_MAX 4096 /* request line + headers */
+#define TICK_MS	   250	/* how often the live candle is looked at */
 
 static const struct lws_protocols protocols[3];
 
@@ -105,9 +60,8 @@ static struct kl_http *http_of(struct lws *wsi)
 	return lws_context_user(lws_get_context(wsi));
 }
 
-/* Headers and then the body from HTTP_WRITEABLE. @p body (malloc'd) is consumed. */
-static int respond(struct lws *wsi, struct pss *pss, unsigned status, const char *ctype, char *body,
-		   size_t len)
+int kl__http_respond(struct lws *wsi, struct pss *pss, unsigned status, const char *ctype,
+		     char *body, size_t len)
 {
 	uint8_t buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
 				     *end = buf + sizeof(buf) - 1;
@@ -127,7 +81,7 @@ static int respond(struct lws *wsi, struct pss *pss, unsigned status, const char
 	return 0;
 }
 
-static int respond_error(struct lws *wsi, struct pss *pss, unsigned status, const char *msg)
+int kl__http_respond_error(struct lws *wsi, struct pss *pss, unsigned status, const char *msg)
 {
 	json_t *j = json_pack("{s:s}", "error", msg);
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -135,17 +89,17 @@ static int respond_error(struct lws *wsi, struct pss *pss, unsigned status, cons
 	json_decref(j);
 	if (!s)
 		return -1;
-	return respond(wsi, pss, status, "application/json", s, strlen(s));
+	return kl__http_respond(wsi, pss, status, "application/json", s, strlen(s));
 }
 
-static int respond_json(struct lws *wsi, struct pss *pss, json_t *j)
+int kl__http_respond_json(struct lws *wsi, struct pss *pss, json_t *j)
 {
 	char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
 
 	json_decref(j);
 	if (!s)
-		return respond_error(wsi, pss, 500, "out of memory");
-	return respond(wsi, pss, 200, "application/json", s, strlen(s));
+		return kl__http_respond_error(wsi, pss, 500, "out of memory");
+	return kl__http_respond(wsi, pss, 200, "application/json", s, strlen(s));
 }
 
 static int write_body(struct lws *wsi, struct pss *pss)
@@ -171,7 +125,7 @@ static int write_body(struct lws *wsi, struct pss *pss)
 }
 
 /* The query string as "a=b&c=d" (lws keeps each argument as a fragment). */
-static int query_of(struct lws *wsi, char *q, size_t n)
+int kl__http_query(struct lws *wsi, char *q, size_t n)
 {
 	size_t len = 0;
 
@@ -191,138 +145,36 @@ static int query_of(struct lws *wsi, char *q, size_t n)
 	}
 }
 
-static int api_daily(struct lws *wsi, struct pss *pss, struct kl_http *http)
-{
-	char q[KL_HTTPQ_QUERY_MAX + 2], err[128];
-	struct kl_httpq_daily d;
-	json_t *rows = NULL;
-	const char *sym;
-	int r;
-
-	if (query_of(wsi, q, sizeof(q)) < 0)
-		return respond_error(wsi, pss, 400, "query string too long");
-	if (kl_httpq_daily(q, http->conf->symbols, http->conf->nsymbols, &d, err, sizeof(err)) < 0)
-		return respond_error(wsi, pss, 400, err);
-	sym = http->conf->symbols[d.symbol];
-	r = kl_store_daily(http->st, sym, d.days, d.exact, &rows);
-	if (r < 0) {
-		kl_warn("http", "/api/daily: cannot read the store: %s", kl_store_errmsg(http->st));
-		return respond_error(wsi, pss, 503, "cannot read the store");
-	}
-	return respond_json(wsi, pss, json_pack("{s:s, s:o}", "symbol", sym, "days", rows));
-}
-
-static json_t *backfill_json(void)
-{
-	int64_t done, total;
-	double rate, eta;
-	int running;
-
-	kl_metrics_backfill_get(&done, &total, &rate, &eta, &running);
-	return json_pack("{s:b, s:I, s:I, s:f, s:f}", "running", running, "done_minutes",
-			 (json_int_t)done, "total_minutes", (json_int_t)total, "rows_per_second",
-			 rate, "eta_seconds", eta);
-}
-
-/* What `klined status --json` prints, plus the configured symbols and the backfill. */
-static int api_status(struct lws *wsi, struct pss *pss, struct kl_http *http)
-{
-	uint64_t now = uv_now(http->loop);
-	json_t *j = NULL, *syms;
-	char *s;
-
-	if (!http->status || now - http->status_at >= STATUS_TTL_MS) {
-		if (kl_store_status(http->st, &j) < 0) {
-			kl_warn("http", "/api/status: cannot read the store: %s",
-				kl_store_errmsg(http->st));
-			return respond_error(wsi, pss, 503, "cannot read the store");
-		}
-		syms = json_array();
-		for (size_t i = 0; syms && i < http->conf->nsymbols; i++)
-			json_array_append_new(syms, json_string(http->conf->symbols[i]));
-		json_object_set_new(j, "configured_symbols", syms);
-		json_object_set_new(j, "backfill", backfill_json());
-		s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
-		json_decref(j);
-		if (!s)
-			return respond_error(wsi, pss, 500, "out of memory");
-		free(http->status);
-		http->status = s;
-		http->status_len = strlen(s);
-		http->status_at = now;
-	}
-	s = strdup(http->status);
-	if (!s)
-		return respond_error(wsi, pss, 500, "out of memory");
-	return respond(wsi, pss, 200, "application/json", s, http->status_len);
-}
-
-static int metrics(struct lws *wsi, struct pss *pss)
-{
-	char *s;
-	size_t len;
-
-	if (kl_metrics_text(&s, &len) < 0)
-		return respond_error(wsi, pss, 500, "out of memory");
-	return respond(wsi, pss, 200, "text/plain; version=0.0.4; charset=utf-8", s, len);
-}
-
-/* Invariant 2: the only files ever served. */
+/*
+ * The dynamic routes, by exact path (the query string is not part of it).
+ * A new one is a line here and its handler (http_int.h's signature).
+ */
 static const struct {
-	const char *path, *file, *mime;
-} files[] = {
-    {"/", "index.html", "text/html; charset=utf-8"},
-    {"/index.html", "index.html", "text/html; charset=utf-8"},
-    {"/app.js", "app.js", "text/javascript; charset=utf-8"},
-    {"/app.css", "app.css", "text/css; charset=utf-8"},
-    {"/lightweight-charts.js", "lightweight-charts.standalone.production.js",
-     "text/javascript; charset=utf-8"},
+	const char *path;
+	kl__http_route_fn fn;
+} routes[] = {
+    {"/api/daily", kl__api_daily},
+    {"/api/status", kl__api_status},
+    {"/metrics", kl__api_metrics},
 };
-
-/* Scripts only from here; styles may be inline because lightweight-charts
- * applies one (the page test fails on any CSP violation in the console). */
-static const char csp[] = "content-security-policy: default-src 'none'; script-src 'self'; "
-			  "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-			  "connect-src 'self'; frame-ancestors 'none'\r\n"
-			  "x-content-type-options: nosniff\r\n";
-
-static int serve_file(struct lws *wsi, struct pss *pss, struct kl_http *http, size_t i)
-{
-	const char *dir = http->conf->http_assets ? http->conf->http_assets : "(none)";
-	char path[4096], msg[4200];
-	int n;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, files[i].file);
-	if (access(path, R_OK) < 0) {
-		snprintf(msg, sizeof(msg), "page file %s missing from the assets directory %s",
-			 files[i].file, dir);
-		return respond_error(wsi, pss, 404, msg);
-	}
-	n = lws_serve_http_file(wsi, path, files[i].mime, csp, (int)strlen(csp));
-	if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
-		return -1;
-	return 0;
-}
 
 static int route(struct lws *wsi, struct pss *pss, const char *uri)
 {
 	struct kl_http *http = http_of(wsi);
+	int i;
 
 	if (!http || http->closing)
 		return -1;
 	if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
-		return respond_error(wsi, pss, 405, "only GET is served");
-	if (!strcmp(uri, "/api/daily"))
-		return api_daily(wsi, pss, http);
-	if (!strcmp(uri, "/api/status"))
-		return api_status(wsi, pss, http);
-	if (!strcmp(uri, "/metrics"))
-		return metrics(wsi, pss);
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		if (!strcmp(uri, files[i].path))
-			return serve_file(wsi, pss, http, i);
+		return kl__http_respond_error(wsi, pss, 405, "only GET is served");
+	for (size_t r = 0; r < sizeof(routes) / sizeof(routes[0]); r++) {
+		if (!strcmp(uri, routes[r].path))
+			return routes[r].fn(wsi, pss, http);
 	}
-	return respond_error(wsi, pss, 404, "no such page");
+	i = kl__files_find(uri);
+	if (i >= 0)
+		return kl__files_serve(wsi, pss, http, i);
+	return kl__http_respond_error(wsi, pss, 404, "no such page");
 }
 
 static int on_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -350,131 +202,9 @@ static int on_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/*
- * Today's row of symbol @p i as the page wants it, with the newest event
- * time and the backfill's progress: a new frame (generation) only when
- * any of them changed, with the lag since the event added at that moment.
- */
-static void refresh(struct kl_http *http, size_t i)
-{
-	const char *sym = http->conf->symbols[i];
-	struct live *l = &http->live[i];
-	int64_t et = kl_metrics_event_time(sym);
-	json_t *rows = NULL, *j;
-	struct timespec ts;
-	char *key, *s;
-
-	if (kl_store_daily(http->st, sym, 1, false, &rows) < 0)
-		return;
-	j = json_pack("{s:s, s:O?, s:o, s:o}", "symbol", sym, "row", json_array_get(rows, 0),
-		      "event_time", et < 0 ? json_null() : json_integer(et), "backfill",
-		      backfill_json());
-	json_decref(rows);
-	key = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
-	if (!key || (l->key && !strcmp(l->key, key))) {
-		free(key);
-		json_decref(j);
-		return;
-	}
-	free(l->key);
-	l->key = key;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	json_object_set_new(
-	    j, "lag_ms",
-	    et < 0 ? json_null()
-		   : json_integer((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - et));
-	s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
-	json_decref(j);
-	if (!s)
-		return;
-	free(l->frame);
-	l->frame = s;
-	l->len = strlen(s);
-	l->gen++;
-}
-
-static void on_tick(uv_timer_t *t)
-{
-	struct kl_http *http = t->data;
-	uint64_t c = kl_metrics_commits();
-	bool any = false;
-
-	if (c == http->commits_seen && ++http->ticks < FORCE_TICKS)
-		return;
-	http->commits_seen = c;
-	http->ticks = 0;
-	for (size_t i = 0; i < http->conf->nsymbols; i++) {
-		if (http->live[i].wanted) {
-			refresh(http, i);
-			any = true;
-		}
-	}
-	if (any)
-		lws_callback_on_writable_all_protocol(http->ctx, &protocols[1]);
-}
-
-static int live_send(struct lws *wsi, struct pss *pss, struct kl_http *http)
-{
-	struct live *l;
-	uint8_t *buf;
-	int n;
-
-	if (pss->sub < 0)
-		return 0;
-	l = &http->live[pss->sub];
-	if (!l->frame || pss->gen == l->gen)
-		return 0;
-	buf = malloc(LWS_PRE + l->len);
-	if (!buf)
-		return -1;
-	memcpy(buf + LWS_PRE, l->frame, l->len);
-	n = lws_write(wsi, buf + LWS_PRE, l->len, LWS_WRITE_TEXT);
-	free(buf);
-	if (n < (int)l->len)
-		return -1;
-	pss->gen = l->gen;
-	return 0;
-}
-
-static int on_live(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		   size_t len)
-{
-	struct pss *pss = user;
-	struct kl_http *http = lws_context_user(lws_get_context(wsi));
-	int i;
-
-	switch (reason) {
-	case LWS_CALLBACK_ESTABLISHED:
-		pss->sub = -1;
-		break;
-	case LWS_CALLBACK_RECEIVE:
-		/* A subscription is the symbol's name: anything else is ignored. */
-		if (!http || http->closing || len > LIVE_RX_MAX || lws_frame_is_binary(wsi))
-			break;
-		i = kl_httpq_symbol(in, len, http->conf->symbols, http->conf->nsymbols);
-		if (i < 0)
-			break;
-		pss->sub = i;
-		pss->gen = 0;
-		if (!http->live[i].wanted) {
-			http->live[i].wanted = true;
-			refresh(http, (size_t)i);
-		}
-		lws_callback_on_writable(wsi);
-		break;
-	case LWS_CALLBACK_SERVER_WRITEABLE:
-		if (!http || http->closing)
-			break;
-		return live_send(wsi, pss, http);
-	default:
-		break;
-	}
-	return 0;
-}
-
 static const struct lws_protocols protocols[3] = {
     {"http", on_http, sizeof(struct pss), 0, 0, NULL, 0},
-    {"klined-live", on_live, sizeof(struct pss), LIVE_RX_MAX, 0, NULL, 0},
+    {"klined-live", kl__push_callback, sizeof(struct pss), LIVE_RX_MAX, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -584,7 +314,7 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 	}
 	uv_timer_init(loop, &http->tick);
 	http->tick.data = http;
-	uv_timer_start(&http->tick, on_tick, TICK_MS, TICK_MS);
+	uv_timer_start(&http->tick, kl__push_tick, TICK_MS, TICK_MS);
 	kl_info("http", "serving http://%s/ (page from %s, /api/daily, /api/status, /metrics)",
 		conf->http_listen, conf->http_assets ? conf->http_assets : "(none)");
 	*ret = http;

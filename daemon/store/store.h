@@ -10,7 +10,6 @@
 #include "gap.h"
 #include "kline.h"
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -127,17 +126,69 @@ int kl_store_each_kline(struct kl_store *st, int64_t sid, int64_t from, int64_t 
  */
 int kl_store_uncertified(struct kl_store *st, int64_t before_ms, int64_t **pairs);
 
-/** Build the status report (what `klined status --json` prints). @return 0 or -EIO. */
-int kl_store_status(struct kl_store *st, json_t **ret);
+/* One symbol's line of the status report. Strings are borrowed from the
+ * store, valid only during the callback; a NULL text column is NULL. */
+struct kl_store_symstat {
+	const char *symbol;
+	int64_t start_ms, klines, days, rejects;
+	int64_t newest_ms; /* the newest kline's open time, -1 when none */
+	size_t holes, outages;
+	int64_t hole_minutes, outage_minutes;
+	/* The newest day row, when has_last_day: */
+	bool has_last_day;
+	const char *last_day, *close_exact, *volume_exact;
+	double close, volume;
+	enum kl_day_source source;
+};
 
 /**
- * The newest @p days rows of `daily` for @p symbol (bound as parameters),
- * oldest first, as a JSON array of objects; with @p exact each row also
- * has "exact": its values as the exact decimal strings of `daily_exact`.
- * @return 0 with *ret (caller
- * owns), -ENOMEM or -EIO.
+ * Call @p fn for each symbol, by name, with its status line (what
+ * `klined status` prints). @p fn must not call back into the store; a
+ * negative return from it stops the walk and is returned.
+ * @return 0, -ENOMEM, -EIO or @p fn's error.
  */
-int kl_store_daily(struct kl_store *st, const char *symbol, int64_t days, bool exact, json_t **ret);
+int kl_store_status_each(struct kl_store *st,
+			 int (*fn)(void *ud, const struct kl_store_symstat *sym), void *ud);
+
+/** @return 0 with the store's schema version (user_version) in *ret, or -EIO. */
+int kl_store_schema_version(struct kl_store *st, int *ret);
+
+/* The REAL columns of a `daily` row, as indexes of kl_store_dayrow.real. */
+enum kl_store_daycol {
+	KL_DAYCOL_OPEN,
+	KL_DAYCOL_HIGH,
+	KL_DAYCOL_LOW,
+	KL_DAYCOL_CLOSE,
+	KL_DAYCOL_VOLUME,
+	KL_DAYCOL_QUOTE_VOLUME,
+	KL_DAYCOL_MA7,
+	KL_DAYCOL_MA30,
+	KL_DAYCOL_COUNT
+};
+
+/* One row of the `daily` view. Strings are borrowed, valid only during
+ * the callback. */
+struct kl_store_dayrow {
+	const char *day, *source;
+	double real[KL_DAYCOL_COUNT];
+	bool null[KL_DAYCOL_COUNT]; /* the column is NULL (real[] is 0 then) */
+	int64_t trades;
+	/* With has_exact: open .. quote_volume as `daily_exact`'s decimal
+	 * texts; all NULL without. */
+	bool has_exact;
+	const char *exact[6];
+};
+
+/**
+ * Call @p fn with each of the newest @p days rows of `daily` for @p symbol
+ * (bound as a parameter), oldest first; with @p exact each row also has
+ * its exact decimal texts. @p fn must not call back into the store; a
+ * negative return from it stops the walk and is returned.
+ * @return 0, -EIO or @p fn's error.
+ */
+int kl_store_daily_each(struct kl_store *st, const char *symbol, int64_t days, bool exact,
+			int (*fn)(void *ud, const struct kl_store_dayrow *row), void *ud);
+
 /** Keep the end (wall-clock ms) of the exchange's ban; @p reason is borrowed. @return 0 or -EIO. */
 int kl_store_put_ban(struct kl_store *st, int64_t until_ms, const char *reason);
 

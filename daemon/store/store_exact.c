@@ -32,18 +32,6 @@ int kl_store_exact_kline(sqlite3_stmt *s, int col, struct kl_kline *k)
 	return 0;
 }
 
-json_t *kl_store_exact_json(sqlite3_stmt *s, int col, const char *const *names, int ncols)
-{
-	json_t *o = json_object();
-
-	if (!o)
-		return json_null();
-	for (int i = 0; i < ncols; i++)
-		json_object_set_new(o, names[i],
-				    json_string((const char *)sqlite3_column_text(s, col + i)));
-	return o;
-}
-
 static int fail(sqlite3 *db, char *err, size_t n, const char *what)
 {
 	snprintf(err, n, "upgrade to schema 3: %s: %s", what, sqlite3_errmsg(db));

@@ -8,7 +8,6 @@
 
 #include "kline.h"
 
-#include <jansson.h>
 #include <sqlite3.h>
 #include <stddef.h>
 
@@ -23,9 +22,3 @@ int kl_store_upgrade(sqlite3 *db, size_t version, char *err, size_t n);
  * text of a large kline. @return 0, or -EINVAL when it is not klined's.
  */
 int kl_store_exact_kline(sqlite3_stmt *s, int col, struct kl_kline *k);
-
-/**
- * An object {names[i]: text of column col + i} for @p ncols columns.
- * @return a new reference (json_null() when out of memory).
- */
-json_t *kl_store_exact_json(sqlite3_stmt *s, int col, const char *const *names, int ncols);
