@@ -25,6 +25,7 @@
 
 #include "httplisten.h"
 #include "httpq.h"
+#include "klines.h"
 #include "log.h"
 #include "lwsctx.h"
 #include "metrics.h"
@@ -63,7 +64,8 @@ struct kl_http {
 	struct lws_context *ctx, **slot; /* slot: see lwsctx.h */
 	struct lws_vhost *vhost;
 	struct kl_httplisten *listener;
-	struct kl_store *st; /* read-only */
+	struct kl_store *st;	  /* read-only */
+	struct kl_klines *klines; /* /api/klines, /api/forecast: made at the first */
 	uv_timer_t tick;
 	struct live *live; /* per configured symbol */
 	uint64_t commits_seen;
@@ -96,6 +98,7 @@ static void unref(struct kl_http *http)
 	}
 	free(http->live);
 	free(http->status);
+	kl_klines_free(http->klines);
 	kl_store_close(http->st);
 	free(http);
 }
@@ -212,6 +215,21 @@ static int api_daily(struct lws *wsi, struct pss *pss, struct kl_http *http)
 	return respond_json(wsi, pss, json_pack("{s:s, s:o}", "symbol", sym, "days", rows));
 }
 
+/* /api/klines and /api/forecast: daemon/serve/klines.c makes the body. */
+static int api_klines(struct lws *wsi, struct pss *pss, struct kl_http *http, const char *uri)
+{
+	char q[KL_HTTPQ_QUERY_MAX + 2], *body;
+	unsigned status;
+	size_t len;
+
+	if (query_of(wsi, q, sizeof(q)) < 0)
+		return respond_error(wsi, pss, 400, "query string too long");
+	if ((!http->klines && kl_klines_new(http->conf, &http->klines) < 0) ||
+	    kl_klines_get(http->klines, uri, q, &status, &body, &len) < 0)
+		return respond_error(wsi, pss, 500, "out of memory");
+	return respond(wsi, pss, status, "application/json", body, len);
+}
+
 static json_t *backfill_json(void)
 {
 	int64_t done, total;
@@ -311,6 +329,8 @@ static int route(struct lws *wsi, struct pss *pss, const char *uri)
 		return respond_error(wsi, pss, 405, "only GET is served");
 	if (!strcmp(uri, "/api/daily"))
 		return api_daily(wsi, pss, http);
+	if (!strcmp(uri, "/api/klines") || !strcmp(uri, "/api/forecast"))
+		return api_klines(wsi, pss, http, uri);
 	if (!strcmp(uri, "/api/status"))
 		return api_status(wsi, pss, http);
 	if (!strcmp(uri, "/metrics"))
