@@ -24,6 +24,7 @@
 #include "http.h"
 
 #include "httplisten.h"
+#include "health.h"
 #include "httpq.h"
 #include "klines.h"
 #include "log.h"
@@ -260,6 +261,7 @@ static int api_status(struct lws *wsi, struct pss *pss, struct kl_http *http)
 			json_array_append_new(syms, json_string(http->conf->symbols[i]));
 		json_object_set_new(j, "configured_symbols", syms);
 		json_object_set_new(j, "backfill", backfill_json());
+		json_object_set_new(j, "health", kl_health_json(http->conf));
 		s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
 		json_decref(j);
 		if (!s)
