@@ -50,6 +50,7 @@
 #define FRESH_MS       10000  /* a consumer this recently active is healthy */
 #define STORE_RETRY_MS 5000   /* after a failed store write (disk full, a lock held) */
 #define SETTLE_MS      30000  /* a minute is asked from REST this long after it closed */
+#define FILL_DAYS_S    3      /* during a backfill, days are refreshed this often */
 #define FOLLOW_BACK_MS 600000 /* following over REST: holes this recent are tried again */
 
 struct rsym {
@@ -87,6 +88,7 @@ struct run {
 	uint64_t healed_all_at; /* uv_now() of the last heal of the whole history */
 	int exit_code;
 	bool once, stopping, filling, heal_wanted, heal_all;
+	unsigned fill_ticks; /* on_status ticks while filling */
 };
 
 static void stop(struct run *run, int code)
@@ -134,6 +136,8 @@ static bool store_gone(struct run *run)
 	return true;
 }
 
+static void refresh_days(struct run *run);
+
 /* One STATUS= line a second: what systemctl status shows. */
 static void on_status(uv_timer_t *t)
 {
@@ -160,6 +164,13 @@ static void on_status(uv_timer_t *t)
 	}
 	kl_backfill_progress(run->bf, &done, &total, &rate, &eta);
 	kl_metrics_backfill(done, total, rate, eta, run->filling && total > 1440);
+	/* A page open during the backfill shows the days as they complete. The
+	 * refresh commits the open transaction: early for the backfill's pages
+	 * (harmless), but never the stream's checkpoint, so with a stream only
+	 * between transactions. */
+	if (run->filling && (!run->speed || !kl_store_in_tx(run->st)) &&
+	    ++run->fill_ticks % FILL_DAYS_S == 0)
+		refresh_days(run);
 	kl_backfill_symbols(run->bf, &inactive, &held, &resumed);
 	run->heal_all |= resumed;
 	kl_metrics_symbols_waiting(inactive, held);

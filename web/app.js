@@ -23,7 +23,7 @@
   const WEEK_PAGES = 10; /* ten years of weeks, one bounded request each */
   const PRESETS = { '1D': 864e5, '1W': 6048e5, '1M': 2592e6, '3M': 7776e6, '1Y': 31536e6, All: 0 };
   const STATUS_MS = 5000;
-  const STALE_S = 30; /* no event consumed for this long: the stream is not live */
+  const STALE_S = 15; /* no event consumed for this long: the stream is not live */
   const OLD_S = 180; /* nothing stored for this long (no backfill): data older than expected */
   const state = { symbol: null, interval: '1d', rows: [], byTime: new Map(), ws: null,
     frames: 0, status: null, gen: 0, loadedKlines: -1, errors: {}, retryIn: 0, tailBusy: false };

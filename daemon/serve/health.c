@@ -35,9 +35,9 @@ json_t *kl_health_json(const struct kl_conf *conf)
 	int64_t now = now_ms(), ok, fail, stored;
 
 	kl_metrics_rest_last(&ok, &fail);
-	stored = newest(newest(kl_metrics_changed_at(KL_M_KLINES_REST),
-			       kl_metrics_changed_at(KL_M_KLINES_WS)),
-			kl_metrics_changed_at(KL_M_KLINES_IMPORT));
+	stored = newest(
+	    newest(kl_metrics_changed_at(KL_M_KLINES_REST), kl_metrics_changed_at(KL_M_KLINES_WS)),
+	    kl_metrics_changed_at(KL_M_KLINES_IMPORT));
 	return json_pack("{s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "kafka",
 			 strcmp(conf->kafka_brokers, "off") ? "on" : "off", "rest_every_s",
 			 KL_HEALTH_REST_EVERY_S, "events_age_s",

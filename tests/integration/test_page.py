@@ -165,3 +165,68 @@ def test_page_intervals_readout_url_themes_phone(replay, klined):
         shutil.copy(ARTIFACTS / shot, ROOT / "docs" / shot)
     code, err = stop(proc)
     assert code == 0, err
+
+
+def test_page_says_kafka_then_exchange_down(replay, klined, kafka_factory, kafka_topic):
+    """Live and green; Kafka killed: 'Kafka unreachable', REST only, never green; the
+    exchange stopped too: 'stream down' and 'exchange unreachable'. No reload."""
+    broker = kafka_factory()
+    srv = replay(start="2023-03-10T12:00:30Z", speed=30)
+    port = free_port()
+    k = klined(srv.rest_url, "--ws-url", srv.ws_url, "--kafka-brokers", broker.bootstrap,
+               "--kafka-topic", kafka_topic, "--history-start", "2023-03-09",
+               "--rest-timeout", "2s", *http_args(port))
+    proc = k.start()
+    wait_for(lambda: up(port), timeout=60, step=0.2)
+    wait_for(lambda: "backfill: done" in read_log(proc), timeout=120, step=0.5)
+    w = Watch(f"http://127.0.0.1:{port}/")
+    try:
+        s = w.until(lambda s: s["badge"] == "live", timeout=120)
+        assert "on" in s["badge_class"].split() and not s["alerts"], s
+        t0 = time.monotonic()
+        broker.kill()
+        s = w.until(lambda s: s["badge"] == "Kafka unreachable", timeout=90)
+        print(f"Kafka unreachable shown {time.monotonic() - t0:.1f} s after the kill")
+        assert "REST only, updated every 60 s" in alert(s, "stream"), s
+        assert "bad" in s["badge_class"].split()
+        n = len(w.samples)
+        t0 = time.monotonic()
+        srv.stop()
+        s = w.until(lambda s: s["badge"] == "stream down" and alert(s, "exchange"), timeout=120)
+        print(f"stream down + exchange unreachable shown {time.monotonic() - t0:.1f} s after "
+              "the exchange stopped")
+        assert "Exchange unreachable" in alert(s, "exchange")
+        assert "REST only, updated every 60 s" in alert(s, "stream")
+        assert all(x["badge"] != "live" for x in w.samples[n:])
+        assert all(x["same_document"] and x["errors"] == 0 for x in w.samples)
+    finally:
+        w.close()
+    code, err = stop(proc, timeout=30)
+    assert code == 0, err
+
+
+def test_page_opened_during_backfill_fills_in(replay, klined):
+    """Opened on an empty store while the backfill runs: the days appear as they are
+    committed, the first day ends right, without a reload."""
+    srv = replay(start=END, speed=0, latency_ms=400)  # a backfill of ~15 s
+    port = free_port()
+    k = klined(srv.rest_url, "--kafka-brokers", "off", "--history-start", "2023-01-01",
+               *http_args(port))
+    proc = k.start()
+    wait_for(lambda: up(port), timeout=60, step=0.2)
+    w = Watch(f"http://127.0.0.1:{port}/")
+    try:
+        w.until(lambda s: True, timeout=60)
+        assert get_json(port, "/api/status")[1]["backfill"]["running"], "backfill over already"
+        wait_for(lambda: "backfill: done" in read_log(proc), timeout=240, step=0.5)
+        rows = query(k.db, "SELECT count(*) FROM daily WHERE symbol = 'BTCUSDT'")[0][0]
+        s = w.until(lambda s: s["candles"] == rows, timeout=60)
+        assert s["first"] == "2023-01-01", s
+        seen = sorted({x["candles"] for x in w.samples})
+        print(f"candles seen while filling: {seen}")
+        assert len([n for n in seen if 0 < n < rows]) >= 2, seen  # grew in steps
+        assert all(x["same_document"] and x["errors"] == 0 for x in w.samples)
+    finally:
+        w.close()
+    code, err = stop(proc)
+    assert code == 0, err
