@@ -141,11 +141,9 @@ static bool parse_ms(const char *v, size_t len, int64_t *ret)
 	return true;
 }
 
-int64_t kl_httpq_klines_limit_max(int64_t period)
+int64_t kl_httpq_klines_span(int64_t period)
 {
-	int64_t n = KL_KLINES_SPAN_MAX / period;
-
-	return n < KL_KLINES_LIMIT_MAX ? n : KL_KLINES_LIMIT_MAX;
+	return period >= KL_DAY_MS ? KL_KLINES_LIMIT_MAX * period : KL_KLINES_SPAN_MAX;
 }
 
 /* One parameter "key=value" of /api/klines into @p q; @p seen has a bit per key. */
@@ -184,7 +182,6 @@ static int klines_param(struct kl_httpq_klines *q, unsigned *seen, const char *p
 				    keys[k]);
 		return 0;
 	default:
-		/* Checked against the interval's maximum once both are known. */
 		if (!parse_days(v, vlen, KL_KLINES_LIMIT_MAX, &q->limit))
 			return fail(err, errlen, "limit must be a whole number from 1 to %d",
 				    KL_KLINES_LIMIT_MAX);
@@ -225,12 +222,7 @@ int kl_httpq_klines(const char *query, char *const *symbols, size_t n, struct kl
 	if (q.from >= 0 && q.to >= 0 && q.from >= q.to)
 		return fail(err, errlen, "from must be before to");
 	if (!q.limit)
-		q.limit = kl_httpq_klines_limit_max(q.period) < KL_KLINES_LIMIT_DEFAULT
-			      ? kl_httpq_klines_limit_max(q.period)
-			      : KL_KLINES_LIMIT_DEFAULT;
-	else if (q.limit > kl_httpq_klines_limit_max(q.period))
-		return fail(err, errlen, "limit must be at most %lld for this interval",
-			    (long long)kl_httpq_klines_limit_max(q.period));
+		q.limit = KL_KLINES_LIMIT_DEFAULT;
 	*ret = q;
 	return 0;
 }
@@ -245,7 +237,7 @@ void kl_httpq_klines_range(const struct kl_httpq_klines *q, int64_t newest_end, 
 		 * limit candles (the reader stops there), as Binance's startTime:
 		 * an outage does not shorten the page. The span bounds the scan. */
 		*from = kl_interval_floor(q->from + q->period - 1, q->period);
-		*to = *from + KL_KLINES_SPAN_MAX;
+		*to = *from + kl_httpq_klines_span(q->period);
 		if (q->to >= 0 && q->to < *to)
 			*to = q->to;
 		return;

@@ -18,9 +18,7 @@
   const $ = (id) => document.getElementById(id);
   const INTERVALS = { '1m': 6e4, '5m': 3e5, '15m': 9e5, '30m': 18e5, '1h': 36e5, '4h': 144e5,
     '1d': 864e5, '1w': 6048e5 };
-  /* Candles per request: the API's bounds (1000; 52 weeks = 366 days of minutes). */
-  const LIMIT = { '1w': 52 };
-  const WEEK_PAGES = 10; /* ten years of weeks, one bounded request each */
+  const LIMIT = 1000; /* candles per request: the API's bound */
   const PRESETS = { '1D': 864e5, '1W': 6048e5, '1M': 2592e6, '3M': 7776e6, '1Y': 31536e6, All: 0 };
   const STATUS_MS = 5000;
   const STALE_S = 15; /* no event consumed for this long: the stream is not live */
@@ -271,16 +269,9 @@
       $('api-daily').href = `/api/daily?${q}&days=3660`;
       return (await getJSON(`/api/daily?${q}&days=3660`)).days.map(row);
     }
-    let url = `/api/klines?${q}&interval=${interval}&limit=${LIMIT[interval] || 1000}`;
+    const url = `/api/klines?${q}&interval=${interval}&limit=${LIMIT}`;
     $('api-klines').href = url;
-    let rows = (await getJSON(url)).klines.map(row);
-    /* Weeks: a year per request, further back while there is more. */
-    for (let i = 1; interval === '1w' && rows.length && i < WEEK_PAGES; i++) {
-      const older = (await getJSON(`${url}&to=${rows[0].open_time}`)).klines.map(row);
-      if (!older.length) break;
-      rows = older.concat(rows);
-    }
-    return rows;
+    return (await getJSON(url)).klines.map(row);
   }
 
   async function loadForecast(symbol) {

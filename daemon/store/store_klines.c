@@ -1,12 +1,16 @@
 /*
- * Reads for /api/klines and /api/forecast on a read-only connection. A
- * request reads at most KL_KLINES_SPAN_MAX of minutes (one symbol's
- * primary-key range), folded by lib/interval.c; the values are decoded as
+ * Reads for /api/klines and /api/forecast on a read-only connection, folded
+ * by lib/interval.c. Intervals under a day fold the minutes (one symbol's
+ * primary-key range, at most KL_KLINES_SPAN_MAX), decoded as
  * kl_store_each_kline does (schema/003-exact.sql: INTEGER units, or the
- * exact decimals in x).
+ * exact decimals in x). Days and weeks fold the `batch` day rows (a
+ * complete day aggregated from its minutes by the same arithmetic, kept
+ * exactly in the *_x columns) and the minutes of any other day (today,
+ * a day with a hole): the same sums and extremes, a row instead of 1440.
  */
 #include "store_klines.h"
 
+#include "day.h"
 #include "store_exact.h"
 
 #include <errno.h>
@@ -14,7 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-enum stmt { S_BEGIN, S_END, S_SID, S_NEWEST, S_KLINES, S_FORECAST, S_COUNT };
+enum stmt { S_BEGIN, S_END, S_SID, S_NEWEST, S_KLINES, S_DAYS, S_FORECAST, S_COUNT };
 
 static const char *const sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN",
@@ -24,6 +28,8 @@ static const char *const sql[S_COUNT] = {
     [S_KLINES] = "SELECT open_time, open, high, low, close, volume, quote_volume, trades, x "
 		 "FROM kline WHERE sid = ?1 AND open_time >= ?2 AND open_time < ?3 "
 		 "ORDER BY open_time",
+    [S_DAYS] = "SELECT day, open_x, high_x, low_x, close_x, volume_x, quote_volume_x, trades "
+	       "FROM day WHERE sid = ?1 AND day >= ?2 AND day <= ?3 AND source = 1 ORDER BY day",
     [S_FORECAST] = "SELECT ds, yhat, yhat_lower, yhat_upper, made_at FROM forecast "
 		   "WHERE symbol = ?1 ORDER BY ds LIMIT ?2",
 };
@@ -139,12 +145,65 @@ static int fold(struct kl_store_klines *sk, int64_t sid, int64_t from, int64_t t
 		}
 		r = kl_candles_add(c, &k);
 	}
-	if (r == -ENOSPC) /* c is full: the candles asked for are all there */
-		r = 0;
-	else if (r == 0 && rc != SQLITE_DONE)
+	if (r == 0 && rc != SQLITE_DONE)
 		r = err_of(rc);
 	sqlite3_reset(s);
 	return r;
+}
+
+/* A batch day row as one kline of the whole day. @return 0 or -EIO. */
+static int day_kline(sqlite3_stmt *s, struct kl_kline *k)
+{
+	kl_i128 v[6];
+
+	if (sqlite3_column_type(s, 0) != SQLITE_TEXT ||
+	    kl_day_parse((const char *)sqlite3_column_text(s, 0), &k->open_time) < 0)
+		return -EIO;
+	for (int i = 0; i < 6; i++) {
+		if (sqlite3_column_type(s, i + 1) != SQLITE_TEXT ||
+		    kl_dec_parse((const char *)sqlite3_column_text(s, i + 1),
+				 (size_t)sqlite3_column_bytes(s, i + 1), &v[i]) < 0)
+			return -EIO;
+	}
+	k->open = v[0];
+	k->high = v[1];
+	k->low = v[2];
+	k->close = v[3];
+	k->volume = v[4];
+	k->quote_volume = v[5];
+	k->trades = sqlite3_column_int64(s, 7);
+	return 0;
+}
+
+/* Days and weeks: batch day rows, and the minutes of the days between them. */
+static int fold_days(struct kl_store_klines *sk, int64_t sid, int64_t from, int64_t to,
+		     struct kl_candles *c)
+{
+	sqlite3_stmt *s = sk->stmt[S_DAYS];
+	struct kl_kline k = {0};
+	int64_t cursor = from;
+	char a[11], b[11];
+	int rc = SQLITE_DONE, r = 0;
+
+	if (to <= from)
+		return 0;
+	kl_day_format(from, a);
+	kl_day_format(to - 1, b);
+	sqlite3_bind_int64(s, 1, sid);
+	sqlite3_bind_text(s, 2, a, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, b, -1, SQLITE_STATIC);
+	while (r == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		r = day_kline(s, &k);
+		if (r == 0 && k.open_time > cursor)
+			r = fold(sk, sid, cursor, k.open_time, c);
+		if (r == 0)
+			r = kl_candles_add(c, &k);
+		cursor = k.open_time + KL_DAY_MS;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = err_of(rc);
+	sqlite3_reset(s);
+	return r == 0 ? fold(sk, sid, cursor, to, c) : r;
 }
 
 int kl_store_klines_read(struct kl_store_klines *sk, const char *symbol,
@@ -168,7 +227,9 @@ int kl_store_klines_read(struct kl_store_klines *sk, const char *symbol,
 		goto out;
 	*newest_end = newest + KL_MINUTE_MS;
 	range(ud, *newest_end, &from, &to);
-	r = fold(sk, sid, from, to, c);
+	r = c->period >= KL_DAY_MS ? fold_days(sk, sid, from, to, c) : fold(sk, sid, from, to, c);
+	if (r == -ENOSPC) /* c is full: the candles asked for are all there */
+		r = 0;
 	if (r == 0)
 		kl_candles_mark(c, *newest_end);
 out:

@@ -19,8 +19,7 @@ START_MS = 1678665600000
 NOW_MS = 1679913000000        # 2023-03-27T10:30Z: the replay's clock, frozen
 PERIODS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000,
            "4h": 14_400_000, "1d": 86_400_000, "1w": 604_800_000}
-# The largest limit per request: 1000 candles, 366 days of minutes.
-LIMIT = {n: min(1000, 366 * 86_400_000 // p) for n, p in PERIODS.items()}
+LIMIT = {n: 1000 for n in PERIODS}  # the largest limit per request, for every interval
 FIELDS = ("open", "high", "low", "close", "volume", "quote_volume")
 
 
@@ -132,7 +131,7 @@ BAD = [
     ("symbol=BTCUSDT&interval=1h&to=-1", "to"),
     ("symbol=BTCUSDT&interval=1h&from=5&to=5", "from"),
     ("symbol=BTCUSDT&interval=1m&limit=1001", "limit"),
-    ("symbol=BTCUSDT&interval=1w&limit=60", "limit"),
+    ("symbol=BTCUSDT&interval=1w&limit=1001", "limit"),
     ("symbol=BTCUSDT&interval=1h&symbol=ETHUSDT", "symbol"),
     ("symbol=BTCUSDT&interval=1h&foo=1", "parameter"),
 ]

@@ -169,9 +169,9 @@ static void query(void **state)
 			 0);
 	assert_int_equal(q.from, 0);
 	assert_int_equal(q.to, JAN2);
-	assert_int_equal(q.limit, 52); /* 366 days of minutes */
-	assert_int_equal(kl_httpq_klines_limit_max(KL_DAY_MS), 366);
-	assert_int_equal(kl_httpq_klines_limit_max(60000), KL_KLINES_LIMIT_MAX);
+	assert_int_equal(q.limit, KL_KLINES_LIMIT_DEFAULT);
+	assert_int_equal(kl_httpq_klines_span(60000), KL_KLINES_SPAN_MAX);
+	assert_int_equal(kl_httpq_klines_span(KL_WEEK_MS), 1000 * KL_WEEK_MS);
 	assert_int_equal(
 	    kl_httpq_klines("symbol=BTCUSDT&interval=1m&limit=1000", syms, 2, &q, err, 128), 0);
 	refused("interval=1h", "symbol");
@@ -186,7 +186,7 @@ static void query(void **state)
 	refused("symbol=BTCUSDT&interval=1h&from=10&to=10", "from");
 	refused("symbol=BTCUSDT&interval=1h&limit=0", "limit");
 	refused("symbol=BTCUSDT&interval=1h&limit=1001", "limit");
-	refused("symbol=BTCUSDT&interval=1w&limit=53", "limit");
+	refused("symbol=BTCUSDT&interval=1w&limit=1001", "limit");
 	refused("symbol=BTCUSDT&interval=1h&days=3", "parameter");
 	refused("symbol=BTCUSDT&interval=1h&", "parameter");
 	refused("symbol=BTCUSDT&interval", "parameter");
@@ -221,7 +221,7 @@ static void range(void **state)
 	q = (struct kl_httpq_klines){0, KL_WEEK_MS, JAN2 - KL_DAY_MS, -1, 2};
 	kl_httpq_klines_range(&q, 0, &from, &to);
 	assert_int_equal(from, JAN2);
-	assert_int_equal(to, JAN2 + KL_KLINES_SPAN_MAX);
+	assert_int_equal(to, JAN2 + 1000 * KL_WEEK_MS);
 }
 
 int main(void)
