@@ -155,7 +155,7 @@ static int klines_param(struct kl_httpq_klines *q, unsigned *seen, const char *p
 	size_t k = 0;
 	int i;
 
-	while (k < 5 && (strlen(keys[k]) != klen || memcmp(p, keys[k], klen)))
+	while (k < 5 && (strlen(keys[k]) != klen || memcmp(p, keys[k], klen) != 0))
 		k++;
 	if (k == 5)
 		return fail(err, errlen,

@@ -81,15 +81,14 @@ int kl_candles_add(struct kl_candles *c, const struct kl_kline *k)
 	if (d && start < d->open_time)
 		return -EINVAL;
 	if (!d || start > d->open_time) {
-		if (c->n == c->cap)
+		if (!c->v || c->n == c->cap)
 			return -ENOSPC;
 		d = &c->v[c->n++];
-		memset(d, 0, sizeof(*d));
-		d->open_time = start;
-		d->open = k->open;
-		d->high = k->high;
-		d->low = k->low;
-		d->first_open_time = k->open_time;
+		*d = (struct kl_candle){.open_time = start,
+					.open = k->open,
+					.high = k->high,
+					.low = k->low,
+					.first_open_time = k->open_time};
 	}
 	/* Ascending order: the newest minute so far gives the close. */
 	if (k->high > d->high)

@@ -47,7 +47,7 @@ static int err_of(int rc)
 int kl_store_klines_open(const char *path, struct kl_store_klines **ret, char *err, size_t n)
 {
 	struct kl_store_klines *sk = calloc(1, sizeof(*sk));
-	int rc, r = 0;
+	int rc, r;
 
 	if (!sk) {
 		snprintf(err, n, "out of memory");
