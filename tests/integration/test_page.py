@@ -161,8 +161,9 @@ def test_page_intervals_readout_url_themes_phone(replay, klined):
 
 
 def test_page_says_kafka_then_exchange_down(replay, klined, kafka_factory, kafka_topic):
-    """Live and green; Kafka killed: 'Kafka unreachable', REST only, never green; the
-    exchange stopped too: 'stream down' and 'exchange unreachable'. No reload."""
+    """Live and green, the 1m chart moving with the stream; Kafka killed: 'Kafka
+    unreachable', REST only, never green; the exchange stopped too: 'stream down' and
+    'exchange unreachable'. No reload."""
     broker = kafka_factory()
     srv = replay(start="2023-03-10T12:00:30Z", speed=30)
     port = free_port()
@@ -172,10 +173,12 @@ def test_page_says_kafka_then_exchange_down(replay, klined, kafka_factory, kafka
     proc = k.start()
     wait_for(lambda: up(port), timeout=60, step=0.2)
     wait_for(lambda: "backfill: done" in read_log(proc), timeout=120, step=0.5)
-    w = Watch(f"http://127.0.0.1:{port}/")
+    w = Watch(f"http://127.0.0.1:{port}/?symbol=BTCUSDT&interval=1m")
     try:
         s = w.until(lambda s: s["badge"] == "live", timeout=120)
         assert "on" in s["badge_class"].split() and not s["alerts"], s
+        # The 1m chart moves with the stream: new minutes appear without a reload.
+        w.until(lambda x: x["last"] is not None and x["last"] >= s["last"] + 180, timeout=60)
         t0 = time.monotonic()
         broker.kill()
         s = w.until(lambda s: s["badge"] == "Kafka unreachable", timeout=90)

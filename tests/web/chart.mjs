@@ -143,6 +143,7 @@ async function watch(seconds) {
         text: a.textContent })),
       candles: window.klined.candles.data().length,
       first: window.klined.candles.data()[0]?.time ?? null,
+      last: window.klined.candles.data().at(-1)?.time ?? null,
       frames: Number(document.body.dataset.frames || 0),
       same_document: window.klinedNoReload === 1,
     }));
