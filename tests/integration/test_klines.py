@@ -176,3 +176,47 @@ def test_views_kline_1h_and_5m(store):
     cols = [c[1] for c in query(k.db, "PRAGMA table_info(kline_1h)")]
     assert cols == ["symbol", "open_time", "open", "high", "low", "close", "volume",
                     "quote_volume", "trades"]
+
+
+def test_high_supply_intervals_exact(replay, klined):
+    """PEPE-sized values (minutes past 2^53 units of 1e-8, stored as exact decimals in x;
+    a week's volume past 1e14): every interval is still the double nearest to the exact
+    fold, through the minutes (15m, 4h) and the day rows (1d, 1w)."""
+    import binance_replay as br
+    name, src, a, b = br.parse_hisupply("PEPEUSDT=BTCUSDT/1e5/1e8")
+    srv = replay(start="2023-03-03T06:00:30Z", speed=0, hisupply=["PEPEUSDT=BTCUSDT/1e5/1e8"])
+    port = free_port()
+    k = klined(srv.rest_url, "--symbols", name, "--kafka-brokers", "off",
+               "--history-start", "2023-03-01", *http_args(port))
+    proc = k.start()
+    wait_for(lambda: up(port), timeout=60, step=0.2)
+    wait_for(lambda: "backfill: done" in read_log(proc), timeout=180, step=0.5)
+    mar1, now = 1677628800000, 1677823200000  # 2023-03-01, 2023-03-03T06:00Z
+    assert query(k.db, "SELECT count(*) FROM kline WHERE x IS NOT NULL")[0][0] > 1000
+    rows = {ot: br.hisupply_fields(p, a, b) for ot, p in oracle.minutes(src).items()
+            if mar1 <= ot < now}
+    for iv in ("15m", "4h", "1d", "1w"):
+        period = PERIODS[iv]
+        origin = 4 * 86_400_000 if iv == "1w" else 0
+        want = {}
+        for ot in sorted(rows):
+            p = rows[ot]
+            o, h, lo, c, v, q = (Decimal(p[i]) for i in (1, 2, 3, 4, 5, 7))
+            t = ot - (ot - origin) % period
+            r = want.setdefault(t, dict(open=o, high=h, low=lo, close=c, volume=Decimal(0),
+                                        quote_volume=Decimal(0), trades=0))
+            r["high"], r["low"], r["close"] = max(r["high"], h), min(r["low"], lo), c
+            r["volume"] += v
+            r["quote_volume"] += q
+            r["trades"] += int(p[8])
+        start = mar1 - (mar1 - origin) % period  # the week of 2023-03-01 began on Monday
+        got = klines(port, f"symbol={name}&interval={iv}&from={start}&limit=1000")["klines"]
+        assert [c["open_time"] for c in got] == sorted(want), iv
+        for c in got:
+            w = want[c["open_time"]]
+            for f in FIELDS:
+                assert c[f] == float(w[f]), (iv, c["open_time"], f, c[f], w[f])
+            assert c["trades"] == w["trades"]
+    assert max(c["volume"] for c in got) > 1e14  # a week: past 1e22 units of 1e-8
+    code, err = stop(proc)
+    assert code == 0, err
