@@ -136,6 +136,7 @@ static void on_status(uv_timer_t *t)
 		return;
 	if (kl_status_report(&in))
 		kl_heal_all_soon(run->heal);
+	kl_heal_tick(run->heal);
 }
 
 static void on_signal(uv_signal_t *h, int signum)

@@ -64,6 +64,11 @@ if ! $PY -c 'import aiohttp, pytest, pytest_timeout, confluent_kafka' 2>/dev/nul
     $PY -m pip install -q -r tests/requirements.txt 2>/dev/null ||
         $PY -m pip install -q --break-system-packages -r tests/requirements.txt
 fi
+if ! $PY -c 'import prophet, pandas' 2>/dev/null; then
+    echo "install-deps: pip install -r tests/requirements-forecast.txt"
+    $PY -m pip install -q -r tests/requirements-forecast.txt 2>/dev/null ||
+        $PY -m pip install -q --break-system-packages -r tests/requirements-forecast.txt
+fi
 # playwright-core drives Debian's chromium (no browser download) in the page test.
 if [ ! -d tests/web/node_modules/playwright-core ]; then
     echo "install-deps: npm ci --prefix tests/web"

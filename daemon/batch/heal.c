@@ -32,6 +32,7 @@
 #define STORE_RETRY_MS 5000   /* after a failed store write (disk full, a lock held) */
 #define SETTLE_MS      30000  /* a minute is asked from REST this long after it closed */
 #define FOLLOW_BACK_MS 600000 /* following over REST: holes this recent are tried again */
+#define FILL_DAYS_S    3      /* during a fill, days are refreshed this often (kl_heal_tick) */
 
 struct hsym {
 	struct kl_heal *h;
@@ -60,6 +61,7 @@ struct kl_heal {
 	int64_t certifying;	/* the certification under way: redone if it fails */
 	uint64_t healed_all_at; /* uv_now() of the last heal of the whole history */
 	int64_t fill_from;	/* of the fill under way: the archive goes first */
+	unsigned fill_ticks;	/* kl_heal_tick calls while filling */
 	bool once, stopped, filling, heal_wanted, heal_all;
 };
 
@@ -373,6 +375,16 @@ void kl_heal_day_final(struct kl_heal *h, int64_t day_start)
 void kl_heal_all_soon(struct kl_heal *h)
 {
 	h->heal_all = true;
+}
+
+void kl_heal_tick(struct kl_heal *h)
+{
+	/* The refresh commits the open transaction: early for the backfill's pages
+	 * (harmless), but never the stream's checkpoint, so with a stream only
+	 * between transactions. */
+	if (h && !h->stopped && h->filling && (!h->stream || !kl_store_in_tx(h->st)) &&
+	    ++h->fill_ticks % FILL_DAYS_S == 0)
+		refresh_days(h);
 }
 
 bool kl_heal_filling(const struct kl_heal *h)

@@ -95,6 +95,13 @@ void kl_heal_day_final(struct kl_heal *h, int64_t day_start);
 /** A set-aside symbol came back: the next heal looks at the whole history. */
 void kl_heal_all_soon(struct kl_heal *h);
 
+/**
+ * Once a second (run.c's status tick): while a fill runs, the days are
+ * refreshed every few seconds, so that a page open during a long backfill
+ * shows them as they complete.
+ */
+void kl_heal_tick(struct kl_heal *h);
+
 /** @return true while a fill runs. */
 bool kl_heal_filling(const struct kl_heal *h);
 

@@ -36,6 +36,8 @@ struct msym {
 struct registry {
 	bool on;
 	uint64_t c[KL_M_COUNT];
+	int64_t c_at[KL_M_COUNT]; /* wall ms of each counter's last change: the page's health */
+	int64_t rest_ok_at, rest_fail_at;
 	uint64_t rest_status[600]; /* index: HTTP status; 0 transport error */
 	int64_t weight_used, weight_limit;
 	double retry_after_seconds;
@@ -128,14 +130,21 @@ void kl_metrics_free(void)
 
 void kl_metrics_add(enum kl_metric m, uint64_t n)
 {
-	if (reg.on && m < KL_M_COUNT)
+	if (reg.on && m < KL_M_COUNT) {
 		reg.c[m] += n;
+		reg.c_at[m] = wall_ms();
+	}
 }
 
 void kl_metrics_rest(long status)
 {
-	if (reg.on)
-		reg.rest_status[status >= 0 && status < 600 ? status : 0]++;
+	if (!reg.on)
+		return;
+	reg.rest_status[status >= 0 && status < 600 ? status : 0]++;
+	if (status >= 200 && status < 300)
+		reg.rest_ok_at = wall_ms();
+	else
+		reg.rest_fail_at = wall_ms();
 }
 
 void kl_metrics_rest_weight(int64_t used, int64_t limit)
@@ -199,6 +208,7 @@ void kl_metrics_event(const char *symbol, int64_t event_time, int64_t produced_m
 	if (!reg.on)
 		return;
 	reg.c[KL_M_EVENTS]++;
+	reg.c_at[KL_M_EVENTS] = wall_ms();
 	if (s && event_time > s->event_time)
 		s->event_time = event_time;
 	if (produced_ms > 0 && reg.npending < PENDING_MAX)
@@ -254,6 +264,22 @@ void kl_metrics_symbols_waiting(size_t inactive, size_t held)
 {
 	reg.sym_inactive = inactive;
 	reg.sym_held = held;
+}
+
+int64_t kl_metrics_changed_at(enum kl_metric m)
+{
+	return m < KL_M_COUNT ? reg.c_at[m] : 0;
+}
+
+void kl_metrics_rest_last(int64_t *ok_ms, int64_t *fail_ms)
+{
+	*ok_ms = reg.rest_ok_at;
+	*fail_ms = reg.rest_fail_at;
+}
+
+int64_t kl_metrics_started(void)
+{
+	return reg.started_ms;
 }
 
 uint64_t kl_metrics_commits(void)

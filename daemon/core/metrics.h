@@ -102,6 +102,15 @@ void kl_metrics_backfill(int64_t done, int64_t total, double rate, double eta, i
 /** @return the number of speed commits so far (the page's hint that today moved). */
 uint64_t kl_metrics_commits(void);
 
+/** @return the wall time (ms) counter @p m last changed, 0 never (the page's health). */
+int64_t kl_metrics_changed_at(enum kl_metric m);
+
+/** The wall times (ms) of the last 2xx REST answer and of the last other one (0: none). */
+void kl_metrics_rest_last(int64_t *ok_ms, int64_t *fail_ms);
+
+/** @return the wall time (ms) the registry started, 0 when off. */
+int64_t kl_metrics_started(void);
+
 /** @return the newest event time of @p symbol, or -1. */
 int64_t kl_metrics_event_time(const char *symbol);
 

@@ -7,8 +7,10 @@
  */
 #include "api.h"
 
+#include "health.h"
 #include "http_int.h"
 #include "httpq.h"
+#include "klines.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -186,6 +188,7 @@ int kl__api_status(struct lws *wsi, struct pss *pss, struct kl_http *http)
 			json_array_append_new(syms, json_string(http->conf->symbols[i]));
 		json_object_set_new(j, "configured_symbols", syms);
 		json_object_set_new(j, "backfill", kl__api_backfill_json());
+		json_object_set_new(j, "health", kl_health_json(http->conf));
 		s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
 		json_decref(j);
 		if (!s)
@@ -210,4 +213,28 @@ int kl__api_metrics(struct lws *wsi, struct pss *pss, struct kl_http *http)
 	if (kl_metrics_text(&s, &len) < 0)
 		return kl__http_respond_error(wsi, pss, 500, "out of memory");
 	return kl__http_respond(wsi, pss, 200, "text/plain; version=0.0.4; charset=utf-8", s, len);
+}
+
+static int klines_body(struct lws *wsi, struct pss *pss, struct kl_http *http, const char *uri)
+{
+	char q[KL_HTTPQ_QUERY_MAX + 2], *body;
+	unsigned status;
+	size_t len;
+
+	if (kl__http_query(wsi, q, sizeof(q)) < 0)
+		return kl__http_respond_error(wsi, pss, 400, "query string too long");
+	if ((!http->klines && kl_klines_new(http->conf, &http->klines) < 0) ||
+	    kl_klines_get(http->klines, uri, q, &status, &body, &len) < 0)
+		return kl__http_respond_error(wsi, pss, 500, "out of memory");
+	return kl__http_respond(wsi, pss, status, "application/json", body, len);
+}
+
+int kl__api_klines(struct lws *wsi, struct pss *pss, struct kl_http *http)
+{
+	return klines_body(wsi, pss, http, "/api/klines");
+}
+
+int kl__api_forecast(struct lws *wsi, struct pss *pss, struct kl_http *http)
+{
+	return klines_body(wsi, pss, http, "/api/forecast");
 }

@@ -27,6 +27,7 @@
 
 #include "http_int.h"
 #include "httplisten.h"
+#include "klines.h"
 #include "log.h"
 #include "lwsctx.h"
 
@@ -51,6 +52,7 @@ static void unref(struct kl_http *http)
 	}
 	free(http->live);
 	free(http->status);
+	kl_klines_free(http->klines);
 	kl_store_close(http->st);
 	free(http);
 }
@@ -153,8 +155,8 @@ static const struct {
 	const char *path;
 	kl__http_route_fn fn;
 } routes[] = {
-    {"/api/daily", kl__api_daily},
-    {"/api/status", kl__api_status},
+    {"/api/daily", kl__api_daily},	 {"/api/klines", kl__api_klines},
+    {"/api/forecast", kl__api_forecast}, {"/api/status", kl__api_status},
     {"/metrics", kl__api_metrics},
 };
 

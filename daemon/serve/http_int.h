@@ -30,7 +30,8 @@ struct kl_http {
 	struct lws_context *ctx, **slot; /* slot: see lwsctx.h */
 	struct lws_vhost *vhost;
 	struct kl_httplisten *listener;
-	struct kl_store *st; /* read-only */
+	struct kl_store *st;	  /* read-only */
+	struct kl_klines *klines; /* /api/klines, /api/forecast: made at the first */
 	uv_timer_t tick;
 	struct live *live; /* per configured symbol */
 	uint64_t commits_seen;
@@ -73,6 +74,9 @@ int kl__http_query(struct lws *wsi, char *q, size_t n);
 int kl__api_daily(struct lws *wsi, struct pss *pss, struct kl_http *http);
 int kl__api_status(struct lws *wsi, struct pss *pss, struct kl_http *http);
 int kl__api_metrics(struct lws *wsi, struct pss *pss, struct kl_http *http);
+/* /api/klines and /api/forecast: daemon/serve/klines.c makes the body. */
+int kl__api_klines(struct lws *wsi, struct pss *pss, struct kl_http *http);
+int kl__api_forecast(struct lws *wsi, struct pss *pss, struct kl_http *http);
 /** The backfill's progress as an object. @return a new reference, or NULL (out of memory). */
 json_t *kl__api_backfill_json(void);
 
