@@ -320,6 +320,9 @@ static void on_info_done(void *ud, int status)
 	run->nsyms = n;
 	if (kl_metrics_symbols(run->syms, n) < 0)
 		kl_warn("run", "out of memory: no per-symbol metrics");
+	/* The strings are const for the layers; the array is run's, and stays put. */
+	if (kl_http_symbols(run->http, (char *const *)(void *)run->syms, n) < 0)
+		kl_warn("http", "out of memory: the page keeps the configured symbols");
 	run->phase = "asking the exchange for its clock";
 	if (kl_rest_get(run->rest, "/api/v3/time", 1, on_time, run) < 0)
 		stop(run, 1);

@@ -146,9 +146,9 @@ int kl__api_daily(struct lws *wsi, struct pss *pss, struct kl_http *http)
 
 	if (kl__http_query(wsi, q, sizeof(q)) < 0)
 		return kl__http_respond_error(wsi, pss, 400, "query string too long");
-	if (kl_httpq_daily(q, http->conf->symbols, http->conf->nsymbols, &d, err, sizeof(err)) < 0)
+	if (kl_httpq_daily(q, http->syms, http->nsyms, &d, err, sizeof(err)) < 0)
 		return kl__http_respond_error(wsi, pss, 400, err);
-	sym = http->conf->symbols[d.symbol];
+	sym = http->syms[d.symbol];
 	r = kl_api_daily(http->st, sym, d.days, d.exact, &rows);
 	if (r < 0) {
 		kl_warn("http", "/api/daily: cannot read the store: %s", kl_store_errmsg(http->st));
@@ -184,8 +184,8 @@ int kl__api_status(struct lws *wsi, struct pss *pss, struct kl_http *http)
 			return kl__http_respond_error(wsi, pss, 503, "cannot read the store");
 		}
 		syms = json_array();
-		for (size_t i = 0; syms && i < http->conf->nsymbols; i++)
-			json_array_append_new(syms, json_string(http->conf->symbols[i]));
+		for (size_t i = 0; syms && i < http->nsyms; i++)
+			json_array_append_new(syms, json_string(http->syms[i]));
 		json_object_set_new(j, "configured_symbols", syms);
 		json_object_set_new(j, "backfill", kl__api_backfill_json());
 		json_object_set_new(j, "health", kl_health_json(http->conf));
@@ -223,8 +223,9 @@ static int klines_body(struct lws *wsi, struct pss *pss, struct kl_http *http, c
 
 	if (kl__http_query(wsi, q, sizeof(q)) < 0)
 		return kl__http_respond_error(wsi, pss, 400, "query string too long");
-	if ((!http->klines && kl_klines_new(http->conf, &http->klines) < 0) ||
-	    kl_klines_get(http->klines, uri, q, &status, &body, &len) < 0)
+	if (!http->klines && kl_klines_new(http->conf, &http->klines) == 0)
+		kl_klines_symbols(http->klines, http->syms, http->nsyms);
+	if (!http->klines || kl_klines_get(http->klines, uri, q, &status, &body, &len) < 0)
 		return kl__http_respond_error(wsi, pss, 500, "out of memory");
 	return kl__http_respond(wsi, pss, status, "application/json", body, len);
 }

@@ -46,7 +46,7 @@ static void unref(struct kl_http *http)
 {
 	if (--http->refs > 0)
 		return;
-	for (size_t i = 0; i < http->conf->nsymbols; i++) {
+	for (size_t i = 0; i < http->nsyms; i++) {
 		free(http->live[i].frame);
 		free(http->live[i].key);
 	}
@@ -266,6 +266,9 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
 	}
 	http->loop = loop;
 	http->conf = conf;
+	/* Until run.c has the exchange's list (kl_http_symbols): the configured names. */
+	http->syms = conf->symbols;
+	http->nsyms = conf->nsymbols;
 	if (parse_listen(http, conf->http_listen) < 0) {
 		snprintf(err, errlen, "[http] listen: cannot use '%s'", conf->http_listen);
 		r = -EINVAL;
@@ -335,6 +338,30 @@ out:
 static void on_tick_closed(uv_handle_t *h)
 {
 	unref(h->data);
+}
+
+int kl_http_symbols(struct kl_http *http, char *const *symbols, size_t n)
+{
+	struct live *live;
+
+	if (!http || http->closing)
+		return 0;
+	if (!(live = calloc(n ? n : 1, sizeof(*live))))
+		return -ENOMEM;
+	for (size_t i = 0; i < http->nsyms; i++) {
+		free(http->live[i].frame);
+		free(http->live[i].key);
+	}
+	free(http->live);
+	http->live = live;
+	http->syms = symbols;
+	http->nsyms = n;
+	http->symgen++;
+	free(http->status); /* /api/status names the symbols */
+	http->status = NULL;
+	if (http->klines)
+		kl_klines_symbols(http->klines, symbols, n);
+	return 0;
 }
 
 void kl_http_close(struct kl_http *http)

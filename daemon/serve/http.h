@@ -29,6 +29,14 @@ int kl_http_open(uv_loop_t *loop, const struct kl_conf *conf, struct kl_http **r
  * Stop serving: close every connection and the listener (their handles
  * close as the loop runs on). Idempotent; NULL is fine.
  */
+/**
+ * The symbols served from now on (borrowed; they must outlive the server or
+ * the next call): the exchange's list once patterns are resolved and unknown
+ * names left out. Live subscriptions to the old list end. @return 0 or
+ * -ENOMEM (the old list stays). NULL is fine.
+ */
+int kl_http_symbols(struct kl_http *http, char *const *symbols, size_t n);
+
 void kl_http_close(struct kl_http *http);
 
 /**

@@ -33,7 +33,10 @@ struct kl_http {
 	struct kl_store *st;	  /* read-only */
 	struct kl_klines *klines; /* /api/klines, /api/forecast: made at the first */
 	uv_timer_t tick;
-	struct live *live; /* per configured symbol */
+	char *const *syms; /* the symbols served (kl_http_symbols; borrowed) */
+	size_t nsyms;
+	uint64_t symgen;   /* bumped by each new list: older subscriptions end */
+	struct live *live; /* per symbol served */
 	uint64_t commits_seen;
 	unsigned ticks;
 	char *status; /* cached /api/status body */
@@ -49,7 +52,7 @@ struct pss {
 	char *body;
 	size_t len, off;
 	int sub;
-	uint64_t gen;
+	uint64_t gen, symgen;
 };
 
 /* A dynamic route's handler (http.c's routes[]). A new route is a

@@ -21,6 +21,8 @@
 struct kl_klines {
 	const struct kl_conf *conf;
 	struct kl_store_klines *sk; /* NULL until the first request that opens it */
+	char *const *syms;	    /* the symbols served (borrowed: kl_klines_symbols) */
+	size_t nsyms;
 };
 
 int kl_klines_new(const struct kl_conf *conf, struct kl_klines **ret)
@@ -30,6 +32,8 @@ int kl_klines_new(const struct kl_conf *conf, struct kl_klines **ret)
 	if (!kk)
 		return -ENOMEM;
 	kk->conf = conf;
+	kk->syms = conf->symbols;
+	kk->nsyms = conf->nsymbols;
 	*ret = kk;
 	return 0;
 }
@@ -100,9 +104,9 @@ static int klines(struct kl_klines *kk, const char *query, unsigned *st, char **
 	char err[128];
 	int r;
 
-	if (kl_httpq_klines(query, kk->conf->symbols, kk->conf->nsymbols, &q, err, sizeof(err)) < 0)
+	if (kl_httpq_klines(query, kk->syms, kk->nsyms, &q, err, sizeof(err)) < 0)
 		return error(400, err, st, body, len);
-	sym = kk->conf->symbols[q.symbol];
+	sym = kk->syms[q.symbol];
 	if (kl_candles_init(&c, q.period, (size_t)q.limit) < 0)
 		return -ENOMEM;
 	r = store(kk);
@@ -155,9 +159,9 @@ static int forecast(struct kl_klines *kk, const char *query, unsigned *st, char 
 	char err[128];
 	int r;
 
-	if (kl_httpq_daily(query, kk->conf->symbols, kk->conf->nsymbols, &q, err, sizeof(err)) < 0)
+	if (kl_httpq_daily(query, kk->syms, kk->nsyms, &q, err, sizeof(err)) < 0)
 		return error(400, err, st, body, len);
-	sym = kk->conf->symbols[q.symbol];
+	sym = kk->syms[q.symbol];
 	a.rows = json_array();
 	if (!a.rows)
 		return -ENOMEM;
@@ -174,6 +178,12 @@ static int forecast(struct kl_klines *kk, const char *query, unsigned *st, char 
 			      a.made_at ? json_integer(a.made_at) : json_null(), "forecast",
 			      a.rows),
 		    200, st, body, len);
+}
+
+void kl_klines_symbols(struct kl_klines *kk, char *const *symbols, size_t n)
+{
+	kk->syms = symbols;
+	kk->nsyms = n;
 }
 
 int kl_klines_get(struct kl_klines *kk, const char *uri, const char *query, unsigned *status,

@@ -18,6 +18,9 @@ struct kl_klines;
  */
 int kl_klines_new(const struct kl_conf *conf, struct kl_klines **ret);
 
+/** The symbols served from now on (borrowed; they must outlive the next call). */
+void kl_klines_symbols(struct kl_klines *kk, char *const *symbols, size_t n);
+
 /** Free. NULL is fine. @return NULL. */
 struct kl_klines *kl_klines_free(struct kl_klines *kk);
 

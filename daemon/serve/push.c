@@ -24,7 +24,7 @@
  */
 static void refresh(struct kl_http *http, size_t i)
 {
-	const char *sym = http->conf->symbols[i];
+	const char *sym = http->syms[i];
 	struct live *l = &http->live[i];
 	int64_t et = kl_metrics_event_time(sym);
 	json_t *rows = NULL, *j;
@@ -76,7 +76,7 @@ void kl__push_tick(uv_timer_t *t)
 		return;
 	http->commits_seen = c;
 	http->ticks = 0;
-	for (size_t i = 0; i < http->conf->nsymbols; i++) {
+	for (size_t i = 0; i < http->nsyms; i++) {
 		if (http->live[i].wanted) {
 			refresh(http, i);
 			any = true;
@@ -92,6 +92,8 @@ static int live_send(struct lws *wsi, struct pss *pss, struct kl_http *http)
 	uint8_t *buf;
 	int n;
 
+	if (pss->sub >= 0 && pss->symgen != http->symgen)
+		pss->sub = -1; /* the list changed: the page subscribes again */
 	if (pss->sub < 0)
 		return 0;
 	l = &http->live[pss->sub];
@@ -124,10 +126,11 @@ int kl__push_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 		/* A subscription is the symbol's name: anything else is ignored. */
 		if (!http || http->closing || len > LIVE_RX_MAX || lws_frame_is_binary(wsi))
 			break;
-		i = kl_httpq_symbol(in, len, http->conf->symbols, http->conf->nsymbols);
+		i = kl_httpq_symbol(in, len, http->syms, http->nsyms);
 		if (i < 0)
 			break;
 		pss->sub = i;
+		pss->symgen = http->symgen;
 		pss->gen = 0;
 		if (!http->live[i].wanted) {
 			http->live[i].wanted = true;

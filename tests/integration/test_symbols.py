@@ -64,3 +64,29 @@ def test_bad_items_exit_78_naming_them(klined, bad, why):
     p = k.once(check=False)
     assert p.returncode == 78
     assert "symbols" in p.stderr and why in p.stderr, p.stderr
+
+
+def test_the_page_and_api_serve_the_resolved_symbols(market, klined):
+    from test_http import free_port, get_json, metrics, sample, up
+    from conftest import stop, wait_for
+    port = free_port()
+    k = klined(market.rest_url, "--symbols", "S*,-S0002USDT", "--history-start", "1d",
+               "--kafka-brokers", "off", "--http-listen", f"127.0.0.1:{port}")
+    proc = k.start()
+    wait_for(lambda: up(port), timeout=60)
+
+    def served():
+        st, j = get_json(port, "/api/status")
+        return st == 200 and j["configured_symbols"] == ["S0001USDT", "S0003USDT"] and j
+    wait_for(served, timeout=60)
+    wait_for(lambda: get_json(port, "/api/daily?symbol=S0003USDT&days=2")[1].get("days"),
+             timeout=60)
+    st, j = get_json(port, "/api/daily?symbol=S0003USDT&days=2")
+    assert st == 200 and j["days"][-1]["source"] in ("batch", "speed")
+    # a pattern is not a symbol, nor is an excluded one
+    assert get_json(port, "/api/daily?symbol=S*")[0] == 400
+    assert get_json(port, "/api/klines?symbol=S0002USDT&interval=1h")[0] == 400
+    assert get_json(port, "/api/klines?symbol=S0001USDT&interval=1h&limit=3")[0] == 200
+    text = metrics(port)
+    assert 'symbol="S*' not in text   # per-symbol samples come with stream events
+    stop(proc)
