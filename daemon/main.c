@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,23 +31,50 @@
 #define DEFAULT_CONFIG_PATH KL_CONF_PATH
 #define CONFIG_MAX	    (1u << 20)
 
-static void usage(FILE *out)
+static const struct {
+	const char *name, *synopsis, *what;
+} commands[] = {
+    {"run", "[--config FILE] [--once] [OPTIONS]",
+     "Keep the store current: backfill, then follow the exchange (the default command)."},
+    {"status", "[--config FILE] [--json] [OPTIONS]",
+     "Print what the store holds per symbol: newest minute, holes, outages, the last day."},
+    {"import", "[--config FILE] [OPTIONS] FILE...",
+     "Load data.binance.vision 1m kline dumps (.csv, .csv.gz, .zip) into the store."},
+    {"help", "[COMMAND]", "Print this help, or a command's."},
+};
+
+/* @p cmd: a command's own help, or NULL for all of them. */
+static void usage(FILE *out, const char *cmd)
 {
+	fprintf(out, "Usage:");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++)
+		if (!cmd || !strcmp(cmd, commands[i].name))
+			fprintf(out, "%s klined %s %s\n", i && !cmd ? "      " : " ",
+				commands[i].name, commands[i].synopsis);
+	if (!cmd)
+		fprintf(out,
+			"       klined --help | --version\n\n"
+			"Keeps a complete, exact history of Binance spot 1m klines in SQLite.\n");
+	for (size_t i = 0; cmd && i < sizeof(commands) / sizeof(*commands); i++)
+		if (!strcmp(cmd, commands[i].name))
+			fprintf(out, "\n%s\n", commands[i].what);
 	fprintf(out,
-		"Usage: klined [run] [--config FILE] [--once] [OPTIONS]\n"
-		"       klined status [--config FILE] [OPTIONS] [--json]\n"
-		"       klined import [--config FILE] [OPTIONS] FILE...\n"
-		"       klined --help | --version\n\n"
-		"Keeps a complete, exact history of Binance spot 1m klines in SQLite.\n\n"
-		"  --config FILE   INI configuration (default %s; a missing default is fine)\n"
-		"  --once          run: stop once the store is current (for cron and tests)\n"
-		"  --json          status: print JSON\n\n"
-		"Options (each overrides its configuration key):\n",
+		"\n  --config FILE            INI configuration (default %s;\n"
+		"                           a missing default is fine)\n",
 		DEFAULT_CONFIG_PATH);
+	if (!cmd || !strcmp(cmd, "run"))
+		fprintf(out, "  --once                   run: stop once the store is current\n");
+	if (!cmd || !strcmp(cmd, "status"))
+		fprintf(out, "  --json                   status: print JSON\n");
+	fprintf(out, "  -h, --help               this help\n\n"
+		     "Options (each overrides its configuration key):\n");
 	for (size_t i = 0; kl_conf_info(i); i++) {
 		const struct kl_conf_info *k = kl_conf_info(i);
-		fprintf(out, "  --%-19s [%s] %s: %s (default %s)\n", k->option, k->section, k->key,
-			k->help, *k->def ? k->def : "none");
+		char opt[64];
+
+		snprintf(opt, sizeof(opt), "--%s %s", k->option, k->arg);
+		fprintf(out, "  %-24s [%s] %s: %s (default %s)\n", opt, k->section, k->key, k->help,
+			*k->def ? k->def : "none");
 	}
 }
 
@@ -90,85 +118,117 @@ out:
 	return r;
 }
 
-enum cmd { CMD_RUN, CMD_STATUS, CMD_IMPORT };
+enum cmd { CMD_RUN, CMD_STATUS, CMD_IMPORT, CMD_HELP };
 
 struct args {
 	enum cmd cmd;
+	const char *cmdname; /* as given, for its help */
 	const char *config;
-	bool once, json;
+	bool once, json, help;
 	char **files;
 	int nfiles;
 };
 
-/* Split "--name=value" or "--name value"; @return the value or NULL. */
-static const char *opt_value(int argc, char **argv, int *i, char *name, size_t n)
-{
-	const char *a = argv[*i] + 2, *eq = strchr(a, '=');
+enum { OPT_CONFIG = 1, OPT_ONCE, OPT_JSON, OPT_HELP, OPT_VERSION, OPT_KEY = 100 };
 
-	if (eq) {
-		snprintf(name, n, "%.*s", (int)(eq - a), a);
-		return eq + 1;
-	}
-	snprintf(name, n, "%s", a);
-	if (*i + 1 >= argc)
+/* getopt_long's table: the fixed options, then one per configuration key. */
+static struct option *long_options(void)
+{
+	static const struct option fixed[] = {
+	    {"config", required_argument, NULL, OPT_CONFIG}, {"once", no_argument, NULL, OPT_ONCE},
+	    {"json", no_argument, NULL, OPT_JSON},	     {"help", no_argument, NULL, OPT_HELP},
+	    {"version", no_argument, NULL, OPT_VERSION},
+	};
+	size_t nfixed = sizeof(fixed) / sizeof(*fixed), n = 0;
+	struct option *v;
+
+	while (kl_conf_info(n))
+		n++;
+	if (!(v = calloc(nfixed + n + 1, sizeof(*v))))
 		return NULL;
-	return argv[++*i];
+	memcpy(v, fixed, sizeof(fixed));
+	for (size_t i = 0; i < n; i++)
+		v[nfixed + i] = (struct option){kl_conf_info(i)->option, required_argument, NULL,
+						OPT_KEY + (int)i};
+	return v;
 }
 
-/* Pass 1 finds the command, --config and the flags; pass 2 applies options. */
-static int parse_args(int argc, char **argv, struct kl_conf *c, struct args *a, bool apply)
+/*
+ * The command is the first word (run when there is none); getopt_long does
+ * the rest. Pass 1 (@p apply false) finds --config, the flags and the files;
+ * pass 2 applies the options over the file's values.
+ */
+static int parse_args(int argc, char **argv, const struct option *opts, struct kl_conf *c,
+		      struct args *a, bool apply)
 {
-	for (int i = 1; i < argc; i++) {
-		char name[64], err[512];
-		const char *v;
-		int r;
+	int first = 1, o;
 
-		if (strcmp(argv[i], "--") == 0) {
-			for (i++; i < argc; i++)
-				a->files[a->nfiles++] = argv[i];
-			break;
-		}
-		if (strncmp(argv[i], "--", 2) != 0) {
-			if (i == 1 && !strcmp(argv[i], "run"))
-				a->cmd = CMD_RUN;
-			else if (i == 1 && !strcmp(argv[i], "status"))
-				a->cmd = CMD_STATUS;
-			else if (i == 1 && !strcmp(argv[i], "import"))
-				a->cmd = CMD_IMPORT;
-			else if (a->cmd == CMD_IMPORT)
-				a->files[a->nfiles++] = argv[i];
-			else {
-				fprintf(stderr, "klined: unexpected argument '%s' (see --help)\n",
-					argv[i]);
-				return -EINVAL;
-			}
-			continue;
-		}
-		if (!strcmp(argv[i], "--once") || !strcmp(argv[i], "--json")) {
-			a->once |= !strcmp(argv[i], "--once");
-			a->json |= !strcmp(argv[i], "--json");
-			continue;
-		}
-		v = opt_value(argc, argv, &i, name, sizeof(name));
-		if (!v) {
-			fprintf(stderr, "klined: --%s needs a value\n", name);
+	a->cmd = CMD_RUN;
+	if (argc > 1 && argv[1][0] != '-') {
+		static const char *const names[] = {"run", "status", "import", "help"};
+		size_t i = 0;
+
+		while (i < 4 && strcmp(argv[1], names[i]) != 0)
+			i++;
+		if (i == 4) {
+			fprintf(stderr, "klined: unknown command '%s' (see --help)\n", argv[1]);
 			return -EINVAL;
 		}
-		if (!strcmp(name, "config")) {
-			a->config = v;
+		a->cmd = (enum cmd)i;
+		a->cmdname = names[i];
+		first = 2;
+	}
+	optind = 0; /* GNU: start over, as for a new argv */
+	opterr = 0;
+	while ((o = getopt_long(argc - first + 1, argv + first - 1, ":h", opts, NULL)) != -1) {
+		char err[512];
+		int r;
+
+		switch (o) {
+		case OPT_CONFIG:
+			a->config = optarg;
 			continue;
+		case OPT_ONCE:
+			a->once = true;
+			continue;
+		case OPT_JSON:
+			a->json = true;
+			continue;
+		case 'h':
+		case OPT_HELP:
+			a->help = true;
+			continue;
+		case OPT_VERSION:
+			printf("klined %s\n", KLINED_VERSION);
+			exit(0);
+		case ':':
+			fprintf(stderr, "klined: %s needs a value (see --help)\n",
+				argv[first - 1 + optind - 1]);
+			return -EINVAL;
+		case '?':
+			fprintf(stderr, "klined: unknown option %s (see --help)\n",
+				argv[first - 1 + optind - 1]);
+			return -EINVAL;
+		default:
+			break;
 		}
 		if (!apply)
 			continue;
-		r = kl_conf_set_option(c, name, v, err, sizeof(err));
-		if (r == -ENOENT) {
-			fprintf(stderr, "klined: unknown option --%s (see --help)\n", name);
-			return -EINVAL;
-		}
+		r = kl_conf_set_option(c, kl_conf_info((size_t)(o - OPT_KEY))->option, optarg, err,
+				       sizeof(err));
 		if (r < 0) {
 			fprintf(stderr, "klined: %s\n", err);
 			return -EINVAL;
 		}
+	}
+	a->nfiles = 0;
+	for (int i = first - 1 + optind; i < argc; i++) {
+		if (a->cmd == CMD_IMPORT || a->cmd == CMD_HELP) {
+			a->files[a->nfiles++] = argv[i];
+			continue;
+		}
+		fprintf(stderr, "klined: unexpected argument '%s' (see --help)\n", argv[i]);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -262,30 +322,32 @@ int main(int argc, char **argv)
 {
 	struct kl_conf *c = NULL;
 	struct args a = {0};
+	struct option *opts = long_options();
 	int code = EXIT_CONFIG;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			usage(stdout);
-			return 0;
-		}
-		if (!strcmp(argv[i], "--version")) {
-			printf("klined %s\n", KLINED_VERSION);
-			return 0;
-		}
-	}
 	a.files = calloc((size_t)argc, sizeof(*a.files));
-	if (!a.files || kl_conf_new(&c) < 0) {
+	if (!opts || !a.files || kl_conf_new(&c) < 0) {
 		fprintf(stderr, "klined: out of memory\n");
-		free(a.files);
-		return 1;
-	}
-	if (parse_args(argc, argv, c, &a, false) < 0)
+		code = 1;
 		goto out;
+	}
+	if (parse_args(argc, argv, opts, c, &a, false) < 0)
+		goto out;
+	if (a.help || a.cmd == CMD_HELP) {
+		const char *cmd = a.cmd == CMD_HELP ? (a.nfiles ? a.files[0] : NULL) : a.cmdname;
+
+		if (cmd && strcmp(cmd, "run") && strcmp(cmd, "status") && strcmp(cmd, "import") &&
+		    strcmp(cmd, "help")) {
+			fprintf(stderr, "klined: help: no command '%s'\n", cmd);
+			goto out;
+		}
+		usage(stdout, cmd);
+		code = 0;
+		goto out;
+	}
 	if (load_file(c, a.config ? a.config : DEFAULT_CONFIG_PATH, a.config != NULL) < 0)
 		goto out;
-	a.nfiles = 0;
-	if (parse_args(argc, argv, c, &a, true) < 0)
+	if (parse_args(argc, argv, opts, c, &a, true) < 0)
 		goto out;
 	if (a.cmd == CMD_IMPORT && a.nfiles == 0) {
 		fprintf(stderr, "klined: import: no FILE given\n");
@@ -307,11 +369,14 @@ int main(int argc, char **argv)
 	case CMD_IMPORT:
 		code = kl_import(c, a.files, a.nfiles);
 		break;
+	case CMD_HELP:
+		break;
 	}
 	kl_backfill_global_cleanup();
 	curl_global_cleanup();
 out:
 	kl_conf_free(c);
 	free(a.files);
+	free(opts);
 	return code;
 }

@@ -51,6 +51,7 @@ const char *kl_conf_archive_url(const struct kl_conf *c);
 /** A key of the table, for --help and documentation. */
 struct kl_conf_info {
 	const char *section, *key, *option, *def, *help;
+	const char *arg; /* the value's placeholder in --help: PATH, URL, DURATION... */
 };
 
 /** Allocate a configuration holding the defaults. @return 0 or -ENOMEM; *ret owned by caller. */

@@ -130,17 +130,17 @@ static void defaults(void **state)
 static void info_table(void **state)
 {
 	static const struct kl_conf_info contract[] = {
-	    {"store", "path", "db", "/var/lib/klined/klined.db", NULL},
-	    {"exchange", "symbols", "symbols", "BTCUSDT,ETHUSDT", NULL},
-	    {"exchange", "rest_url", "rest-url", "https://api.binance.com", NULL},
-	    {"exchange", "ws_url", "ws-url", "wss://stream.binance.com:9443", NULL},
-	    {"exchange", "history_start", "history-start", "365d", NULL},
-	    {"kafka", "brokers", "kafka-brokers", "localhost:9092", NULL},
-	    {"kafka", "topic", "kafka-topic", "binance.kline.1m", NULL},
-	    {"kafka", "group", "kafka-group", "klined", NULL},
-	    {"stream", "watermark", "watermark", "1h", NULL},
-	    {"log", "level", "log-level", "info", NULL},
-	    {"http", "listen", "http-listen", "127.0.0.1:8642", NULL},
+	    {"store", "path", "db", "/var/lib/klined/klined.db", NULL, NULL},
+	    {"exchange", "symbols", "symbols", "BTCUSDT,ETHUSDT", NULL, NULL},
+	    {"exchange", "rest_url", "rest-url", "https://api.binance.com", NULL, NULL},
+	    {"exchange", "ws_url", "ws-url", "wss://stream.binance.com:9443", NULL, NULL},
+	    {"exchange", "history_start", "history-start", "365d", NULL, NULL},
+	    {"kafka", "brokers", "kafka-brokers", "localhost:9092", NULL, NULL},
+	    {"kafka", "topic", "kafka-topic", "binance.kline.1m", NULL, NULL},
+	    {"kafka", "group", "kafka-group", "klined", NULL, NULL},
+	    {"stream", "watermark", "watermark", "1h", NULL, NULL},
+	    {"log", "level", "log-level", "info", NULL, NULL},
+	    {"http", "listen", "http-listen", "127.0.0.1:8642", NULL, NULL},
 	};
 	struct kl_conf *c = *state;
 	size_t n = 0;
@@ -154,6 +154,8 @@ static void info_table(void **state)
 		assert_non_null(i->def);
 		assert_non_null(i->help);
 		assert_true(i->help[0] != '\0');
+		assert_non_null(i->arg); /* --help's placeholder */
+		assert_true(i->arg[0] >= 'A' && i->arg[0] <= 'Z');
 		/* every default is valid as an option value */
 		if (kl_conf_set_option(c, i->option, i->def, err, sizeof(err)) != 0)
 			fail_msg("default of --%s refused: %s", i->option, err);
