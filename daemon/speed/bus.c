@@ -149,7 +149,6 @@ int kl_bus_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_bus **ret,
 {
 	struct kl_bus *bus = calloc(1, sizeof(*bus));
 	rd_kafka_conf_t *pc = NULL, *cc = NULL;
-	const char *fatal_after;
 	struct timespec ts;
 	char msg[256];
 	int r = -EINVAL;
@@ -160,8 +159,6 @@ int kl_bus_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_bus **ret,
 	bus->conf = conf;
 	bus->stats.lag = -1;
 	kl__bus_set_offsets(bus, NULL, 0);
-	if ((fatal_after = getenv("KLINED_TEST_KAFKA_FATAL_AFTER")))
-		bus->fatal_after = strtoull(fatal_after, NULL, 10);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	bus->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - 60000;
 	pc = kl__bus_make_conf(bus, true, err, errlen);

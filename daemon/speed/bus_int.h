@@ -36,7 +36,6 @@ struct kl_bus {
 	uv_work_t work;
 	uv_timer_t retry;
 	int64_t next[MAX_PARTITIONS]; /* where each partition resumes; -1: none yet */
-	uint64_t fatal_after;	      /* test hook: a fatal producer error then */
 	uint64_t renewals;	      /* producers replaced after a fatal error */
 	int32_t npartitions;	      /* from the worker */
 	int64_t started_ms;	      /* wall clock: Kafka timestamps are the producer's */

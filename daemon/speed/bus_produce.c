@@ -49,6 +49,7 @@ void kl__bus_renew_producer(struct kl_bus *bus)
 	rd_kafka_purge(bus->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_destroy(bus->prod);
 	bus->prod = NULL;
+	bus->renewals++;
 	kl_metrics_add(KL_M_KAFKA_RENEWED, 1);
 	c = kl__bus_make_conf(bus, true, err, sizeof(err));
 	if (c && !(bus->prod = rd_kafka_new(RD_KAFKA_PRODUCER, c, msg, sizeof(msg)))) {
@@ -84,11 +85,6 @@ int kl_bus_produce(struct kl_bus *bus, const char *key, size_t key_len, const ch
 	if (!bus->prod) {
 		bus->stats.dropped++;
 		return -ENOBUFS;
-	}
-	if (bus->fatal_after && bus->stats.produced == bus->fatal_after) {
-		bus->fatal_after = 0;
-		rd_kafka_test_fatal_error(bus->prod, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
-					  "KLINED_TEST_KAFKA_FATAL_AFTER");
 	}
 	err = rd_kafka_producev(bus->prod, RD_KAFKA_V_TOPIC(bus->conf->kafka_topic),
 				RD_KAFKA_V_KEY(key, key_len),
