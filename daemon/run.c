@@ -518,8 +518,8 @@ static int start_stream(struct run *run)
 		r = kl_speed_start(run->speed);
 	}
 	if (r == 0)
-		r = kl_ws_new(&run->loop, run->conf, run->wsyms, run->nsyms, on_ws_event, on_ws_up,
-			      run, &run->ws, err, sizeof(err));
+		r = kl_ws_new(&run->loop, run->conf, &kl_ws_binance_limits, run->wsyms, run->nsyms,
+			      on_ws_event, on_ws_up, run, &run->ws, err, sizeof(err));
 	if (r == -EINVAL) {
 		fprintf(stderr, "klined: %s\n", err);
 		stop(run, 78);
