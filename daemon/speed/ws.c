@@ -91,7 +91,7 @@ static void on_silence(uv_timer_t *t)
 		uv_timer_start(&s->silence, on_silence, s->ws->lim.silence_ms - (uint64_t)quiet, 0);
 		return;
 	}
-	kl_warn("ws", "no frame and no ping for %.0f s: dropping the connection",
+	kl_warn("ws", "no frame and no ping for %g s: dropping the connection",
 		(double)s->ws->lim.silence_ms / 1000.0);
 	if (s->live && s->live->wsi) {
 		close_conn(s->live);
@@ -369,7 +369,6 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, const struct kl_ws_li
 	struct kl_ws *ws = calloc(1, sizeof(*ws));
 	struct lws_context_creation_info info;
 	void *loops[1] = {loop};
-	const char *budget;
 
 	if (!ws)
 		return -ENOMEM;
@@ -380,8 +379,6 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, const struct kl_ws_li
 	ws->ud = ud;
 	ws->lim = *lim;
 	kl_attempts_init(&ws->budget, lim->attempts, lim->attempts_window_ms);
-	if ((budget = getenv("KLINED_TEST_WS_ATTEMPTS"))) /* test hook: a smaller budget */
-		kl_attempts_init(&ws->budget, strtoul(budget, NULL, 10), lim->attempts_window_ms);
 	if (kl__ws_parse_url(ws, conf->ws_url) < 0) {
 		snprintf(err, errlen, "[exchange] ws_url: cannot use '%s'", conf->ws_url);
 		free(ws);
