@@ -32,11 +32,13 @@
 #include <libwebsockets.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static void connect_slot(struct slot *s);
+static void on_drain(uv_timer_t *t);
 static void rotate(struct slot *s, const char *why);
 
 static void on_reconnect(uv_timer_t *t)
@@ -108,6 +110,11 @@ static void conn_gone(struct conn *c, const char *why)
 	if (!s)
 		return;
 	c->slot = NULL;
+	if (c->draining) {
+		c->draining = false;
+		if (--s->ws->draining == 0)
+			uv_timer_start(&s->ws->drain, on_drain, 0, 0);
+	}
 	if (c->delivering && s->ws->stats.connected)
 		s->ws->stats.connected--;
 	/* Only a connection that lasted resets the backoff: one the exchange drops
@@ -221,7 +228,7 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		}
 		break;
 	case LWS_CALLBACK_CLIENT_RECEIVE:
-		if (!c || !c->slot)
+		if (!c || !c->slot || c->slot->ws->closing)
 			break;
 		if (c->len + len + 1 > FRAME_MAX) {
 			kl_warn("ws", "frame larger than %u bytes: dropping the connection",
@@ -414,6 +421,8 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, const struct kl_ws_li
 		free(ws);
 		return -ENOMEM;
 	}
+	uv_timer_init(loop, &ws->drain);
+	ws->drain.data = ws;
 	for (size_t k = 0; k < ws->nslots; k++)
 		connect_slot(&ws->slots[k]);
 	*ret = ws;
@@ -436,11 +445,8 @@ void kl_ws_stats(const struct kl_ws *ws, struct kl_ws_stats *ret)
 	*ret = ws->stats;
 }
 
-static void on_timer_closed(uv_handle_t *h)
+static void release(struct kl_ws *ws)
 {
-	struct slot *s = h->data;
-	struct kl_ws *ws = s->ws;
-
 	if (--ws->nclosing == 0) {
 		for (size_t k = 0; k < ws->nslots; k++)
 			free(ws->slots[k].path);
@@ -449,22 +455,60 @@ static void on_timer_closed(uv_handle_t *h)
 	}
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+	release(((struct slot *)h->data)->ws);
+}
+
+static void on_drain_closed(uv_handle_t *h)
+{
+	release(h->data);
+}
+
+/* The connections are gone (or DRAIN_MS passed): destroy the context. Never
+ * from inside an lws callback: always from the drain timer. */
+static void on_drain(uv_timer_t *t)
+{
+	struct kl_ws *ws = t->data;
+
+	if (!ws->ctx)
+		return;
+	/* lws closes the connections left and its own handles on the loop. */
+	kl_lwsctx_destroy(ws->slot);
+	ws->ctx = NULL;
+	ws->nclosing = (int)(2 * ws->nslots) + 1;
+	uv_close((uv_handle_t *)&ws->drain, on_drain_closed);
+	for (size_t k = 0; k < ws->nslots; k++) {
+		uv_close((uv_handle_t *)&ws->slots[k].reconnect, on_timer_closed);
+		uv_close((uv_handle_t *)&ws->slots[k].silence, on_timer_closed);
+	}
+}
+
+/*
+ * lws 4.1.6 never lets go of a client connection whose upgrade is still
+ * unanswered when its context is destroyed: the connection's poll handle
+ * and lws's timer stay on the loop, which then never ends (klined would
+ * hang at stop). Those sockets are shut down first; lws closes them as it
+ * services the hang-up, and the context goes once they are gone.
+ */
 void kl_ws_free(struct kl_ws *ws)
 {
 	if (!ws || ws->closing)
 		return;
 	ws->closing = true;
-	/* lws closes its connections and its own handles on the loop. */
-	kl_lwsctx_destroy(ws->slot);
-	ws->ctx = NULL;
-	if (!ws->nslots) {
-		free(ws->slots);
-		free(ws);
-		return;
-	}
-	ws->nclosing = (int)(2 * ws->nslots);
 	for (size_t k = 0; k < ws->nslots; k++) {
-		uv_close((uv_handle_t *)&ws->slots[k].reconnect, on_timer_closed);
-		uv_close((uv_handle_t *)&ws->slots[k].silence, on_timer_closed);
+		struct conn *cs[2] = {ws->slots[k].live, ws->slots[k].next};
+		/* Nothing reconnects, and nothing reaches the caller from now on. */
+		uv_timer_stop(&ws->slots[k].reconnect);
+		uv_timer_stop(&ws->slots[k].silence);
+		for (int i = 0; i < 2; i++) {
+			struct conn *c = cs[i];
+			lws_sockfd_type fd = c && c->wsi ? lws_get_socket_fd(c->wsi) : -1;
+			if (c && !c->established && fd >= 0 && shutdown(fd, SHUT_RDWR) == 0) {
+				c->draining = true;
+				ws->draining++;
+			}
+		}
 	}
+	uv_timer_start(&ws->drain, on_drain, ws->draining ? DRAIN_MS : 0, 0);
 }

@@ -16,7 +16,8 @@
 
 #define FRAME_MAX	    (1u << 20)
 #define ROTATE_MS	    ((23LL * 60 + 30) * 60 * 1000) /* exchange time */
-#define STREAM_CLOCK_EVENTS 16 /* the stream's clock: the oldest of this many newest events */
+#define STREAM_CLOCK_EVENTS 16	 /* the stream's clock: the oldest of this many newest events */
+#define DRAIN_MS	    1000 /* kl_ws_free: the longest wait for half-open connections */
 
 struct slot;
 
@@ -29,6 +30,7 @@ struct conn {
 	uint64_t up_at;	     /* uv_now() when it was established */
 	bool established, delivering, closing;
 	bool connecting, destroyed; /* inside lws_client_connect_via_info; lws let go of it */
+	bool draining;		    /* kl_ws_free shut its socket: the context waits for it */
 };
 
 struct slot {
@@ -59,6 +61,8 @@ struct kl_ws {
 	size_t nrecent;
 	bool budget_said;
 	int nclosing;
+	uv_timer_t drain; /* kl_ws_free: destroys the context once connections drained */
+	size_t draining;  /* connections kl_ws_free waits for */
 };
 
 /** Take @p ws's host, port, TLS and path prefix from @p url. @return 0 or -EINVAL. */

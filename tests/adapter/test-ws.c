@@ -30,6 +30,7 @@ enum mode {
 	DROP,	  /* accept, send `frames` events, close the socket */
 	STALL,	  /* accept, then nothing at all */
 	SHUTDOWN, /* accept; the first connection announces serverShutdown */
+	HOLD,	  /* read the request, answer nothing */
 };
 
 struct fixture;
@@ -218,6 +219,8 @@ static void on_request(struct sconn *c)
 		return;
 	case STALL:
 		upgrade(c);
+		return;
+	case HOLD:
 		return;
 	case SHUTDOWN:
 		upgrade(c);
@@ -424,10 +427,7 @@ static struct kl_ws_stats stats(const struct fixture *f)
 	return st;
 }
 
-/* ---- the cases ---------------------------------------------------------------------
- * Each ends with no upgrade left unanswered: freed while one is, the client's
- * lws 4.1.6 context keeps a connection and a timer on the loop forever (see
- * docs/reliability.md, open). */
+/* ---- the cases --------------------------------------------------------------------- */
 
 static int six_attempts(struct fixture *f)
 {
@@ -561,6 +561,36 @@ static void server_shutdown_rotates_make_before_break(void **state)
 	assert_int_equal(f->bad, 0);
 }
 
+static int request_seen(struct fixture *f)
+{
+	return f->nconns >= 1 && f->conns[0]->len > 0;
+}
+
+/* klined stops while the exchange has not answered the upgrade: lws 4.1.6
+ * alone then kept the connection and a timer on the loop for ever. */
+static void freed_while_the_upgrade_is_unanswered(void **state)
+{
+	struct fixture *f = *state;
+
+	f->mode = HOLD;
+	run(f, request_seen, 30000);
+	assert_int_equal(f->nconns, 1);
+}
+
+static int accepted(struct fixture *f)
+{
+	return f->nconns >= 1;
+}
+
+/* ... or as soon as the connection is accepted, the request maybe not sent. */
+static void freed_right_after_the_accept(void **state)
+{
+	struct fixture *f = *state;
+
+	f->mode = HOLD;
+	run(f, accepted, 30000);
+}
+
 int main(void)
 {
 	kl_log_setup(getenv("KLINED_TEST_DEBUG") ? KL_LOG_DEBUG : KL_LOG_WARN, false);
@@ -573,6 +603,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(attempts_never_exceed_the_budget, setup, teardown),
 	    cmocka_unit_test_setup_teardown(server_shutdown_rotates_make_before_break, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(freed_while_the_upgrade_is_unanswered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(freed_right_after_the_accept, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
