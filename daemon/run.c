@@ -231,8 +231,9 @@ static int start_stream(struct run *run)
 		r = kl_speed_start(run->speed);
 	}
 	if (r == 0)
-		r = kl_ws_new(&run->loop, run->conf, (char **)(uintptr_t)run->syms, run->nsyms,
-			      on_ws_event, on_ws_up, run, &run->ws, err, sizeof(err));
+		r = kl_ws_new(&run->loop, run->conf, &kl_ws_binance_limits,
+			      (char **)(uintptr_t)run->syms, run->nsyms, on_ws_event, on_ws_up, run,
+			      &run->ws, err, sizeof(err));
 	if (r == -EINVAL) {
 		fprintf(stderr, "klined: %s\n", err);
 		stop(run, 78);

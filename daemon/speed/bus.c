@@ -1,14 +1,15 @@
 /*
- * librdkafka adapter. Invariants:
+ * librdkafka adapter: its lifecycle. Invariants (for all of bus*.c):
  *  1. The loop never waits on Kafka: queue IO events wake uv_poll on a
  *     pipe, and the blocking calls (CreateTopics, metadata) run in a
- *     uv_work; its after-callback is the only place the assignment
- *     changes.
+ *     uv_work (bus_setup.c); its after-callback is the only place the
+ *     assignment changes.
  *  2. The producer's queue is bounded; when full, events are dropped and
  *     counted: the batch layer heals those minutes from REST.
  *  3. Delivery reports free nothing of ours: librdkafka copies payloads.
+ * Here: the clients' configuration, creation, and a bounded teardown.
  */
-#include "bus.h"
+#include "bus_int.h"
 
 #include "log.h"
 #include "metrics.h"
@@ -16,49 +17,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
-#include <librdkafka/rdkafka.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#define BATCH_MAX      1000
-#define SETUP_RETRY_MS 5000
-#define SETUP_WAIT_MS  1500 /* each blocking call in the worker: bounds shutdown too */
-#define FLUSH_MS       1500
-#define PURGE_MS       500  /* to serve the purged events' delivery reports */
-#define DESTROY_MS     1000 /* each client's destroy, at shutdown */
-#define MAX_PARTITIONS 256
-
-struct waker {
-	int fd[2];
-	uv_poll_t poll;
-};
-
-struct kl_bus {
-	uv_loop_t *loop;
-	const struct kl_conf *conf;
-	rd_kafka_t *prod, *cons;
-	rd_kafka_queue_t *prod_q, *cons_q;
-	struct waker pw, cw;
-	uv_work_t work;
-	uv_timer_t retry;
-	int64_t next[MAX_PARTITIONS]; /* where each partition resumes; -1: none yet */
-	uint64_t fatal_after;	      /* test hook: a fatal producer error then */
-	int32_t npartitions;	      /* from the worker */
-	int64_t started_ms;	      /* wall clock: Kafka timestamps are the producer's */
-	int64_t start_offset[MAX_PARTITIONS];
-	char setup_err[256];
-	kl_bus_batch_cb cb;
-	void *ud;
-	struct kl_bus_stats stats;
-	bool working, assigned, closing, fatal;
-	bool in_batch, teardown_due; /* inside the batch callback; kl_bus_free came from it */
-	int nclosing;
-};
 
 static void on_rdk_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -73,37 +36,11 @@ static void on_rdk_log(const rd_kafka_t *rk, int level, const char *fac, const c
 	       "kafka", "%s: %s", fac, buf);
 }
 
-static void topic_lost(struct kl_bus *bus);
-static void teardown(struct kl_bus *bus);
-static void on_retry(uv_timer_t *t);
-static void set_offsets(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t n);
-
-static bool topic_missing(rd_kafka_resp_err_t err)
+bool kl__bus_topic_missing(rd_kafka_resp_err_t err)
 {
 	return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
 	       err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
 	       err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
-}
-
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-	struct kl_bus *bus = opaque;
-
-	(void)rk;
-	if (!m->err) {
-		bus->stats.delivered++;
-		kl_metrics_add(KL_M_KAFKA_DELIVERED, 1);
-		return;
-	}
-	bus->stats.failed++;
-	kl_metrics_add(KL_M_KAFKA_FAILED, 1);
-	/* One line per thousand: a broker gone for minutes fails every event. */
-	if (bus->stats.failed % 1000 == 1)
-		kl_warn("kafka",
-			"events not delivered: %s (%" PRIu64 " so far; the REST heal covers them)",
-			rd_kafka_err2str(m->err), bus->stats.failed);
-	if (topic_missing(m->err))
-		topic_lost(bus);
 }
 
 /* Fatal errors (the idempotent producer's sequence broken, e.g. by a broker
@@ -131,7 +68,7 @@ static int conf_set(rd_kafka_conf_t *c, const char *name, const char *value, cha
 	return -EINVAL;
 }
 
-static rd_kafka_conf_t *make_conf(struct kl_bus *bus, bool producer, char *err, size_t n)
+rd_kafka_conf_t *kl__bus_make_conf(struct kl_bus *bus, bool producer, char *err, size_t n)
 {
 	rd_kafka_conf_t *c = rd_kafka_conf_new();
 	const struct kl_conf *kc = bus->conf;
@@ -143,7 +80,7 @@ static rd_kafka_conf_t *make_conf(struct kl_bus *bus, bool producer, char *err, 
 	r |= conf_set(c, "bootstrap.servers", kc->kafka_brokers, err, n);
 	r |= conf_set(c, "client.id", "klined", err, n);
 	if (producer) {
-		rd_kafka_conf_set_dr_msg_cb(c, on_delivery);
+		rd_kafka_conf_set_dr_msg_cb(c, kl__bus_on_delivery);
 		r |= conf_set(c, "enable.idempotence", "true", err, n);
 		r |= conf_set(c, "acks", "all", err, n);
 		r |= conf_set(c, "linger.ms", "5", err, n);
@@ -181,114 +118,18 @@ int kl_bus_check_conf(const struct kl_conf *conf, char *err, size_t errlen)
 	rd_kafka_conf_t *c;
 
 	for (int producer = 0; producer < 2; producer++) {
-		if (!(c = make_conf(&probe, producer, err, errlen)))
+		if (!(c = kl__bus_make_conf(&probe, producer, err, errlen)))
 			return -EINVAL;
 		rd_kafka_conf_destroy(c);
 	}
 	return 0;
 }
 
-static void drain(int fd)
+void kl__bus_drain(int fd)
 {
 	char buf[64];
 
 	while (read(fd, buf, sizeof(buf)) > 0) {
-	}
-}
-
-/* A fatal error leaves the producer unusable: replace it. What its queue held
- * is dropped; the REST heal fetches those minutes. */
-static void renew_producer(struct kl_bus *bus)
-{
-	char why[512], err[256], msg[256];
-	rd_kafka_conf_t *c;
-
-	bus->fatal = false;
-	rd_kafka_fatal_error(bus->prod, why, sizeof(why));
-	kl_err("kafka", "producer: fatal error: %s; starting a new producer", why);
-	rd_kafka_queue_io_event_enable(bus->prod_q, -1, NULL, 0);
-	rd_kafka_queue_destroy(bus->prod_q);
-	bus->prod_q = NULL;
-	rd_kafka_purge(bus->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-	rd_kafka_destroy(bus->prod);
-	bus->prod = NULL;
-	kl_metrics_add(KL_M_KAFKA_RENEWED, 1);
-	c = make_conf(bus, true, err, sizeof(err));
-	if (c && !(bus->prod = rd_kafka_new(RD_KAFKA_PRODUCER, c, msg, sizeof(msg)))) {
-		rd_kafka_conf_destroy(c);
-		snprintf(err, sizeof(err), "%s", msg);
-	}
-	if (!bus->prod) {
-		kl_err("kafka", "cannot create a new producer: %s; events are dropped", err);
-		return;
-	}
-	bus->prod_q = rd_kafka_queue_get_main(bus->prod);
-	rd_kafka_queue_io_event_enable(bus->prod_q, bus->pw.fd[1], "1", 1);
-}
-
-static void on_prod_wake(uv_poll_t *h, int status, int events)
-{
-	struct kl_bus *bus = h->data;
-
-	(void)status;
-	(void)events;
-	drain(bus->pw.fd[0]);
-	rd_kafka_poll(bus->prod, 0);
-	/* The worker uses the producer (CreateTopics): renew once it is back. */
-	if (bus->fatal && !bus->working)
-		renew_producer(bus);
-}
-
-static void on_cons_wake(uv_poll_t *h, int status, int events)
-{
-	struct kl_bus *bus = h->data;
-	rd_kafka_message_t *msgs[BATCH_MAX];
-	struct kl_bus_msg out[BATCH_MAX];
-	ssize_t n;
-
-	(void)status;
-	(void)events;
-	drain(bus->cw.fd[0]);
-	/* The IO event fires only when the queue turns non-empty: empty it. */
-	while ((n = rd_kafka_consume_batch_queue(bus->cons_q, 0, msgs, BATCH_MAX)) > 0) {
-		size_t k = 0;
-		for (ssize_t i = 0; i < n; i++) {
-			rd_kafka_message_t *m = msgs[i];
-			if (m->err) {
-				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-					kl_warn("kafka", "consumer: %s",
-						rd_kafka_message_errstr(m));
-				if (topic_missing(m->err))
-					topic_lost(bus);
-				continue;
-			}
-			/* Between a rewind and its new assignment nothing is delivered. */
-			if (!bus->assigned)
-				continue;
-			if (m->partition >= 0 && m->partition < MAX_PARTITIONS)
-				bus->next[m->partition] = m->offset + 1;
-			out[k++] = (struct kl_bus_msg){m->key,
-						       m->payload,
-						       m->key_len,
-						       m->len,
-						       m->partition,
-						       m->offset,
-						       rd_kafka_message_timestamp(m, NULL)};
-		}
-		bus->stats.consumed += k;
-		bus->in_batch = true;
-		if (k && bus->cb)
-			bus->cb(bus->ud, out, k);
-		bus->in_batch = false;
-		for (ssize_t i = 0; i < n; i++)
-			rd_kafka_message_destroy(msgs[i]);
-		if (bus->closing)
-			break;
-	}
-	/* Freed from inside the callback: the messages were the consumer's. */
-	if (bus->teardown_due) {
-		bus->teardown_due = false;
-		teardown(bus);
 	}
 }
 
@@ -308,7 +149,6 @@ int kl_bus_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_bus **ret,
 {
 	struct kl_bus *bus = calloc(1, sizeof(*bus));
 	rd_kafka_conf_t *pc = NULL, *cc = NULL;
-	const char *fatal_after;
 	struct timespec ts;
 	char msg[256];
 	int r = -EINVAL;
@@ -318,13 +158,11 @@ int kl_bus_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_bus **ret,
 	bus->loop = loop;
 	bus->conf = conf;
 	bus->stats.lag = -1;
-	set_offsets(bus, NULL, 0);
-	if ((fatal_after = getenv("KLINED_TEST_KAFKA_FATAL_AFTER")))
-		bus->fatal_after = strtoull(fatal_after, NULL, 10);
+	kl__bus_set_offsets(bus, NULL, 0);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	bus->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - 60000;
-	pc = make_conf(bus, true, err, errlen);
-	cc = pc ? make_conf(bus, false, err, errlen) : NULL;
+	pc = kl__bus_make_conf(bus, true, err, errlen);
+	cc = pc ? kl__bus_make_conf(bus, false, err, errlen) : NULL;
 	if (!pc || !cc)
 		goto fail;
 	bus->prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, msg, sizeof(msg));
@@ -342,9 +180,9 @@ int kl_bus_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_bus **ret,
 	rd_kafka_poll_set_consumer(bus->cons);
 	bus->prod_q = rd_kafka_queue_get_main(bus->prod);
 	bus->cons_q = rd_kafka_queue_get_consumer(bus->cons);
-	r = waker_init(bus, &bus->pw, bus->prod_q, on_prod_wake);
+	r = waker_init(bus, &bus->pw, bus->prod_q, kl__bus_on_prod_wake);
 	if (r == 0)
-		r = waker_init(bus, &bus->cw, bus->cons_q, on_cons_wake);
+		r = waker_init(bus, &bus->cw, bus->cons_q, kl__bus_on_cons_wake);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot create a pipe: %s", strerror(-r));
 		goto fail;
@@ -366,227 +204,6 @@ fail:
 	return r;
 }
 
-/* Thread pool: create the topic if needed, then learn its partitions. */
-static void setup_work(uv_work_t *w)
-{
-	struct kl_bus *bus = w->data;
-	const char *topic = bus->conf->kafka_topic;
-	rd_kafka_NewTopic_t *nt;
-	rd_kafka_queue_t *q = rd_kafka_queue_new(bus->prod);
-	rd_kafka_event_t *ev;
-	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_topic_t *rkt;
-	rd_kafka_resp_err_t err;
-
-	bus->npartitions = 0;
-	bus->setup_err[0] = '\0';
-	nt = rd_kafka_NewTopic_new(topic, 1, -1, bus->setup_err, sizeof(bus->setup_err));
-	if (nt) {
-		rd_kafka_CreateTopics(bus->prod, &nt, 1, NULL, q);
-		ev = rd_kafka_queue_poll(q, SETUP_WAIT_MS);
-		if (ev)
-			rd_kafka_event_destroy(ev); /* "already exists" is the usual answer */
-		rd_kafka_NewTopic_destroy(nt);
-	}
-	rd_kafka_queue_destroy(q);
-	rkt = rd_kafka_topic_new(bus->cons, topic, NULL);
-	err = rd_kafka_metadata(bus->cons, 0, rkt, &md, SETUP_WAIT_MS);
-	if (err) {
-		snprintf(bus->setup_err, sizeof(bus->setup_err), "%s", rd_kafka_err2str(err));
-	} else if (md->topic_cnt == 1 && !md->topics[0].err) {
-		bus->npartitions = md->topics[0].partition_cnt;
-	} else {
-		snprintf(bus->setup_err, sizeof(bus->setup_err), "%s",
-			 md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "no such topic");
-	}
-	if (md)
-		rd_kafka_metadata_destroy(md);
-	rd_kafka_topic_destroy(rkt);
-	/* Partitions with no offset in the store start at what this process may
-	 * have produced already (from its start, by timestamp), not at the end. */
-	for (int32_t p = 0; p < bus->npartitions && p < MAX_PARTITIONS; p++) {
-		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-		rd_kafka_topic_partition_list_add(l, topic, p)->offset = bus->started_ms;
-		bus->start_offset[p] = RD_KAFKA_OFFSET_END;
-		if (!rd_kafka_offsets_for_times(bus->cons, l, SETUP_WAIT_MS) && !l->elems[0].err)
-			bus->start_offset[p] =
-			    l->elems[0].offset >= 0 ? l->elems[0].offset : RD_KAFKA_OFFSET_END;
-		rd_kafka_topic_partition_list_destroy(l);
-	}
-}
-
-static void start_setup(struct kl_bus *bus);
-
-static void on_retry(uv_timer_t *t)
-{
-	start_setup(t->data);
-}
-
-static void setup_done(uv_work_t *w, int status)
-{
-	struct kl_bus *bus = w->data;
-	rd_kafka_topic_partition_list_t *parts;
-	rd_kafka_resp_err_t err;
-
-	bus->working = false;
-	if (bus->closing) {
-		teardown(bus);
-		return;
-	}
-	if (bus->fatal)
-		renew_producer(bus);
-	if (status < 0)
-		return;
-	if (bus->npartitions <= 0) {
-		kl_warn("kafka", "topic %s not reachable (%s); retrying in %d s",
-			bus->conf->kafka_topic, bus->setup_err, SETUP_RETRY_MS / 1000);
-		uv_timer_start(&bus->retry, on_retry, SETUP_RETRY_MS, 0);
-		return;
-	}
-	parts = rd_kafka_topic_partition_list_new(bus->npartitions);
-	for (int32_t p = 0; p < bus->npartitions; p++) {
-		int64_t off = p < MAX_PARTITIONS ? bus->start_offset[p] : RD_KAFKA_OFFSET_END;
-		if (p < MAX_PARTITIONS && bus->next[p] >= 0)
-			off = bus->next[p];
-		rd_kafka_topic_partition_list_add(parts, bus->conf->kafka_topic, p)->offset = off;
-	}
-	err = rd_kafka_assign(bus->cons, parts);
-	rd_kafka_topic_partition_list_destroy(parts);
-	if (err) {
-		kl_warn("kafka", "cannot assign %s: %s; retrying", bus->conf->kafka_topic,
-			rd_kafka_err2str(err));
-		uv_timer_start(&bus->retry, on_retry, SETUP_RETRY_MS, 0);
-		return;
-	}
-	bus->assigned = true;
-	kl_info("kafka", "consuming %s (%" PRId32 " partitions) from the offsets in the store",
-		bus->conf->kafka_topic, bus->npartitions);
-}
-
-static void start_setup(struct kl_bus *bus)
-{
-	if (bus->working || bus->closing)
-		return;
-	bus->working = true;
-	bus->work.data = bus;
-	uv_queue_work(bus->loop, &bus->work, setup_work, setup_done);
-}
-
-static void set_offsets(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t n)
-{
-	for (int p = 0; p < MAX_PARTITIONS; p++)
-		bus->next[p] = -1;
-	for (size_t i = 0; i < n; i++) {
-		if (offs[i].partition >= 0 && offs[i].partition < MAX_PARTITIONS)
-			bus->next[offs[i].partition] = offs[i].offset;
-	}
-}
-
-int kl_bus_consume(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t n,
-		   kl_bus_batch_cb cb, void *ud)
-{
-	set_offsets(bus, offs, n);
-	bus->cb = cb;
-	bus->ud = ud;
-	start_setup(bus);
-	return 0;
-}
-
-void kl_bus_rewind(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t n)
-{
-	if (bus->closing)
-		return;
-	set_offsets(bus, offs, n);
-	if (bus->assigned) {
-		rd_kafka_assign(bus->cons, NULL);
-		bus->assigned = false;
-	}
-	uv_timer_stop(&bus->retry);
-	start_setup(bus); /* a setup under way assigns from the new offsets */
-}
-
-/* The topic vanished (a broker restarted empty, or someone deleted it): set it
- * up again; partitions whose stored offset lies past the new log's end start
- * over from its beginning (auto.offset.reset). */
-static void topic_lost(struct kl_bus *bus)
-{
-	if (bus->closing || bus->working || uv_is_active((uv_handle_t *)&bus->retry))
-		return;
-	kl_warn("kafka", "topic %s is gone; setting it up again", bus->conf->kafka_topic);
-	uv_timer_start(&bus->retry, on_retry, SETUP_RETRY_MS / 5, 0);
-}
-
-int kl_bus_produce(struct kl_bus *bus, const char *key, size_t key_len, const char *value,
-		   size_t len)
-{
-	rd_kafka_resp_err_t err;
-
-	if (!bus->prod) {
-		bus->stats.dropped++;
-		return -ENOBUFS;
-	}
-	if (bus->fatal_after && bus->stats.produced == bus->fatal_after) {
-		bus->fatal_after = 0;
-		rd_kafka_test_fatal_error(bus->prod, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
-					  "KLINED_TEST_KAFKA_FATAL_AFTER");
-	}
-	err = rd_kafka_producev(bus->prod, RD_KAFKA_V_TOPIC(bus->conf->kafka_topic),
-				RD_KAFKA_V_KEY(key, key_len),
-				RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
-				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-	if (err) {
-		bus->stats.dropped++;
-		kl_metrics_add(KL_M_KAFKA_DROPPED, 1);
-		if (bus->stats.dropped == 1 || bus->stats.dropped % 10000 == 0)
-			kl_warn("kafka",
-				"cannot queue an event: %s (%" PRIu64 " dropped so far; "
-				"the REST heal covers them)",
-				rd_kafka_err2str(err), bus->stats.dropped);
-		if (topic_missing(err))
-			topic_lost(bus);
-		return -ENOBUFS;
-	}
-	bus->stats.produced++;
-	kl_metrics_add(KL_M_KAFKA_PRODUCED, 1);
-	return 0;
-}
-
-void kl_bus_commit(struct kl_bus *bus, const struct kl_bus_offset *offs, size_t n)
-{
-	rd_kafka_topic_partition_list_t *parts;
-
-	if (!bus->assigned || !n)
-		return;
-	parts = rd_kafka_topic_partition_list_new((int)n);
-	for (size_t i = 0; i < n; i++)
-		rd_kafka_topic_partition_list_add(parts, bus->conf->kafka_topic, offs[i].partition)
-		    ->offset = offs[i].offset;
-	rd_kafka_commit(bus->cons, parts, 1);
-	rd_kafka_topic_partition_list_destroy(parts);
-}
-
-void kl_bus_stats(const struct kl_bus *bus, struct kl_bus_stats *ret)
-{
-	*ret = bus->stats;
-	ret->lag = -1;
-	if (bus->assigned) {
-		int64_t lo, hi, lag = 0;
-		rd_kafka_topic_partition_list_t *parts = NULL;
-		if (rd_kafka_assignment(bus->cons, &parts) == 0 && parts) {
-			rd_kafka_position(bus->cons, parts);
-			for (int i = 0; i < parts->cnt; i++) {
-				if (rd_kafka_get_watermark_offsets(bus->cons, parts->elems[i].topic,
-								   parts->elems[i].partition, &lo,
-								   &hi) == 0 &&
-				    parts->elems[i].offset >= 0 && hi >= parts->elems[i].offset)
-					lag += hi - parts->elems[i].offset;
-			}
-			rd_kafka_topic_partition_list_destroy(parts);
-			ret->lag = lag;
-		}
-	}
-}
-
 static void on_closed(uv_handle_t *h)
 {
 	struct kl_bus *bus = h->data;
@@ -600,7 +217,7 @@ static void on_closed(uv_handle_t *h)
 	}
 }
 
-static void teardown(struct kl_bus *bus)
+void kl__bus_teardown(struct kl_bus *bus)
 {
 	/* A short, bounded wait: what isn't delivered now is healed from REST.
 	 * What is left is purged: rd_kafka_destroy would otherwise wait for each
@@ -645,5 +262,5 @@ void kl_bus_free(struct kl_bus *bus)
 	else if (bus->in_batch)
 		bus->teardown_due = true;
 	else
-		teardown(bus);
+		kl__bus_teardown(bus);
 }

@@ -18,13 +18,12 @@
  * record of the last bytes received (TCP_INFO) is what shows the exchange
  * alive. Connection attempts are budgeted for the whole process: the
  * exchange allows 300 per 5 minutes per IP, and whatever the connections
- * do, klined makes at most WS_ATTEMPTS of them in that time.
+ * do, klined makes at most lim.attempts of them in that time (ws_plan.c).
  */
-#include "ws.h"
+#include "ws_int.h"
 
 #include "backoff.h"
 #include "kline.h"
-#include "window.h"
 #include "log.h"
 #include "lwsctx.h"
 #include "metrics.h"
@@ -33,63 +32,13 @@
 #include <libwebsockets.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define FRAME_MAX	    (1u << 20)
-#define SILENCE_MS	    90000 /* no frame and no ping for this long: the connection is dead */
-#define ROTATE_MS	    ((23LL * 60 + 30) * 60 * 1000) /* exchange time */
-#define BACKOFF_FIRST_MS    500
-#define BACKOFF_MAX_MS	    30000
-#define STABLE_MS	    60000 /* a connection that delivered this long resets the backoff */
-#define WS_ATTEMPTS	    100	  /* connection attempts per ATTEMPTS_WINDOW_MS, all slots */
-#define ATTEMPTS_WINDOW_MS  300000
-#define STREAM_CLOCK_EVENTS 16 /* the stream's clock: the oldest of this many newest events */
-
-struct slot;
-
-struct conn {
-	struct slot *slot;
-	struct lws *wsi;
-	char *buf;
-	size_t len, cap;
-	int64_t first_event; /* exchange time of its first event; -1 none */
-	uint64_t up_at;	     /* uv_now() when it was established */
-	bool established, delivering, closing;
-	bool connecting, destroyed; /* inside lws_client_connect_via_info; lws let go of it */
-};
-
-struct slot {
-	struct kl_ws *ws;
-	char *path;
-	struct conn *live, *next;
-	uv_timer_t reconnect, silence;
-	unsigned attempts;
-	uint64_t rotate_at; /* uv_now() before which no rotation is tried (one failed) */
-};
-
-struct kl_ws {
-	uv_loop_t *loop;
-	struct lws_context *ctx, **slot; /* slot: see lwsctx.h */
-	struct slot *slots;
-	size_t nslots;
-	char host[256], prefix[256];
-	int port;
-	bool tls, closing;
-	const struct kl_conf *conf;
-	kl_ws_event_cb on_event;
-	kl_ws_up_cb on_up;
-	void *ud;
-	struct kl_ws_stats stats;
-	struct kl_attempts budget;
-	int64_t recent[STREAM_CLOCK_EVENTS]; /* event times of the newest events received */
-	size_t nrecent;
-	bool budget_said;
-	int nclosing;
-};
-
 static void connect_slot(struct slot *s);
+static void on_drain(uv_timer_t *t);
 static void rotate(struct slot *s, const char *why);
 
 static void on_reconnect(uv_timer_t *t)
@@ -103,8 +52,8 @@ static void schedule_reconnect(struct slot *s)
 
 	if (s->ws->closing)
 		return;
-	delay =
-	    kl_backoff_ms(BACKOFF_FIRST_MS, BACKOFF_MAX_MS, s->attempts, 0.5, kl_backoff_uniform());
+	delay = kl_backoff_ms(s->ws->lim.backoff_first_ms, s->ws->lim.backoff_max_ms, s->attempts,
+			      0.5, kl_backoff_uniform());
 	s->attempts++;
 	s->ws->stats.reconnects++;
 	kl_metrics_add(KL_M_WS_RECONNECTS, 1);
@@ -139,12 +88,13 @@ static void on_silence(uv_timer_t *t)
 	struct slot *s = t->data;
 	int64_t quiet = s->live && s->live->established ? quiet_ms(s->live) : -1;
 
-	if (quiet >= 0 && quiet < SILENCE_MS) {
+	if (quiet >= 0 && (uint64_t)quiet < s->ws->lim.silence_ms) {
 		/* Pings (or a frame in the making) came: alive, only quiet. */
-		uv_timer_start(&s->silence, on_silence, (uint64_t)(SILENCE_MS - quiet), 0);
+		uv_timer_start(&s->silence, on_silence, s->ws->lim.silence_ms - (uint64_t)quiet, 0);
 		return;
 	}
-	kl_warn("ws", "no frame and no ping for %d s: dropping the connection", SILENCE_MS / 1000);
+	kl_warn("ws", "no frame and no ping for %g s: dropping the connection",
+		(double)s->ws->lim.silence_ms / 1000.0);
 	if (s->live && s->live->wsi) {
 		close_conn(s->live);
 	} else if (!s->live && !uv_is_active((uv_handle_t *)&s->reconnect)) {
@@ -160,16 +110,21 @@ static void conn_gone(struct conn *c, const char *why)
 	if (!s)
 		return;
 	c->slot = NULL;
+	if (c->draining) {
+		c->draining = false;
+		if (--s->ws->draining == 0)
+			uv_timer_start(&s->ws->drain, on_drain, 0, 0);
+	}
 	if (c->delivering && s->ws->stats.connected)
 		s->ws->stats.connected--;
 	/* Only a connection that lasted resets the backoff: one the exchange drops
 	 * right after its first event must not turn into a reconnect storm. */
-	if (c->established && uv_now(s->ws->loop) - c->up_at >= STABLE_MS)
+	if (c->established && uv_now(s->ws->loop) - c->up_at >= s->ws->lim.stable_ms)
 		s->attempts = 0;
 	if (s->next == c) {
 		s->next = NULL;
 		if (!c->delivering)
-			s->rotate_at = uv_now(s->ws->loop) + BACKOFF_MAX_MS;
+			s->rotate_at = uv_now(s->ws->loop) + s->ws->lim.backoff_max_ms;
 		return;
 	}
 	if (s->live != c)
@@ -208,7 +163,7 @@ static void frame(struct conn *c)
 	ws->stats.frames++;
 	ws->stats.last_frame_ms = (int64_t)uv_now(ws->loop);
 	if (c == s->live || c == s->next)
-		uv_timer_start(&s->silence, on_silence, SILENCE_MS, 0);
+		uv_timer_start(&s->silence, on_silence, ws->lim.silence_ms, 0);
 	if (kl_json_member(c->buf, c->len, "data", &off, &len) < 0) {
 		off = 0;
 		len = c->len;
@@ -273,7 +228,7 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		}
 		break;
 	case LWS_CALLBACK_CLIENT_RECEIVE:
-		if (!c || !c->slot)
+		if (!c || !c->slot || c->slot->ws->closing)
 			break;
 		if (c->len + len + 1 > FRAME_MAX) {
 			kl_warn("ws", "frame larger than %u bytes: dropping the connection",
@@ -341,18 +296,10 @@ static const lws_retry_bo_t retry_policy = {
 static bool budget_allows(struct slot *s)
 {
 	struct kl_ws *ws = s->ws;
-	int64_t wait = kl_attempts_take(&ws->budget, (int64_t)uv_now(ws->loop));
+	int64_t wait = kl__ws_budget_take(ws);
 
-	if (wait == 0) {
-		ws->budget_said = false;
+	if (wait == 0)
 		return true;
-	}
-	if (!ws->budget_said)
-		kl_warn("ws",
-			"%d connection attempts in %d minutes: waiting %.1f s before the next "
-			"(the exchange allows 300 per 5 minutes per IP)",
-			(int)ws->budget.max, ATTEMPTS_WINDOW_MS / 60000, (double)wait / 1000.0);
-	ws->budget_said = true;
 	if (s->live) {
 		s->rotate_at = uv_now(ws->loop) + (uint64_t)wait;
 	} else {
@@ -394,7 +341,7 @@ static void connect_slot(struct slot *s)
 		s->next = c;
 	else
 		s->live = c;
-	uv_timer_start(&s->silence, on_silence, SILENCE_MS, 0);
+	uv_timer_start(&s->silence, on_silence, ws->lim.silence_ms, 0);
 	/* A connect() that fails at once (no route, the network down after a
 	 * resume) runs lws's error and destroy callbacks before this returns:
 	 * c stays ours until then, and only c leaves the slot, never the live
@@ -410,107 +357,13 @@ static void connect_slot(struct slot *s)
 	}
 }
 
-static int parse_url(struct kl_ws *ws, const char *url)
-{
-	const char *p, *slash, *colon;
-
-	if (!strncmp(url, "wss://", 6)) {
-		ws->tls = true;
-		p = url + 6;
-		ws->port = 443;
-	} else if (!strncmp(url, "ws://", 5)) {
-		p = url + 5;
-		ws->port = 80;
-	} else {
-		return -EINVAL;
-	}
-	slash = strchr(p, '/');
-	if (!slash)
-		slash = p + strlen(p);
-	colon = memchr(p, ':', (size_t)(slash - p));
-	if ((size_t)((colon ? colon : slash) - p) >= sizeof(ws->host))
-		return -EINVAL;
-	snprintf(ws->host, sizeof(ws->host), "%.*s", (int)((colon ? colon : slash) - p), p);
-	if (colon)
-		ws->port = atoi(colon + 1);
-	snprintf(ws->prefix, sizeof(ws->prefix), "%s", slash);
-	return ws->host[0] && ws->port > 0 && ws->port < 65536 ? 0 : -EINVAL;
-}
-
-/*
- * Streams are grouped into connections by URL length as well as count:
- * libwebsockets 4.1 cuts the request line at 2048 bytes, and a cut URL
- * would subscribe to fewer streams than asked (or be refused).
- */
-#define URL_MAX 1800
-
-static size_t stream_len(const char *symbol)
-{
-	return strlen(symbol) + sizeof("@kline_1m/") - 1;
-}
-
-static int add_slot(struct kl_ws *ws, char *const *symbols, size_t first, size_t last)
-{
-	struct slot *v = realloc(ws->slots, (ws->nslots + 1) * sizeof(*v)), *s;
-	size_t cap = strlen(ws->prefix) + 32, len;
-
-	if (!v)
-		return -ENOMEM;
-	ws->slots = v;
-	s = memset(&v[ws->nslots], 0, sizeof(*s));
-	for (size_t i = first; i < last; i++)
-		cap += stream_len(symbols[i]);
-	s->path = malloc(cap);
-	if (!s->path)
-		return -ENOMEM;
-	ws->nslots++;
-	len = (size_t)snprintf(s->path, cap, "%s/stream?streams=", ws->prefix);
-	for (size_t i = first; i < last; i++) {
-		if (i > first)
-			s->path[len++] = '/';
-		for (const char *q = symbols[i]; *q; q++)
-			s->path[len++] = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
-		len += (size_t)snprintf(s->path + len, cap - len, "@kline_1m");
-	}
-	return 0;
-}
-
-static int make_slots(struct kl_ws *ws, char *const *symbols, size_t n)
-{
-	size_t first = 0, url = strlen(ws->prefix) + sizeof("/stream?streams=");
-
-	for (size_t i = 0; i <= n; i++) {
-		if (i < n && i - first < KL_WS_STREAMS_PER_CONN &&
-		    url + stream_len(symbols[i]) <= URL_MAX) {
-			url += stream_len(symbols[i]);
-			continue;
-		}
-		if (i > first && add_slot(ws, symbols, first, i) < 0)
-			return -ENOMEM;
-		first = i;
-		url = strlen(ws->prefix) + sizeof("/stream?streams=");
-		if (i < n) {
-			url += stream_len(symbols[i]);
-		}
-	}
-	for (size_t k = 0; k < ws->nslots; k++) {
-		struct slot *s = &ws->slots[k];
-		s->ws = ws;
-		uv_timer_init(ws->loop, &s->reconnect);
-		uv_timer_init(ws->loop, &s->silence);
-		s->reconnect.data = s->silence.data = s;
-	}
-	return 0;
-}
-
-int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols, size_t n,
-	      kl_ws_event_cb on_event, kl_ws_up_cb on_up, void *ud, struct kl_ws **ret, char *err,
-	      size_t errlen)
+int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, const struct kl_ws_limits *lim,
+	      char *const *symbols, size_t n, kl_ws_event_cb on_event, kl_ws_up_cb on_up, void *ud,
+	      struct kl_ws **ret, char *err, size_t errlen)
 {
 	struct kl_ws *ws = calloc(1, sizeof(*ws));
 	struct lws_context_creation_info info;
 	void *loops[1] = {loop};
-	const char *budget;
 
 	if (!ws)
 		return -ENOMEM;
@@ -519,10 +372,9 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols,
 	ws->on_event = on_event;
 	ws->on_up = on_up;
 	ws->ud = ud;
-	kl_attempts_init(&ws->budget, WS_ATTEMPTS, ATTEMPTS_WINDOW_MS);
-	if ((budget = getenv("KLINED_TEST_WS_ATTEMPTS"))) /* test hook: a smaller budget */
-		kl_attempts_init(&ws->budget, strtoul(budget, NULL, 10), ATTEMPTS_WINDOW_MS);
-	if (parse_url(ws, conf->ws_url) < 0) {
+	ws->lim = *lim;
+	kl_attempts_init(&ws->budget, lim->attempts, lim->attempts_window_ms);
+	if (kl__ws_parse_url(ws, conf->ws_url) < 0) {
 		snprintf(err, errlen, "[exchange] ws_url: cannot use '%s'", conf->ws_url);
 		free(ws);
 		return -EINVAL;
@@ -545,7 +397,7 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols,
 		free(ws);
 		return -EIO;
 	}
-	if (make_slots(ws, symbols, n) < 0) {
+	if (kl__ws_make_slots(ws, symbols, n) < 0) {
 		/* No handle was initialised yet: plain frees. */
 		snprintf(err, errlen, "out of memory");
 		kl_lwsctx_destroy(ws->slot);
@@ -555,6 +407,8 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, char *const *symbols,
 		free(ws);
 		return -ENOMEM;
 	}
+	uv_timer_init(loop, &ws->drain);
+	ws->drain.data = ws;
 	for (size_t k = 0; k < ws->nslots; k++)
 		connect_slot(&ws->slots[k]);
 	*ret = ws;
@@ -577,11 +431,8 @@ void kl_ws_stats(const struct kl_ws *ws, struct kl_ws_stats *ret)
 	*ret = ws->stats;
 }
 
-static void on_timer_closed(uv_handle_t *h)
+static void release(struct kl_ws *ws)
 {
-	struct slot *s = h->data;
-	struct kl_ws *ws = s->ws;
-
 	if (--ws->nclosing == 0) {
 		for (size_t k = 0; k < ws->nslots; k++)
 			free(ws->slots[k].path);
@@ -590,22 +441,60 @@ static void on_timer_closed(uv_handle_t *h)
 	}
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+	release(((struct slot *)h->data)->ws);
+}
+
+static void on_drain_closed(uv_handle_t *h)
+{
+	release(h->data);
+}
+
+/* The connections are gone (or DRAIN_MS passed): destroy the context. Never
+ * from inside an lws callback: always from the drain timer. */
+static void on_drain(uv_timer_t *t)
+{
+	struct kl_ws *ws = t->data;
+
+	if (!ws->ctx)
+		return;
+	/* lws closes the connections left and its own handles on the loop. */
+	kl_lwsctx_destroy(ws->slot);
+	ws->ctx = NULL;
+	ws->nclosing = (int)(2 * ws->nslots) + 1;
+	uv_close((uv_handle_t *)&ws->drain, on_drain_closed);
+	for (size_t k = 0; k < ws->nslots; k++) {
+		uv_close((uv_handle_t *)&ws->slots[k].reconnect, on_timer_closed);
+		uv_close((uv_handle_t *)&ws->slots[k].silence, on_timer_closed);
+	}
+}
+
+/*
+ * lws 4.1.6 never lets go of a client connection whose upgrade is still
+ * unanswered when its context is destroyed: the connection's poll handle
+ * and lws's timer stay on the loop, which then never ends (klined would
+ * hang at stop). Those sockets are shut down first; lws closes them as it
+ * services the hang-up, and the context goes once they are gone.
+ */
 void kl_ws_free(struct kl_ws *ws)
 {
 	if (!ws || ws->closing)
 		return;
 	ws->closing = true;
-	/* lws closes its connections and its own handles on the loop. */
-	kl_lwsctx_destroy(ws->slot);
-	ws->ctx = NULL;
-	if (!ws->nslots) {
-		free(ws->slots);
-		free(ws);
-		return;
-	}
-	ws->nclosing = (int)(2 * ws->nslots);
 	for (size_t k = 0; k < ws->nslots; k++) {
-		uv_close((uv_handle_t *)&ws->slots[k].reconnect, on_timer_closed);
-		uv_close((uv_handle_t *)&ws->slots[k].silence, on_timer_closed);
+		struct conn *cs[2] = {ws->slots[k].live, ws->slots[k].next};
+		/* Nothing reconnects, and nothing reaches the caller from now on. */
+		uv_timer_stop(&ws->slots[k].reconnect);
+		uv_timer_stop(&ws->slots[k].silence);
+		for (int i = 0; i < 2; i++) {
+			struct conn *c = cs[i];
+			lws_sockfd_type fd = c && c->wsi ? lws_get_socket_fd(c->wsi) : -1;
+			if (c && !c->established && fd >= 0 && shutdown(fd, SHUT_RDWR) == 0) {
+				c->draining = true;
+				ws->draining++;
+			}
+		}
 	}
+	uv_timer_start(&ws->drain, on_drain, ws->draining ? DRAIN_MS : 0, 0);
 }

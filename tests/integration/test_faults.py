@@ -147,23 +147,6 @@ def test_broker_wiped_topic_gone_mid_stream(replay, klined, kafka_factory, kafka
     assert 0 < off < 10_000
 
 
-def test_producer_fatal_error_gets_a_new_producer(replay, klined, kafka_broker, kafka_topic):
-    srv = replay(start="2023-03-10T22:00:30Z", speed=600)
-    port = free_port()
-    k = live(klined, srv, kafka_broker, kafka_topic, "--http-listen", f"127.0.0.1:{port}")
-    env = dict(os.environ, KLINED_TEST_KAFKA_FATAL_AFTER="300")
-    k.log = open(k.db.parent / "fatal.log", "w+")
-    proc = subprocess.Popen(k.argv(), stdout=subprocess.DEVNULL, stderr=k.log, env=env)
-    proc.log = k.log
-    from conftest import RUNNING
-    RUNNING.append(proc)
-    wait_for(lambda: "starting a new producer" in read_log(proc), timeout=90, step=0.5)
-    assert sample(metrics(port), "klined_kafka_producer_renewals_total") == 1
-    before = ws_minutes(k.db)
-    wait_for(lambda: ws_minutes(k.db) > before + 30, timeout=90, step=0.5)
-    finish(k, srv, proc)
-
-
 # ---- SQLite ---------------------------------------------------------------------------
 
 def test_sqlite_write_lock_held_10s(replay, klined, kafka_broker, kafka_topic):
