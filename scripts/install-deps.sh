@@ -32,7 +32,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! $PY -c 'import aiohttp, pytest, pytest_timeout, confluent_kafka' 2>/dev/null; then
+if ! $PY -c 'import aiohttp, pytest, pytest_timeout, xdist, confluent_kafka' 2>/dev/null; then
     echo "install-deps: pip install -r tests/requirements.txt"
     $PY -m pip install -q -r tests/requirements.txt 2>/dev/null ||
         $PY -m pip install -q --break-system-packages -r tests/requirements.txt

@@ -317,6 +317,7 @@ def test_upgrade_schema2_store_in_place(replay, klined, tmp_path):
     assert "refused" not in p.stderr
 
 
+@pytest.mark.serial  # measures time: alone, after the parallel part
 def test_upgrade_killed_is_old_or_new(klined_bin, tmp_path):
     """kill -9 at any moment of the upgrade leaves either the old store or the new one."""
     import random
