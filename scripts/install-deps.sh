@@ -59,7 +59,7 @@ if $runtime; then # the replay exchange's aiohttp, Kafka's jars: nothing of the 
     echo "install-deps: ok (runtime only; scripts/install-deps.sh without --runtime adds the test tools)"
     exit 0
 fi
-if ! $PY -c 'import aiohttp, pytest, pytest_timeout, confluent_kafka' 2>/dev/null; then
+if ! $PY -c 'import aiohttp, pytest, pytest_timeout, xdist, confluent_kafka' 2>/dev/null; then
     echo "install-deps: pip install -r tests/requirements.txt"
     $PY -m pip install -q -r tests/requirements.txt 2>/dev/null ||
         $PY -m pip install -q --break-system-packages -r tests/requirements.txt

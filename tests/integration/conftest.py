@@ -1,6 +1,8 @@
 """Integration fixtures: the real klined binary, the replay exchange (in this
 process, on 127.0.0.1, port 0) and real SQLite files in a temporary directory."""
+import fcntl
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -89,19 +91,58 @@ def klined(klined_bin, tmp_path):
     return make
 
 
+@pytest.fixture(scope="session")
+def once_per_run(tmp_path_factory):
+    """once_per_run(name, build) -> a directory that build(directory) filled,
+    made once per test run: under pytest-xdist the workers share it (a file lock
+    in the run's temporary directory), so several tests that check one run's
+    result pay for that run once. Tests only read it: one that changes a file
+    copies it first (copy_store)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the controller's: every worker's basetemp is under it
+
+    def get(name, build):
+        d = root / f"once-{name}"
+        with open(root / f"once-{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (d / ".done").exists():
+                shutil.rmtree(d, ignore_errors=True)
+                d.mkdir()
+                build(d)
+                (d / ".done").touch()
+        return d
+    return get
+
+
+def copy_store(src, dst):
+    """Copies the SQLite store @src (and its -wal, -shm if any) to @dst; returns dst."""
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{src}{suffix}").exists():
+            shutil.copy(f"{src}{suffix}", f"{dst}{suffix}")
+    return dst
+
+
 def query(db, sql, *args):
     with sqlite3.connect(db) as c:
         return c.execute(sql, args).fetchall()
 
 
 def wait_for(pred, timeout=30, step=0.05):
+    """pred() until it is true. A store the daemon has created but not yet
+    migrated (no such table) or holds locked is "not yet", not a failure: on a
+    loaded machine a test can look between the two."""
     end = time.monotonic() + timeout
+    last = None
     while time.monotonic() < end:
-        v = pred()
+        try:
+            v = pred()
+        except sqlite3.OperationalError as e:
+            v, last = None, e
         if v:
             return v
         time.sleep(step)
-    raise AssertionError("condition not met in time")
+    raise AssertionError("condition not met in time" + (f" (last: {last})" if last else ""))
 
 
 RUNNING = []

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 import oracle
-from conftest import HALT, HALT_MS, query, stop, wait_for
+from conftest import HALT, HALT_MS, copy_store, query, stop, wait_for
 
 SYMS = ("BTCUSDT", "ETHUSDT")
 E8 = Decimal(100_000_000)
@@ -97,25 +97,35 @@ def halted(replay):
     return replay(halts=["/".join(HALT)])
 
 
-def test_backfill_every_minute_and_day_exact(halted, klined):
-    k = klined(halted.rest_url)
-    p = k.once()
-    assert "backfill: done" in p.stderr
+@pytest.fixture
+def backfilled(once_per_run, replay, klined, tmp_path):
+    """(db, stderr): this test's own copy of the store that `klined run --once`
+    backfilled from the halted replay, and that run's stderr. The backfill is
+    made once per test run: several tests check the same run's result."""
+    def build(d):
+        srv = replay(halts=["/".join(HALT)])
+        (d / "stderr").write_text(klined(srv.rest_url, db=d / "klined.db").once().stderr)
+    d = once_per_run("halted-backfill", build)
+    return copy_store(d / "klined.db", tmp_path / "klined.db"), (d / "stderr").read_text()
+
+
+def test_backfill_every_minute_and_day_exact(backfilled):
+    db, stderr = backfilled
+    assert "backfill: done" in stderr
     for s in SYMS:
-        check_minutes(k.db, s, source="rest")
-        check_daily(k.db, s)
-    assert query(k.db, "SELECT symbol, from_ms, to_ms FROM outages ORDER BY symbol") == [
+        check_minutes(db, s, source="rest")
+        check_daily(db, s)
+    assert query(db, "SELECT symbol, from_ms, to_ms FROM outages ORDER BY symbol") == [
         (s, *HALT_MS) for s in SYMS]
     # The bar before the halt has its shortened close time, as Binance's does.
-    assert query(k.db, "SELECT close_time - open_time FROM kline WHERE open_time = ?",
+    assert query(db, "SELECT close_time - open_time FROM kline WHERE open_time = ?",
                  HALT_MS[0] - 60000) == [(41646,), (41646,)]
-    assert query(k.db, "PRAGMA journal_mode") == [("wal",)]
-    assert query(k.db, "SELECT count(*) FROM reject") == [(0,)]
+    assert query(db, "PRAGMA journal_mode") == [("wal",)]
+    assert query(db, "SELECT count(*) FROM reject") == [(0,)]
 
 
-def test_second_run_changes_nothing(halted, klined):
-    k = klined(halted.rest_url)
-    k.once()
+def test_second_run_changes_nothing(halted, klined, backfilled):
+    k = klined(halted.rest_url, db=backfilled[0])
     before = fingerprint(k.db)
     halted.reset_stats()
     k.once()
@@ -169,9 +179,8 @@ def test_sigterm_mid_backfill_keeps_what_was_fetched(replay, klined):
         check_minutes(k.db, s)
 
 
-def test_hole_cut_into_the_store_heals(halted, klined):
-    k = klined(halted.rest_url)
-    k.once()
+def test_hole_cut_into_the_store_heals(halted, klined, backfilled):
+    k = klined(halted.rest_url, db=backfilled[0])
     before = fingerprint(k.db)
     # A hole inside one day of one symbol, and a whole day of the other.
     query(k.db, "DELETE FROM kline WHERE sid = 1 AND open_time BETWEEN 1675000000000 AND 1675090000000")
@@ -310,9 +319,8 @@ def gzip_lines(name):
     return gzip.decompress((oracle.DATA / name).read_bytes()).decode().splitlines()
 
 
-def test_status_reports_the_store(halted, klined):
-    k = klined(halted.rest_url)
-    k.once()
+def test_status_reports_the_store(halted, klined, backfilled):
+    k = klined(halted.rest_url, db=backfilled[0])
     p = k.cmd("status", "--json")
     assert p.returncode == 0, p.stderr
     st = json.loads(p.stdout)

@@ -8,6 +8,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from conftest import RUNNING, query, read_log, stop, wait_for
 from test_http import free_port, get, http_args, raw_request, up
 
@@ -58,6 +60,7 @@ def timed_get(port, path):
     return time.monotonic() - t0, st, body
 
 
+@pytest.mark.serial  # measures time: alone, after the parallel part
 def test_idle_and_slow_connections_do_not_block_the_api(replay, klined):
     srv = replay(start="2023-03-05T06:00:30Z", speed=0)
     port = free_port()

@@ -14,7 +14,11 @@ Fixtures:
 
   kafka_broker   session: one broker shared by the whole run, started on first
                  use (the jars fetched first if needed, ~50 s cold, then ~7-10 s
-                 per start), stopped when the run ends. `.bootstrap` is
+                 per start), stopped when the run ends. Under pytest-xdist each
+                 worker is a session of its own, so each worker that needs it
+                 gets its own broker (free ports, its own temporary directory,
+                 ~1 GB of memory): no topic, offset or restart() of one worker
+                 reaches another's tests. `.bootstrap` is
                  "127.0.0.1:PORT". Several conftest files importing it still get
                  the same broker. Tests may restart() it (same ports, it comes
                  back); tests that kill it, pause it or wipe it must use

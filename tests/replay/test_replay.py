@@ -379,6 +379,7 @@ def test_fault_status(srv):
     assert srv.stats()["faults"][0]["fired"] == 2
 
 
+@pytest.mark.serial  # measures time: alone, after the parallel part
 def test_latency_does_not_serialize():
     import concurrent.futures
     with br.ReplayServer(data_dir=DATA, start=START, speed=0, latency_ms=200) as s:
@@ -408,6 +409,7 @@ def test_fault_status_429_retry_after_ban():
         assert [f["fired"] for f in s.stats()["faults"]] == [1, 3]
 
 
+@pytest.mark.serial  # measures time: alone, after the parallel part
 def test_fault_slow(srv):
     srv.add_faults({"kind": "slow", "delay_ms": 400, "count": 1})
     p = {"symbol": "BTCUSDT", "interval": "1m", "limit": 1}
