@@ -129,7 +129,8 @@ struct args {
 	int nfiles;
 };
 
-enum { OPT_CONFIG = 1, OPT_ONCE, OPT_JSON, OPT_HELP, OPT_VERSION, OPT_KEY = 100 };
+/* Above any character, so that no key is taken for a short option such as -h. */
+enum { OPT_CONFIG = 256, OPT_ONCE, OPT_JSON, OPT_HELP, OPT_VERSION, OPT_KEY = 1024 };
 
 /* getopt_long's table: the fixed options, then one per configuration key. */
 static struct option *long_options(void)
@@ -246,7 +247,7 @@ static int status(const struct kl_conf *c, bool json)
 		fprintf(stderr, "klined: status: %s\n", err);
 		return 1;
 	}
-	r = kl_api_status(st, &j);
+	r = kl_api_status(st, strcmp(c->kafka_brokers, "off") ? c->kafka_topic : NULL, &j);
 	kl_store_close(st);
 	if (r < 0) {
 		fprintf(stderr, "klined: status: cannot read the store: %s\n", strerror(-r));
@@ -282,6 +283,19 @@ static int status(const struct kl_conf *c, bool json)
 			       json_string_value(json_object_get(d, "close_exact")));
 		else
 			printf("-\n");
+	}
+	{
+		json_t *cons = json_object_get(j, "consumer");
+		json_t *parts = json_object_get(cons, "partitions");
+
+		for (size_t k = 0; k < json_array_size(parts); k++) {
+			json_t *p = json_array_get(parts, k);
+			printf("consumer %s partition %lld: next offset %lld (the lag, which needs "
+			       "the broker, is in /api/status and /metrics)\n",
+			       json_string_value(json_object_get(cons, "topic")),
+			       (long long)json_integer_value(json_object_get(p, "partition")),
+			       (long long)json_integer_value(json_object_get(p, "next_offset")));
+		}
 	}
 	json_decref(j);
 	return 0;
@@ -336,8 +350,8 @@ int main(int argc, char **argv)
 	if (a.help || a.cmd == CMD_HELP) {
 		const char *cmd = a.cmd == CMD_HELP ? (a.nfiles ? a.files[0] : NULL) : a.cmdname;
 
-		if (cmd && strcmp(cmd, "run") && strcmp(cmd, "status") && strcmp(cmd, "import") &&
-		    strcmp(cmd, "help")) {
+		if (cmd && strcmp(cmd, "run") != 0 && strcmp(cmd, "status") != 0 &&
+		    strcmp(cmd, "import") != 0 && strcmp(cmd, "help") != 0) {
 			fprintf(stderr, "klined: help: no command '%s'\n", cmd);
 			goto out;
 		}

@@ -17,6 +17,7 @@
 #include "run.h"
 
 #include "backfill.h"
+#include "day.h"
 #include "bus.h"
 #include "exchange.h"
 #include "heal.h"
@@ -277,8 +278,13 @@ static enum kl_rest_verdict on_time(void *ud, const struct kl_rest_reply *r)
 		return KL_REST_DONE;
 	if (r->status != 200 || kl_exchange_time(r->body, r->len, &run->now_ms) < 0)
 		return KL_REST_RETRY;
-	kl_info("run", "exchange time %" PRId64 ", last closed minute ends at %" PRId64,
-		run->now_ms, kl_kline_slot(run->now_ms));
+	{
+		char t[21], c[21];
+
+		kl_time_format(run->now_ms, t);
+		kl_time_format(kl_kline_slot(run->now_ms), c);
+		kl_info("run", "exchange time %s, last closed minute ends at %s", t, c);
+	}
 	run->phase = "finding where each symbol's history begins";
 	hs = calloc(run->nsyms, sizeof(*hs));
 	for (size_t i = 0; hs && i < run->nsyms; i++)

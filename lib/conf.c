@@ -242,7 +242,7 @@ static int symbols_apply(struct kl_conf *c, const char *v, bool append, char *er
 	char **list = NULL;
 	size_t nlist = 0;
 	const char *p = v;
-	int r = 0;
+	int r;
 
 	if (append) {
 		list = calloc(c->nsymbols ? c->nsymbols : 1, sizeof(*list));

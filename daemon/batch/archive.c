@@ -293,7 +293,7 @@ static enum kl_rest_verdict on_zip(void *ud, const struct kl_rest_reply *r)
 		return KL_REST_DONE;
 	}
 	for (unsigned i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		snprintf(hex + 2 * (size_t)i, 3, "%02x", md[i]);
 	if (strcmp(hex, f->sha) != 0) {
 		/* Invariant 1: a CDN edge may serve a stale or damaged copy; fetch once more. */
 		if (++f->bad_sums < MAX_BAD_SUM && get(f, false) == 0) {

@@ -114,11 +114,19 @@ static void log_progress(struct kl_backfill *bf, const char *what)
 	double pct = bf->total ? 100.0 * (double)bf->done / (double)bf->total : 100.0;
 	double mrate = secs > 0 ? (double)bf->done / secs : 0;
 	double eta = mrate > 0 ? (double)(bf->total - bf->done) / mrate : 0;
+	char left[48];
 
+	/* No ETA before a page has come back: a guess from nothing is a lie. */
+	if (bf->done >= bf->total)
+		snprintf(left, sizeof(left), "took %.1f s", secs);
+	else if (bf->done == 0 || mrate <= 0)
+		snprintf(left, sizeof(left), "ETA unknown yet");
+	else
+		snprintf(left, sizeof(left), "ETA %.0f s", eta);
 	kl_info("backfill",
 		"%s: %zu symbols, %" PRId64 "/%" PRId64 " minutes (%.1f%%), %" PRId64
-		" rows, %.0f rows/s, ETA %.0f s",
-		what, bf->nsyms, bf->done, bf->total, pct, bf->rows, rate, eta);
+		" rows, %.0f rows/s, %s",
+		what, bf->nsyms, bf->done, bf->total, pct, bf->rows, rate, left);
 }
 
 static void on_progress_timer(uv_timer_t *t)

@@ -125,8 +125,10 @@ static void on_filled(void *ud, int status)
 	if (h->stopped)
 		return;
 	if (h->once) {
-		kl_info("run", "store is current up to %" PRId64 " (exchange time); exiting",
-			h->closed_end);
+		char t[21];
+
+		kl_time_format(h->closed_end, t);
+		kl_info("run", "store is current up to %s (exchange time); exiting", t);
 		stop(h, 0);
 		return;
 	}
@@ -230,10 +232,12 @@ static void fill_rest(struct kl_heal *h, int64_t from)
 		if (r == 0 && holes.n) {
 			char t[21];
 			kl_time_format(holes.v[0].from, t);
-			if (from <= s->start || h->stream)
-				kl_info("run",
-					"%s: %" PRId64 " minutes missing in %zu ranges from %s",
-					s->symbol, kl_ranges_minutes(&holes), holes.n, t);
+			int64_t n = kl_ranges_minutes(&holes);
+
+			/* A heal's minute or two is routine (REST publishes late): debug. */
+			kl_log(from <= s->start || n > 2 ? KL_LOG_INFO : KL_LOG_DEBUG, "run",
+			       "%s: %" PRId64 " minute%s missing in %zu range%s from %s", s->symbol,
+			       n, n == 1 ? "" : "s", holes.n, holes.n == 1 ? "" : "s", t);
 			r = kl_backfill_add(h->bf, s->symbol, s->sid, &holes);
 		}
 		kl_backfill_not_trading(h->bf, s->sid, s->not_trading);
@@ -425,8 +429,12 @@ static void plan_symbol(struct kl_heal *h, struct hsym *s, int64_t start)
 	if (!s->known) {
 		s->start = start;
 		r = kl_store_symbol(h->st, s->symbol, true, &s->start, &s->sid);
-		if (r == 0)
-			kl_info("run", "%s: new symbol, history from %" PRId64, s->symbol, start);
+		if (r == 0) {
+			char t[21];
+
+			kl_time_format(start, t);
+			kl_info("run", "%s: new symbol, history from %s", s->symbol, t);
+		}
 	} else if (start < s->start) {
 		kl_info("run", "%s: history_start moved earlier, extending coverage", s->symbol);
 		r = kl_store_symbol_extend(h->st, s->sid, start);

@@ -170,6 +170,11 @@ void kl_metrics_rest_refused(uint64_t n, double seconds, int64_t paused_until_ms
 	reg.paused_until_ms = paused_until_ms;
 }
 
+int64_t kl_metrics_consumer_lag_get(void)
+{
+	return reg.on ? reg.lag : -1;
+}
+
 void kl_metrics_consumer_lag(int64_t lag)
 {
 	reg.lag = lag;

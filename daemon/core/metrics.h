@@ -71,6 +71,9 @@ void kl_metrics_rest_refused(uint64_t n, double seconds, int64_t paused_until_ms
 /** The consumer's lag (messages behind the partitions' ends; < 0 unknown). */
 void kl_metrics_consumer_lag(int64_t lag);
 
+/** The consumer's lag as last measured (-1 unknown). */
+int64_t kl_metrics_consumer_lag_get(void);
+
 /** The consumer's stored position: the next offset of @p partition. */
 void kl_metrics_consumer_position(int32_t partition, int64_t next);
 

@@ -67,7 +67,22 @@ static int status_symbol(void *ud, const struct kl_store_symstat *s)
 	return 0;
 }
 
-int kl_api_status(struct kl_store *st, json_t **ret)
+/* The consumer's positions as stored with the windows (the lag needs the broker). */
+static json_t *consumer_json(struct kl_store *st, const char *topic)
+{
+	int32_t parts[256];
+	int64_t next[256];
+	int n = topic ? kl_store_get_offsets(st, topic, parts, next, 256) : 0;
+	json_t *v = json_array();
+
+	for (int i = 0; v && i < n; i++)
+		json_array_append_new(v, json_pack("{s:i, s:I}", "partition", (int)parts[i],
+						   "next_offset", (json_int_t)next[i]));
+	return json_pack("{s:s?, s:o, s:n}", "topic", topic, "partitions", v ? v : json_array(),
+			 "lag");
+}
+
+int kl_api_status(struct kl_store *st, const char *topic, json_t **ret)
 {
 	json_t *root = json_object(), *syms = json_array();
 	int r, v = 0;
@@ -82,6 +97,7 @@ int kl_api_status(struct kl_store *st, json_t **ret)
 	kl_store_schema_version(st, &v);
 	json_object_set_new(root, "schema_version", json_integer(v));
 	json_object_set_new(root, "symbols", syms);
+	json_object_set_new(root, "consumer", consumer_json(st, topic));
 	syms = NULL;
 out:
 	json_decref(syms);
@@ -178,7 +194,7 @@ int kl__api_status(struct lws *wsi, struct pss *pss, struct kl_http *http)
 	char *s;
 
 	if (!http->status || now - http->status_at >= STATUS_TTL_MS) {
-		if (kl_api_status(http->st, &j) < 0) {
+		if (kl_api_status(http->st, http->conf->kafka_topic, &j) < 0) {
 			kl_warn("http", "/api/status: cannot read the store: %s",
 				kl_store_errmsg(http->st));
 			return kl__http_respond_error(wsi, pss, 503, "cannot read the store");
@@ -188,6 +204,12 @@ int kl__api_status(struct lws *wsi, struct pss *pss, struct kl_http *http)
 			json_array_append_new(syms, json_string(http->syms[i]));
 		json_object_set_new(j, "configured_symbols", syms);
 		json_object_set_new(j, "backfill", kl__api_backfill_json());
+		{
+			/* Live, from the running consumer: what the CLI cannot know. */
+			int64_t lag = kl_metrics_consumer_lag_get();
+			json_object_set_new(json_object_get(j, "consumer"), "lag",
+					    lag < 0 ? json_null() : json_integer(lag));
+		}
 		json_object_set_new(j, "health", kl_health_json(http->conf));
 		s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
 		json_decref(j);

@@ -12,10 +12,12 @@
 #include <stdint.h>
 
 /**
- * The status report (what `klined status --json` prints).
+ * The status report (what `klined status --json` prints), with the
+ * consumer's stored positions on Kafka topic @p topic (NULL: no stream;
+ * borrowed); its "lag" is null here, /api/status fills it in live.
  * @return 0 with *ret (a new reference, caller owns), -ENOMEM or -EIO.
  */
-int kl_api_status(struct kl_store *st, json_t **ret);
+int kl_api_status(struct kl_store *st, const char *topic, json_t **ret);
 
 /**
  * The newest @p days rows of `daily` for @p symbol, oldest first, as a
