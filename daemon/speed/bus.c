@@ -30,6 +30,10 @@ static void on_rdk_log(const rd_kafka_t *rk, int level, const char *fac, const c
 	 * broker is away would fill the log once a second. */
 	if (!strcmp(fac, "COMMITFAIL"))
 		level = 7;
+	/* A broker that has just started loads its coordinator state: librdkafka
+	 * waits and retries on its own, so it is not worth a warning. */
+	if (strstr(buf, "Coordinator load in progress"))
+		level = 7;
 	kl_log(level <= 3   ? KL_LOG_ERROR
 	       : level <= 5 ? KL_LOG_WARN
 			    : KL_LOG_DEBUG,

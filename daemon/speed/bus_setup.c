@@ -12,6 +12,9 @@
 #include <stdio.h>
 
 /* Thread pool: create the topic if needed, then learn its partitions. */
+#define METADATA_TRIES	  5 /* at most ~1 s more, so a stop never waits long on this */
+#define METADATA_PAUSE_MS 200
+
 static void setup_work(uv_work_t *w)
 {
 	struct kl_bus *bus = w->data;
@@ -35,7 +38,17 @@ static void setup_work(uv_work_t *w)
 	}
 	rd_kafka_queue_destroy(q);
 	rkt = rd_kafka_topic_new(bus->cons, topic, NULL);
-	err = rd_kafka_metadata(bus->cons, 0, rkt, &md, SETUP_WAIT_MS);
+	/* A topic just created takes a moment to reach every broker's metadata:
+	 * ask again briefly (this is the thread pool, not the loop) before a
+	 * warning and a 5 s retry. */
+	for (int tries = 0;; tries++) {
+		err = rd_kafka_metadata(bus->cons, 0, rkt, &md, SETUP_WAIT_MS);
+		if (err || tries >= METADATA_TRIES || (md->topic_cnt == 1 && !md->topics[0].err))
+			break;
+		rd_kafka_metadata_destroy(md);
+		md = NULL;
+		uv_sleep(METADATA_PAUSE_MS);
+	}
 	if (err) {
 		snprintf(bus->setup_err, sizeof(bus->setup_err), "%s", rd_kafka_err2str(err));
 	} else if (md->topic_cnt == 1 && !md->topics[0].err) {
