@@ -213,7 +213,11 @@ def test_page_opened_during_backfill_fills_in(replay, klined):
     w = Watch(f"http://127.0.0.1:{port}/")
     try:
         w.until(lambda s: True, timeout=60)
-        assert get_json(port, "/api/status")[1]["backfill"]["running"], "backfill over already"
+        # the page is open before the backfill is under way (planning takes a few
+        # round trips of 400 ms): wait for it to run, and not to be over already
+        wait_for(lambda: get_json(port, "/api/status")[1]["backfill"]["running"]
+                 or "backfill: done" in read_log(proc), timeout=60, step=0.2)
+        assert "backfill: done" not in read_log(proc), "backfill over already"
         wait_for(lambda: "backfill: done" in read_log(proc), timeout=240, step=0.5)
         rows = query(k.db, "SELECT count(*) FROM daily WHERE symbol = 'BTCUSDT'")[0][0]
         s = w.until(lambda s: s["candles"] == rows, timeout=60)
