@@ -626,6 +626,8 @@ def run(args, command: str, work: Path) -> int:
     src_klined = KLINED
     KLINED = work / "klined"
     shutil.copy2(REPLAY, work / REPLAY.name)  # likewise the replay exchange
+    if (REPLAY.parent / "replay_archive.py").exists():  # and its archive half, where it has one
+        shutil.copy2(REPLAY.parent / "replay_archive.py", work / "replay_archive.py")
     src_replay = REPLAY
     REPLAY = work / REPLAY.name
     conf = work / "empty.conf"

@@ -795,6 +795,7 @@ def verify_ccxt(cdb, rdb, expected):
 def run_backfill(work, binary, quick, repeat):
     bf.KLINED = binary
     shutil.copy2(bf.REPLAY, work / "binance_replay.py")
+    shutil.copy2(bf.REPLAY.parent / "replay_archive.py", work / "replay_archive.py")
     bf.REPLAY = work / "binance_replay.py"
     conf = work / "empty.conf"
     conf.write_text("")

@@ -184,6 +184,7 @@ class Replay:
         mod = work / "replay"
         mod.mkdir(exist_ok=True)
         shutil.copy2(REPLAY_SRC, mod / "binance_replay.py")
+        shutil.copy2(REPLAY_SRC.parent / "replay_archive.py", mod / "replay_archive.py")
         self.cmd = [sys.executable, str(Path(__file__).resolve()), "_replay",
                     "--module-dir", str(mod), "--data", str(DATA), "--start", START,
                     "--tile-until", TILE_UNTIL, "--gen-symbols", str(max(0, nsym - 2))]
