@@ -22,3 +22,10 @@ int kl_store_upgrade(sqlite3 *db, size_t version, char *err, size_t n);
  * text of a large kline. @return 0, or -EINVAL when it is not klined's.
  */
 int kl_store_exact_kline(sqlite3_stmt *s, int col, struct kl_kline *k);
+
+/**
+ * A kline row as the reads select it: open_time, open .. quote_volume as
+ * integers, trades, x (columns 0 to 8), into @p k (the other fields
+ * untouched). @return 0, or -EIO when x is not klined's.
+ */
+int kl_store_row_kline(sqlite3_stmt *s, struct kl_kline *k);

@@ -130,16 +130,7 @@ static int fold(struct kl_store_klines *sk, int64_t sid, int64_t from, int64_t t
 	sqlite3_bind_int64(s, 2, from);
 	sqlite3_bind_int64(s, 3, to);
 	while (r == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-		k.open_time = sqlite3_column_int64(s, 0);
-		k.trades = sqlite3_column_int64(s, 7);
-		if (sqlite3_column_type(s, 8) == SQLITE_NULL) {
-			k.open = sqlite3_column_int64(s, 1);
-			k.high = sqlite3_column_int64(s, 2);
-			k.low = sqlite3_column_int64(s, 3);
-			k.close = sqlite3_column_int64(s, 4);
-			k.volume = sqlite3_column_int64(s, 5);
-			k.quote_volume = sqlite3_column_int64(s, 6);
-		} else if (kl_store_exact_kline(s, 8, &k) < 0) {
+		if (kl_store_row_kline(s, &k) < 0) {
 			r = -EIO; /* x not written by klined */
 			break;
 		}

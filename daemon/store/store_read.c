@@ -85,17 +85,10 @@ int kl_store_each_kline(struct kl_store *st, int64_t sid, int64_t from, int64_t 
 	sqlite3_bind_int64(s, 2, from);
 	sqlite3_bind_int64(s, 3, to);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		k.open_time = sqlite3_column_int64(s, 0);
+		int e = kl_store_row_kline(s, &k);
+
 		k.close_time = k.open_time + KL_MINUTE_MS - 1;
-		k.trades = sqlite3_column_int64(s, 7);
-		if (sqlite3_column_type(s, 8) == SQLITE_NULL) {
-			k.open = sqlite3_column_int64(s, 1);
-			k.high = sqlite3_column_int64(s, 2);
-			k.low = sqlite3_column_int64(s, 3);
-			k.close = sqlite3_column_int64(s, 4);
-			k.volume = sqlite3_column_int64(s, 5);
-			k.quote_volume = sqlite3_column_int64(s, 6);
-		} else if (kl_store_exact_kline(s, 8, &k) < 0) {
+		if (e < 0) {
 			sqlite3_reset(s);
 			return -EIO; /* x not written by klined */
 		}
