@@ -26,7 +26,7 @@
 
 struct file {
 	const char *path, *name;
-	const void *data; /* an archive held in memory (kl_import_zip), or NULL: read path */
+	const void *data; /* an archive held in memory (kl_import_parse_zip), or NULL: path */
 	size_t dlen;
 	int64_t keep_from; /* klines before this are left out (an archive's part we have) */
 	char symbol[24];
@@ -37,7 +37,18 @@ struct file {
 	int64_t *times;
 	size_t ntimes, cap;
 	int64_t rows, rejects, lineno;
-	struct kl_store *st;
+	struct kl_store *st; /* NULL: parse only (a thread), keeping klines and refusals */
+	struct kl_kline *kv;
+	size_t nk, capk;
+	struct refused *rv;
+	size_t nrv;
+};
+
+/* A kline refused while parsing off the loop, stored later with the rest. */
+struct refused {
+	char origin[300];
+	const char *reason; /* static */
+	char *raw;
 };
 
 /* SYMBOL-1m-YYYY-MM[-DD](.csv|.csv.gz|.zip) */
@@ -119,12 +130,36 @@ static int line(struct file *f, const char *s, size_t len)
 		snprintf(origin, sizeof(origin), "%s:%" PRId64, f->name, f->lineno);
 		kl_warn("import", "%s: refused kline: %s", origin, kl_kline_reason(v));
 		f->rejects++;
+		if (!f->st) {
+			struct refused *g = realloc(f->rv, (f->nrv + 1) * sizeof(*g));
+			if (!g)
+				return -ENOMEM;
+			f->rv = g;
+			snprintf(g[f->nrv].origin, sizeof(g[f->nrv].origin), "%s", origin);
+			g[f->nrv].reason = kl_kline_reason(v);
+			if (!(g[f->nrv].raw = strdup(raw)))
+				return -ENOMEM;
+			f->nrv++;
+			return 0;
+		}
 		if (kl_store_put_reject(f->st, 0, f->symbol, origin, kl_kline_reason(v), raw) < 0)
 			return kl_log_errno(-EIO, "import", "%s: cannot store: %s", f->name,
 					    kl_store_errmsg(f->st));
 		return 0;
 	}
 	f->rows++;
+	if (!f->st) {
+		if (f->nk == f->capk) {
+			size_t cap = f->capk ? 2 * f->capk : 2048;
+			struct kl_kline *g = realloc(f->kv, cap * sizeof(*g));
+			if (!g)
+				return -ENOMEM;
+			f->kv = g;
+			f->capk = cap;
+		}
+		f->kv[f->nk++] = k;
+		return 0;
+	}
 	if (kl_store_put_kline(f->st, f->sid, &k, KL_SRC_IMPORT) < 0)
 		return kl_log_errno(-EIO, "import", "%s: cannot store: %s", f->name,
 				    kl_store_errmsg(f->st));
@@ -249,10 +284,9 @@ static int import_file(struct kl_store *st, struct file *f)
 	int r;
 
 	r = kl_store_begin(st);
-	/* An archive loads into a symbol the heal planned, from where it planned it. */
-	if (r == 0 && !f->data)
+	if (r == 0)
 		r = kl_store_symbol(st, f->symbol, true, &start, &f->sid);
-	if (r == 0 && !f->data && f->from < start)
+	if (r == 0 && f->from < start)
 		r = kl_store_symbol_extend(st, f->sid, f->from);
 	if (r < 0) {
 		kl_err("import", "%s: %s", f->name, kl_store_errmsg(st));
@@ -292,35 +326,96 @@ out:
 		kl_store_rollback(st);
 		kl_err("import", "%s: not imported (nothing of it was stored)", f->name);
 	} else {
-		/* The archive loads thousands of files: its progress line says how it goes. */
-		kl_log(f->data ? KL_LOG_DEBUG : KL_LOG_INFO, "import",
-		       "%s: %" PRId64 " klines, %" PRId64 " refused, %zu holes", f->name, f->rows,
-		       f->rejects, f->holes.n);
+		kl_info("import", "%s: %" PRId64 " klines, %" PRId64 " refused, %zu holes", f->name,
+			f->rows, f->rejects, f->holes.n);
 	}
 	return r;
 }
 
-int kl_import_zip(struct kl_store *st, int64_t sid, const char *name, const void *data, size_t len,
-		  int64_t keep_from, int64_t *rows)
+struct kl_import_batch {
+	struct file f;
+};
+
+void kl_import_batch_free(struct kl_import_batch *b)
 {
-	struct file f = {.path = name,
-			 .name = name,
-			 .data = data,
-			 .dlen = len,
-			 .keep_from = keep_from,
-			 .sid = sid,
-			 .st = st};
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->f.nrv; i++)
+		free(b->f.rv[i].raw);
+	free(b->f.rv);
+	free(b->f.kv);
+	free(b->f.times);
+	kl_ranges_clear(&b->f.holes);
+	free(b);
+}
+
+int kl_import_parse_zip(const char *name, const void *data, size_t len, int64_t keep_from,
+			struct kl_import_batch **ret)
+{
+	struct kl_import_batch *b = calloc(1, sizeof(*b));
+	struct file *f;
 	int r;
 
+	if (!b)
+		return -ENOMEM;
+	f = &b->f;
+	*f = (struct file){
+	    .path = name, .name = name, .data = data, .dlen = len, .keep_from = keep_from};
+	r = parse_name(f) < 0 ? -EINVAL : read_zip(f);
+	if (r == 0) {
+		qsort(f->times, f->ntimes, sizeof(*f->times), cmp_i64);
+		kl_gapscan_init(&f->scan, f->keep_from > f->from ? f->keep_from : f->from, f->to,
+				&f->holes);
+		for (size_t i = 0; i < f->ntimes && r == 0; i++)
+			r = kl_gapscan_feed(&f->scan, f->times[i]);
+		if (r == 0)
+			r = kl_gapscan_finish(&f->scan);
+	}
+	f->data = NULL; /* borrowed only for the parse */
+	if (r == 0 && f->rows == 0)
+		r = -ENODATA;
+	if (r < 0) {
+		kl_import_batch_free(b);
+		return r;
+	}
+	*ret = b;
+	return 0;
+}
+
+int kl_import_store_batch(struct kl_store *st, int64_t sid, struct kl_import_batch *b,
+			  int64_t *rows)
+{
+	struct file *f = &b->f;
+	int r = kl_store_begin(st);
+
 	*rows = 0;
-	if (parse_name(&f) < 0)
-		return -EINVAL;
-	r = import_file(st, &f);
+	for (size_t i = 0; r == 0 && i < f->nk; i++)
+		r = kl_store_put_kline(st, sid, &f->kv[i], KL_SRC_IMPORT) < 0 ? -EIO : 0;
+	for (size_t i = 0; r == 0 && i < f->nrv; i++)
+		r = kl_store_put_reject(st, 0, f->symbol, f->rv[i].origin, f->rv[i].reason,
+					f->rv[i].raw) < 0
+			? -EIO
+			: 0;
 	if (r == 0)
-		*rows = f.rows;
-	kl_ranges_clear(&f.holes);
-	free(f.times);
-	return r;
+		r = kl_store_commit(st);
+	if (r < 0) {
+		kl_err("import", "%s: %s; not imported (nothing of it was stored)", f->name,
+		       kl_store_errmsg(st));
+		kl_store_rollback(st);
+		return r;
+	}
+	if (f->holes.n) {
+		char t[21];
+		kl_time_format(f->holes.v[0].from, t);
+		kl_warn("import",
+			"%s: %" PRId64 " minutes missing in %zu ranges from %s: holes, fetched "
+			"from REST by the next run (a file cannot prove an outage)",
+			f->name, kl_ranges_minutes(&f->holes), f->holes.n, t);
+	}
+	kl_debug("import", "%s: %" PRId64 " klines, %" PRId64 " refused, %zu holes", f->name,
+		 f->rows, f->rejects, f->holes.n);
+	*rows = f->rows;
+	return 0;
 }
 
 int kl_import(const struct kl_conf *conf, char *const *files, int nfiles)
