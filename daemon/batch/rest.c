@@ -95,7 +95,7 @@ static void enqueue(struct kl_rest *rest, struct req *q, bool front)
 	rest->stats.queued++;
 }
 
-static void retry_later(struct kl_rest *rest, struct req *q, const char *why)
+void kl__rest_retry_later(struct kl_rest *rest, struct req *q, const char *why)
 {
 	uint64_t delay =
 	    kl_backoff_ms(BACKOFF_FIRST_MS, BACKOFF_MAX_MS, q->attempt, 0.5, kl_backoff_uniform());
@@ -186,7 +186,7 @@ static void refuse(struct kl_rest *rest, struct req *q, const char *why, bool tl
 	enqueue(rest, q, true);
 }
 
-static void deliver(struct kl_rest *rest, struct req *q, const struct kl_rest_reply *reply)
+void kl__rest_deliver(struct kl_rest *rest, struct req *q, const struct kl_rest_reply *reply)
 {
 	enum kl_rest_verdict v;
 
@@ -194,45 +194,9 @@ static void deliver(struct kl_rest *rest, struct req *q, const struct kl_rest_re
 	v = q->cb(q->ud, reply);
 	rest->depth--;
 	if (v == KL_REST_RETRY && !rest->closing)
-		retry_later(rest, q, "bad response body");
+		kl__rest_retry_later(rest, q, "bad response body");
 	else
 		req_free(q);
-}
-
-/*
- * A plain client's answer: everything but transport errors, 5xx and 429 is
- * the caller's to judge (a 404 is an answer); those are retried until
- * max_attempts, then the caller gets the failure, to go another way.
- */
-static void plain_finish(struct kl_rest *rest, struct req *q, CURLcode res, long status)
-{
-	struct kl_rest_reply reply = {0};
-	char why[CURL_ERROR_SIZE + 64];
-
-	if (res == CURLE_OK && status >= 200 && status < 500 && status != 429) {
-		reply.status = status;
-		reply.body = q->body ? q->body : "";
-		reply.len = q->len;
-		deliver(rest, q, &reply);
-		return;
-	}
-	if (res != CURLE_OK)
-		snprintf(why, sizeof(why), "%s",
-			 q->too_large	? "response body too large"
-			 : q->errbuf[0] ? q->errbuf
-					: curl_easy_strerror(res));
-	else
-		snprintf(why, sizeof(why), "HTTP %ld", status);
-	if (q->attempt + 1 < rest->max_attempts) {
-		retry_later(rest, q, why);
-		return;
-	}
-	kl_warn(rest->group, "GET %s: %s; given up after %u attempts", q->path, why,
-		q->attempt + 1);
-	reply.status = res == CURLE_OK ? status : 0;
-	reply.body = why;
-	reply.len = strlen(why);
-	deliver(rest, q, &reply);
 }
 
 static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
@@ -256,7 +220,7 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 	curl_multi_remove_handle(rest->multi, q->easy);
 	curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (rest->plain) {
-		plain_finish(rest, q, res, status);
+		kl__rest_plain_finish(rest, q, res, status);
 		return;
 	}
 	kl_metrics_rest(res == CURLE_OK ? status : 0);
@@ -274,7 +238,7 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 			refuse(rest, q, why, true);
 			return;
 		}
-		retry_later(rest, q, why);
+		kl__rest_retry_later(rest, q, why);
 		return;
 	}
 	if (status == 429 || status == 418) {
@@ -293,7 +257,7 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 	}
 	if (status >= 500 || status < 200) {
 		snprintf(why, sizeof(why), "HTTP %ld", status);
-		retry_later(rest, q, why);
+		kl__rest_retry_later(rest, q, why);
 		return;
 	}
 	{
@@ -319,7 +283,7 @@ static void finish(struct kl_rest *rest, struct req *q, CURLcode res)
 	reply.status = status;
 	reply.body = q->body ? q->body : "";
 	reply.len = q->len;
-	deliver(rest, q, &reply);
+	kl__rest_deliver(rest, q, &reply);
 }
 
 static void teardown(struct kl_rest *rest);
@@ -446,7 +410,7 @@ static void dispatch(struct kl_rest *rest)
 		rest->stats.queued--;
 		if (start(rest, q) < 0) {
 			kl_err("rest", "GET %s: cannot start request", q->path);
-			retry_later(rest, q, "cannot start request");
+			kl__rest_retry_later(rest, q, "cannot start request");
 		}
 	}
 arm:
@@ -454,30 +418,13 @@ arm:
 		uv_timer_start(&rest->wake_timer, on_wake, wake > now ? wake - now : 0, 0);
 }
 
-static int rest_new(uv_loop_t *loop, const struct kl_conf *conf, const char *base,
-		    unsigned concurrency, struct kl_rest **ret);
-
 int kl_rest_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_rest **ret)
 {
-	return rest_new(loop, conf, conf->rest_url, (unsigned)conf->rest_concurrency, ret);
+	return kl__rest_new(loop, conf, conf->rest_url, (unsigned)conf->rest_concurrency, ret);
 }
 
-int kl_rest_new_plain(uv_loop_t *loop, const struct kl_conf *conf, const char *base,
-		      const char *group, unsigned concurrency, unsigned max_attempts,
-		      struct kl_rest **ret)
-{
-	int r = rest_new(loop, conf, base, concurrency ? concurrency : 1, ret);
-
-	if (r == 0) {
-		(*ret)->plain = true;
-		(*ret)->group = group;
-		(*ret)->max_attempts = max_attempts ? max_attempts : 1;
-	}
-	return r;
-}
-
-static int rest_new(uv_loop_t *loop, const struct kl_conf *conf, const char *base,
-		    unsigned concurrency, struct kl_rest **ret)
+int kl__rest_new(uv_loop_t *loop, const struct kl_conf *conf, const char *base,
+		 unsigned concurrency, struct kl_rest **ret)
 {
 	struct kl_rest *rest = calloc(1, sizeof(*rest));
 

@@ -82,3 +82,12 @@ size_t kl_rest_io_header(char *data, size_t size, size_t nmemb, void *ud);
 
 /** uv_close callback of the client's handles: frees the client after the last. */
 void kl_rest_io_closed(uv_handle_t *h);
+
+/* rest.c's steps that the plain client (rest_plain.c) shares. */
+int kl__rest_new(uv_loop_t *loop, const struct kl_conf *conf, const char *base,
+		 unsigned concurrency, struct kl_rest **ret);
+void kl__rest_retry_later(struct kl_rest *rest, struct req *q, const char *why);
+/** Hand @p reply to the request's callback; the request is freed or retried. */
+void kl__rest_deliver(struct kl_rest *rest, struct req *q, const struct kl_rest_reply *reply);
+/** A plain client's finished transfer (rest_plain.c). */
+void kl__rest_plain_finish(struct kl_rest *rest, struct req *q, CURLcode res, long status);
