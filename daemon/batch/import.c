@@ -277,6 +277,20 @@ static int cmp_i64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* The minutes a file lacks: holes for REST, never outages. */
+static void say_holes(const struct file *f)
+{
+	char t[21];
+
+	if (!f->holes.n)
+		return;
+	kl_time_format(f->holes.v[0].from, t);
+	kl_warn("import",
+		"%s: %" PRId64 " minutes missing in %zu ranges from %s: holes, fetched from REST "
+		"by the next run (a file cannot prove an outage)",
+		f->name, kl_ranges_minutes(&f->holes), f->holes.n, t);
+}
+
 static int import_file(struct kl_store *st, struct file *f)
 {
 	size_t len = strlen(f->name);
@@ -309,16 +323,10 @@ static int import_file(struct kl_store *st, struct file *f)
 		kl_err("import", "%s: no kline in the file", f->name);
 		r = -ENODATA;
 	}
-	if (r == 0 && f->holes.n) {
-		char t[21];
-		kl_time_format(f->holes.v[0].from, t);
-		kl_warn("import",
-			"%s: %" PRId64 " minutes missing in %zu ranges from %s: holes, fetched "
-			"from REST by the next run (a file cannot prove an outage)",
-			f->name, kl_ranges_minutes(&f->holes), f->holes.n, t);
-	}
-	if (r == 0)
+	if (r == 0) {
+		say_holes(f);
 		r = kl_store_commit(st);
+	}
 	if (r == -EIO || r == -EBUSY || r == -ENOSPC)
 		kl_err("import", "%s: %s", f->name, kl_store_errmsg(st));
 out:
@@ -404,14 +412,7 @@ int kl_import_store_batch(struct kl_store *st, int64_t sid, struct kl_import_bat
 		kl_store_rollback(st);
 		return r;
 	}
-	if (f->holes.n) {
-		char t[21];
-		kl_time_format(f->holes.v[0].from, t);
-		kl_warn("import",
-			"%s: %" PRId64 " minutes missing in %zu ranges from %s: holes, fetched "
-			"from REST by the next run (a file cannot prove an outage)",
-			f->name, kl_ranges_minutes(&f->holes), f->holes.n, t);
-	}
+	say_holes(f);
 	kl_debug("import", "%s: %" PRId64 " klines, %" PRId64 " refused, %zu holes", f->name,
 		 f->rows, f->rejects, f->holes.n);
 	*rows = f->rows;
