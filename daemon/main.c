@@ -332,6 +332,40 @@ static int check_run_conf(const struct kl_conf *c)
 	return 0;
 }
 
+/* SIGHUP's configuration: the same layers from the same command line. */
+struct reload {
+	int argc;
+	char **argv;
+	const struct option *opts;
+};
+
+static int reload_conf(void *ud, struct kl_conf **ret)
+{
+	const struct reload *x = ud;
+	struct args a = {0};
+	struct kl_conf *c = NULL;
+	int r = -ENOMEM;
+
+	*ret = NULL;
+	a.files = calloc((size_t)x->argc, sizeof(*a.files));
+	if (!a.files || kl_conf_new(&c) < 0)
+		goto out;
+	r = parse_args(x->argc, x->argv, x->opts, c, &a, false);
+	if (r == 0)
+		r = load_file(c, a.config ? a.config : DEFAULT_CONFIG_PATH, a.config != NULL);
+	if (r == 0)
+		r = parse_args(x->argc, x->argv, x->opts, c, &a, true);
+	if (r == 0)
+		r = check_run_conf(c);
+out:
+	free(a.files);
+	if (r < 0)
+		kl_conf_free(c);
+	else
+		*ret = c;
+	return r < 0 ? r : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct kl_conf *c = NULL;
@@ -374,9 +408,13 @@ int main(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	kl_backfill_global_init();
 	switch (a.cmd) {
-	case CMD_RUN:
-		code = kl_assets_resolve(c) < 0 ? 1 : kl_run(c, a.once);
+	case CMD_RUN: {
+		struct reload x = {argc, argv, opts};
+		struct kl_run_reload rl = {reload_conf, &x};
+
+		code = kl_assets_resolve(c) < 0 ? 1 : kl_run(c, a.once, &rl);
 		break;
+	}
 	case CMD_STATUS:
 		code = status(c, a.json);
 		break;

@@ -14,7 +14,7 @@
  * the consumer checkpoints, the producer flushes (bounded), REST requests
  * are dropped, fetched pages are committed, the store is closed, exit 0.
  */
-#include "run.h"
+#include "run_int.h"
 
 #include "backfill.h"
 #include "day.h"
@@ -43,33 +43,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct run {
-	uv_loop_t loop;
-	const struct kl_conf *conf;
-	struct kl_store *st;
-	struct kl_rest *rest;
-	struct kl_backfill *bf;
-	struct kl_heal *heal;
-	struct kl_bus *bus;
-	struct kl_speed *speed;
-	struct kl_ws *ws;
-	struct kl_notify *notify;
-	struct kl_http *http;
-	struct kl_looplag *lag;
-	struct kl_heal_stream stream; /* the speed layer, as the heal sees it */
-	uv_timer_t status_timer;
-	uv_signal_t sigterm, sigint;
-	const char **syms; /* borrowed from conf or resolved; after exchangeInfo the listed ones */
-	size_t nsyms;
-	char **resolved; /* what the patterns of [exchange] symbols stand for (owned) */
-	size_t nresolved;
-	struct kl_info_symbol *info; /* which of syms the exchange lists */
-	const char *phase;	     /* of the start-up, NULL once planned */
-	int64_t now_ms;		     /* the exchange's /time at start-up */
-	int exit_code;
-	bool once, stopping;
-};
-
 static void stop(struct run *run, int code)
 {
 	if (run->stopping)
@@ -95,6 +68,12 @@ static void stop(struct run *run, int code)
 	run->bf = NULL;
 	uv_close((uv_handle_t *)&run->sigterm, NULL);
 	uv_close((uv_handle_t *)&run->sigint, NULL);
+	uv_close((uv_handle_t *)&run->sighup, NULL);
+}
+
+void kl__run_stop(struct run *run, int code)
+{
+	stop(run, code);
 }
 
 /*
@@ -138,12 +117,17 @@ static void on_status(uv_timer_t *t)
 	if (kl_status_report(&in))
 		kl_heal_all_soon(run->heal);
 	kl_heal_tick(run->heal);
+	kl__follow_tick(run);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct run *run = h->data;
 
+	if (signum == SIGHUP) {
+		kl__follow_reload(run);
+		return;
+	}
 	kl_info("run", "%s: stopping", strsignal(signum));
 	stop(run, 0);
 }
@@ -214,17 +198,17 @@ static void on_day_final(void *ud, int64_t day_start)
 /* Start the speed layer: consumer first, so nothing produced is skipped. */
 static int start_stream(struct run *run)
 {
-	struct kl_speed_symbol *ss = calloc(run->nsyms, sizeof(*ss));
+	struct kl_speed_symbol *ss = calloc(run->nrs + 1, sizeof(*ss));
 	char err[512];
 	int r;
 
 	if (!ss)
 		return -ENOMEM;
-	for (size_t i = 0; i < run->nsyms; i++)
-		ss[i] = (struct kl_speed_symbol){run->syms[i], kl_heal_sid(run->heal, i)};
+	for (size_t i = 0; i < run->nrs; i++)
+		ss[i] = (struct kl_speed_symbol){run->rs[i].symbol, run->rs[i].sid};
 	r = kl_bus_new(&run->loop, run->conf, &run->bus, err, sizeof(err));
 	if (r == 0)
-		r = kl_speed_new(&run->loop, run->st, run->bus, run->conf, ss, run->nsyms,
+		r = kl_speed_new(&run->loop, run->st, run->bus, run->conf, ss, run->nrs,
 				 on_day_final, on_gap, run, &run->speed);
 	free(ss);
 	if (r == 0) {
@@ -233,8 +217,8 @@ static int start_stream(struct run *run)
 	}
 	if (r == 0)
 		r = kl_ws_new(&run->loop, run->conf, &kl_ws_binance_limits,
-			      (char **)(uintptr_t)run->syms, run->nsyms, on_ws_event, on_ws_up, run,
-			      &run->ws, err, sizeof(err));
+			      (char *const *)(void *)run->streamed, run->nstreamed, on_ws_event,
+			      on_ws_up, run, &run->ws, err, sizeof(err));
 	if (r == -EINVAL) {
 		fprintf(stderr, "klined: %s\n", err);
 		stop(run, 78);
@@ -252,6 +236,7 @@ static void on_planned(void *ud)
 	bool stream = !run->once && strcmp(run->conf->kafka_brokers, "off") != 0;
 
 	run->phase = NULL;
+	kl__follow_planned(run);
 	if (kl_store_put_run(run->st, run->now_ms, KLINED_VERSION) < 0) {
 		kl_err("run", "cannot write to the store: %s", kl_store_errmsg(run->st));
 		stop(run, 1);
@@ -286,10 +271,10 @@ static enum kl_rest_verdict on_time(void *ud, const struct kl_rest_reply *r)
 		kl_info("run", "exchange time %s, last closed minute ends at %s", t, c);
 	}
 	run->phase = "finding where each symbol's history begins";
-	hs = calloc(run->nsyms, sizeof(*hs));
-	for (size_t i = 0; hs && i < run->nsyms; i++)
-		hs[i] = (struct kl_heal_symbol){run->syms[i], run->info[i].not_trading};
-	if (!hs || kl_heal_plan(run->heal, hs, run->nsyms, run->now_ms) < 0) {
+	hs = calloc(run->nrs + 1, sizeof(*hs));
+	for (size_t i = 0; hs && i < run->nrs; i++)
+		hs[i] = (struct kl_heal_symbol){run->rs[i].symbol, !run->rs[i].trading};
+	if (!hs || kl_heal_plan(run->heal, hs, run->nrs, run->now_ms) < 0) {
 		kl_err("run", "out of memory");
 		stop(run, 1);
 	}
@@ -297,39 +282,8 @@ static enum kl_rest_verdict on_time(void *ud, const struct kl_rest_reply *r)
 	return KL_REST_DONE;
 }
 
-/* Every symbol answered for: go on with the listed ones, or exit 78 when none is. */
-static void on_info_done(void *ud, int status)
+void kl__run_clock(struct run *run)
 {
-	struct run *run = ud;
-	size_t n = 0;
-
-	if (status < 0) {
-		kl_err("run", "out of memory");
-		stop(run, 1);
-		return;
-	}
-	for (size_t i = 0; i < run->nsyms; i++) {
-		if (run->info[i].listed) {
-			run->syms[n] = run->syms[i];
-			run->info[n++] = run->info[i];
-		}
-	}
-	if (n == 0) {
-		fprintf(stderr,
-			"klined: [exchange] symbols: the exchange lists none of the %zu "
-			"configured symbols\n",
-			run->nsyms);
-		stop(run, 78);
-		return;
-	}
-	if (n < run->nsyms)
-		kl_warn("run", "running with %zu of the %zu configured symbols", n, run->nsyms);
-	run->nsyms = n;
-	if (kl_metrics_symbols(run->syms, n) < 0)
-		kl_warn("run", "out of memory: no per-symbol metrics");
-	/* The strings are const for the layers; the array is run's, and stays put. */
-	if (kl_http_symbols(run->http, (char *const *)(void *)run->syms, n) < 0)
-		kl_warn("http", "out of memory: the page keeps the configured symbols");
 	run->phase = "asking the exchange for its clock";
 	if (kl_rest_get(run->rest, "/api/v3/time", 1, on_time, run) < 0)
 		stop(run, 1);
@@ -347,60 +301,6 @@ static void on_ban(void *ud, int64_t until_ms, const char *why)
 		on_status(&run->status_timer); /* say why now, not at the next tick */
 }
 
-static int check_symbols(struct run *run)
-{
-	run->phase = "asking the exchange for its symbols";
-	for (size_t i = 0; i < run->nsyms; i++)
-		run->info[i] = (struct kl_info_symbol){.symbol = run->syms[i]};
-	return kl_info_check(run->rest, run->info, run->nsyms, on_info_done, run);
-}
-
-/* The TRADING symbols are in: what do the configured patterns stand for? */
-static void on_trading(void *ud, int status, char **names, size_t n)
-{
-	struct run *run = ud;
-	const struct kl_conf *conf = run->conf;
-	const char **syms = NULL;
-	struct kl_info_symbol *info = NULL;
-
-	if (status == 0)
-		status = kl_symset_resolve(conf->symbols, conf->nsymbols, names, n, &run->resolved,
-					   &run->nresolved);
-	kl_symset_free(names, n);
-	if (status == 0 && run->nresolved) {
-		syms = calloc(run->nresolved, sizeof(*syms));
-		info = calloc(run->nresolved, sizeof(*info));
-	}
-	if (status < 0 || (run->nresolved && (!syms || !info))) {
-		free(syms);
-		free(info);
-		kl_err("run", "out of memory");
-		stop(run, 1);
-		return;
-	}
-	if (run->nresolved == 0) {
-		fprintf(stderr,
-			"klined: [exchange] symbols: the patterns match none of the exchange's %zu "
-			"TRADING symbols\n",
-			n);
-		stop(run, 78);
-		return;
-	}
-	for (size_t i = 0; i < run->nresolved; i++)
-		syms[i] = run->resolved[i];
-	free(run->syms);
-	free(run->info);
-	run->syms = syms;
-	run->info = info;
-	run->nsyms = run->nresolved;
-	kl_info("run", "[exchange] symbols: %zu of the exchange's %zu TRADING symbols", run->nsyms,
-		n);
-	if (check_symbols(run) < 0) {
-		kl_err("run", "out of memory");
-		stop(run, 1);
-	}
-}
-
 static int start(struct run *run)
 {
 	int64_t until;
@@ -409,14 +309,10 @@ static int start(struct run *run)
 	if (kl_store_get_ban(run->st, &until, why, sizeof(why)) == 0 && until > 0)
 		kl_rest_pause_until(run->rest, until, why[0] ? why : "a ban kept in the store");
 	kl_rest_on_ban(run->rest, on_ban, run);
-	if (kl_symset_dynamic(run->conf->symbols, run->conf->nsymbols)) {
-		run->phase = "asking the exchange for its TRADING symbols";
-		return kl_info_trading(run->rest, on_trading, run);
-	}
-	return check_symbols(run);
+	return kl__follow_start(run);
 }
 
-int kl_run(const struct kl_conf *conf, bool once)
+int kl_run(const struct kl_conf *conf, bool once, const struct kl_run_reload *reload)
 {
 	struct run *run = calloc(1, sizeof(*run));
 	struct kl_heal_cbs cbs = {on_planned, on_heal_stop, run};
@@ -427,13 +323,12 @@ int kl_run(const struct kl_conf *conf, bool once)
 		return 1;
 	run->conf = conf;
 	run->once = once;
-	run->nsyms = conf->nsymbols;
-	run->syms = calloc(conf->nsymbols, sizeof(*run->syms));
-	run->info = calloc(conf->nsymbols, sizeof(*run->info));
-	if (!run->syms || !run->info)
+	run->reload = reload;
+	if (!(run->items = calloc(conf->nsymbols + 1, sizeof(*run->items))))
 		goto out;
-	for (size_t i = 0; i < conf->nsymbols; i++)
-		run->syms[i] = conf->symbols[i];
+	for (; run->nitems < conf->nsymbols; run->nitems++)
+		if (!(run->items[run->nitems] = strdup(conf->symbols[run->nitems])))
+			goto out;
 	r = kl_store_open(conf->db_path, false, &run->st, err, sizeof(err));
 	if (r < 0) {
 		kl_err("store", "%s", err);
@@ -472,9 +367,11 @@ int kl_run(const struct kl_conf *conf, bool once)
 	uv_timer_start(&run->status_timer, on_status, 1000, 1000);
 	uv_signal_init(&run->loop, &run->sigterm);
 	uv_signal_init(&run->loop, &run->sigint);
-	run->sigterm.data = run->sigint.data = run;
+	uv_signal_init(&run->loop, &run->sighup);
+	run->sigterm.data = run->sigint.data = run->sighup.data = run;
 	uv_signal_start(&run->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&run->sigint, on_signal, SIGINT);
+	uv_signal_start(&run->sighup, on_signal, SIGHUP);
 	if (start(run) < 0)
 		stop(run, 1);
 	uv_run(&run->loop, UV_RUN_DEFAULT);
@@ -489,9 +386,8 @@ out:
 	run->st = kl_store_close(run->st);
 	kl_heal_free(run->heal);
 	kl_metrics_free();
-	free(run->syms);
-	free(run->info);
-	kl_symset_free(run->resolved, run->nresolved);
+	kl__follow_free(run);
+	kl_symset_free(run->items, run->nitems);
 	free(run);
 	return code;
 }

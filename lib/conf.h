@@ -24,7 +24,8 @@ struct kl_conf {
 	char *db_path;
 	char **symbols; /* items: names, patterns, ALL, -exclusions (lib/symset.h); upper case */
 	size_t nsymbols;
-	char *rest_url; /* without a trailing '/' */
+	int64_t symbols_refresh_ms; /* exchange time between resolutions of the symbols */
+	char *rest_url;		    /* without a trailing '/' */
 	char *ws_url;
 	char *ca_file; /* NULL: the system's CA store */
 	enum kl_history_kind history_kind;

@@ -8,7 +8,7 @@
  *   3. The exchange's /time is believed only when consistent (lib/xclock).
  *   4. After kl_heal_stop nothing is asked of rest, backfill or the stream.
  */
-#include "heal.h"
+#include "heal_int.h"
 
 #include "archive.h"
 #include "day.h"
@@ -22,53 +22,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FOLLOW_MS      2000   /* without a stream ([kafka] brokers = off): poll the clock */
-#define HEAL_MS	       30000  /* wall time between heals while streaming */
-#define HEAL_SOON_MS   5000   /* after a (re)connection */
-#define HEAL_DAYS      2      /* how far back a periodic heal looks */
-#define HEAL_ALL_MS    120000 /* and this often the whole history: a refused kline, a row deleted */
-#define HEAL_LAG_MS    120000
-#define FRESH_MS       10000  /* a consumer this recently active is healthy */
-#define STORE_RETRY_MS 5000   /* after a failed store write (disk full, a lock held) */
-#define SETTLE_MS      30000  /* a minute is asked from REST this long after it closed */
-#define FOLLOW_BACK_MS 600000 /* following over REST: holes this recent are tried again */
-#define FILL_DAYS_S    3      /* during a fill, days are refreshed this often (kl_heal_tick) */
-
-struct hsym {
-	struct kl_heal *h;
-	const char *symbol; /* borrowed */
-	int64_t sid, start;
-	int64_t want; /* history_start's coverage start; -1: from the listing */
-	bool known, not_trading;
-};
-
-struct kl_heal {
-	uv_loop_t *loop;
-	const struct kl_conf *conf;
-	struct kl_store *st;
-	struct kl_rest *rest;
-	struct kl_backfill *bf;
-	struct kl_archive *archive;	     /* NULL: [archive] url = off */
-	const struct kl_heal_stream *stream; /* NULL: following over REST */
-	struct kl_heal_cbs cbs;
-	uv_timer_t follow;
-	struct hsym *syms;
-	size_t nsyms, pending;
-	int64_t now_ms, closed_end;
-	int64_t settled_end;	/* following over REST: minutes before this were asked for */
-	struct kl_xclock clock; /* the exchange's /time, sanity-checked */
-	int64_t certify_before; /* days before this with ws minutes get certified */
-	int64_t certifying;	/* the certification under way: redone if it fails */
-	uint64_t healed_all_at; /* uv_now() of the last heal of the whole history */
-	int64_t fill_from;	/* of the fill under way: the archive goes first */
-	unsigned fill_ticks;	/* kl_heal_tick calls while filling */
-	bool once, stopped, filling, heal_wanted, heal_all;
-};
-
-static void stop(struct kl_heal *h, int code)
+void kl__heal_stop(struct kl_heal *h, int code)
 {
 	if (!h->stopped)
 		h->cbs.stop(h->cbs.ud, code);
+}
+
+static void stop(struct kl_heal *h, int code)
+{
+	kl__heal_stop(h, code);
 }
 
 /* The stream's event times are the exchange's clock too, and fresher than a doubted /time. */
@@ -82,17 +44,18 @@ static void refresh_days(struct kl_heal *h)
 	if (h->stream && kl_kline_slot(stream_time(h)) > h->closed_end)
 		h->closed_end = kl_kline_slot(stream_time(h));
 	for (size_t i = 0; i < h->nsyms; i++) {
-		int n = kl_store_refresh_days(h->st, h->syms[i].sid, h->closed_end);
+		const struct hsym *s = h->syms[i];
+		int n = s->active ? kl_store_refresh_days(h->st, s->sid, h->closed_end) : 0;
 		if (n < 0) {
 			/* The symbol's dirty mark stays: the next refresh redoes these days. */
-			kl_err("run", "%s: cannot refresh days: %s", h->syms[i].symbol,
+			kl_err("run", "%s: cannot refresh days: %s", s->symbol,
 			       kl_store_errmsg(h->st));
 			if (h->once)
 				stop(h, 1);
 			return;
 		}
 		if (n)
-			kl_debug("run", "%s: %d days refreshed", h->syms[i].symbol, n);
+			kl_debug("run", "%s: %d days refreshed", s->symbol, n);
 	}
 }
 
@@ -175,9 +138,9 @@ static bool fill_archive(struct kl_heal *h, int64_t from)
 	if (!h->archive || kl_archive_off(h->archive))
 		return false;
 	for (size_t i = 0; i < h->nsyms; i++) {
-		struct hsym *s = &h->syms[i];
-		int64_t a = from > s->start ? from : s->start;
-		int r = kl_store_holes(h->st, s->sid, a, h->closed_end, &holes);
+		struct hsym *s = h->syms[i];
+		int64_t a = from > s->start && !s->fresh ? from : s->start;
+		int r = s->active ? kl_store_holes(h->st, s->sid, a, h->closed_end, &holes) : 0;
 
 		if (r == 0 && holes.n)
 			r = kl_archive_add(h->archive, s->symbol, s->sid, &holes, h->now_ms);
@@ -211,11 +174,14 @@ static void fill_rest(struct kl_heal *h, int64_t from)
 	if (stream_time(h) > now)
 		now = stream_time(h);
 	for (size_t i = 0; i < h->nsyms; i++) {
-		struct hsym *s = &h->syms[i];
-		int64_t a = from > s->start ? from : s->start, to = h->closed_end;
+		struct hsym *s = h->syms[i];
+		int64_t a = from > s->start && !s->fresh ? from : s->start, to = h->closed_end;
 		int64_t settled = kl_kline_slot(now - SETTLE_MS);
 		int r;
 
+		if (!s->active)
+			continue;
+		s->fresh = false;
 		if (h->stream && from > 0) {
 			/* While the stream is healthy, REST waits for what it hasn't brought yet.
 			 */
@@ -269,13 +235,15 @@ static void certify(struct kl_heal *h)
 		struct kl_ranges day = {0};
 		char d[11];
 		for (size_t k = 0; k < h->nsyms; k++) {
-			if (h->syms[k].sid != pairs[2 * (size_t)i])
+			const struct hsym *s = h->syms[k];
+
+			if (!s->active || s->sid != pairs[2 * (size_t)i])
 				continue;
 			kl_day_format(pairs[2 * (size_t)i + 1], d);
-			kl_info("run", "%s: certifying %s from REST", h->syms[k].symbol, d);
+			kl_info("run", "%s: certifying %s from REST", s->symbol, d);
 			if (kl_ranges_add(&day, pairs[2 * (size_t)i + 1],
 					  pairs[2 * (size_t)i + 1] + KL_DAY_MS) < 0 ||
-			    kl_backfill_add(h->bf, h->syms[k].symbol, h->syms[k].sid, &day) < 0)
+			    kl_backfill_add(h->bf, s->symbol, s->sid, &day) < 0)
 				stop(h, 1);
 		}
 		kl_ranges_clear(&day);
@@ -391,164 +359,32 @@ void kl_heal_tick(struct kl_heal *h)
 		refresh_days(h);
 }
 
+int64_t kl_heal_now(const struct kl_heal *h)
+{
+	int64_t t = stream_time(h);
+
+	return t > h->now_ms ? t : h->now_ms;
+}
+
 bool kl_heal_filling(const struct kl_heal *h)
 {
 	return h && h->filling;
 }
 
+void kl__heal_fresh(struct kl_heal *h)
+{
+	h->heal_all = true;
+	kl_heal_soon(h);
+}
+
 void kl_heal_start(struct kl_heal *h, const struct kl_heal_stream *stream)
 {
 	h->stream = stream;
+	h->started = true;
 	/* Days before today that the stream wrote are certified after the backfill. */
 	if (stream)
 		h->certify_before = kl_day_floor(h->closed_end);
 	fill(h, 0);
-}
-
-/* ------------------------------------------------------------------ PLAN */
-
-static int history_start(struct kl_heal *h, int64_t *ret)
-{
-	switch (h->conf->history_kind) {
-	case KL_HISTORY_DAYS:
-		*ret = kl_day_floor(h->now_ms) - h->conf->history_value * KL_DAY_MS;
-		return 0;
-	case KL_HISTORY_DATE:
-		*ret = h->conf->history_value;
-		return 0;
-	case KL_HISTORY_LISTING:
-		break;
-	}
-	return -EAGAIN;
-}
-
-static void plan_symbol(struct kl_heal *h, struct hsym *s, int64_t start)
-{
-	int r;
-
-	if (!s->known) {
-		s->start = start;
-		r = kl_store_symbol(h->st, s->symbol, true, &s->start, &s->sid);
-		if (r == 0) {
-			char t[21];
-
-			kl_time_format(start, t);
-			kl_info("run", "%s: new symbol, history from %s", s->symbol, t);
-		}
-	} else if (start < s->start) {
-		kl_info("run", "%s: history_start moved earlier, extending coverage", s->symbol);
-		r = kl_store_symbol_extend(h->st, s->sid, start);
-		s->start = start;
-	} else {
-		r = 0;
-	}
-	if (r < 0) {
-		kl_err("run", "%s: cannot register: %s", s->symbol, kl_store_errmsg(h->st));
-		stop(h, 1);
-	}
-}
-
-static void planned(struct kl_heal *h)
-{
-	if (--h->pending || h->stopped)
-		return;
-	h->cbs.planned(h->cbs.ud);
-}
-
-static enum kl_rest_verdict on_listing(void *ud, const struct kl_rest_reply *r)
-{
-	struct hsym *s = ud;
-	struct kl_heal *h = s->h;
-	char msg[256];
-	int64_t from;
-	int k;
-
-	if (r->cancelled)
-		return KL_REST_DONE;
-	if (r->status != 200 && s->want >= 0) {
-		/* Only a clamp: the backfill deals with the symbol's refusals (inactive). */
-		kl_rest_error_code(r, msg, sizeof(msg));
-		kl_warn("run", "%s: cannot find the listing (%s); history from history_start",
-			s->symbol, msg);
-		plan_symbol(h, s, s->want);
-		planned(h);
-		return KL_REST_DONE;
-	}
-	/* Never an exit: a restart would only ask again, costlier. */
-	if (r->status != 200) {
-		kl_rest_error_code(r, msg, sizeof(msg));
-		kl_err("run", "%s: cannot find the listing: %s; asking again", s->symbol, msg);
-		return KL_REST_RETRY;
-	}
-	k = kl_exchange_first_kline(r->body, r->len, &from);
-	if (k == -EINVAL)
-		return KL_REST_RETRY;
-	if (k == -ENOENT) {
-		/* Listed but never traded: waiting here would hold every other symbol's plan. */
-		kl_warn("run", "%s: the exchange has no klines for it yet; history from %s",
-			s->symbol, s->want >= 0 ? "history_start" : "today");
-		plan_symbol(h, s, s->want >= 0 ? s->want : kl_day_floor(h->now_ms));
-		planned(h);
-		return KL_REST_DONE;
-	}
-	/* Never before the listing: time before it is neither a hole nor an outage. */
-	from = kl_day_floor(from);
-	if (s->want > from)
-		from = s->want;
-	plan_symbol(h, s, from);
-	planned(h);
-	return KL_REST_DONE;
-}
-
-int kl_heal_plan(struct kl_heal *h, const struct kl_heal_symbol *syms, size_t n, int64_t now_ms)
-{
-	struct hsym *v = calloc(n ? n : 1, sizeof(*v));
-
-	if (!v)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		v[i] = (struct hsym){
-		    .h = h, .symbol = syms[i].symbol, .not_trading = syms[i].not_trading};
-	free(h->syms);
-	h->syms = v;
-	h->nsyms = n;
-	h->now_ms = now_ms;
-	h->closed_end = kl_kline_slot(now_ms);
-	kl_xclock_read(&h->clock, now_ms, uv_now(h->loop), -1);
-	h->pending = 1;
-	for (size_t i = 0; i < h->nsyms && !h->stopped; i++) {
-		struct hsym *s = &h->syms[i];
-		int64_t from;
-		char path[128];
-		int r = kl_store_symbol(h->st, s->symbol, false, &s->start, &s->sid);
-
-		if (r < 0 && r != -ENOENT) {
-			kl_err("run", "%s: cannot read the store: %s", s->symbol,
-			       kl_store_errmsg(h->st));
-			stop(h, 1);
-			return 0;
-		}
-		s->known = r == 0;
-		s->want = history_start(h, &from) == 0 ? from : -1;
-		if (s->known && (s->want < 0 || s->want >= s->start))
-			continue; /* coverage unchanged */
-		/* New, or history_start moved earlier: never before the listing. */
-		snprintf(path, sizeof(path),
-			 "/api/v3/klines?symbol=%s&interval=1m&startTime=0&limit=1", s->symbol);
-		h->pending++;
-		if (kl_rest_get(h->rest, path, 2, on_listing, s) < 0) {
-			stop(h, 1);
-			return 0;
-		}
-	}
-	if (!h->stopped)
-		planned(h);
-	return 0;
-}
-
-int64_t kl_heal_sid(const struct kl_heal *h, size_t i)
-{
-	return i < h->nsyms ? h->syms[i].sid : -1;
 }
 
 int kl_heal_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_store *st,
@@ -593,6 +429,8 @@ void kl_heal_free(struct kl_heal *h)
 {
 	if (!h)
 		return;
+	for (size_t i = 0; i < h->nsyms; i++)
+		free(h->syms[i]);
 	free(h->syms);
 	free(h);
 }

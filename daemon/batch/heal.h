@@ -80,6 +80,24 @@ int kl_heal_plan(struct kl_heal *h, const struct kl_heal_symbol *syms, size_t n,
 /** The store's id of the i-th planned symbol (after cbs->planned). */
 int64_t kl_heal_sid(const struct kl_heal *h, size_t i);
 
+/** A symbol kl_heal_set added is registered: stream it (@p symbol borrowed). */
+typedef void (*kl_heal_added_cb)(void *ud, const char *symbol, int64_t sid);
+
+/**
+ * After kl_heal_start: the set is now @p syms (copied; the strings borrowed,
+ * they must outlive the heal), with each one's trading state. A symbol not
+ * in it before is planned like the first ones (the listing, the store),
+ * then @p added runs (from inside this call for a symbol the store knows)
+ * and the next heal fills its whole coverage. A symbol left out is no longer healed or
+ * refreshed; its rows stay. @p added must not free the heal.
+ * @return 0 or -ENOMEM (the symbols before the failing one are in).
+ */
+int kl_heal_set(struct kl_heal *h, const struct kl_heal_symbol *syms, size_t n,
+		kl_heal_added_cb added, void *ud);
+
+/** The exchange's time as the schedule last knew it (/time or the stream), in ms. */
+int64_t kl_heal_now(const struct kl_heal *h);
+
 /**
  * FILL, then FOLLOW (@p stream NULL) or HEAL (@p stream borrowed, valid
  * until kl_heal_stop): days before today the stream wrote are certified.

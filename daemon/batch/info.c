@@ -44,10 +44,11 @@ static void settle(struct check *c)
 
 static void unlisted(const struct kl_info_symbol *s, const char *why)
 {
-	kl_err("run",
-	       "%s: the exchange does not list this symbol (%s); [exchange] symbols "
-	       "names it, klined runs without it",
-	       s->symbol, why);
+	if (!s->quiet)
+		kl_err("run",
+		       "%s: the exchange does not list this symbol (%s); [exchange] symbols "
+		       "names it, klined runs without it",
+		       s->symbol, why);
 }
 
 static int ask(struct check *c, size_t from, size_t n);
@@ -112,11 +113,10 @@ static enum kl_rest_verdict on_info(void *ud, const struct kl_rest_reply *r)
 			if (!strcmp(c->syms[k].symbol, name)) {
 				c->syms[k].listed = true;
 				c->syms[k].not_trading = status && strcmp(status, "TRADING") != 0;
+				snprintf(c->syms[k].status, sizeof(c->syms[k].status), "%s",
+					 status ? status : "TRADING");
 			}
 		}
-		if (name && status && strcmp(status, "TRADING") != 0)
-			kl_warn("run", "%s: the exchange reports status %s; its history is kept",
-				name, status);
 	}
 	json_decref(j);
 	for (size_t k = q->from; k < q->from + q->n; k++) {

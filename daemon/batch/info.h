@@ -13,8 +13,10 @@
 
 struct kl_info_symbol {
 	const char *symbol; /* borrowed */
+	bool quiet;	    /* set by the caller: say nothing of it (its ledger will) */
 	bool listed;	    /* set when the exchange lists it */
 	bool not_trading;   /* listed with a status other than TRADING (BREAK, HALT...) */
+	char status[16];    /* the exchange's word for it, when listed */
 };
 
 /** @p status: 0 (every symbol answered for), or -ENOMEM. */

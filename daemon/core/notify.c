@@ -50,6 +50,12 @@ void kl_notify_ready(struct kl_notify *n, const char *status)
 	sd_notifyf(0, "READY=1\nSTATUS=%s", status);
 }
 
+void kl_notify_reloading(const struct kl_notify *n)
+{
+	if (n)
+		sd_notify(0, "RELOADING=1");
+}
+
 void kl_notify_status(struct kl_notify *n, const char *fmt, ...)
 {
 	char line[256];

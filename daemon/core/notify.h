@@ -16,6 +16,9 @@ int kl_notify_new(uv_loop_t *loop, struct kl_notify **ret);
 /** Send READY=1 with a status line (NULL @p n: nothing). */
 void kl_notify_ready(struct kl_notify *n, const char *status);
 
+/** Send RELOADING=1 (a SIGHUP is being applied; kl_notify_ready ends it). NULL is fine. */
+void kl_notify_reloading(const struct kl_notify *n);
+
 /** Send STATUS=@p fmt (printf-style), only when it changed. */
 void kl_notify_status(struct kl_notify *n, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -221,6 +221,25 @@ static struct ssym *find_sym(struct kl_speed *sp, const char *symbol)
 	return bsearch(&key, sp->syms, sp->nsyms, sizeof(*sp->syms), cmp_sym);
 }
 
+int kl_speed_add(struct kl_speed *sp, const char *symbol, int64_t sid)
+{
+	struct ssym *v;
+	size_t at = 0;
+
+	if (find_sym(sp, symbol))
+		return 0;
+	v = realloc(sp->syms, (sp->nsyms + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	sp->syms = v;
+	while (at < sp->nsyms && strcmp(sp->syms[at].symbol, symbol) < 0)
+		at++;
+	memmove(&sp->syms[at + 1], &sp->syms[at], (sp->nsyms - at) * sizeof(*v));
+	sp->syms[at] = (struct ssym){.symbol = symbol, .sid = sid, .frontier = -1};
+	sp->nsyms++;
+	return 0;
+}
+
 static void reject(struct kl_speed *sp, const char *symbol, const char *raw, size_t len,
 		   enum kl_verdict v)
 {

@@ -35,6 +35,13 @@ int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
 		 kl_speed_final_cb on_final, kl_speed_gap_cb on_gap, void *ud,
 		 struct kl_speed **ret);
 
+/**
+ * Follow @p symbol (borrowed: must outlive the speed layer) as store id
+ * @p sid from its next event on; a known one is left as it is.
+ * @return 0 or -ENOMEM.
+ */
+int kl_speed_add(struct kl_speed *sp, const char *symbol, int64_t sid);
+
 /** Start consuming from the offsets stored in SQLite. @return 0 or -errno. */
 int kl_speed_start(struct kl_speed *sp);
 

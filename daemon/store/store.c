@@ -27,8 +27,9 @@ static const char *const sql[S_COUNT] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_SYM_GET] = "SELECT sid, start_ms FROM symbol WHERE symbol = ?1",
-    [S_SYM_STATE] = "SELECT dirty_from, start_ms FROM symbol WHERE sid = ?1",
-    [S_SYM_ADD] = "INSERT INTO symbol(symbol, start_ms, dirty_from) VALUES (?1, ?2, ?2)",
+    [S_SYM_STATE] = "SELECT dirty_from, start_ms, status FROM symbol WHERE sid = ?1",
+    [S_SYM_ADD] = "INSERT INTO symbol(symbol, start_ms, dirty_from, followed) "
+		  "VALUES (?1, ?2, ?2, 0)",
     [S_SYM_EXTEND] = "UPDATE symbol SET start_ms = ?2, dirty_from = ?2 "
 		     "WHERE sid = ?1 AND start_ms > ?2",
     [S_SYM_DIRTY] = "UPDATE symbol SET dirty_from = min(coalesce(dirty_from, ?2), ?2) "

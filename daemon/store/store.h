@@ -56,6 +56,21 @@ int kl_store_symbol(struct kl_store *st, const char *symbol, bool create, int64_
 /** Move a symbol's coverage start earlier (never later). @return 0 or -EIO. */
 int kl_store_symbol_extend(struct kl_store *st, int64_t sid, int64_t start_ms);
 
+/**
+ * Note what the exchange says of a symbol (@p status, e.g. "TRADING",
+ * "BREAK", or "GONE" when it no longer lists it; NULL: unchanged) and
+ * whether the configuration follows it (@p followed 0/1; -1: unchanged),
+ * at exchange time @p at_ms. Each change is a line of the ledger
+ * (symbol_ledger), @p why (borrowed) its detail. Inside an open
+ * transaction it joins it; otherwise it commits its own.
+ * @return 1 when something changed, 0 when not, or -errno.
+ */
+int kl_store_symbol_mark(struct kl_store *st, int64_t sid, const char *status, int followed,
+			 int64_t at_ms, const char *why);
+
+/** Call @p fn with each symbol the store says is followed (borrowed name). @return 0 or -EIO. */
+int kl_store_followed_each(struct kl_store *st, void (*fn)(void *ud, const char *symbol), void *ud);
+
 /** Open a write transaction (no-op when one is open). @return 0 or -EIO/-EBUSY. */
 int kl_store_begin(struct kl_store *st);
 

@@ -6,6 +6,7 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <string.h>
 
 static void day_add(void *ud, const struct kl_kline *k)
 {
@@ -63,19 +64,58 @@ static int prev_close(struct kl_store *st, int64_t sid, int64_t start, kl_i128 *
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : kl__store_err(rc);
 }
 
+/* The day of @p sid's newest kline, or -1 when it has none. */
+static int last_day(struct kl_store *st, int64_t sid, int64_t *ret)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(st->db, "SELECT max(open_time) FROM kline WHERE sid = ?1", -1,
+				    &s, NULL);
+
+	*ret = -1;
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(s, 1, sid);
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+			*ret = kl_day_floor(sqlite3_column_int64(s, 0));
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : kl__store_err(rc);
+}
+
+/* No day rows after @p last (a day start; -1: none at all). */
+static int del_days_after(struct kl_store *st, int64_t sid, int64_t last)
+{
+	sqlite3_stmt *s = NULL;
+	char day[11] = "";
+	int rc =
+	    sqlite3_prepare_v2(st->db, "DELETE FROM day WHERE sid = ?1 AND day > ?2", -1, &s, NULL);
+
+	if (last >= 0)
+		kl_day_format(last, day);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(s, 1, sid);
+		sqlite3_bind_text(s, 2, day, -1, SQLITE_TRANSIENT);
+		rc = sqlite3_step(s);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : kl__store_err(rc);
+}
+
 /*
  * Day states, for each day from the stale mark to today:
  *   complete, has klines      -> batch row
  *   complete, no kline        -> fill row (prev close), or no row before the first
+ *                                or, while the symbol does not trade, after the last
  *   today (not complete)      -> speed row if it has klines
  *   past and not complete     -> no row; stays stale until its hole heals
  */
 int kl_store_refresh_days(struct kl_store *st, int64_t sid, int64_t now_ms)
 {
 	sqlite3_stmt *s = st->stmt[S_SYM_STATE];
-	int64_t dirty = -1, start = 0, today = kl_day_floor(now_ms), stale = -1;
+	int64_t dirty = -1, start = 0, today = kl_day_floor(now_ms), stale = -1, last = -1;
 	kl_i128 close = -1;
 	int r, rc, ndays = 0;
+	bool stopped = false;
 	struct kl_day d;
 
 	r = kl_store_commit(st);
@@ -87,6 +127,9 @@ int kl_store_refresh_days(struct kl_store *st, int64_t sid, int64_t now_ms)
 		dirty = sqlite3_column_int64(s, 0);
 	if (rc == SQLITE_ROW)
 		start = sqlite3_column_int64(s, 1);
+	/* NULL: never asked (a store before schema 6), as good as trading. */
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 2) != SQLITE_NULL)
+		stopped = strcmp((const char *)sqlite3_column_text(s, 2), "TRADING") != 0;
 	sqlite3_reset(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return kl__store_err(rc);
@@ -94,11 +137,16 @@ int kl_store_refresh_days(struct kl_store *st, int64_t sid, int64_t now_ms)
 		return 0;
 	if (dirty < kl_day_floor(start))
 		dirty = kl_day_floor(start);
+	/* A symbol that stopped trading may never trade again: days after its
+	 * last kline would be invented. They are made if it comes back. */
+	if (stopped && (r = last_day(st, sid, &last)) < 0)
+		return r;
 	r = kl_store_begin(st);
 	if (r < 0)
 		return r;
 	r = prev_close(st, sid, dirty, &close);
-	for (int64_t day = dirty; r == 0 && day <= today; day += KL_DAY_MS) {
+	for (int64_t day = dirty; r == 0 && day <= (stopped && last < today ? last : today);
+	     day += KL_DAY_MS) {
 		kl_day_init(&d, day);
 		r = load_day(st, sid, &d);
 		if (r < 0)
@@ -122,6 +170,11 @@ int kl_store_refresh_days(struct kl_store *st, int64_t sid, int64_t now_ms)
 			r = del_day(st, sid, day);
 		}
 		ndays++;
+	}
+	if (r == 0 && stopped && last < today) {
+		r = del_days_after(st, sid, last);
+		if (stale < 0 || stale > last + KL_DAY_MS)
+			stale = last < 0 ? dirty : last + KL_DAY_MS;
 	}
 	if (r == 0) {
 		sqlite3_bind_int64(st->stmt[S_SYM_CLEAN], 1, sid);

@@ -258,7 +258,8 @@ def test_exchange_storms_while_streaming(replay, klined, kafka_broker, kafka_top
 
 def test_symbol_delisted_mid_run(replay, klined, kafka_broker, kafka_topic):
     """ETHUSDT stops trading mid-stream: its history up to then stays exact, the
-    minutes after are confirmed outages, its days go on as forward-filled days,
+    minutes after are confirmed outages, its days end with its last kline (no
+    fill day is invented after it),
     BTCUSDT is untouched, and a restart carries on (status BREAK is no error)."""
     srv = replay(start="2023-03-10T22:00:30Z", speed=600)
     k = live(klined, srv, kafka_broker, kafka_topic)
@@ -282,6 +283,8 @@ def test_symbol_delisted_mid_run(replay, klined, kafka_broker, kafka_topic):
     assert out[0] == at and out[1] >= at + 2 * DAY, out
     check_minutes(k.db, "ETHUSDT", skip=((0, 1678320000000), (at, 1 << 62)))
     check_minutes(k.db, "BTCUSDT", skip=((0, 1678320000000), (newest(k.db) + 1, 1 << 62)))
-    days = query(k.db, "SELECT day, source, volume FROM daily WHERE symbol = 'ETHUSDT' "
-                       "AND day > '2023-03-10' ORDER BY day")
-    assert days and all(s == "fill" and v == 0 for _, s, v in days), days
+    # No day is invented after it stopped trading (it may never trade again).
+    days = query(k.db, "SELECT day, source FROM daily WHERE symbol = 'ETHUSDT' "
+                       "AND day >= '2023-03-10' ORDER BY day")
+    assert days == [("2023-03-10", "batch")], days
+    assert query(k.db, "SELECT status FROM symbols WHERE symbol = 'ETHUSDT'") == [("BREAK",)]

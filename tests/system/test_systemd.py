@@ -202,7 +202,7 @@ def test_service_lifecycle(klined_deb, container, replay, kafka_broker):
     # Debian policy: a daemon's package enables and starts it (dh_installsystemd).
     assert (c.root / "etc/systemd/system/multi-user.target.wants/klined.service").is_symlink()
 
-    srv = replay(start=START, speed=0)
+    srv = replay(start=START, speed=0, gen_symbols=1)  # S0001USDT, for the reload
     port = free_port()
     topic = f"klined-system-{os.getpid()}-{port}"
     ready_topic(kafka_broker, topic)
@@ -244,11 +244,18 @@ listen = 127.0.0.1:{port}
     warnings = c.sh("journalctl -u klined -p warning --no-pager -q -o short-iso").stdout
     assert warnings.strip() == "", f"warnings on a clean start:\n{warnings}"
 
-    # 2. Reload only where the unit has ExecReload (issue 14 adds SIGHUP; not yet).
-    if c.show("CanReload")["CanReload"] == "yes":
-        pid = c.show("MainPID")["MainPID"]
-        c.sh("systemctl reload klined")
-        assert c.show("MainPID", "ActiveState") == {"MainPID": pid, "ActiveState": "active"}
+    # 2. systemctl reload: a symbol added to the file is followed, without a restart.
+    assert c.show("CanReload")["CanReload"] == "yes"
+    pid = c.show("MainPID")["MainPID"]
+    listed = f"symbols = {','.join(SYMBOLS)}\n"
+    conf.write_text(conf.read_text().replace(listed, listed[:-1] + ",S0001USDT\n"))
+    c.sh("systemctl reload klined", timeout=60)
+    assert c.show("MainPID", "ActiveState") == {"MainPID": pid, "ActiveState": "active"}
+    wait(lambda: store_minutes(db).get("S0001USDT") == now // 60_000 * 60_000 - 60_000, 60,
+         "the symbol added by the reload backfilled")
+    log = c.sh("journalctl -u klined --no-pager -q").stdout
+    assert "SIGHUP: [exchange] symbols changed" in log, log[-3000:]
+    say(f"reloaded: {time.monotonic() - t0:.0f} s")
 
     # 3. A clean stop.
     c.sh("systemctl stop klined", timeout=60)
