@@ -10,6 +10,8 @@
 #include "symset.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +24,9 @@ struct kl_resolve {
 	const char **keep;
 	size_t nkeep;
 	struct kl_info_symbol *info;
+	struct kl_info_symbol *chk; /* the part of info exchangeInfo is asked about */
+	size_t *chk_at;		    /* where each goes back in info */
+	size_t nchk;
 	struct kl_resolved *out;
 	size_t n, ntrading;
 	kl_resolve_cb cb;
@@ -66,6 +71,11 @@ static void clear_run(struct kl_resolve *rs)
 	rs->nkeep = 0;
 	free(rs->info);
 	rs->info = NULL;
+	free(rs->chk);
+	rs->chk = NULL;
+	free(rs->chk_at);
+	rs->chk_at = NULL;
+	rs->nchk = 0;
 	free(rs->out);
 	rs->out = NULL;
 	rs->n = 0;
@@ -89,6 +99,9 @@ static void on_checked(void *ud, int status)
 {
 	struct kl_resolve *rs = ud;
 
+	for (size_t i = 0; i < rs->nchk; i++)
+		rs->info[rs->chk_at[i]] = rs->chk[i];
+
 	if (status == 0 && !(rs->out = calloc(rs->n ? rs->n : 1, sizeof(*rs->out))))
 		status = -ENOMEM;
 	for (size_t i = 0; status == 0 && i < rs->n; i++) {
@@ -104,10 +117,17 @@ static void on_checked(void *ud, int status)
 	finish(rs, status);
 }
 
-/* Check @p names (interned here) with exchangeInfo. */
-static int check(struct kl_resolve *rs, char *const *names, size_t n)
+/*
+ * Check @p names (interned here) with exchangeInfo, but for those in
+ * @p trading (sorted; NULL: none): the TRADING list has answered for them.
+ */
+static int check(struct kl_resolve *rs, char *const *names, size_t n, char *const *trading,
+		 size_t ntrading)
 {
-	if (!(rs->info = calloc(n ? n : 1, sizeof(*rs->info))))
+	rs->info = calloc(n + 1, sizeof(*rs->info));
+	rs->chk = calloc(n + 1, sizeof(*rs->chk));
+	rs->chk_at = calloc(n + 1, sizeof(*rs->chk_at));
+	if (!rs->info || !rs->chk || !rs->chk_at)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		const char *s = kl_resolve_intern(rs, names[i]);
@@ -115,13 +135,20 @@ static int check(struct kl_resolve *rs, char *const *names, size_t n)
 		if (!s)
 			return -ENOMEM;
 		rs->info[i] = (struct kl_info_symbol){.symbol = s, .quiet = rs->quiet};
+		if (trading && bsearch(&names[i], trading, ntrading, sizeof(*trading), cmp_name)) {
+			rs->info[i].listed = true;
+			snprintf(rs->info[i].status, sizeof(rs->info[i].status), "TRADING");
+			continue;
+		}
+		rs->chk_at[rs->nchk] = i;
+		rs->chk[rs->nchk++] = rs->info[i];
 	}
 	rs->n = n;
-	if (n == 0) {
+	if (rs->nchk == 0) {
 		on_checked(rs, 0);
 		return 0;
 	}
-	return kl_info_check(rs->rest, rs->info, n, on_checked, rs);
+	return kl_info_check(rs->rest, rs->chk, rs->nchk, on_checked, rs);
 }
 
 static void on_trading(void *ud, int status, char **names, size_t n)
@@ -142,9 +169,11 @@ static void on_trading(void *ud, int status, char **names, size_t n)
 	if (status == 0)
 		status = kl_symset_resolve(rs->items, rs->nitems, all, n + rs->nkeep, &res, &nres);
 	free(all);
+	if (status == 0) {
+		qsort(names, n, sizeof(*names), cmp_name);
+		status = check(rs, res, nres, names, n);
+	}
 	kl_symset_free(names, n);
-	if (status == 0)
-		status = check(rs, res, nres);
 	kl_symset_free(res, nres);
 	if (status < 0)
 		finish(rs, status);
@@ -175,7 +204,7 @@ int kl_resolve_run(struct kl_resolve *rs, char *const *items, size_t nitems,
 	if (kl_symset_dynamic(items, nitems))
 		r = kl_info_trading(rs->rest, on_trading, rs);
 	else
-		r = check(rs, items, nitems);
+		r = check(rs, items, nitems, NULL, 0);
 out:
 	if (r < 0)
 		clear_run(rs);

@@ -31,7 +31,8 @@ def test_patterns_and_exclusions(market, klined):
     assert stored(k.db) == ["BTCUSDT", "ETHUSDT", "S0001USDT", "S0003USDT"]
     assert "[exchange] symbols: 4 of the exchange's 5 TRADING symbols" in p.stderr
     req = market.stats()["requests"]
-    assert req.get("/api/v3/exchangeInfo") >= 2   # the TRADING list, then the names' check
+    # the TRADING list answers for every symbol it takes: no second request (weight 20 each)
+    assert req.get("/api/v3/exchangeInfo") == 1
     # every resolved symbol has its day
     for s in stored(k.db):
         assert query(k.db, "SELECT count(*) FROM daily WHERE symbol = ? AND source = 'batch'",
@@ -44,6 +45,10 @@ def test_all_and_a_plain_name_beside_it(market, klined):
     assert p.returncode == 0, p.stderr[-3000:]
     assert stored(k.db) == ["BTCUSDT", "ETHUSDT", "S0002USDT", "S0004USDT"]
     assert "S0004USDT: the exchange reports status BREAK" in p.stderr
+    # only the name the TRADING list does not answer for is asked about
+    infos = [e["query"] for e in market.stats(with_log=True)["log"]
+             if e["path"] == "/api/v3/exchangeInfo"]
+    assert len(infos) == 2 and "S0004USDT" in infos[1] and "BTCUSDT" not in infos[1], infos
 
 
 def test_patterns_matching_nothing_exit_78(market, klined):
