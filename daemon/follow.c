@@ -63,6 +63,7 @@ int kl__follow_publish(struct run *run)
 		if (run->rs[i].trading && run->rs[i].planned)
 			streamed[ns++] = run->rs[i].symbol;
 	}
+	kl_metrics_symbol_set(run->nrs, ns);
 	if (kl_metrics_symbols(syms, run->nrs) < 0)
 		kl_warn("run", "out of memory: the per-symbol metrics keep the old set");
 	/* The layers borrow the arrays: the old ones go once the new are in. */
@@ -242,17 +243,20 @@ static void compare(struct run *run, const struct rsym *old, const struct kl_res
 			    : "[exchange] symbols does not take it");
 		mark(run, old->sid, now ? "GONE" : NULL, 0,
 		     now ? "no longer listed" : "not in [exchange] symbols");
+		kl_metrics_add(KL_M_SYMBOLS_REMOVED, 1);
 		return;
 	}
 	if (now->trading == old->trading && !strcmp(now->status, old->status))
 		return;
-	if (now->trading)
+	if (now->trading) {
 		kl_info("run", "%s: trading again: streamed", old->symbol);
-	else
+	} else {
+		kl_metrics_add(KL_M_SYMBOLS_STOPPED, 1);
 		kl_warn("run",
 			"%s: the exchange reports status %s: no longer streamed; its history "
 			"is kept",
 			old->symbol, now->status);
+	}
 	mark(run, old->sid, now->status, -1, "exchangeInfo");
 }
 
@@ -302,6 +306,7 @@ static void on_later(void *ud, int status, const struct kl_resolved *v, size_t n
 		if (!old) {
 			kl_info("run", "%s: followed from now on (%s)", v[i].symbol,
 				v[i].trading ? "TRADING" : v[i].status);
+			kl_metrics_add(KL_M_SYMBOLS_ADDED, 1);
 			added++;
 		}
 		nrs++;

@@ -62,6 +62,7 @@ struct registry {
 	double bf_rate, bf_eta;
 	int bf_running;
 	size_t sym_inactive, sym_held;
+	size_t sym_followed, sym_streamed;
 	int64_t started_ms;
 };
 
@@ -265,6 +266,12 @@ void kl_metrics_backfill(int64_t done, int64_t total, double rate, double eta, i
 	reg.bf_running = running;
 }
 
+void kl_metrics_symbol_set(size_t followed, size_t streamed)
+{
+	reg.sym_followed = followed;
+	reg.sym_streamed = streamed;
+}
+
 void kl_metrics_symbols_waiting(size_t inactive, size_t held)
 {
 	reg.sym_inactive = inactive;
@@ -451,6 +458,16 @@ int kl_metrics_text(char **ret, size_t *len)
 	    "minute klines queued in the current backfill", (double)reg.bf_total);
 	one(&p, "klined_backfill_rows_per_second", "gauge", "backfill rate", reg.bf_rate);
 	one(&p, "klined_backfill_eta_seconds", "gauge", "backfill time left", reg.bf_eta);
+	one(&p, "klined_symbols_followed", "gauge", "symbols [exchange] symbols takes now",
+	    (double)reg.sym_followed);
+	one(&p, "klined_symbols_streamed", "gauge", "followed symbols streamed (TRADING)",
+	    (double)reg.sym_streamed);
+	one_u64(&p, "klined_symbols_added_total", "symbols taken while running (listings, reloads)",
+		reg.c[KL_M_SYMBOLS_ADDED]);
+	one_u64(&p, "klined_symbols_removed_total", "symbols no longer taken",
+		reg.c[KL_M_SYMBOLS_REMOVED]);
+	one_u64(&p, "klined_symbols_stopped_total", "followed symbols that left TRADING",
+		reg.c[KL_M_SYMBOLS_STOPPED]);
 	one(&p, "klined_symbols_inactive", "gauge",
 	    "symbols the exchange answers -1121 for, checked again with exchangeInfo",
 	    (double)reg.sym_inactive);

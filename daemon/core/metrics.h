@@ -32,6 +32,9 @@ enum kl_metric {
 	KL_M_ARCHIVE_MISSING, /* ... not there (404) ... */
 	KL_M_ARCHIVE_FAILED,  /* ... given up (checksum, transport, a bad file): REST fills them */
 	KL_M_ARCHIVE_BYTES,   /* bytes of archive files downloaded */
+	KL_M_SYMBOLS_ADDED,   /* taken by [exchange] symbols while running (listings, reloads) */
+	KL_M_SYMBOLS_REMOVED, /* no longer taken by it */
+	KL_M_SYMBOLS_STOPPED, /* followed ones that left TRADING */
 	KL_M_COUNT
 };
 
@@ -44,6 +47,9 @@ int kl_metrics_init(char *const *symbols, size_t n);
  * (the old list stays).
  */
 int kl_metrics_symbols(const char *const *symbols, size_t n);
+
+/** How many symbols are followed, and how many of them streamed (TRADING). */
+void kl_metrics_symbol_set(size_t followed, size_t streamed);
 
 /** Drop the registry (NULL-safe in spirit: calling it twice is fine). */
 void kl_metrics_free(void);

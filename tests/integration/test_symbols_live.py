@@ -6,7 +6,7 @@ import signal
 import time
 
 from conftest import query, read_log, stop, wait_for
-from test_http import free_port
+from test_http import free_port, metrics as scrape, sample
 
 MIN = 60_000
 DAY = 86_400_000
@@ -42,9 +42,16 @@ def streamed(srv, symbol):
 
 
 def daemon(klined, srv, broker, topic, *extra):
-    return klined(srv.rest_url, "--ws-url", srv.ws_url, "--kafka-brokers", broker.bootstrap,
-                  "--kafka-topic", topic, "--history-start", "1d", "--http-listen",
-                  f"127.0.0.1:{free_port()}", *extra)
+    k = klined(srv.rest_url, "--ws-url", srv.ws_url, "--kafka-brokers", broker.bootstrap,
+               "--kafka-topic", topic, "--history-start", "1d", "--http-listen",
+               f"127.0.0.1:{free_port()}", *extra)
+    k.port = int(k.extra[k.extra.index("--http-listen") + 1].rsplit(":", 1)[1])
+    return k
+
+
+def metrics(k, *names):
+    text = scrape(k.port)
+    return {n: sample(text, n) for n in names}
 
 
 def test_a_listing_and_a_delisting_mid_run(replay, klined, kafka_broker, kafka_topic):
@@ -75,6 +82,10 @@ def test_a_listing_and_a_delisting_mid_run(replay, klined, kafka_broker, kafka_t
     # Every change went over the live connection: none was opened again.
     st = srv.ws_stats()
     assert st["connections_opened"] == opened, st["close_reasons"]
+    m = metrics(k, "klined_symbols_followed", "klined_symbols_streamed",
+                "klined_symbols_added_total", "klined_symbols_stopped_total")
+    assert m["klined_symbols_followed"] == 3 and m["klined_symbols_streamed"] == 2, m
+    assert m["klined_symbols_added_total"] == 1 and m["klined_symbols_stopped_total"] == 1, m
     code, err = stop(proc)
     assert code == 0, err[-3000:]
     assert "S0003USDT: followed from now on" in err
