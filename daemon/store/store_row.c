@@ -141,6 +141,32 @@ static void copy_row(sqlite3_stmt *q, sqlite3_stmt *u)
 	sqlite3_bind_value(u, 15, sqlite3_column_value(q, 13));
 }
 
+/*
+ * The old table dropped, kline7 renamed kline. Debian's SQLite zeroes freed
+ * pages (SQLITE_SECURE_DELETE): for the old table, a copy of what the new
+ * one holds, that would write all of it to the WAL once more, so the drop
+ * runs with secure_delete FAST (no extra I/O) and the setting comes back.
+ */
+static int swap(sqlite3 *db, char *err, size_t n)
+{
+	sqlite3_stmt *s = NULL;
+	int mode = 1, r = 0;
+	char text[48];
+
+	if (sqlite3_prepare_v2(db, "PRAGMA secure_delete", -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		mode = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	if (sqlite3_exec(db,
+			 "PRAGMA secure_delete = FAST; DROP TABLE kline; "
+			 "ALTER TABLE kline7 RENAME TO kline",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		r = fail(db, err, n, "rename");
+	snprintf(text, sizeof(text), "PRAGMA secure_delete = %d", mode);
+	sqlite3_exec(db, text, NULL, NULL, NULL);
+	return r;
+}
+
 int kl__store_upgrade_dense(sqlite3 *db, char *err, size_t n)
 {
 	static const char q_text[] =
@@ -182,8 +208,5 @@ int kl__store_upgrade_dense(sqlite3 *db, char *err, size_t n)
 out:
 	sqlite3_finalize(q);
 	sqlite3_finalize(u);
-	if (r == 0 && sqlite3_exec(db, "DROP TABLE kline; ALTER TABLE kline7 RENAME TO kline", NULL,
-				   NULL, NULL) != SQLITE_OK)
-		r = fail(db, err, n, "rename");
-	return r;
+	return r < 0 ? r : swap(db, err, n);
 }
