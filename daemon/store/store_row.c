@@ -11,10 +11,13 @@
  */
 #include "store_row.h"
 
+#include "log.h"
+#include "notify.h"
 #include "store_exact.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
 
 static const int64_t p10[10] = {1,	10,	 100,	   1000,      10000,
 				100000, 1000000, 10000000, 100000000, 1000000000};
@@ -107,6 +110,36 @@ int kl_store_row_kline(sqlite3_stmt *s, struct kl_kline *k)
 	return 0;
 }
 
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/*
+ * Progress of a long upgrade (about 2.5 s per million klines; half an hour
+ * for 1,500 symbol-years): every 5 s more start-up time from systemd (its
+ * start timeout would kill the upgrade, rolled back, at every restart),
+ * every 30 s a log line.
+ */
+static void progress(uint64_t rows, double t0, double *noted, double *logged)
+{
+	double t = now_s();
+
+	if (t - *noted < 5)
+		return;
+	*noted = t;
+	kl_notify_extend(60000000, "upgrading the store to schema 7: %llu klines rewritten",
+			 (unsigned long long)rows);
+	if (t - *logged < 30)
+		return;
+	*logged = t;
+	kl_info("store", "upgrade to schema 7: %llu klines rewritten, %.0f/s",
+		(unsigned long long)rows, (double)rows / (t - t0));
+}
+
 static int fail(sqlite3 *db, char *err, size_t n, const char *what)
 {
 	snprintf(err, n, "upgrade to schema 7: %s: %s", what, sqlite3_errmsg(db));
@@ -175,7 +208,10 @@ int kl__store_upgrade_dense(sqlite3 *db, char *err, size_t n)
 	static const char u_text[] = "INSERT INTO kline7 VALUES "
 				     "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)";
 	sqlite3_stmt *q = NULL, *u = NULL;
+	/* The first note at once: a restart loop cannot outrun the first 5 s. */
+	double t0 = now_s(), noted = t0 - 5, logged = t0;
 	int rc = SQLITE_DONE, r = 0;
+	uint64_t rows = 0;
 
 	if (sqlite3_prepare_v2(db, q_text, -1, &q, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, u_text, -1, &u, NULL) != SQLITE_OK) {
@@ -202,11 +238,16 @@ int kl__store_upgrade_dense(sqlite3 *db, char *err, size_t n)
 		if (sqlite3_step(u) != SQLITE_DONE)
 			r = fail(db, err, n, "kline");
 		sqlite3_reset(u);
+		if (++rows % 65536 == 0)
+			progress(rows, t0, &noted, &logged);
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = fail(db, err, n, "kline scan");
 out:
 	sqlite3_finalize(q);
 	sqlite3_finalize(u);
+	if (r == 0 && rows >= 65536)
+		kl_info("store", "upgrade to schema 7: %llu klines rewritten in %.1f s",
+			(unsigned long long)rows, now_s() - t0);
 	return r < 0 ? r : swap(db, err, n);
 }

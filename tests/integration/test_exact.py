@@ -9,8 +9,10 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
@@ -433,3 +435,42 @@ def test_upgrade_schema5_store_keeps_every_view(klined_bin, tmp_path):
     assert query(db, "SELECT count(*) FROM kline WHERE (scale IS NULL) <> (x IS NOT NULL)"
                  ) == [(0,)]
     assert query(db, "SELECT count(*) FROM kline WHERE close_time IS NOT NULL") == [(2,)]
+
+
+def test_long_upgrade_asks_systemd_for_time(klined_bin, tmp_path):
+    """Schema 7 rewrites every kline before READY=1 (about 2.5 s per million): under
+    systemd, the start timeout (90 s by default) would kill a large store's upgrade,
+    rolled back, at every restart. The upgrade sends EXTEND_TIMEOUT_USEC= as it goes."""
+    import socket
+    db = tmp_path / "old.db"
+    db.write_bytes(gzip.decompress(FIXTURE5.read_bytes()))
+    with closing(sqlite3.connect(db)) as c, c:
+        # 70,000 klines in schema 5's own layout: the fixture's days copied back in time.
+        for i in range(1, 16):
+            c.execute("INSERT INTO kline SELECT sid, open_time - ?1, close_time - ?1, open, high, "
+                      "low, close, volume, quote_volume, taker_base, taker_quote, trades, source, "
+                      "x FROM kline WHERE open_time >= 1677628800000", (i * 86_400_000,))
+    old = query(db, "SELECT * FROM kline ORDER BY 1, 2")
+    assert len(old) > 65536
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.05)
+    new = tmp_path / "NEWUSDT-1m-2023-03-02.csv"
+    new.write_text("".join(",".join(p) + "\n" for ot, p in sorted(
+        oracle.minutes("ETHUSDT").items()) if oracle.day_of(ot) == "2023-03-02"))
+    p = subprocess.run([str(klined_bin), "import", "--config", os.devnull, "--db", str(db),
+                        str(new)], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, NOTIFY_SOCKET=path))
+    msgs = []
+    while True:
+        try:
+            msgs.append(sock.recv(4096).decode())
+        except socket.timeout:
+            break
+    assert p.returncode == 0, p.stderr
+    assert any(m.startswith("EXTEND_TIMEOUT_USEC=60000000\nSTATUS=upgrading the store to "
+                            "schema 7") for m in msgs), msgs
+    assert "upgrade to schema 7: " in p.stderr
+    assert query(db, "SELECT * FROM kline_units WHERE sid IN (SELECT sid FROM symbol WHERE "
+                     "symbol <> 'NEWUSDT') ORDER BY 1, 2") == old
