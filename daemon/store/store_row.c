@@ -93,8 +93,11 @@ int kl_store_row_kline(sqlite3_stmt *s, struct kl_kline *k)
 	k->trades = sqlite3_column_int64(s, 7);
 	if (sqlite3_column_type(s, 8) != SQLITE_NULL)
 		return kl_store_exact_kline(s, 8, k) < 0 ? -EIO : 0;
+	/* The type first: reading the value could convert it. */
+	if (sqlite3_column_type(s, 9) != SQLITE_INTEGER)
+		return -EIO;
 	e = sqlite3_column_int64(s, 9);
-	if (sqlite3_column_type(s, 9) != SQLITE_INTEGER || e < 0 || e > 999)
+	if (e < 0 || e > 999)
 		return -EIO;
 	p = p10[e / 100];
 	pv = p10[e / 10 % 10];
