@@ -72,6 +72,17 @@ void kl_notify_status(struct kl_notify *n, const char *fmt, ...)
 	sd_notifyf(0, "STATUS=%s", line);
 }
 
+void kl_notify_extend(uint64_t usec, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=%s", (unsigned long long)usec, line);
+}
+
 static void on_closed(uv_handle_t *h)
 {
 	free(h->data);

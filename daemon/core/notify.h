@@ -23,5 +23,13 @@ void kl_notify_reloading(const struct kl_notify *n);
 void kl_notify_status(struct kl_notify *n, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/**
+ * Before READY=1, from work that blocks the start (a store upgrade): ask
+ * for @p usec more start-up time from now (EXTEND_TIMEOUT_USEC, so that
+ * systemd's start timeout does not kill it midway, again and again) and
+ * say why in STATUS=@p fmt. Needs no struct kl_notify (no loop yet).
+ */
+void kl_notify_extend(uint64_t usec, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /** Send STOPPING=1 and stop the watchdog; frees once the timer is closed. NULL is fine. */
 void kl_notify_free(struct kl_notify *n);

@@ -35,14 +35,13 @@ static const char *const sql[S_COUNT] = {
     [S_SYM_DIRTY] = "UPDATE symbol SET dirty_from = min(coalesce(dirty_from, ?2), ?2) "
 		    "WHERE sid = ?1",
     [S_SYM_CLEAN] = "UPDATE symbol SET dirty_from = ?2 WHERE sid = ?1",
-    [S_KLINE_PUT] = "INSERT INTO kline VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14) "
+    [S_KLINE_PUT] = "INSERT INTO kline VALUES "
+		    "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15) "
 		    "ON CONFLICT (sid, open_time) DO UPDATE SET close_time = excluded.close_time, "
-		    "open = excluded.open, high = excluded.high, low = excluded.low, "
-		    "close = excluded.close, volume = excluded.volume, "
-		    "quote_volume = excluded.quote_volume, taker_base = excluded.taker_base, "
-		    "taker_quote = excluded.taker_quote, trades = excluded.trades, "
-		    "source = excluded.source, x = excluded.x "
-		    "WHERE excluded.source <> 2 OR kline.source = 2",
+		    "scale = excluded.scale, o = excluded.o, h = excluded.h, l = excluded.l, "
+		    "c = excluded.c, v = excluded.v, q = excluded.q, tb = excluded.tb, "
+		    "tq = excluded.tq, trades = excluded.trades, source = excluded.source, "
+		    "x = excluded.x WHERE excluded.source <> 2 OR kline.source = 2",
     [S_OUTAGE_EXTEND] = "UPDATE outage SET to_ms = max(to_ms, ?3) "
 			"WHERE sid = ?1 AND from_ms <= ?2 AND to_ms >= ?2",
     [S_OUTAGE_ADD] = "INSERT OR IGNORE INTO outage VALUES (?1, ?2, ?3)",
@@ -53,7 +52,7 @@ static const char *const sql[S_COUNT] = {
 		"AND open_time < ?3 ORDER BY open_time",
     [S_OUTAGES] = "SELECT from_ms, to_ms FROM outage WHERE sid = ?1 AND to_ms > ?2 "
 		  "AND from_ms < ?3 ORDER BY from_ms",
-    [S_DAY_KLINES] = "SELECT open_time, open, high, low, close, volume, quote_volume, trades, x "
+    [S_DAY_KLINES] = "SELECT open_time, o, h, l, c, v, q, trades, x, scale "
 		     "FROM kline WHERE sid = ?1 AND open_time >= ?2 AND open_time < ?3",
     [S_PREV_CLOSE] = "SELECT close_x FROM day WHERE sid = ?1 AND day < ?2 "
 		     "ORDER BY day DESC LIMIT 1",

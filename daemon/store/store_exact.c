@@ -6,6 +6,8 @@
  */
 #include "store_exact.h"
 
+#include "store_row.h"
+
 #include "day.h"
 #include "dec.h"
 
@@ -169,23 +171,10 @@ int kl_store_upgrade(sqlite3 *db, size_t version, char *err, size_t n)
 {
 	int r;
 
+	if (version == 7)
+		return kl__store_upgrade_dense(db, err, n);
 	if (version != 3)
 		return 0;
 	r = upgrade_days(db, err, n);
 	return r < 0 ? r : upgrade_klines(db, err, n);
-}
-
-int kl_store_row_kline(sqlite3_stmt *s, struct kl_kline *k)
-{
-	k->open_time = sqlite3_column_int64(s, 0);
-	k->trades = sqlite3_column_int64(s, 7);
-	if (sqlite3_column_type(s, 8) != SQLITE_NULL)
-		return kl_store_exact_kline(s, 8, k) < 0 ? -EIO : 0;
-	k->open = sqlite3_column_int64(s, 1);
-	k->high = sqlite3_column_int64(s, 2);
-	k->low = sqlite3_column_int64(s, 3);
-	k->close = sqlite3_column_int64(s, 4);
-	k->volume = sqlite3_column_int64(s, 5);
-	k->quote_volume = sqlite3_column_int64(s, 6);
-	return 0;
 }

@@ -24,8 +24,9 @@ int kl_store_upgrade(sqlite3 *db, size_t version, char *err, size_t n);
 int kl_store_exact_kline(sqlite3_stmt *s, int col, struct kl_kline *k);
 
 /**
- * A kline row as the reads select it: open_time, open .. quote_volume as
- * integers, trades, x (columns 0 to 8), into @p k (the other fields
- * untouched). @return 0, or -EIO when x is not klined's.
+ * A kline row as the reads select it: open_time, o, h, l, c, v, q, trades,
+ * x, scale (columns 0 to 9 of schema 7's table), decoded into @p k
+ * (open .. quote_volume; the other fields untouched). In store_row.c.
+ * @return 0, or -EIO when the row is not klined's.
  */
 int kl_store_row_kline(sqlite3_stmt *s, struct kl_kline *k);

@@ -2,7 +2,7 @@
  * Reads for /api/klines and /api/forecast on a read-only connection, folded
  * by lib/interval.c. Intervals under a day fold the minutes (one symbol's
  * primary-key range, at most KL_KLINES_SPAN_MAX), decoded as
- * kl_store_each_kline does (schema/003-exact.sql: INTEGER units, or the
+ * kl_store_each_kline does (store_row.c: schema 7's dense form, or the
  * exact decimals in x). Days and weeks fold the `batch` day rows (a
  * complete day aggregated from its minutes by the same arithmetic, kept
  * exactly in the *_x columns) and the minutes of any other day (today,
@@ -25,7 +25,7 @@ static const char *const sql[S_COUNT] = {
     [S_END] = "COMMIT",
     [S_SID] = "SELECT sid FROM symbol WHERE symbol = ?1",
     [S_NEWEST] = "SELECT max(open_time) FROM kline WHERE sid = ?1",
-    [S_KLINES] = "SELECT open_time, open, high, low, close, volume, quote_volume, trades, x "
+    [S_KLINES] = "SELECT open_time, o, h, l, c, v, q, trades, x, scale "
 		 "FROM kline WHERE sid = ?1 AND open_time >= ?2 AND open_time < ?3 "
 		 "ORDER BY open_time",
     [S_DAYS] = "SELECT day, open_x, high_x, low_x, close_x, volume_x, quote_volume_x, trades "

@@ -6,6 +6,7 @@
 #include "store_int.h"
 
 #include "metrics.h"
+#include "store_row.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -72,32 +73,10 @@ static int mark_dirty(struct kl_store *st, int64_t sid, int64_t ms)
 int kl_store_put_kline(struct kl_store *st, int64_t sid, const struct kl_kline *k,
 		       enum kl_source src)
 {
-	sqlite3_stmt *s = st->stmt[S_KLINE_PUT];
-	const kl_i128 v[] = {k->open,	k->high,	 k->low,	k->close,
-			     k->volume, k->quote_volume, k->taker_base, k->taker_quote};
-	bool big = false;
-	char x[48 * 8];
+	int r;
 
-	for (int i = 0; i < 8; i++)
-		big |= v[i] > KL_DEC_SQL_EXACT;
-	sqlite3_bind_int64(s, 1, sid);
-	sqlite3_bind_int64(s, 2, k->open_time);
-	sqlite3_bind_int64(s, 3, k->close_time);
-	/* See schema/003-exact.sql: integer units, or nearest doubles plus x. */
-	for (int i = 0; i < 8; i++) {
-		if (big)
-			sqlite3_bind_double(s, i + 4, kl_dec_double(v[i]));
-		else
-			sqlite3_bind_int64(s, i + 4, (int64_t)v[i]);
-	}
-	sqlite3_bind_int64(s, 12, k->trades);
-	sqlite3_bind_int64(s, 13, (int64_t)src);
-	if (big)
-		sqlite3_bind_text(s, 14, x, (int)kl_dec_format_list(v, 8, x, sizeof(x)),
-				  SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(s, 14);
-	int r = kl__store_step_done(st, S_KLINE_PUT);
+	kl__store_bind_kline(st->stmt[S_KLINE_PUT], sid, k, src);
+	r = kl__store_step_done(st, S_KLINE_PUT);
 	kl_metrics_add(KL_M_KLINES_REST + (src - KL_SRC_REST),
 		       r < 0 ? 0 : (uint64_t)sqlite3_changes(st->db));
 	return r < 0 ? r : mark_dirty(st, sid, k->open_time);

@@ -30,9 +30,10 @@ def expected_minutes(symbol, skip=(HALT_MS,)):
 
 def stored_minutes(db, symbol):
     """[(open_time, open, high, low, close, volume, quote_volume, trades)] in 1e-8 units, exact:
-    from the integer columns, or from x where a value passes 2^53 units (schema 3)."""
+    from the integer columns, or from x where a value passes 2^53 units (schema 3; schema 7
+    keeps kline dense and presents it so in kline_units)."""
     rows = query(db, "SELECT k.open_time, k.open, k.high, k.low, k.close, k.volume, "
-                     "k.quote_volume, k.trades, k.x FROM kline k JOIN symbol s USING (sid) "
+                     "k.quote_volume, k.trades, k.x FROM kline_units k JOIN symbol s USING (sid) "
                      "WHERE s.symbol = ? ORDER BY open_time", symbol)
     out = []
     for r in rows:
@@ -118,7 +119,7 @@ def test_backfill_every_minute_and_day_exact(backfilled):
     assert query(db, "SELECT symbol, from_ms, to_ms FROM outages ORDER BY symbol") == [
         (s, *HALT_MS) for s in SYMS]
     # The bar before the halt has its shortened close time, as Binance's does.
-    assert query(db, "SELECT close_time - open_time FROM kline WHERE open_time = ?",
+    assert query(db, "SELECT close_time - open_time FROM kline_units WHERE open_time = ?",
                  HALT_MS[0] - 60000) == [(41646,), (41646,)]
     assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert query(db, "SELECT count(*) FROM reject") == [(0,)]

@@ -9,8 +9,10 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
@@ -268,8 +270,9 @@ def test_api_daily_exact(replay, klined):
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "schema2.db.gz"
 UNITS_2_53 = 9007199254740992
-BIG_ROWS = ("SELECT count(*) FROM kline WHERE x IS NULL AND max(open, high, low, close, volume, "
-            f"quote_volume, taker_base, taker_quote) > {UNITS_2_53}")
+# kline_units: schema 7's kline as schema 3 kept it (schema 2 had the kline table so).
+BIG_ROWS = ("SELECT count(*) FROM kline_units WHERE x IS NULL AND max(open, high, low, close, "
+            f"volume, quote_volume, taker_base, taker_quote) > {UNITS_2_53}")
 
 
 def schema2_store(path):
@@ -295,7 +298,8 @@ def test_upgrade_schema2_store_in_place(replay, klined, tmp_path):
     # What schema 2 got wrong: a day whose volume wrapped, a minute it refused.
     assert query(db, "SELECT volume < 0 FROM daily WHERE symbol = 'MIDUSDT'") == [(1,)]
     assert query(db, "SELECT count(*) FROM reject") == [(1,)]
-    assert query(db, BIG_ROWS.replace("x IS NULL AND ", ""))[0][0] > 2000
+    assert query(db, BIG_ROWS.replace("x IS NULL AND ", "").replace("kline_units", "kline")
+                 )[0][0] > 2000
     srv = replay(start="2023-03-03T00:00:30Z", hisupply=["MIDUSDT=BTCUSDT/1e5/1e7"])
     k = klined(srv.rest_url, "--symbols", "BTCUSDT,MIDUSDT", "--history-start", "2023-03-01",
                db=db)
@@ -384,3 +388,89 @@ def test_upgrade_killed_is_old_or_new(klined_bin, tmp_path):
             assert fingerprint(db, ("kline", "outage")) == fingerprint(full, ("kline", "outage"))
     print(f"upgrade of {n} klines took {took:.2f} s; kills: {seen}")
     assert seen[2] and seen[SCHEMA], (seen, took)
+
+
+# ---- upgrade of a store written by the release before the dense row (schema 5) ------
+
+FIXTURE5 = Path(__file__).resolve().parent / "fixtures" / "schema5.db.gz"
+VIEWS = ("kline_1m", "kline_5m", "kline_1h", "daily", "daily_exact", "prophet_input", "outages")
+
+
+def view_rows(db, table="kline"):
+    """Every row users see, and every kline as schema 3 kept it (kline_units since 7)."""
+    out = {v: [repr(r) for r in query(db, f"SELECT * FROM {v} WHERE symbol <> 'NEWUSDT' "
+                                          "ORDER BY 1, 2")] for v in VIEWS}
+    out["kline"] = [repr(r) for r in query(
+        db, f"SELECT * FROM {table} WHERE sid IN (SELECT sid FROM symbol "
+            "WHERE symbol <> 'NEWUSDT') ORDER BY 1, 2")]
+    return out
+
+
+def test_upgrade_schema5_store_keeps_every_view(klined_bin, tmp_path):
+    """klined's first write to a store of the previous release (here: an import of one
+    more symbol) converts its klines to schema 7's dense row; kline_1m, kline_5m,
+    kline_1h, daily, daily_exact... give the same rows, byte for byte, including minutes
+    past 2^53 units and a 2017 maintenance bar off the minute with its close time."""
+    db = tmp_path / "old.db"
+    db.write_bytes(gzip.decompress(FIXTURE5.read_bytes()))
+    assert query(db, "PRAGMA user_version") == [(5,)]
+    before = view_rows(db)
+    assert query(db, "SELECT count(*) FROM kline WHERE x IS NOT NULL")[0][0] > 1440
+    assert query(db, "SELECT open_time % 60000, close_time - open_time FROM kline "
+                     "WHERE close_time - open_time <> 59999 ORDER BY 1") == [(0, 41646),
+                                                                             (17000, 42999)]
+    new = tmp_path / "NEWUSDT-1m-2023-03-02.csv"
+    new.write_text("".join(",".join(p) + "\n" for ot, p in sorted(
+        oracle.minutes("ETHUSDT").items()) if oracle.day_of(ot) == "2023-03-02"))
+    p = subprocess.run([str(klined_bin), "import", "--config", os.devnull, "--db", str(db),
+                        str(new)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert query(db, "PRAGMA user_version") == [(SCHEMA,)]
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    after = view_rows(db, "kline_units")
+    for v in before:
+        assert after[v] == before[v], v
+    # Dense: only the minutes past 2^53 units keep the exact form; close_time only where
+    # it is not the minute's end.
+    assert query(db, "SELECT count(*) FROM kline WHERE (scale IS NULL) <> (x IS NOT NULL)"
+                 ) == [(0,)]
+    assert query(db, "SELECT count(*) FROM kline WHERE close_time IS NOT NULL") == [(2,)]
+
+
+def test_long_upgrade_asks_systemd_for_time(klined_bin, tmp_path):
+    """Schema 7 rewrites every kline before READY=1 (about 2.5 s per million): under
+    systemd, the start timeout (90 s by default) would kill a large store's upgrade,
+    rolled back, at every restart. The upgrade sends EXTEND_TIMEOUT_USEC= as it goes."""
+    import socket
+    db = tmp_path / "old.db"
+    db.write_bytes(gzip.decompress(FIXTURE5.read_bytes()))
+    with closing(sqlite3.connect(db)) as c, c:
+        # 70,000 klines in schema 5's own layout: the fixture's days copied back in time.
+        for i in range(1, 16):
+            c.execute("INSERT INTO kline SELECT sid, open_time - ?1, close_time - ?1, open, high, "
+                      "low, close, volume, quote_volume, taker_base, taker_quote, trades, source, "
+                      "x FROM kline WHERE open_time >= 1677628800000", (i * 86_400_000,))
+    old = query(db, "SELECT * FROM kline ORDER BY 1, 2")
+    assert len(old) > 65536
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.05)
+    new = tmp_path / "NEWUSDT-1m-2023-03-02.csv"
+    new.write_text("".join(",".join(p) + "\n" for ot, p in sorted(
+        oracle.minutes("ETHUSDT").items()) if oracle.day_of(ot) == "2023-03-02"))
+    p = subprocess.run([str(klined_bin), "import", "--config", os.devnull, "--db", str(db),
+                        str(new)], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, NOTIFY_SOCKET=path))
+    msgs = []
+    while True:
+        try:
+            msgs.append(sock.recv(4096).decode())
+        except socket.timeout:
+            break
+    assert p.returncode == 0, p.stderr
+    assert any(m.startswith("EXTEND_TIMEOUT_USEC=60000000\nSTATUS=upgrading the store to "
+                            "schema 7") for m in msgs), msgs
+    assert "upgrade to schema 7: " in p.stderr
+    assert query(db, "SELECT * FROM kline_units WHERE sid IN (SELECT sid FROM symbol WHERE "
+                     "symbol <> 'NEWUSDT') ORDER BY 1, 2") == old
