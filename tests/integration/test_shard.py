@@ -67,9 +67,6 @@ def check_store(sh):
         last = newest(sh.db, s)
         assert last + 60_000 >= FINAL, (sh.name, s, last)
         check_minutes(sh.db, s, skip=((0, SINCE), (last + 1, 1 << 62)))
-        # Minutes that came over the stream (and through the shared topic).
-        assert query(sh.db, "SELECT count(*) FROM kline_1m WHERE symbol = ? AND source = 'ws'",
-                     s)[0][0] > 0, (sh.name, s)
         e = oracle.days(s)["2023-03-10"]
         row = query(sh.db, "SELECT printf('%.8f', open), printf('%.8f', high), "
                            "printf('%.8f', low), printf('%.8f', close), printf('%.8f', volume), "
@@ -105,6 +102,8 @@ def test_two_instances_disjoint_symbols_one_topic(replay, klined, kafka_broker, 
     a = Shard(klined, srv, kafka_broker, kafka_topic, tmp_path, "a", ("BTCUSDT",), groups[0])
     b = Shard(klined, srv, kafka_broker, kafka_topic, tmp_path, "b", ("ETHUSDT",), groups[1])
     a.start(), b.start()
+    # Minutes come over the stream, through the shared topic (the certification later
+    # replaces those of 2023-03-10 by REST's).
     wait_for(lambda: ws_minutes(a.db) > 10 and ws_minutes(b.db) > 10, timeout=60, step=0.2)
 
     # A broken event of B's symbol: B refuses it (and keeps it); A never even reads it.
@@ -132,7 +131,8 @@ def test_two_instances_disjoint_symbols_one_topic(replay, klined, kafka_broker, 
         check_store(sh)
         err = logs[sh.name]
         # The other's events were read and skipped: counted as foreign, not as errors.
-        assert foreign[sh.name] > 100 and consumed[sh.name] > 100, (foreign, consumed)
+        # (B's counters restarted with it: its own events since then may be few.)
+        assert foreign[sh.name] > 100 and consumed[sh.name] > 0, (foreign, consumed)
         assert late[sh.name] == 0, late
         assert "beyond the exchange's clock" not in err and "kafka: consumer:" not in err, \
             err[-3000:]
@@ -156,6 +156,9 @@ def test_overlapping_symbols_double_nothing(replay, klined, kafka_broker, kafka_
     a = Shard(klined, srv, kafka_broker, kafka_topic, tmp_path, "a", ("BTCUSDT", "ETHUSDT"))
     b = Shard(klined, srv, kafka_broker, kafka_topic, tmp_path, "b", ("ETHUSDT",))
     a.start(), b.start()
+    # Minutes come over the stream, through the shared topic (the certification later
+    # replaces those of 2023-03-10 by REST's).
+    wait_for(lambda: ws_minutes(a.db) > 10 and ws_minutes(b.db) > 10, timeout=60, step=0.2)
     wait_for(lambda: vnow(srv) >= FINAL and a.certified("2023-03-10") and
              b.certified("2023-03-10"), timeout=60, step=0.2)
     settle(srv, a, b)
