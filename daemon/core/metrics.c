@@ -381,6 +381,15 @@ static void write_stream(struct kl_prom *p)
 		reg.c[KL_M_EVENTS]);
 	one_u64(p, "klined_late_events_total", "events dropped behind the watermark",
 		reg.c[KL_M_LATE]);
+	one_u64(p, "klined_events_foreign_total",
+		"events of symbols this instance does not follow (another's on a shared topic): "
+		"skipped unparsed",
+		reg.c[KL_M_FOREIGN]);
+	one_u64(
+	    p, "klined_events_duplicate_total",
+	    "events of a minute already closed (a repeat, or two instances producing one symbol): "
+	    "absorbed",
+	    reg.c[KL_M_DUPLICATES]);
 	one_u64(p, "klined_store_write_failures_total",
 		"speed-layer checkpoints lost to a failed store write, each followed by a rewind",
 		reg.c[KL_M_STORE_FAILURES]);

@@ -25,6 +25,8 @@ enum kl_metric {
 	KL_M_KAFKA_DROPPED,   /* the local queue was full */
 	KL_M_EVENTS,	      /* consumed by the speed layer */
 	KL_M_LATE,	      /* dropped: behind the watermark */
+	KL_M_FOREIGN,	      /* skipped: of a symbol not followed here (a shared topic) */
+	KL_M_DUPLICATES,      /* absorbed: a minute already closed (e.g. two producers of it) */
 	KL_M_STORE_FAILURES,  /* speed-layer checkpoints lost to a failed write (then a rewind) */
 	KL_M_KAFKA_RENEWED,   /* producers replaced after a fatal error */
 	KL_M_PAGES_REFUSED,   /* klines pages refused (403, 451, -1121...): retried or set aside */

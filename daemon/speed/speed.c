@@ -27,6 +27,7 @@
 #define COMMIT_MS	5 /* a burst gathers this long, then one transaction */
 #define COMMIT_EVENTS	1000
 #define KAFKA_COMMIT_MS 1000 /* Kafka's copy of the offsets, for lag tools */
+#define FOREIGN_MS	1000 /* only other instances' events since: their offsets can wait */
 #define MAX_PARTS	64
 #define WINDOWS		3		  /* open days per symbol: today and late yesterday */
 #define FUTURE_MS	600000		  /* events this far past the exchange's clock are bogus */
@@ -60,6 +61,7 @@ struct kl_speed {
 	struct kl_bus_offset offs[MAX_PARTS];
 	size_t noffs;
 	size_t pending;
+	size_t skipped;	  /* other instances' events since the checkpoint (not in pending) */
 	int64_t clock_ms; /* exchange time from REST; 0 unknown */
 	uint64_t clock_at;
 	double clock_rate; /* exchange ms per wall ms, 1 on a real exchange */
@@ -151,7 +153,7 @@ static void fail(struct kl_speed *sp)
 	       "stored offsets",
 	       kl_store_errmsg(sp->st), (double)sp->retry_ms / 1000.0);
 	kl_store_rollback(sp->st);
-	sp->pending = 0;
+	sp->pending = sp->skipped = 0;
 	sp->wrote = false;
 	uv_timer_stop(&sp->commit_timer);
 	uv_timer_start(&sp->retry_timer, on_retry, sp->retry_ms, 0);
@@ -254,16 +256,41 @@ static void reject(struct kl_speed *sp, const char *symbol, const char *raw, siz
 	free(text);
 }
 
+/* Another instance's event (shards share the topic): every instance reads every
+ * event, so one of a symbol not followed here is skipped by its key, unparsed
+ * and unjudged. Unkeyed events are parsed: their symbol is in the value. */
+static bool foreign_key(struct kl_speed *sp, const struct kl_bus_msg *m)
+{
+	char key[32]; /* longer than any symbol: not one of ours */
+
+	if (!m->key || !m->key_len)
+		return false;
+	if (m->key_len < sizeof(key)) {
+		memcpy(key, m->key, m->key_len);
+		key[m->key_len] = '\0';
+		if (find_sym(sp, key))
+			return false;
+	}
+	return true;
+}
+
 static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 {
-	json_t *j = json_loadb(m->value, m->len, 0, NULL);
+	json_t *j;
 	struct kl_event ev;
-	enum kl_verdict v = j ? kl_event_from_json(j, &ev) : KL_KLINE_EVENT;
+	enum kl_verdict v;
 	struct ssym *s;
 	struct swin *w;
 
-	json_decref(j);
 	sp->stats.events++;
+	if (foreign_key(sp, m)) {
+		sp->stats.unknown++;
+		kl_metrics_add(KL_M_FOREIGN, 1);
+		return;
+	}
+	j = json_loadb(m->value, m->len, 0, NULL);
+	v = j ? kl_event_from_json(j, &ev) : KL_KLINE_EVENT;
+	json_decref(j);
 	if (v == KL_KLINE_OK)
 		v = kl_kline_check(&ev.k, 0, TIME_MAX);
 	if (v == KL_KLINE_OK && (ev.event_time < 0 || ev.event_time >= TIME_MAX))
@@ -275,6 +302,7 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 	s = find_sym(sp, ev.symbol);
 	if (!s) {
 		sp->stats.unknown++;
+		kl_metrics_add(KL_M_FOREIGN, 1);
 		return;
 	}
 	if (sp->clock_ms) {
@@ -337,6 +365,7 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 		break;
 	case KL_APPLY_DUPLICATE:
 		sp->stats.duplicates++;
+		kl_metrics_add(KL_M_DUPLICATES, 1);
 		break;
 	case KL_APPLY_STALE:
 	case KL_APPLY_WRONG_DAY:
@@ -388,7 +417,7 @@ static void commit(struct kl_speed *sp)
 	int r;
 
 	uv_timer_stop(&sp->commit_timer);
-	if (!sp->pending || sp->failed)
+	if ((!sp->pending && !sp->skipped) || sp->failed)
 		return;
 	if (sp->wrote && kl_store_lost_tx(sp->st) != sp->lost_tx) {
 		fail(sp); /* the batch layer's failed commit took our minutes along */
@@ -415,7 +444,7 @@ static void commit(struct kl_speed *sp)
 		fail(sp);
 		return;
 	}
-	sp->pending = 0;
+	sp->pending = sp->skipped = 0;
 	sp->wrote = false;
 	sp->wm_committed = sp->wm;
 	sp->retry_ms = RETRY_FIRST_MS;
@@ -445,15 +474,24 @@ static void on_batch(void *ud, const struct kl_bus_msg *m, size_t n)
 	struct kl_speed *sp = ud;
 
 	for (size_t i = 0; i < n && !sp->failed; i++) {
+		uint64_t foreign = sp->stats.unknown;
 		apply(sp, &m[i]);
 		if (sp->failed)
 			break; /* this message is read again after the rewind */
 		note_offset(sp, m[i].partition, m[i].offset + 1);
-		if (++sp->pending >= COMMIT_EVENTS)
+		/* Another instance's events change nothing here: their offsets ride
+		 * along with our next checkpoint, or wait FOREIGN_MS (a shard whose own
+		 * symbols are few would otherwise commit every few ms for the others). */
+		if (sp->stats.unknown != foreign)
+			sp->skipped++;
+		else if (++sp->pending >= COMMIT_EVENTS)
 			commit(sp);
 	}
-	if (sp->pending && !uv_is_active((uv_handle_t *)&sp->commit_timer))
+	if (sp->pending && (!uv_is_active((uv_handle_t *)&sp->commit_timer) ||
+			    uv_timer_get_due_in(&sp->commit_timer) > COMMIT_MS))
 		uv_timer_start(&sp->commit_timer, on_commit_timer, COMMIT_MS, 0);
+	else if (sp->skipped && !uv_is_active((uv_handle_t *)&sp->commit_timer))
+		uv_timer_start(&sp->commit_timer, on_commit_timer, FOREIGN_MS, 0);
 }
 
 static int load_offsets(struct kl_speed *sp)
@@ -568,7 +606,7 @@ void kl_speed_free(struct kl_speed *sp)
 	commit(sp);
 	kl_info("speed",
 		"stopped: events=%" PRIu64 ", closed=%" PRIu64 ", late=%" PRIu64 ", future=%" PRIu64
-		", bad=%" PRIu64 ", duplicates=%" PRIu64 ", stale=%" PRIu64 ", unknown=%" PRIu64
+		", bad=%" PRIu64 ", duplicates=%" PRIu64 ", stale=%" PRIu64 ", foreign=%" PRIu64
 		", commits=%" PRIu64 ", store_failures=%" PRIu64,
 		sp->stats.events, sp->stats.closed, sp->stats.late, sp->stats.future, sp->stats.bad,
 		sp->stats.duplicates, sp->stats.stale, sp->stats.unknown, sp->stats.commits,
