@@ -11,7 +11,7 @@
  * stored effects of the events before them). Then windows the watermark
  * has passed are closed and reported final.
  */
-#include "speed.h"
+#include "speed_int.h"
 
 #include "day.h"
 #include "log.h"
@@ -23,68 +23,6 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define COMMIT_MS	5 /* a burst gathers this long, then one transaction */
-#define COMMIT_EVENTS	1000
-#define KAFKA_COMMIT_MS 1000 /* Kafka's copy of the offsets, for lag tools */
-#define FOREIGN_MS	1000 /* only other instances' events since: their offsets can wait */
-#define MAX_PARTS	64
-#define WINDOWS		3		  /* open days per symbol: today and late yesterday */
-#define FUTURE_MS	600000		  /* events this far past the exchange's clock are bogus */
-#define FUTURE_WALL_MS	10000		  /* plus this much wall time at the clock's rate */
-#define JUMP_EVENTS	20		  /* this many in a row beyond it: read the clock again */
-#define TIME_MAX	253402300800000LL /* 10000-01-01: any time past it is absurd */
-#define RETRY_FIRST_MS	1000		  /* after a failed store write: back off, then rewind */
-#define RETRY_MAX_MS	30000
-
-struct swin {
-	struct kl_window w;
-	bool used, dirty;
-};
-
-struct ssym {
-	const char *symbol;
-	int64_t sid;
-	struct swin win[WINDOWS];
-	int64_t frontier;     /* end of the newest closed minute applied */
-	uint64_t frontier_at; /* uv_now() then */
-};
-
-struct kl_speed {
-	uv_loop_t *loop;
-	struct kl_store *st;
-	struct kl_bus *bus;
-	const struct kl_conf *conf;
-	struct ssym *syms; /* sorted by name */
-	size_t nsyms;
-	struct kl_watermark wm;
-	struct kl_bus_offset offs[MAX_PARTS];
-	size_t noffs;
-	size_t pending;
-	size_t skipped;	  /* other instances' events since the checkpoint (not in pending) */
-	int64_t clock_ms; /* exchange time from REST; 0 unknown */
-	uint64_t clock_at;
-	double clock_rate; /* exchange ms per wall ms, 1 on a real exchange */
-	unsigned ahead;	   /* consecutive events beyond the clock */
-	int64_t stream_ms; /* the exchange's time per klined's own websocket; -1 unknown */
-	uint64_t kafka_commit_at;
-	int64_t final_upto;
-	struct kl_watermark wm_committed; /* as of the last checkpoint: a rewind restores it */
-	uint64_t lost_tx;		  /* the store's count when this batch first wrote */
-	uint64_t retry_ms;
-	uv_timer_t commit_timer, retry_timer;
-	int nclosing;
-	kl_speed_final_cb on_final;
-	kl_speed_gap_cb on_gap;
-	void *ud;
-	struct kl_speed_stats stats;
-	bool failed, wrote;
-};
-
-static int cmp_sym(const void *a, const void *b)
-{
-	return strcmp(((const struct ssym *)a)->symbol, ((const struct ssym *)b)->symbol);
-}
 
 int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
 		 const struct kl_conf *conf, const struct kl_speed_symbol *syms, size_t n,
@@ -102,7 +40,7 @@ int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
 		sp->syms[i].sid = syms[i].sid;
 		sp->syms[i].frontier = -1;
 	}
-	qsort(sp->syms, n, sizeof(*sp->syms), cmp_sym);
+	qsort(sp->syms, n, sizeof(*sp->syms), kl__speed_cmp_sym);
 	sp->nsyms = n;
 	sp->loop = loop;
 	sp->st = st;
@@ -127,7 +65,7 @@ int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
 
 /* Before the first write of a checkpoint: the store's transaction is shared
  * with the batch layer, and a rollback of either loses both. */
-static int begin(struct kl_speed *sp)
+int kl__speed_begin(struct kl_speed *sp)
 {
 	if (!sp->wrote) {
 		sp->lost_tx = kl_store_lost_tx(sp->st);
@@ -141,7 +79,7 @@ static void on_retry(uv_timer_t *t);
 /* A store write failed (disk full, a lock held too long, an I/O error): what
  * this process applied since the last checkpoint is gone from the store, so
  * it is forgotten here too, and read again from Kafka later. */
-static void fail(struct kl_speed *sp)
+void kl__speed_fail(struct kl_speed *sp)
 {
 	if (sp->failed)
 		return;
@@ -158,88 +96,6 @@ static void fail(struct kl_speed *sp)
 	uv_timer_stop(&sp->commit_timer);
 	uv_timer_start(&sp->retry_timer, on_retry, sp->retry_ms, 0);
 	sp->retry_ms = sp->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : sp->retry_ms * 2;
-}
-
-static void seed(void *ud, const struct kl_kline *k)
-{
-	kl_window_seed(ud, k);
-}
-
-/* (Re)build a window from the minutes already stored for its day. */
-static int load_window(struct kl_speed *sp, struct ssym *s, struct swin *w, int64_t day)
-{
-	struct kl_kline open = w->w.open;
-	int64_t open_event = w->w.open_event;
-	bool had_open = w->used && w->w.has_open && w->w.closed.start == day;
-
-	kl_window_init(&w->w, day);
-	if (kl_store_each_kline(sp->st, s->sid, day, day + KL_DAY_MS, seed, &w->w) < 0)
-		return kl_log_errno(-EIO, "speed", "%s: cannot read the store: %s", s->symbol,
-				    kl_store_errmsg(sp->st));
-	if (had_open) {
-		struct kl_event ev = {.event_time = open_event, .k = open};
-		kl_window_apply(&w->w, &ev);
-	}
-	w->used = true;
-	w->dirty = true;
-	return 0;
-}
-
-static struct swin *window_for(struct kl_speed *sp, struct ssym *s, int64_t day)
-{
-	struct swin *victim = NULL;
-	struct kl_day d;
-
-	for (int i = 0; i < WINDOWS; i++) {
-		if (s->win[i].used && s->win[i].w.closed.start == day)
-			return &s->win[i];
-	}
-	for (int i = 0; i < WINDOWS && !victim; i++) {
-		if (!s->win[i].used)
-			victim = &s->win[i];
-	}
-	if (!victim) {
-		victim = &s->win[0];
-		for (int i = 1; i < WINDOWS; i++) {
-			if (s->win[i].w.closed.start < victim->w.closed.start)
-				victim = &s->win[i];
-		}
-		if (victim->w.closed.start > day)
-			return NULL; /* older than every open window: late for the speed layer */
-		if (victim->dirty && kl_window_day(&victim->w, &d) &&
-		    (begin(sp) < 0 || kl_store_put_speed_day(sp->st, s->sid, &d) < 0)) {
-			fail(sp);
-			return NULL;
-		}
-		victim->used = false;
-	}
-	return load_window(sp, s, victim, day) < 0 ? NULL : victim;
-}
-
-static struct ssym *find_sym(struct kl_speed *sp, const char *symbol)
-{
-	struct ssym key = {.symbol = symbol};
-
-	return bsearch(&key, sp->syms, sp->nsyms, sizeof(*sp->syms), cmp_sym);
-}
-
-int kl_speed_add(struct kl_speed *sp, const char *symbol, int64_t sid)
-{
-	struct ssym *v;
-	size_t at = 0;
-
-	if (find_sym(sp, symbol))
-		return 0;
-	v = realloc(sp->syms, (sp->nsyms + 1) * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	sp->syms = v;
-	while (at < sp->nsyms && strcmp(sp->syms[at].symbol, symbol) < 0)
-		at++;
-	memmove(&sp->syms[at + 1], &sp->syms[at], (sp->nsyms - at) * sizeof(*v));
-	sp->syms[at] = (struct ssym){.symbol = symbol, .sid = sid, .frontier = -1};
-	sp->nsyms++;
-	return 0;
 }
 
 static void reject(struct kl_speed *sp, const char *symbol, const char *raw, size_t len,
@@ -268,7 +124,7 @@ static bool foreign_key(struct kl_speed *sp, const struct kl_bus_msg *m)
 	if (m->key_len < sizeof(key)) {
 		memcpy(key, m->key, m->key_len);
 		key[m->key_len] = '\0';
-		if (find_sym(sp, key))
+		if (kl__speed_find(sp, key))
 			return false;
 	}
 	return true;
@@ -299,7 +155,7 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 		reject(sp, NULL, m->value, m->len, v);
 		return;
 	}
-	s = find_sym(sp, ev.symbol);
+	s = kl__speed_find(sp, ev.symbol);
 	if (!s) {
 		sp->stats.unknown++;
 		kl_metrics_add(KL_M_FOREIGN, 1);
@@ -339,7 +195,7 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 	sp->stats.last_event_time = sp->wm.max_event;
 	kl_metrics_event(s->symbol, ev.event_time, m->timestamp);
 	if (kl_watermark_late(&sp->wm, &ev.k) ||
-	    !(w = window_for(sp, s, kl_day_floor(ev.k.open_time)))) {
+	    !(w = kl__speed_window(sp, s, kl_day_floor(ev.k.open_time)))) {
 		sp->stats.late++;
 		kl_metrics_add(KL_M_LATE, 1);
 		return;
@@ -348,8 +204,9 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 	sp->stats.last_close = kl_dec_double(ev.k.close);
 	switch (kl_window_apply(&w->w, &ev)) {
 	case KL_APPLY_CLOSED:
-		if (begin(sp) < 0 || kl_store_put_kline(sp->st, s->sid, &ev.k, KL_SRC_WS) < 0) {
-			fail(sp);
+		if (kl__speed_begin(sp) < 0 ||
+		    kl_store_put_kline(sp->st, s->sid, &ev.k, KL_SRC_WS) < 0) {
+			kl__speed_fail(sp);
 			return;
 		}
 		sp->stats.closed++;
@@ -420,10 +277,10 @@ static void commit(struct kl_speed *sp)
 	if ((!sp->pending && !sp->skipped) || sp->failed)
 		return;
 	if (sp->wrote && kl_store_lost_tx(sp->st) != sp->lost_tx) {
-		fail(sp); /* the batch layer's failed commit took our minutes along */
+		kl__speed_fail(sp); /* the batch layer's failed commit took our minutes along */
 		return;
 	}
-	r = begin(sp);
+	r = kl__speed_begin(sp);
 	for (size_t i = 0; r == 0 && i < sp->nsyms; i++) {
 		for (int k = 0; r == 0 && k < WINDOWS; k++) {
 			struct swin *w = &sp->syms[i].win[k];
@@ -441,7 +298,7 @@ static void commit(struct kl_speed *sp)
 	if (r == 0)
 		r = kl_store_commit(sp->st);
 	if (r < 0) {
-		fail(sp);
+		kl__speed_fail(sp);
 		return;
 	}
 	sp->pending = sp->skipped = 0;
@@ -562,23 +419,11 @@ void kl_speed_reload(struct kl_speed *sp)
 		for (int k = 0; k < WINDOWS; k++) {
 			struct swin *w = &sp->syms[i].win[k];
 			if (w->used)
-				load_window(sp, &sp->syms[i], w, w->w.closed.start);
+				kl__speed_load_window(sp, &sp->syms[i], w, w->w.closed.start);
 		}
 	}
 	sp->pending++;
 	commit(sp);
-}
-
-int64_t kl_speed_frontier(const struct kl_speed *sp, int64_t sid, uint64_t fresh_ms)
-{
-	for (size_t i = 0; i < sp->nsyms; i++) {
-		if (sp->syms[i].sid == sid)
-			return sp->syms[i].frontier >= 0 &&
-				       uv_now(sp->loop) - sp->syms[i].frontier_at <= fresh_ms
-				   ? sp->syms[i].frontier
-				   : -1;
-	}
-	return -1;
 }
 
 void kl_speed_stats(const struct kl_speed *sp, struct kl_speed_stats *ret)
