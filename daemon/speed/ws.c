@@ -466,6 +466,7 @@ static void release(struct kl_ws *ws)
 		for (size_t k = 0; k < ws->nslots; k++) {
 			kl__strs_free(&ws->slots[k]->want);
 			kl__strs_free(&ws->slots[k]->refused);
+			kl__strs_free(&ws->slots[k]->single);
 			free(ws->slots[k]);
 		}
 		free(ws->slots);

@@ -56,6 +56,7 @@ struct slot {
 	struct kl_ws *ws;
 	struct kl__strs want;	 /* its symbols; none: no connection (dormant) */
 	struct kl__strs refused; /* wanted, refused by the exchange: not asked again */
+	struct kl__strs single;	 /* in a refused request: each asked alone once */
 	struct conn *live, *next;
 	uv_timer_t reconnect, silence,
 	    pace; /* pace: the next control message, or its answer's deadline */
@@ -98,6 +99,10 @@ int kl__strs_add(struct kl__strs *s, const char *x);
 void kl__strs_del(struct kl__strs *s, const char *x);
 /** Free the strings and the array; @p s is then empty (and may be reused). */
 void kl__strs_free(struct kl__strs *s);
+
+/** Write @p symbol's stream name ("btcusdt@kline_1m", NUL-terminated; room for
+ * SYMBOL_MAX + 10 bytes) to @p out. @return its length. */
+size_t kl__ws_stream(char *out, const char *symbol);
 
 /**
  * The request path of a new connection of @p s: as many of its wanted and

@@ -170,6 +170,16 @@ void kl__strs_free(struct kl__strs *s)
 	*s = (struct kl__strs){0};
 }
 
+size_t kl__ws_stream(char *out, const char *symbol)
+{
+	size_t len = 0;
+
+	for (const char *q = symbol; *q; q++)
+		out[len++] = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
+	memcpy(out + len, "@kline_1m", sizeof("@kline_1m"));
+	return len + sizeof("@kline_1m") - 1;
+}
+
 char *kl__ws_path(const struct kl_ws *ws, const struct slot *s, struct kl__strs *have)
 {
 	size_t cap = strlen(ws->prefix) + sizeof("/stream?streams=") + URL_MAX, len;
@@ -190,9 +200,7 @@ char *kl__ws_path(const struct kl_ws *ws, const struct slot *s, struct kl__strs 
 		}
 		if (have->n > 1)
 			path[len++] = '/';
-		for (const char *q = sym; *q; q++)
-			path[len++] = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
-		len += (size_t)snprintf(path + len, cap - len, "@kline_1m");
+		len += kl__ws_stream(path + len, sym);
 	}
 	return path;
 }
@@ -310,6 +318,9 @@ int kl_ws_set_symbols(struct kl_ws *ws, char *const *symbols, size_t n)
 		for (size_t i = s->refused.n; i-- > 0;)
 			if (!kl__strs_has(&s->want, s->refused.v[i]))
 				kl__strs_del(&s->refused, s->refused.v[i]);
+		for (size_t i = s->single.n; i-- > 0;)
+			if (!kl__strs_has(&s->want, s->single.v[i]))
+				kl__strs_del(&s->single, s->single.v[i]);
 	}
 	ws->nslots = nwant;
 	free(fresh);

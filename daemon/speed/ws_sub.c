@@ -5,9 +5,11 @@
  * sends the next no sooner than lim.ctrl_gap_ms after the last: the
  * exchange counts pings, pongs and control messages together, at most 5
  * per second, and disconnects (then bans) a connection that sends more.
- * An error answer refuses the request's streams: they are logged and not
- * asked for again while they stay wanted. A request unanswered for
- * lim.ack_ms is given up the same way, so nothing loops.
+ * An error answer to a request of several streams has each asked alone
+ * once more (one bad stream must not keep the others out); refused alone,
+ * a stream is logged and not asked for again while it stays wanted. A
+ * request unanswered for lim.ack_ms is given up the same way, so nothing
+ * loops: a refused request of n streams costs at most n more messages.
  */
 #include "ws_int.h"
 
@@ -45,8 +47,11 @@ static int todo(const struct conn *c, struct kl__strs *out, size_t *bytes)
 	room = c->have.n < per ? per - c->have.n : 0;
 	for (size_t i = 0; i < s->want.n && room; i++) {
 		const char *x = s->want.v[i];
+		bool alone = kl__strs_has(&s->single, x);
 		if (kl__strs_has(&c->have, x) || kl__strs_has(&s->refused, x))
 			continue;
+		if (alone && op)
+			continue; /* asked alone, in a request of its own */
 		op = CTRL_SUB;
 		len += strlen(x) + sizeof("\"@kline_1m\",");
 		if (!out || len > CTRL_MAX)
@@ -55,6 +60,8 @@ static int todo(const struct conn *c, struct kl__strs *out, size_t *bytes)
 			return -1;
 		*bytes = len;
 		room--;
+		if (alone)
+			break;
 	}
 	return op;
 }
@@ -96,9 +103,11 @@ static void name_streams(const struct kl__strs *st, char *buf, size_t n)
 	size_t len = 0;
 
 	buf[0] = '\0';
-	for (size_t i = 0; i < st->n && i < 3 && len < n; i++)
-		len +=
-		    (size_t)snprintf(buf + len, n - len, "%s%s@kline_1m", i ? ", " : "", st->v[i]);
+	for (size_t i = 0; i < st->n && i < 3 && len + SYMBOL_MAX + 16 < n; i++) {
+		if (i)
+			len += (size_t)snprintf(buf + len, n - len, ", ");
+		len += kl__ws_stream(buf + len, st->v[i]);
+	}
 	if (st->n > 3 && len < n)
 		snprintf(buf + len, n - len, " (+%zu more)", st->n - 3);
 }
@@ -112,23 +121,28 @@ static void settle(struct conn *c, bool ok, const char *why)
 	char names[256];
 
 	for (size_t i = 0; i < c->pend.n; i++) {
+		const char *x = c->pend.v[i];
 		if (sub && ok)
-			(void)kl__strs_add(&c->have, c->pend.v[i]); /* lost: asked again */
+			(void)kl__strs_add(&c->have, x); /* lost: asked again */
+		else if (sub && c->pend.n > 1 && !kl__strs_has(&s->single, x))
+			(void)kl__strs_add(&s->single, x); /* lost: refused at once */
 		else if (sub)
-			(void)kl__strs_add(&s->refused, c->pend.v[i]); /* lost: asked again */
+			(void)kl__strs_add(&s->refused, x); /* lost: asked again */
 		else
-			kl__strs_del(&c->have, c->pend.v[i]); /* refused or not: it is not there */
+			kl__strs_del(&c->have, x); /* refused or not: it is not there */
 	}
 	if (ok) {
 		*(sub ? &ws->stats.subscribed : &ws->stats.unsubscribed) += c->pend.n;
 	} else {
+		bool retry = sub && c->pend.n > 1;
 		name_streams(&c->pend, names, sizeof(names));
-		if (sub)
+		kl_warn("ws", "the exchange %s %s of %s: %s%s", sub ? "refused" : "did not confirm",
+			sub ? "SUBSCRIBE" : "UNSUBSCRIBE", names, why,
+			retry ? "; asking for each alone" : "");
+		if (sub && !retry) {
 			ws->stats.refused += c->pend.n;
-		kl_warn("ws", "the exchange %s %s of %s: %s", sub ? "refused" : "did not confirm",
-			sub ? "SUBSCRIBE" : "UNSUBSCRIBE", names, why);
-		if (sub)
-			kl_warn("ws", "not asking for %s again until the symbols change", names);
+			kl_warn("ws", "not asking for %s again while it is wanted", names);
+		}
 	}
 	kl__strs_free(&c->pend);
 	c->pend_op = CTRL_NONE;
@@ -161,9 +175,8 @@ int kl__ws_write_ctrl(struct conn *c)
 		if (i)
 			p[len++] = ',';
 		p[len++] = '"';
-		for (const char *q = c->pend.v[i]; *q; q++)
-			p[len++] = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
-		len += (size_t)snprintf(p + len, CTRL_MAX + 64 - len, "@kline_1m\"");
+		len += kl__ws_stream(p + len, c->pend.v[i]);
+		p[len++] = '"';
 	}
 	c->pend_id = ++ws->next_id;
 	len +=
