@@ -242,7 +242,13 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			c->up_at = uv_now(c->slot->ws->loop);
 			c->slot->ws->stats.connects++;
 			kl_metrics_add(KL_M_WS_CONNECTS, 1);
-			kl_info("ws", "connected to %s", c->path);
+			if (strlen(c->path) <= 200)
+				kl_info("ws", "connected to %s", c->path);
+			else
+				kl_info(
+				    "ws",
+				    "connected to %.160s... (%zu streams, %zu more to subscribe)",
+				    c->path, c->have.n, c->slot->want.n - c->have.n);
 			kl__ws_pump(c); /* the streams its URL could not carry */
 		}
 		break;

@@ -294,6 +294,90 @@ static void a_burst_of_changes_coalesces_within_the_pace(void **state)
 	assert_paced(f);
 }
 
+/* ---- a connection only when the live ones are full ------------------------------- */
+
+static int grow_shrink(struct fixture *f)
+{
+	switch (phase) {
+	case 0:
+		if (!f->by_sym[A] || !f->by_sym[B])
+			return 0;
+		set(f, (const int[]){A, B, C, -1}); /* (A B) is full */
+		next_phase(f);
+		return 0;
+	case 1:
+		if (!f->by_sym[C])
+			return 0;
+		set(f, (const int[]){A, B, -1}); /* (C) has nothing left */
+		next_phase(f);
+		return 0;
+	case 2:
+		if (f->nconns < 2 || !f->conns[1]->closed)
+			return 0;
+		set(f, (const int[]){A, B, D, -1});
+		next_phase(f);
+		return 0;
+	case 3:
+		if (!f->by_sym[D])
+			return 0;
+		last = peer_stats(f);
+		any_closed = f->conns[0]->closed;
+		return 1;
+	}
+	return 0;
+}
+
+static void a_connection_only_when_the_live_ones_are_full(void **state)
+{
+	struct fixture *f = *state;
+
+	f->lim.streams_per_conn = 2;
+	start(f, (const int[]){A, B, -1}, grow_shrink);
+	assert_int_equal(f->nconns, 3);
+	assert_string_equal(f->path, "/stream?streams=dddusdt@kline_1m");
+	assert_false(any_closed);
+	assert_int_equal(f->conns[0]->nctrl, 0); /* (A B) never changed */
+	assert_int_equal(f->ctrl, 0);
+	assert_int_equal(last.reconnects, 0);
+}
+
+/* ---- more streams than a URL carries; a rotation ----------------------------------- */
+
+#define MANY 150
+static char many_names[MANY][16];
+
+static int rotated(struct fixture *f)
+{
+	return f->nconns >= 2 && f->conns[0]->closed && f->conns[1]->nstreams == MANY &&
+	       f->conns[1]->sent > MANY;
+}
+
+static void a_rotation_subscribes_what_the_url_cannot_carry_before_the_break(void **state)
+{
+	struct fixture *f = *state;
+	char *v[MANY];
+
+	for (int i = 0; i < MANY; i++) {
+		snprintf(many_names[i], sizeof(many_names[i]), "S%03dUSDT", i);
+		v[i] = many_names[i];
+	}
+	f->mode = SERVE;
+	f->shutdown_first = true;
+	f->ack_delay_ms = 300; /* the successor delivers its URL's streams long before */
+	peer_run(f, v, MANY, on_event, rotated, 30000);
+	/* 99 streams in each URL (1,800 bytes), the other 51 in one SUBSCRIBE. */
+	assert_int_equal(f->nconns, 2);
+	assert_int_equal(f->max_open, 2);
+	assert_int_equal(f->conns[0]->nctrl, 1);
+	assert_int_equal(f->conns[1]->nctrl, 1);
+	assert_int_equal(f->subs, 2 * (MANY - 99));
+	assert_true(strlen(f->path) <= 1800);
+	/* The old connection went only once its successor carried every stream. */
+	assert_int_equal(f->conns[0]->next_streams, MANY);
+	assert_true(f->conns[0]->closed_at >= f->conns[1]->ctrl_at[0]);
+	assert_paced(f);
+}
+
 int main(void)
 {
 	kl_log_setup(getenv("KLINED_TEST_DEBUG") ? KL_LOG_DEBUG : KL_LOG_WARN, false);
@@ -306,6 +390,11 @@ int main(void)
 					    peer_teardown),
 	    cmocka_unit_test_setup_teardown(a_burst_of_changes_coalesces_within_the_pace, setup,
 					    peer_teardown),
+	    cmocka_unit_test_setup_teardown(a_connection_only_when_the_live_ones_are_full, setup,
+					    peer_teardown),
+	    cmocka_unit_test_setup_teardown(
+		a_rotation_subscribes_what_the_url_cannot_carry_before_the_break, setup,
+		peer_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,6 +23,7 @@ static void on_tcp_closed(uv_handle_t *h)
 	struct sconn *c = h->data;
 
 	uv_close((uv_handle_t *)&c->feed, NULL); /* c itself is freed in teardown */
+	uv_close((uv_handle_t *)&c->ack, NULL);
 }
 
 static void sconn_close(struct sconn *c)
@@ -31,8 +32,11 @@ static void sconn_close(struct sconn *c)
 		return;
 	c->closed = true;
 	c->closed_at = uv_now(&c->f->loop);
+	if (c->id + 1 < c->f->nconns)
+		c->next_streams = c->f->conns[c->id + 1]->nstreams;
 	c->f->open--;
 	uv_timer_stop(&c->feed);
+	uv_timer_stop(&c->ack);
 	uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
 }
 
@@ -139,6 +143,9 @@ static void serve_round(struct sconn *c)
 		c->sent++;
 		send_text(c, frame);
 	}
+	if (c->f->shutdown_first && c->id == 0 && c->sent == c->nstreams)
+		send_text(c, "{\"stream\":\"!serverShutdown\",\"data\":{\"e\":"
+			     "\"serverShutdown\",\"E\":1678489201000}}");
 }
 
 static void on_feed(uv_timer_t *t)
@@ -178,8 +185,8 @@ static void del_stream(struct sconn *c, const char *stream)
 		}
 }
 
-/* SERVE: a control message, as the exchange answers it. */
-static void control(struct sconn *c, const char *text, size_t n)
+/* SERVE: a control message takes effect and is answered, as the exchange does. */
+static void answer(struct sconn *c, const char *text, size_t n)
 {
 	struct fixture *f = c->f;
 	json_t *req = json_loadb(text, n, 0, NULL), *params, *p;
@@ -188,10 +195,6 @@ static void control(struct sconn *c, const char *text, size_t n)
 	size_t i;
 	bool sub, refuse = false;
 
-	f->ctrl++;
-	if (c->nctrl < MAX_CTRL)
-		c->ctrl_at[c->nctrl] = uv_now(&f->loop);
-	c->nctrl++;
 	assert_non_null(req);
 	method = json_string_value(json_object_get(req, "method"));
 	params = json_object_get(req, "params");
@@ -225,6 +228,34 @@ static void control(struct sconn *c, const char *text, size_t n)
 	}
 	json_decref(req);
 	send_text(c, reply);
+}
+
+static void on_ack(uv_timer_t *t)
+{
+	struct sconn *c = t->data;
+	char *text = c->held;
+
+	c->held = NULL;
+	answer(c, text, strlen(text));
+	free(text);
+}
+
+/* SERVE: a control message arrived: counted, then answered (ack_delay_ms later). */
+static void control(struct sconn *c, const char *text, size_t n)
+{
+	struct fixture *f = c->f;
+
+	f->ctrl++;
+	if (c->nctrl < MAX_CTRL)
+		c->ctrl_at[c->nctrl] = uv_now(&f->loop);
+	c->nctrl++;
+	if (!f->ack_delay_ms) {
+		answer(c, text, n);
+		return;
+	}
+	assert_null(c->held); /* the client waits for the answer before the next */
+	assert_non_null(c->held = strndup(text, n));
+	uv_timer_start(&c->ack, on_ack, f->ack_delay_ms, 0);
 }
 
 /* The client's frames (masked, RFC 6455 5.3): control messages, close. */
@@ -393,7 +424,8 @@ static void on_connection(uv_stream_t *l, int status)
 	c->id = f->nconns;
 	uv_tcp_init(&f->loop, &c->tcp);
 	uv_timer_init(&f->loop, &c->feed);
-	c->tcp.data = c->feed.data = c;
+	uv_timer_init(&f->loop, &c->ack);
+	c->tcp.data = c->feed.data = c->ack.data = c;
 	assert_int_equal(uv_accept(l, (uv_stream_t *)&c->tcp), 0);
 	f->conns[f->nconns] = c;
 	f->accepted_at[f->nconns++] = uv_now(&f->loop);
@@ -459,6 +491,7 @@ int peer_teardown(void **state)
 	assert_int_equal(uv_loop_close(&f->loop), 0);
 	for (int i = 0; i < f->nconns; i++) {
 		free(f->conns[i]->rx);
+		free(f->conns[i]->held);
 		free(f->conns[i]);
 	}
 	free(f);

@@ -17,7 +17,7 @@
 #include <uv.h>
 
 #define MAX_CONNS   64
-#define MAX_STREAMS 64
+#define MAX_STREAMS 256
 #define MAX_CTRL    64
 #define T0_E	    1678489200000LL /* 2023-03-10T23:00:00Z, an event time */
 
@@ -35,6 +35,8 @@ struct fixture;
 struct sconn {
 	uv_tcp_t tcp;
 	uv_timer_t feed; /* SHUTDOWN: the successor's events; SERVE: every stream's */
+	uv_timer_t ack;	 /* SERVE with ack_delay_ms: the held control message's turn */
+	char *held;	 /* that message */
 	struct fixture *f;
 	int id;
 	char req[4096];
@@ -48,6 +50,7 @@ struct sconn {
 	int nstreams;
 	uint64_t ctrl_at[MAX_CTRL]; /* uv_now() of each control message */
 	int nctrl;
+	int next_streams; /* when it closed: how many streams the next connection carried */
 };
 
 struct fixture {
@@ -77,6 +80,9 @@ struct fixture {
 	char last_sym[32];	  /* symbol of the newest event delivered */
 	int by_sym[8];		  /* test-ws-sub.c: events delivered per symbol index */
 	uint64_t pace_ms;	  /* SERVE: ms between the feed's rounds */
+	bool shutdown_first;	  /* SERVE: the first connection announces serverShutdown */
+	uint64_t
+	    ack_delay_ms; /* SERVE: control messages take effect (and are answered) this late */
 };
 
 int peer_setup(void **state);
