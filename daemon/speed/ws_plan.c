@@ -286,32 +286,35 @@ int kl_ws_set_symbols(struct kl_ws *ws, char *const *symbols, size_t n)
 				sorted[i]);
 			continue;
 		}
-		if (!m || strcmp(sorted[m - 1], sorted[i]))
+		if (!m || strcmp(sorted[m - 1], sorted[i]) != 0)
 			sorted[m++] = sorted[i];
 	}
 	if (plan(ws, sorted, m, &want, &nwant) < 0)
 		goto out;
 	/* Everything that can fail comes before the first change. */
-	nfresh = nwant - ws->nslots;
-	if (nfresh && !(fresh = calloc(nfresh, sizeof(*fresh))))
-		goto fail;
-	for (size_t k = 0; k < nfresh; k++)
-		if (!(fresh[k] = calloc(1, sizeof(**fresh))))
+	if (nwant > ws->nslots) {
+		if (!(fresh = calloc(nwant - ws->nslots, sizeof(struct slot *))))
 			goto fail;
-	if (nfresh && !(v = realloc(ws->slots, nwant * sizeof(*v))))
+		nfresh = nwant - ws->nslots;
+	}
+	for (size_t k = 0; k < nfresh; k++)
+		if (!(fresh[k] = calloc(1, sizeof(struct slot))))
+			goto fail;
+	if (nfresh && !(v = realloc(ws->slots, nwant * sizeof(struct slot *))))
 		goto fail;
 	if (nfresh)
 		ws->slots = v;
+	for (size_t k = 0; k < nfresh; k++) {
+		struct slot *s = fresh[k];
+		s->ws = ws;
+		uv_timer_init(ws->loop, &s->reconnect);
+		uv_timer_init(ws->loop, &s->silence);
+		uv_timer_init(ws->loop, &s->pace);
+		s->reconnect.data = s->silence.data = s->pace.data = s;
+		ws->slots[ws->nslots + k] = s;
+	}
 	for (size_t k = 0; k < nwant; k++) {
-		struct slot *s = k < ws->nslots ? ws->slots[k] : fresh[k - ws->nslots];
-		if (k >= ws->nslots) {
-			s->ws = ws;
-			uv_timer_init(ws->loop, &s->reconnect);
-			uv_timer_init(ws->loop, &s->silence);
-			uv_timer_init(ws->loop, &s->pace);
-			s->reconnect.data = s->silence.data = s->pace.data = s;
-			ws->slots[k] = s;
-		}
+		struct slot *s = ws->slots[k];
 		kl__strs_free(&s->want);
 		s->want = want[k];
 		want[k] = (struct kl__strs){0};

@@ -171,7 +171,7 @@ static void add_stream(struct sconn *c, const char *stream)
 	if (peer_has(c, stream))
 		return;
 	assert_true(c->nstreams < MAX_STREAMS && strlen(stream) < sizeof(c->streams[0]));
-	strcpy(c->streams[c->nstreams++], stream);
+	snprintf(c->streams[c->nstreams++], sizeof(c->streams[0]), "%s", stream);
 }
 
 static void del_stream(struct sconn *c, const char *stream)
