@@ -414,6 +414,10 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, const struct kl_ws_li
 	ws->on_up = on_up;
 	ws->ud = ud;
 	ws->lim = *lim;
+	if (!ws->lim.streams_per_conn || ws->lim.streams_per_conn > 1024)
+		ws->lim.streams_per_conn = KL_WS_STREAMS_PER_CONN;
+	if (!ws->lim.ack_ms)
+		ws->lim.ack_ms = kl_ws_binance_limits.ack_ms;
 	kl_attempts_init(&ws->budget, lim->attempts, lim->attempts_window_ms);
 	if (kl__ws_parse_url(ws, conf->ws_url) < 0) {
 		snprintf(err, errlen, "[exchange] ws_url: cannot use '%s'", conf->ws_url);

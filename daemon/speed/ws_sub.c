@@ -122,9 +122,10 @@ static void settle(struct conn *c, bool ok, const char *why)
 
 	for (size_t i = 0; i < c->pend.n; i++) {
 		const char *x = c->pend.v[i];
-		if (sub && ok)
+		if (sub && ok) {
 			(void)kl__strs_add(&c->have, x); /* lost: asked again */
-		else if (sub && c->pend.n > 1 && !kl__strs_has(&s->single, x))
+			kl__strs_del(&s->single, x);	 /* taken: batched again */
+		} else if (sub && c->pend.n > 1 && !kl__strs_has(&s->single, x))
 			(void)kl__strs_add(&s->single, x); /* lost: refused at once */
 		else if (sub)
 			(void)kl__strs_add(&s->refused, x); /* lost: asked again */
@@ -136,13 +137,13 @@ static void settle(struct conn *c, bool ok, const char *why)
 	} else {
 		bool retry = sub && c->pend.n > 1;
 		name_streams(&c->pend, names, sizeof(names));
+		if (sub && !retry)
+			ws->stats.refused += c->pend.n;
 		kl_warn("ws", "the exchange %s %s of %s: %s%s", sub ? "refused" : "did not confirm",
 			sub ? "SUBSCRIBE" : "UNSUBSCRIBE", names, why,
-			retry ? "; asking for each alone" : "");
-		if (sub && !retry) {
-			ws->stats.refused += c->pend.n;
-			kl_warn("ws", "not asking for %s again while it is wanted", names);
-		}
+			retry ? "; asking for each alone"
+			: sub ? "; not asking for it again while it is wanted"
+			      : "");
 	}
 	kl__strs_free(&c->pend);
 	c->pend_op = CTRL_NONE;

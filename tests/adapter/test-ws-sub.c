@@ -240,8 +240,12 @@ static void refused_stream_is_logged_not_asked_again(void **state)
 	assert_int_equal(f->refused, 2);
 	assert_int_equal(f->ctrl, 3);
 	assert_int_equal(f->nconns, 1);
-	assert_non_null(strstr(text, "refused SUBSCRIBE of badusdt@kline_1m: Invalid request"));
-	assert_non_null(strstr(text, "not asking for badusdt@kline_1m again"));
+	assert_non_null(strstr(text,
+			       "refused SUBSCRIBE of badusdt@kline_1m, cccusdt@kline_1m: "
+			       "Invalid request: invalid stream name; asking for each alone"));
+	assert_non_null(strstr(text, "refused SUBSCRIBE of badusdt@kline_1m: Invalid request: "
+				     "invalid stream name; not asking for it again"));
+	assert_null(strstr(text, "of cccusdt@kline_1m:"));
 	assert_true(peer_has(f->conns[0], "cccusdt@kline_1m"));
 	assert_false(peer_has(f->conns[0], "badusdt@kline_1m"));
 	assert_paced(f);
@@ -378,6 +382,40 @@ static void a_rotation_subscribes_what_the_url_cannot_carry_before_the_break(voi
 	assert_paced(f);
 }
 
+/* ---- a request never answered ------------------------------------------------------ */
+
+static int unanswered(struct fixture *f)
+{
+	switch (phase) {
+	case 0:
+		if (!f->by_sym[A])
+			return 0;
+		set(f, (const int[]){A, C, -1});
+		next_phase(f);
+		return 0;
+	case 1: /* its answer would come after 100 s; 2 s are enough */
+		if (uv_now(&f->loop) - phase_at < 2000)
+			return 0;
+		last = peer_stats(f);
+		return 1;
+	}
+	return 0;
+}
+
+static void an_unanswered_request_is_given_up_not_repeated(void **state)
+{
+	struct fixture *f = *state;
+
+	f->lim.ack_ms = 300;
+	f->ack_delay_ms = 100000;
+	start(f, (const int[]){A, -1}, unanswered);
+	assert_int_equal(f->ctrl, 1);
+	assert_int_equal(last.control_msgs, 1);
+	assert_int_equal(last.refused, 1);
+	assert_int_equal(last.subscribed, 0);
+	assert_int_equal(f->nconns, 1);
+}
+
 int main(void)
 {
 	kl_log_setup(getenv("KLINED_TEST_DEBUG") ? KL_LOG_DEBUG : KL_LOG_WARN, false);
@@ -395,6 +433,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		a_rotation_subscribes_what_the_url_cannot_carry_before_the_break, setup,
 		peer_teardown),
+	    cmocka_unit_test_setup_teardown(an_unanswered_request_is_given_up_not_repeated, setup,
+					    peer_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
