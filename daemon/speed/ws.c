@@ -250,6 +250,10 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				    "connected to %.160s... (%zu streams, %zu more to subscribe)",
 				    c->path, c->have.n, c->slot->want.n - c->have.n);
 			kl__ws_pump(c); /* the streams its URL could not carry */
+			/* Dropped (silence) while its upgrade was unanswered: lws ignored
+			 * that writable request, so the close would never happen. */
+			if (c->closing)
+				lws_callback_on_writable(wsi);
 		}
 		break;
 	case LWS_CALLBACK_CLIENT_RECEIVE:

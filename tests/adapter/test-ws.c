@@ -141,6 +141,22 @@ static void stalled_connection_is_dropped_after_the_silence(void **state)
 	assert_int_equal(f->ups, 0);
 }
 
+/* The silence ends a connection whose upgrade is still unanswered; the answer
+ * comes after all: that connection must still go (it stayed open, silent,
+ * for ever: lws ignores a writable request before the upgrade). */
+static void silence_before_a_late_upgrade_answer_still_drops_it(void **state)
+{
+	struct fixture *f = *state;
+
+	f->mode = SLOW;
+	f->lim.silence_ms = 200;
+	f->upgrade_delay_ms = 500;
+	run(f, two_attempts, 30000);
+	assert_true(f->conns[0]->closed);
+	assert_true(f->conns[0]->closed_at - f->accepted_at[0] >= 500);
+	assert_int_equal(last.frames, 0);
+}
+
 static int seven_attempts(struct fixture *f)
 {
 	return f->nconns >= 7 && f->conns[6]->closed;
@@ -234,6 +250,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(dropped_after_frames_delivers_and_reconnects,
 					    peer_setup, peer_teardown),
 	    cmocka_unit_test_setup_teardown(stalled_connection_is_dropped_after_the_silence,
+					    peer_setup, peer_teardown),
+	    cmocka_unit_test_setup_teardown(silence_before_a_late_upgrade_answer_still_drops_it,
 					    peer_setup, peer_teardown),
 	    cmocka_unit_test_setup_teardown(attempts_never_exceed_the_budget, peer_setup,
 					    peer_teardown),

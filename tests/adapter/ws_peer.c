@@ -148,13 +148,17 @@ static void serve_round(struct sconn *c)
 			     "\"serverShutdown\",\"E\":1678489201000}}");
 }
 
+static void upgrade(struct sconn *c);
+
 static void on_feed(uv_timer_t *t)
 {
 	struct sconn *c = t->data;
 
 	if (c->f->mode == SERVE)
 		serve_round(c);
-	else
+	else if (c->f->mode == SLOW && !c->upgraded)
+		upgrade(c);
+	else if (c->f->mode != SLOW)
 		send_event(c);
 }
 
@@ -366,6 +370,9 @@ static void on_request(struct sconn *c)
 			 * until then (make before break). */
 			uv_timer_start(&c->feed, on_feed, 300, 50);
 		}
+		return;
+	case SLOW:
+		uv_timer_start(&c->feed, on_feed, c->f->upgrade_delay_ms, 0);
 		return;
 	case SERVE:
 		upgrade(c);

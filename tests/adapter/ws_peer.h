@@ -28,6 +28,7 @@ enum mode {
 	SHUTDOWN, /* accept; the first connection announces serverShutdown */
 	HOLD,	  /* read the request, answer nothing */
 	SERVE,	  /* accept; an event per stream every 50 ms; answer control messages */
+	SLOW,	  /* answer the upgrade after upgrade_delay_ms, then nothing */
 };
 
 struct fixture;
@@ -73,14 +74,15 @@ struct fixture {
 	bool done;
 	uint64_t t_start; /* uv_now() at kl_ws_new */
 	/* SERVE */
-	const char *refuse;	  /* a stream whose SUBSCRIBE is answered with an error */
-	int ctrl, subs, unsubs;	  /* control messages; streams they (un)subscribed */
-	int sub_msgs, unsub_msgs; /* SUBSCRIBE and UNSUBSCRIBE messages */
-	int refused;		  /* error answers sent */
-	char last_sym[32];	  /* symbol of the newest event delivered */
-	int by_sym[8];		  /* test-ws-sub.c: events delivered per symbol index */
-	uint64_t pace_ms;	  /* SERVE: ms between the feed's rounds */
-	bool shutdown_first;	  /* SERVE: the first connection announces serverShutdown */
+	const char *refuse;	   /* a stream whose SUBSCRIBE is answered with an error */
+	int ctrl, subs, unsubs;	   /* control messages; streams they (un)subscribed */
+	int sub_msgs, unsub_msgs;  /* SUBSCRIBE and UNSUBSCRIBE messages */
+	int refused;		   /* error answers sent */
+	char last_sym[32];	   /* symbol of the newest event delivered */
+	int by_sym[8];		   /* test-ws-sub.c: events delivered per symbol index */
+	uint64_t pace_ms;	   /* SERVE: ms between the feed's rounds */
+	uint64_t upgrade_delay_ms; /* SLOW */
+	bool shutdown_first;	   /* SERVE: the first connection announces serverShutdown */
 	uint64_t
 	    ack_delay_ms; /* SERVE: control messages take effect (and are answered) this late */
 };
