@@ -101,6 +101,13 @@ static void on_silence(uv_timer_t *t)
 		uv_timer_start(&s->silence, on_silence, s->ws->lim.silence_ms - (uint64_t)quiet, 0);
 		return;
 	}
+	if (s->live && s->live->wsi && !s->live->established && !s->live->closing) {
+		/* Its upgrade is unanswered: lws's own timeout (20 s) ends that, and
+		 * the silence counts from the answer (a close asked for now would
+		 * wait for it anyway). */
+		uv_timer_start(&s->silence, on_silence, s->ws->lim.silence_ms, 0);
+		return;
+	}
 	kl_warn("ws", "no frame and no ping for %g s: dropping the connection",
 		(double)s->ws->lim.silence_ms / 1000.0);
 	if (s->live && s->live->wsi) {
@@ -249,9 +256,12 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				    "ws",
 				    "connected to %.160s... (%zu streams, %zu more to subscribe)",
 				    c->path, c->have.n, c->slot->want.n - c->have.n);
+			if (c == c->slot->live)
+				uv_timer_start(&c->slot->silence, on_silence,
+					       c->slot->ws->lim.silence_ms, 0);
 			kl__ws_pump(c); /* the streams its URL could not carry */
-			/* Dropped (silence) while its upgrade was unanswered: lws ignored
-			 * that writable request, so the close would never happen. */
+			/* Closed (its slot emptied) while its upgrade was unanswered: lws
+			 * ignored that writable request, so the close would never happen. */
 			if (c->closing)
 				lws_callback_on_writable(wsi);
 		}

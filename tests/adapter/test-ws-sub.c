@@ -416,6 +416,39 @@ static void an_unanswered_request_is_given_up_not_repeated(void **state)
 	assert_int_equal(f->nconns, 1);
 }
 
+/* ---- emptied while its upgrade is unanswered ---------------------------------------- */
+
+static int emptied_while_connecting(struct fixture *f)
+{
+	switch (phase) {
+	case 0:
+		if (f->nconns < 1)
+			return 0;
+		assert_int_equal(kl_ws_set_symbols(f->ws, NULL, 0), 0);
+		next_phase(f);
+		return 0;
+	case 1: /* the upgrade's answer comes 300 ms later: then the connection must go */
+		if (!f->conns[0]->closed)
+			return 0;
+		last = peer_stats(f);
+		return 1;
+	}
+	return 0;
+}
+
+static void emptied_while_connecting_closes_once_upgraded(void **state)
+{
+	struct fixture *f = *state;
+
+	f->mode = SLOW;
+	f->upgrade_delay_ms = 300;
+	peer_run(f, (char *[]){names[A]}, 1, on_event, emptied_while_connecting, 30000);
+	assert_int_equal(f->nconns, 1);
+	assert_true(f->conns[0]->upgraded);
+	assert_int_equal(last.reconnects, 0);
+	assert_int_equal(f->ctrl, 0);
+}
+
 int main(void)
 {
 	kl_log_setup(getenv("KLINED_TEST_DEBUG") ? KL_LOG_DEBUG : KL_LOG_WARN, false);
@@ -434,6 +467,8 @@ int main(void)
 		a_rotation_subscribes_what_the_url_cannot_carry_before_the_break, setup,
 		peer_teardown),
 	    cmocka_unit_test_setup_teardown(an_unanswered_request_is_given_up_not_repeated, setup,
+					    peer_teardown),
+	    cmocka_unit_test_setup_teardown(emptied_while_connecting_closes_once_upgraded, setup,
 					    peer_teardown),
 	};
 
