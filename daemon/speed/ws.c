@@ -6,11 +6,14 @@
  *   CONNECTING --established--> LIVE --first event--> DELIVERING
  *   any --error/close/silence--> (slot reconnects after backoff)
  *   DELIVERING --age >= ROTATE_MS or serverShutdown--> successor opened;
- *   the old one is closed when the successor delivers its first event,
- *   so no minute falls between them (duplicates are absorbed downstream).
+ *   the old one is closed when the successor delivers its first event and
+ *   carries all its slot's streams, so no minute falls between them
+ *   (duplicates are absorbed downstream).
  *
- * klined sends nothing but lws's automatic pongs, far below the
- * exchange's 5 messages per second.
+ * klined sends lws's automatic pongs and, when the symbol set changes or
+ * a connection's URL could not carry all its streams, SUBSCRIBE and
+ * UNSUBSCRIBE requests paced by ws_sub.c: far below the exchange's 5
+ * messages per second.
  *
  * Liveness: the exchange sends kline updates only when something traded,
  * so a quiet connection may carry nothing but its pings (every 20 s) for
@@ -50,7 +53,7 @@ static void schedule_reconnect(struct slot *s)
 {
 	uint64_t delay;
 
-	if (s->ws->closing)
+	if (s->ws->closing || !s->want.n)
 		return;
 	delay = kl_backoff_ms(s->ws->lim.backoff_first_ms, s->ws->lim.backoff_max_ms, s->attempts,
 			      0.5, kl_backoff_uniform());
@@ -68,6 +71,11 @@ static void close_conn(struct conn *c)
 		return;
 	c->closing = true;
 	lws_callback_on_writable(c->wsi);
+}
+
+void kl__ws_close(struct conn *c)
+{
+	close_conn(c);
 }
 
 /* ms since the socket last received bytes (frames or pings); -1 unknown. */
@@ -91,6 +99,13 @@ static void on_silence(uv_timer_t *t)
 	if (quiet >= 0 && (uint64_t)quiet < s->ws->lim.silence_ms) {
 		/* Pings (or a frame in the making) came: alive, only quiet. */
 		uv_timer_start(&s->silence, on_silence, s->ws->lim.silence_ms - (uint64_t)quiet, 0);
+		return;
+	}
+	if (s->live && s->live->wsi && !s->live->established && !s->live->closing) {
+		/* Its upgrade is unanswered: lws's own timeout (20 s) ends that, and
+		 * the silence counts from the answer (a close asked for now would
+		 * wait for it anyway). */
+		uv_timer_start(&s->silence, on_silence, s->ws->lim.silence_ms, 0);
 		return;
 	}
 	kl_warn("ws", "no frame and no ping for %g s: dropping the connection",
@@ -133,7 +148,7 @@ static void conn_gone(struct conn *c, const char *why)
 	s->next = NULL;
 	if (s->live)
 		return;
-	if (!s->ws->closing) {
+	if (!s->ws->closing && s->want.n) {
 		kl_warn("ws", "connection lost: %s", why);
 		schedule_reconnect(s);
 	}
@@ -173,9 +188,11 @@ static void frame(struct conn *c)
 		rotate(s, "serverShutdown");
 		return;
 	}
-	if (kl_json_member(c->buf, c->len, "result", &off, &len) == 0 &&
-	    kl_json_member(c->buf, c->len, "id", &off, &len) == 0)
-		return; /* a reply to a (un)subscription */
+	if (kl_json_member(c->buf, c->len, "id", &off, &len) == 0 &&
+	    kl_json_member(c->buf, c->len, "stream", &off, &len) < 0) {
+		kl__ws_reply(c); /* an answer to a control message */
+		return;
+	}
 	if (kl_json_member(c->buf, c->len, "data", &off, &len) < 0 ||
 	    kl_json_member_string(c->buf + off, len, "s", sym, sizeof(sym)) < 0) {
 		ws->stats.bad_frames++;
@@ -189,12 +206,8 @@ static void frame(struct conn *c)
 	if (!c->delivering) {
 		c->delivering = true;
 		ws->stats.connected++;
-		if (c == s->next) {
-			/* The successor delivers: now the old one may go. */
-			close_conn(s->live);
-			s->live = c;
-			s->next = NULL;
-		}
+		if (c == s->next)
+			kl__ws_take_over(s);
 		if (ws->on_up)
 			ws->on_up(ws->ud);
 	}
@@ -206,6 +219,18 @@ static void frame(struct conn *c)
 			rotate(s, "24 h connection limit ahead");
 	}
 	ws->on_event(ws->ud, sym, c->buf + off, len);
+}
+
+void kl__ws_take_over(struct slot *s)
+{
+	struct conn *c = s->next;
+
+	if (!c || !c->delivering || !kl__ws_complete(c))
+		return;
+	/* The successor delivers all the streams: now the old one may go. */
+	close_conn(s->live);
+	s->live = c;
+	s->next = NULL;
 }
 
 static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -224,7 +249,21 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			c->up_at = uv_now(c->slot->ws->loop);
 			c->slot->ws->stats.connects++;
 			kl_metrics_add(KL_M_WS_CONNECTS, 1);
-			kl_info("ws", "connected to %s", c->slot->path);
+			if (strlen(c->path) <= 200)
+				kl_info("ws", "connected to %s", c->path);
+			else
+				kl_info(
+				    "ws",
+				    "connected to %.160s... (%zu streams, %zu more to subscribe)",
+				    c->path, c->have.n, c->slot->want.n - c->have.n);
+			if (c == c->slot->live)
+				uv_timer_start(&c->slot->silence, on_silence,
+					       c->slot->ws->lim.silence_ms, 0);
+			kl__ws_pump(c); /* the streams its URL could not carry */
+			/* Closed (its slot emptied) while its upgrade was unanswered: lws
+			 * ignored that writable request, so the close would never happen. */
+			if (c->closing)
+				lws_callback_on_writable(wsi);
 		}
 		break;
 	case LWS_CALLBACK_CLIENT_RECEIVE:
@@ -258,6 +297,8 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, NULL, 0);
 			return -1;
 		}
+		if (c && c->slot && c->writing)
+			return kl__ws_write_ctrl(c);
 		break;
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		if (c)
@@ -271,8 +312,7 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				c->destroyed = true;
 				break;
 			}
-			free(c->buf);
-			free(c);
+			kl__ws_conn_free(c);
 		}
 		break;
 	default:
@@ -310,6 +350,15 @@ static bool budget_allows(struct slot *s)
 	return false;
 }
 
+void kl__ws_conn_free(struct conn *c)
+{
+	free(c->buf);
+	free(c->path);
+	kl__strs_free(&c->have);
+	kl__strs_free(&c->pend);
+	free(c);
+}
+
 static void connect_slot(struct slot *s)
 {
 	struct kl_ws *ws = s->ws;
@@ -317,9 +366,11 @@ static void connect_slot(struct slot *s)
 	struct conn *c;
 	struct lws *wsi;
 
-	if (!budget_allows(s))
+	if (!s->want.n || !budget_allows(s))
 		return;
-	if (!(c = calloc(1, sizeof(*c)))) {
+	if (!(c = calloc(1, sizeof(*c))) || !(c->path = kl__ws_path(ws, s, &c->have))) {
+		if (c)
+			kl__ws_conn_free(c);
 		schedule_reconnect(s);
 		return;
 	}
@@ -329,7 +380,7 @@ static void connect_slot(struct slot *s)
 	i.context = ws->ctx;
 	i.address = ws->host;
 	i.port = ws->port;
-	i.path = s->path;
+	i.path = c->path;
 	i.host = ws->host;
 	i.origin = ws->host;
 	i.ssl_connection = ws->tls ? LCCSCF_USE_SSL : 0;
@@ -352,9 +403,13 @@ static void connect_slot(struct slot *s)
 	if (!wsi || c->destroyed) {
 		if (c->slot)
 			conn_gone(c, "cannot connect");
-		free(c->buf);
-		free(c);
+		kl__ws_conn_free(c);
 	}
+}
+
+void kl__ws_connect(struct slot *s)
+{
+	connect_slot(s);
 }
 
 int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, const struct kl_ws_limits *lim,
@@ -373,6 +428,10 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, const struct kl_ws_li
 	ws->on_up = on_up;
 	ws->ud = ud;
 	ws->lim = *lim;
+	if (!ws->lim.streams_per_conn || ws->lim.streams_per_conn > 1024)
+		ws->lim.streams_per_conn = KL_WS_STREAMS_PER_CONN;
+	if (!ws->lim.ack_ms)
+		ws->lim.ack_ms = kl_ws_binance_limits.ack_ms;
 	kl_attempts_init(&ws->budget, lim->attempts, lim->attempts_window_ms);
 	if (kl__ws_parse_url(ws, conf->ws_url) < 0) {
 		snprintf(err, errlen, "[exchange] ws_url: cannot use '%s'", conf->ws_url);
@@ -397,20 +456,14 @@ int kl_ws_new(uv_loop_t *loop, const struct kl_conf *conf, const struct kl_ws_li
 		free(ws);
 		return -EIO;
 	}
-	if (kl__ws_make_slots(ws, symbols, n) < 0) {
-		/* No handle was initialised yet: plain frees. */
-		snprintf(err, errlen, "out of memory");
-		kl_lwsctx_destroy(ws->slot);
-		for (size_t k = 0; k < ws->nslots; k++)
-			free(ws->slots[k].path);
-		free(ws->slots);
-		free(ws);
-		return -ENOMEM;
-	}
 	uv_timer_init(loop, &ws->drain);
 	ws->drain.data = ws;
-	for (size_t k = 0; k < ws->nslots; k++)
-		connect_slot(&ws->slots[k]);
+	if (kl_ws_set_symbols(ws, symbols, n) < 0) {
+		/* Nothing changed: no slot, no connection; the drain timer frees ws. */
+		snprintf(err, errlen, "out of memory");
+		kl_ws_free(ws);
+		return -ENOMEM;
+	}
 	*ret = ws;
 	return 0;
 }
@@ -434,8 +487,12 @@ void kl_ws_stats(const struct kl_ws *ws, struct kl_ws_stats *ret)
 static void release(struct kl_ws *ws)
 {
 	if (--ws->nclosing == 0) {
-		for (size_t k = 0; k < ws->nslots; k++)
-			free(ws->slots[k].path);
+		for (size_t k = 0; k < ws->nslots; k++) {
+			kl__strs_free(&ws->slots[k]->want);
+			kl__strs_free(&ws->slots[k]->refused);
+			kl__strs_free(&ws->slots[k]->single);
+			free(ws->slots[k]);
+		}
 		free(ws->slots);
 		free(ws);
 	}
@@ -462,11 +519,12 @@ static void on_drain(uv_timer_t *t)
 	/* lws closes the connections left and its own handles on the loop. */
 	kl_lwsctx_destroy(ws->slot);
 	ws->ctx = NULL;
-	ws->nclosing = (int)(2 * ws->nslots) + 1;
+	ws->nclosing = (int)(3 * ws->nslots) + 1;
 	uv_close((uv_handle_t *)&ws->drain, on_drain_closed);
 	for (size_t k = 0; k < ws->nslots; k++) {
-		uv_close((uv_handle_t *)&ws->slots[k].reconnect, on_timer_closed);
-		uv_close((uv_handle_t *)&ws->slots[k].silence, on_timer_closed);
+		uv_close((uv_handle_t *)&ws->slots[k]->reconnect, on_timer_closed);
+		uv_close((uv_handle_t *)&ws->slots[k]->silence, on_timer_closed);
+		uv_close((uv_handle_t *)&ws->slots[k]->pace, on_timer_closed);
 	}
 }
 
@@ -483,10 +541,11 @@ void kl_ws_free(struct kl_ws *ws)
 		return;
 	ws->closing = true;
 	for (size_t k = 0; k < ws->nslots; k++) {
-		struct conn *cs[2] = {ws->slots[k].live, ws->slots[k].next};
+		struct conn *cs[2] = {ws->slots[k]->live, ws->slots[k]->next};
 		/* Nothing reconnects, and nothing reaches the caller from now on. */
-		uv_timer_stop(&ws->slots[k].reconnect);
-		uv_timer_stop(&ws->slots[k].silence);
+		uv_timer_stop(&ws->slots[k]->reconnect);
+		uv_timer_stop(&ws->slots[k]->silence);
+		uv_timer_stop(&ws->slots[k]->pace);
 		for (int i = 0; i < 2; i++) {
 			struct conn *c = cs[i];
 			lws_sockfd_type fd = c && c->wsi ? lws_get_socket_fd(c->wsi) : -1;

@@ -1,6 +1,7 @@
 /*
  * What the websocket client plans before any socket: the URL taken apart,
- * the symbols grouped into connections (by count and by URL length), and
+ * the symbols grouped into connections (by count, as the set changes; a
+ * connection's URL carries what fits, ws_sub.c subscribes the rest), and
  * the budget of connection attempts for the whole process: the exchange
  * allows 300 per 5 minutes per IP, and whatever the connections do,
  * klined makes at most lim.attempts of them in lim.attempts_window_ms.
@@ -21,6 +22,11 @@ const struct kl_ws_limits kl_ws_binance_limits = {
     .backoff_first_ms = 500,
     .backoff_max_ms = 30000,
     .stable_ms = 60000,
+    .streams_per_conn = KL_WS_STREAMS_PER_CONN,
+    /* 2.5 per second at most: with lws's pongs (one per 20 s) and a margin
+     * for timers that fire late and then close together, still under 5. */
+    .ctrl_gap_ms = 400,
+    .ack_ms = 10000,
 };
 
 int64_t kl__ws_budget_take(struct kl_ws *ws)
@@ -75,9 +81,9 @@ int kl__ws_parse_url(struct kl_ws *ws, const char *url)
 }
 
 /*
- * Streams are grouped into connections by URL length as well as count:
- * libwebsockets 4.1 cuts the request line at 2048 bytes, and a cut URL
- * would subscribe to fewer streams than asked (or be refused).
+ * A connection's URL carries as many streams as fit: libwebsockets 4.1
+ * cuts the request line at 2048 bytes, and a cut URL would subscribe to
+ * fewer streams than asked (or be refused); the rest are SUBSCRIBEd.
  */
 #define URL_MAX 1800
 
@@ -86,56 +92,250 @@ static size_t stream_len(const char *symbol)
 	return strlen(symbol) + sizeof("@kline_1m/") - 1;
 }
 
-static int add_slot(struct kl_ws *ws, char *const *symbols, size_t first, size_t last)
+static int cmp_str(const void *a, const void *b)
 {
-	struct slot *v = realloc(ws->slots, (ws->nslots + 1) * sizeof(*v)), *s;
-	size_t cap = strlen(ws->prefix) + 32, len;
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
-	if (!v)
-		return -ENOMEM;
-	ws->slots = v;
-	s = memset(&v[ws->nslots], 0, sizeof(*s));
-	for (size_t i = first; i < last; i++)
-		cap += stream_len(symbols[i]);
-	s->path = malloc(cap);
-	if (!s->path)
-		return -ENOMEM;
-	ws->nslots++;
-	len = (size_t)snprintf(s->path, cap, "%s/stream?streams=", ws->prefix);
-	for (size_t i = first; i < last; i++) {
-		if (i > first)
-			s->path[len++] = '/';
-		for (const char *q = symbols[i]; *q; q++)
-			s->path[len++] = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
-		len += (size_t)snprintf(s->path + len, cap - len, "@kline_1m");
+/* The index where @p x is or would go. */
+static size_t strs_at(const struct kl__strs *s, const char *x, bool *found)
+{
+	size_t lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(s->v[mid], x);
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
+	*found = false;
+	return lo;
+}
+
+bool kl__strs_has(const struct kl__strs *s, const char *x)
+{
+	bool found;
+
+	strs_at(s, x, &found);
+	return found;
+}
+
+int kl__strs_add(struct kl__strs *s, const char *x)
+{
+	bool found;
+	size_t at = strs_at(s, x, &found);
+	char *dup;
+
+	if (found)
+		return 0;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 16;
+		char **v = realloc(s->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		s->v = v;
+		s->cap = cap;
+	}
+	if (!(dup = strdup(x)))
+		return -ENOMEM;
+	memmove(s->v + at + 1, s->v + at, (s->n - at) * sizeof(*s->v));
+	s->v[at] = dup;
+	s->n++;
 	return 0;
 }
 
-int kl__ws_make_slots(struct kl_ws *ws, char *const *symbols, size_t n)
+void kl__strs_del(struct kl__strs *s, const char *x)
 {
-	size_t first = 0, url = strlen(ws->prefix) + sizeof("/stream?streams=");
+	bool found;
+	size_t at = strs_at(s, x, &found);
 
-	for (size_t i = 0; i <= n; i++) {
-		if (i < n && i - first < KL_WS_STREAMS_PER_CONN &&
-		    url + stream_len(symbols[i]) <= URL_MAX) {
-			url += stream_len(symbols[i]);
+	if (!found)
+		return;
+	free(s->v[at]);
+	memmove(s->v + at, s->v + at + 1, (s->n - at - 1) * sizeof(*s->v));
+	s->n--;
+}
+
+void kl__strs_free(struct kl__strs *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+	*s = (struct kl__strs){0};
+}
+
+size_t kl__ws_stream(char *out, const char *symbol)
+{
+	size_t len = 0;
+
+	for (const char *q = symbol; *q; q++)
+		out[len++] = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
+	memcpy(out + len, "@kline_1m", sizeof("@kline_1m"));
+	return len + sizeof("@kline_1m") - 1;
+}
+
+char *kl__ws_path(const struct kl_ws *ws, const struct slot *s, struct kl__strs *have)
+{
+	size_t cap = strlen(ws->prefix) + sizeof("/stream?streams=") + URL_MAX, len;
+	char *path = malloc(cap);
+
+	if (!path)
+		return NULL;
+	len = (size_t)snprintf(path, cap, "%s/stream?streams=", ws->prefix);
+	for (size_t i = 0; i < s->want.n; i++) {
+		const char *sym = s->want.v[i];
+		if (kl__strs_has(&s->refused, sym))
+			continue;
+		if (len + stream_len(sym) > URL_MAX)
+			break;
+		if (kl__strs_add(have, sym) < 0) {
+			free(path);
+			return NULL;
+		}
+		if (have->n > 1)
+			path[len++] = '/';
+		len += kl__ws_stream(path + len, sym);
+	}
+	return path;
+}
+
+/* The slot (an index into want[]) that takes a new symbol: one whose
+ * connection is up or coming first, then a dormant one, then a new one. */
+static size_t pick_slot(const struct kl_ws *ws, const struct kl__strs *want, size_t nwant,
+			size_t per)
+{
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t k = 0; k < nwant; k++) {
+			bool active = k < ws->nslots && ws->slots[k]->want.n;
+			if (want[k].n < per && active == (pass == 0))
+				return k;
+		}
+	return nwant;
+}
+
+static void free_plan(struct kl__strs *want, size_t nwant, struct slot **fresh, size_t nfresh)
+{
+	for (size_t k = 0; k < nwant; k++)
+		kl__strs_free(&want[k]);
+	free(want);
+	for (size_t k = 0; k < nfresh; k++)
+		free(fresh[k]);
+	free(fresh);
+}
+
+/* The new wanted set of every slot, existing ones first: [0, *nwant). */
+static int plan(struct kl_ws *ws, const char **sorted, size_t m, struct kl__strs **ret,
+		size_t *nwant)
+{
+	size_t per = ws->lim.streams_per_conn ? ws->lim.streams_per_conn : 1, n = ws->nslots;
+	struct kl__strs *want = calloc(ws->nslots + m / per + 1, sizeof(*want));
+
+	if (!want)
+		return -ENOMEM;
+	for (size_t k = 0; k < ws->nslots; k++)
+		for (size_t i = 0; i < ws->slots[k]->want.n; i++) {
+			const char *x = ws->slots[k]->want.v[i];
+			if (bsearch(&x, sorted, m, sizeof(*sorted), cmp_str) &&
+			    kl__strs_add(&want[k], x) < 0)
+				goto oom;
+		}
+	for (size_t i = 0; i < m; i++) {
+		bool known = false;
+		size_t k;
+		for (k = 0; k < ws->nslots && !known; k++)
+			known = kl__strs_has(&ws->slots[k]->want, sorted[i]);
+		if (known)
+			continue;
+		k = pick_slot(ws, want, n, per);
+		n += k == n;
+		if (kl__strs_add(&want[k], sorted[i]) < 0)
+			goto oom;
+	}
+	*ret = want;
+	*nwant = n;
+	return 0;
+oom:
+	free_plan(want, ws->nslots + m / per + 1, NULL, 0);
+	return -ENOMEM;
+}
+
+int kl_ws_set_symbols(struct kl_ws *ws, char *const *symbols, size_t n)
+{
+	const char **sorted = malloc((n ? n : 1) * sizeof(*sorted));
+	struct kl__strs *want = NULL;
+	struct slot **fresh = NULL, **v;
+	size_t m = 0, nwant = 0, nfresh = 0;
+	int r = -ENOMEM;
+
+	if (!sorted)
+		return -ENOMEM;
+	if (ws->closing)
+		goto done;
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = symbols[i];
+	qsort(sorted, n, sizeof(*sorted), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		if (strlen(sorted[i]) >= SYMBOL_MAX) {
+			kl_warn("ws", "not streaming '%.40s...': no symbol is that long",
+				sorted[i]);
 			continue;
 		}
-		if (i > first && add_slot(ws, symbols, first, i) < 0)
-			return -ENOMEM;
-		first = i;
-		url = strlen(ws->prefix) + sizeof("/stream?streams=");
-		if (i < n) {
-			url += stream_len(symbols[i]);
-		}
+		if (!m || strcmp(sorted[m - 1], sorted[i]) != 0)
+			sorted[m++] = sorted[i];
 	}
-	for (size_t k = 0; k < ws->nslots; k++) {
-		struct slot *s = &ws->slots[k];
+	if (plan(ws, sorted, m, &want, &nwant) < 0)
+		goto out;
+	/* Everything that can fail comes before the first change. */
+	if (nwant > ws->nslots) {
+		if (!(fresh = calloc(nwant - ws->nslots, sizeof(struct slot *))))
+			goto fail;
+		nfresh = nwant - ws->nslots;
+	}
+	for (size_t k = 0; k < nfresh; k++)
+		if (!(fresh[k] = calloc(1, sizeof(struct slot))))
+			goto fail;
+	if (nfresh && !(v = realloc(ws->slots, nwant * sizeof(struct slot *))))
+		goto fail;
+	if (nfresh)
+		ws->slots = v;
+	for (size_t k = 0; k < nfresh; k++) {
+		struct slot *s = fresh[k];
 		s->ws = ws;
 		uv_timer_init(ws->loop, &s->reconnect);
 		uv_timer_init(ws->loop, &s->silence);
-		s->reconnect.data = s->silence.data = s;
+		uv_timer_init(ws->loop, &s->pace);
+		s->reconnect.data = s->silence.data = s->pace.data = s;
+		ws->slots[ws->nslots + k] = s;
 	}
-	return 0;
+	for (size_t k = 0; k < nwant; k++) {
+		struct slot *s = ws->slots[k];
+		kl__strs_free(&s->want);
+		s->want = want[k];
+		want[k] = (struct kl__strs){0};
+		for (size_t i = s->refused.n; i-- > 0;)
+			if (!kl__strs_has(&s->want, s->refused.v[i]))
+				kl__strs_del(&s->refused, s->refused.v[i]);
+		for (size_t i = s->single.n; i-- > 0;)
+			if (!kl__strs_has(&s->want, s->single.v[i]))
+				kl__strs_del(&s->single, s->single.v[i]);
+	}
+	ws->nslots = nwant;
+	free(fresh);
+	fresh = NULL;
+	nfresh = 0;
+	for (size_t k = 0; k < ws->nslots; k++)
+		kl__ws_sync(ws->slots[k]);
+done:
+	r = 0;
+fail:
+	free_plan(want, nwant, fresh, nfresh);
+out:
+	free(sorted);
+	return r;
 }

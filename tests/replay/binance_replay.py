@@ -1316,7 +1316,15 @@ WS_DEFAULTS: Dict[str, Any] = {
     "pong_timeout_s": 60.0,       # close if a ping stays unanswered this long (wall)
     "max_age_ms": 86_400_000,     # close after this much virtual time (0 = never)
     "shutdown_notice_ms": 0,      # serverShutdown event this long (virtual) before max_age
-    "max_msgs_per_s": 5,          # incoming messages per connection per second (0 = no limit)
+    "max_msgs_per_s": 5,          # incoming messages per connection per second (0 = no limit):
+                                  # pings, pongs and JSON control messages all count; beyond it
+                                  # the connection is closed 1008 "Too many requests"
+    "rate_ban_after": 3,          # "IPs that are repeatedly disconnected may be banned": this many
+                                  # rate violations from one IP in 5 wall minutes (0 = never) ...
+    "rate_ban_s": 120.0,          # ... refuse its upgrades (418) for this many wall seconds
+    "max_request_bytes": 8192,    # a longer client text message closes the connection 1009
+                                  # (Binance documents no limit; one SUBSCRIBE of ~440 streams
+                                  # is reported to fail; 0 = aiohttp's 1 MiB only)
     "update_ms": 2000,            # virtual ms between running (x:false) updates
     "max_streams": 1024,          # per connection
     "burst_events": 512,          # more updates than this due at once: send only the latest
@@ -1420,6 +1428,8 @@ class WsHub:
         self._log_size = int(log_size)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.attempts_by_ip: Dict[str, collections.deque] = {}
+        self.violations_by_ip: Dict[str, collections.deque] = {}
+        self.banned_until: Dict[str, float] = {}   # ip -> time.monotonic()
         self.reset_stats()
 
     # ---- config / loop ------------------------------------------------------------
@@ -1476,6 +1486,26 @@ class WsHub:
             return False
         return True
 
+    def rate_violation(self, ip: str) -> None:
+        """A connection of ip went beyond max_msgs_per_s; rate_ban_after of them in 5 wall
+        minutes ban the IP's upgrades for rate_ban_s."""
+        self.c["rate_violations"] += 1
+        after = self.cfg["rate_ban_after"]
+        if not after:
+            return
+        now = time.monotonic()
+        q = self.violations_by_ip.setdefault(ip, collections.deque())
+        q.append(now)
+        while q and q[0] <= now - 300.0:
+            q.popleft()
+        if len(q) >= after:
+            q.clear()
+            self.c["rate_bans"] += 1
+            self.banned_until[ip] = now + float(self.cfg["rate_ban_s"])
+
+    def is_banned(self, ip: str) -> bool:
+        return self.banned_until.get(ip, 0.0) > time.monotonic()
+
     def attempts_in_5min(self, ip: str = "127.0.0.1") -> int:
         now = time.monotonic()
         return sum(1 for t in self.attempts_by_ip.get(ip, ()) if t > now - 300.0)
@@ -1509,7 +1539,15 @@ class WsHub:
             "pings_received": c["pings_received"],
             "client_messages": c["client_messages"],
             "requests": c["requests"],
+            "subscribe_requests": c["subscribe_requests"],
+            "unsubscribe_requests": c["unsubscribe_requests"],
+            "streams_subscribed": c["streams_subscribed"],
+            "streams_unsubscribed": c["streams_unsubscribed"],
+            "request_errors": c["request_errors"],
+            "oversize_requests": c["oversize_requests"],
             "rate_violations": c["rate_violations"],
+            "rate_bans": c["rate_bans"],
+            "banned_refused": c["banned_refused"],
             "pong_timeouts": c["pong_timeouts"],
             "age_closes": c["age_closes"],
             "shutdown_notices": c["shutdown_notices"],
@@ -1621,6 +1659,7 @@ class WsConn:
         self.held: Dict[str, str] = {}            # reorder fault: symbol -> frame text
         self.silent_until = 0.0
         self.msg_times: collections.deque = collections.deque()
+        self.requests = 0                          # its JSON control messages
         self.pings_out: Dict[bytes, float] = {}
         self.ping_seq = 0
         self.events_sent = 0
@@ -1648,7 +1687,7 @@ class WsConn:
     def info(self) -> Dict[str, Any]:
         return {"id": self.id, "path": self.path, "combined": self.combined,
                 "streams": list(self.streams), "opened_ms": self.opened_v, "cursor_ms": self.cur,
-                "age_ms": self.age_ms, "events_sent": self.events_sent,
+                "age_ms": self.age_ms, "events_sent": self.events_sent, "requests": self.requests,
                 "lag_ms": max(0, self.rp.clock.now_ms() - self.cur), "max_lag_ms": self.max_lag_ms,
                 "closing": self.closing}
 
@@ -1741,7 +1780,7 @@ class WsConn:
                 return
             hub.c["client_messages"] += 1
             if not self._count_incoming():
-                hub.c["rate_violations"] += 1
+                hub.rate_violation(self.request.remote or "?")
                 await self.close(1008, "Too many requests", "rate_violation")
                 return
             if t == T.PING:
@@ -1758,7 +1797,15 @@ class WsConn:
                     self.pings_out = {p: w for p, w in self.pings_out.items() if w > sent}
             elif t == T.TEXT:
                 hub.c["requests"] += 1
+                self.requests += 1
+                limit = hub.cfg["max_request_bytes"]
+                if limit and len(msg.data.encode()) > limit:
+                    hub.c["oversize_requests"] += 1
+                    await self.close(1009, "Message too big", "oversize_request")
+                    return
                 reply = self._handle_request(msg.data)
+                if reply is not None and reply.startswith('{"error"'):
+                    hub.c["request_errors"] += 1
                 if reply is not None:
                     if self._silent():
                         self.spawn(self.send_json_text(reply))
@@ -1809,14 +1856,19 @@ class WsConn:
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if not params or not all(isinstance(p, str) and _WS_STREAM_NAME_RE.match(p) for p in params):
                 return err(2, "Invalid request: invalid stream name", rid)
+            c = self.hub.c
             if method == "SUBSCRIBE":
                 new = self.streams + [p for p in params if p not in self.streams]
                 if len(new) > self.hub.cfg["max_streams"]:
                     return err(2, "Invalid request: too many streams (max %d)"
                                % self.hub.cfg["max_streams"], rid)
+                c["subscribe_requests"] += 1
+                c["streams_subscribed"] += len(new) - len(self.streams)
                 self.set_streams(new)
             else:
                 drop = set(params)
+                c["unsubscribe_requests"] += 1
+                c["streams_unsubscribed"] += sum(1 for s in self.streams if s in drop)
                 self.set_streams([s for s in self.streams if s not in drop])
             return ok(None)
         if method == "LIST_SUBSCRIPTIONS":
@@ -2153,6 +2205,10 @@ class _App:
         streams = [x for x in raw.split("/") if x]
         if not hub.admit(request.remote or "?"):
             return web.Response(status=429, text="too many connection attempts")
+        if hub.is_banned(request.remote or "?"):
+            hub.c["banned_refused"] += 1
+            return web.Response(status=418, text="IP banned: repeatedly disconnected for "
+                                                 "sending too many messages")
         if len(streams) > hub.cfg["max_streams"]:
             return web.Response(status=400, text=f"too many streams (max {hub.cfg['max_streams']})")
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=2.0,
@@ -2729,7 +2785,8 @@ class ReplayServer:
 
     def ws_config(self, **changes: Any) -> Dict[str, Any]:
         """Read or change ping_interval_s, pong_timeout_s, max_age_ms, shutdown_notice_ms,
-        max_msgs_per_s, update_ms, max_streams (applies to open connections too)."""
+        max_msgs_per_s, rate_ban_after, rate_ban_s, max_request_bytes, update_ms, max_streams
+        (applies to open connections too)."""
         return self._call(lambda: self.replay.ws.set_config(changes))
 
     def ws_disconnect_all(self, code: int = 1001, reason: str = "Server closing") -> int:

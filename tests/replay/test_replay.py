@@ -833,6 +833,70 @@ def test_ws_incoming_message_rate_limit():
         assert stt["ws"]["close_reasons"] == {"rate_violation": 1}
 
 
+def test_ws_repeated_rate_violations_ban_the_ip():
+    # "IPs that are repeatedly disconnected may be banned": pongs alone are enough
+    with br.ReplayServer(data_dir=DATA, start=WS_T0, speed=0) as s:
+        s.ws_config(rate_ban_after=2, rate_ban_s=1.0)
+
+        async def run():
+            async with aiohttp.ClientSession() as cs:
+                for _ in range(2):
+                    async with cs.ws_connect(s.ws_url + "/ws/btcusdt@kline_1m") as ws:
+                        for _ in range(6):
+                            await ws.pong()
+                        m = await ws_next(ws)
+                        assert m.type == WT.CLOSE and m.data == 1008
+                with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                    await cs.ws_connect(s.ws_url + "/ws/btcusdt@kline_1m")
+                assert e.value.status == 418
+                await asyncio.sleep(1.05)   # (wall seconds: the ban is the exchange's)
+                async with cs.ws_connect(s.ws_url + "/ws/btcusdt@kline_1m") as ws:
+                    assert await ws_quiet(ws, 0.1) and not ws.closed
+        asyncio.run(run())
+        st = s.ws_stats()
+        assert st["rate_violations"] == 2 and st["rate_bans"] == 1 and st["banned_refused"] == 1
+        assert st["connection_attempts"] == 4 and st["connections_opened"] == 3
+
+
+def test_ws_subscribe_counters_stream_limit_and_request_size():
+    with br.ReplayServer(data_dir=DATA, start=WS_T0, speed=0, ws_max_msgs_per_s=0) as s:
+        def sub(method, rid, streams):
+            return json.dumps({"method": method, "params": streams, "id": rid})
+
+        async def run():
+            async with aiohttp.ClientSession() as cs:
+                url = s.ws_url + "/stream?streams=" + "/".join("u%d@kline_1m" % i for i in range(100))
+                async with cs.ws_connect(url) as ws:
+                    # 100 in the URL + 4 x 231: 1,024 streams, the most a connection carries
+                    for k in range(4):
+                        await ws.send_str(sub("SUBSCRIBE", k, ["s%d@kline_1m" % (231 * k + i)
+                                                               for i in range(231)]))
+                        assert await ws_next(ws) == {"result": None, "id": k}
+                    await ws.send_str(sub("SUBSCRIBE", 9, ["btcusdt@kline_1m"]))
+                    e = await ws_next(ws)
+                    assert e["id"] == 9 and "too many streams (max 1024)" in e["error"]["msg"]
+                    await ws.send_str(sub("UNSUBSCRIBE", 10, ["u0@kline_1m", "u1@kline_1m",
+                                                              "nope@kline_1m"]))
+                    assert await ws_next(ws) == {"result": None, "id": 10}
+                    await ws.send_str(sub("SUBSCRIBE", 11, ["btcusdt@kline_1m"]))
+                    assert await ws_next(ws) == {"result": None, "id": 11}
+                    st = s.ws_stats()
+                    assert len(st["connections"][0]["streams"]) == 1023
+                    assert st["connections"][0]["requests"] == 7
+                    # one message of 8,193 bytes: closed, as too big
+                    big = sub("SUBSCRIBE", 12, ["x" * 90 + "@kline_1m"] * 1)
+                    big = big.replace('"id"', " " * (8193 - len(big)) + '"id"')
+                    await ws.send_str(big)
+                    m = await ws_next(ws)
+                    assert m.type == WT.CLOSE and m.data == 1009
+        asyncio.run(run())
+        st = s.ws_stats()
+        assert (st["subscribe_requests"], st["unsubscribe_requests"]) == (5, 1)
+        assert (st["streams_subscribed"], st["streams_unsubscribed"]) == (925, 2)
+        assert st["request_errors"] == 1 and st["oversize_requests"] == 1
+        assert st["requests"] == 8 and st["close_reasons"] == {"oversize_request": 1}
+
+
 def test_ws_faults():
     with br.ReplayServer(data_dir=DATA, start=WS_T0, speed=0) as s:
         url = s.ws_url + "/ws/btcusdt@kline_1m"
