@@ -369,6 +369,14 @@ static void write_stream(struct kl_prom *p)
 		reg.c[KL_M_WS_RECONNECTS]);
 	one_u64(p, "klined_ws_rotations_total", "make-before-break websocket rotations",
 		reg.c[KL_M_WS_ROTATIONS]);
+	one_u64(p, "klined_ws_subscribed_total", "streams subscribed on live connections",
+		reg.c[KL_M_WS_SUBSCRIBED]);
+	one_u64(p, "klined_ws_unsubscribed_total", "streams unsubscribed on live connections",
+		reg.c[KL_M_WS_UNSUBSCRIBED]);
+	one_u64(
+	    p, "klined_ws_control_messages_total",
+	    "SUBSCRIBE/UNSUBSCRIBE messages sent (the exchange allows 5 messages/s per connection)",
+	    reg.c[KL_M_WS_CONTROL]);
 	one_u64(p, "klined_kafka_produced_total", "events queued to Kafka",
 		reg.c[KL_M_KAFKA_PRODUCED]);
 	one_u64(p, "klined_kafka_delivered_total", "events the broker acknowledged",

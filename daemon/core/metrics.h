@@ -37,6 +37,9 @@ enum kl_metric {
 	KL_M_SYMBOLS_ADDED,   /* taken by [exchange] symbols while running (listings, reloads) */
 	KL_M_SYMBOLS_REMOVED, /* no longer taken by it */
 	KL_M_SYMBOLS_STOPPED, /* followed ones that left TRADING */
+	KL_M_WS_SUBSCRIBED,   /* streams added on live connections (SUBSCRIBE confirmed) */
+	KL_M_WS_UNSUBSCRIBED, /* ... and removed (UNSUBSCRIBE) */
+	KL_M_WS_CONTROL,      /* JSON control messages sent */
 	KL_M_COUNT
 };
 

@@ -15,6 +15,7 @@
 
 #include "kline.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <libwebsockets.h>
 #include <stdio.h>
@@ -134,6 +135,7 @@ static void settle(struct conn *c, bool ok, const char *why)
 	}
 	if (ok) {
 		*(sub ? &ws->stats.subscribed : &ws->stats.unsubscribed) += c->pend.n;
+		kl_metrics_add(sub ? KL_M_WS_SUBSCRIBED : KL_M_WS_UNSUBSCRIBED, c->pend.n);
 	} else {
 		bool retry = sub && c->pend.n > 1;
 		name_streams(&c->pend, names, sizeof(names));
@@ -185,6 +187,7 @@ int kl__ws_write_ctrl(struct conn *c)
 	c->pend_op = op;
 	c->ctrl_at = uv_now(ws->loop);
 	ws->stats.control_msgs++;
+	kl_metrics_add(KL_M_WS_CONTROL, 1);
 	pace_in(c->slot, ws->lim.ack_ms);
 	kl_debug("ws", "%.*s", (int)(len < 200 ? len : 200), p);
 	if (lws_write(c->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len)

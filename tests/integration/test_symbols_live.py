@@ -137,6 +137,10 @@ def test_sighup_changes_the_symbols_on_the_live_connection(replay, klined, kafka
     st = srv.ws_stats()
     assert st["connections_opened"] == opened, "a reload must not reconnect"
     assert st["client_messages"] > asked and st["rate_violations"] == 0
+    m = metrics(k, "klined_ws_subscribed_total", "klined_ws_unsubscribed_total",
+                "klined_ws_control_messages_total")
+    assert m["klined_ws_subscribed_total"] >= 1 and m["klined_ws_unsubscribed_total"] >= 1, m
+    assert 2 <= m["klined_ws_control_messages_total"] <= 6, m
 
     # A broken file: said, and the running set stays.
     conf.write_text("[exchange]\nsymbols = BTC/USDT\n")
