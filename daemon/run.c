@@ -34,6 +34,7 @@
 #include "status.h"
 #include "store.h"
 #include "symset.h"
+#include "verify.h"
 #include "ws.h"
 
 #include <errno.h>
@@ -56,6 +57,7 @@ struct run {
 	struct kl_notify *notify;
 	struct kl_http *http;
 	struct kl_looplag *lag;
+	struct kl_verify *verify; /* the hole search's marks; NULL with --once */
 	struct kl_heal_stream stream; /* the speed layer, as the heal sees it */
 	uv_timer_t status_timer;
 	uv_signal_t sigterm, sigint;
@@ -89,6 +91,8 @@ static void stop(struct run *run, int code)
 	kl_bus_free(run->bus);
 	run->bus = NULL;
 	kl_heal_stop(run->heal);
+	kl_verify_stop(run->verify);
+	run->verify = NULL;
 	kl_rest_free(run->rest);
 	run->rest = NULL;
 	kl_backfill_free(run->bf);
@@ -243,6 +247,20 @@ static int start_stream(struct run *run)
 		stop(run, 1);
 	}
 	return r;
+}
+
+/* The verifier found holes, or rows were deleted (by anyone): heal the whole history soon. */
+static void on_verify_news(void *ud)
+{
+	struct run *run = ud;
+
+	kl_heal_all_soon(run->heal);
+	kl_heal_soon(run->heal);
+}
+
+static int64_t verify_sid(void *ud, size_t i)
+{
+	return kl_heal_sid(((struct run *)ud)->heal, i);
 }
 
 /* Every symbol's coverage is known: the stream (unless --once or brokers = off), then the fill. */
@@ -453,6 +471,12 @@ int kl_run(const struct kl_conf *conf, bool once)
 		uv_loop_close(&run->loop);
 		goto out;
 	}
+	if (once) /* nothing waits for it: every hole is found before the exit */
+		kl_store_holes_exact(run->st, true);
+	else if (kl_verify_new(&run->loop, run->st,
+			       &(struct kl_verify_cbs){verify_sid, on_verify_news, run},
+			       &run->verify) < 0)
+		kl_store_holes_exact(run->st, true); /* no marks move: read it all */
 	/* Patterns are resolved later (on_trading): their symbols are registered then. */
 	if (kl_metrics_init(conf->symbols,
 			    kl_symset_dynamic(conf->symbols, conf->nsymbols) ? 0 : conf->nsymbols) <

@@ -91,10 +91,32 @@ int kl_store_put_run(struct kl_store *st, int64_t now_ms, const char *version);
 
 /**
  * The minutes of [from, to) with neither a kline nor an outage, appended
- * to @p out (owned by the caller). @return 0, -ENOMEM or -EIO.
+ * to @p out (owned by the caller). It reads only what changed since the
+ * last kl_store_verify of @p sid (schema/008-holes.sql): the rows past
+ * its mark and the suspects (deleted rows, holes not yet filled). Rows
+ * past the mark spanning more than a day (a store from before marks, a
+ * verifier far behind) are left out unless kl_store_holes_exact: the
+ * verifier finds their holes, a later call returns them.
+ * @return 0, -ENOMEM or -EIO.
  */
 int kl_store_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
 		   struct kl_ranges *out);
+
+/** With @p exact, kl_store_holes reads all it needs, however long (klined --once). */
+void kl_store_holes_exact(struct kl_store *st, bool exact);
+
+#define KL_STORE_VERIFY_MORE 1 /* more to search: call again soon */
+#define KL_STORE_VERIFY_NEWS 2 /* suspects recorded since the last call: heal */
+
+/**
+ * Search the next slice of @p sid's history past its mark (at most about
+ * @p max_rows rows read, also rechecking suspects), record the holes it
+ * finds and move the mark. Writes in the open transaction if there is
+ * one (never commits it), else in its own. @p cursor (the caller's,
+ * INT64_MIN at first) says which suspects to recheck next.
+ * @return KL_STORE_VERIFY_* bits, or -errno.
+ */
+int kl_store_verify(struct kl_store *st, int64_t sid, int64_t max_rows, int64_t *cursor);
 
 /**
  * Recompute the day rows of @p sid from its stale mark up to the day of
