@@ -12,7 +12,8 @@ CREATE TABLE hole_mark (
 );
 
 -- Minutes before a mark that may be missing, half-open; new: not yet seen
--- by the daemon's search (a heal follows). Overlaps are harmless.
+-- by the daemon's search (a heal follows), 2: not even searched (it may
+-- hold rows: coverage extended over imported months). Overlaps are harmless.
 CREATE TABLE hole_suspect (
     id      INTEGER PRIMARY KEY,
     sid     INTEGER NOT NULL,
@@ -48,5 +49,6 @@ END;
 -- history_start moved earlier (kl_store_symbol_extend): the new part is searched.
 CREATE TRIGGER hole_symbol_extend AFTER UPDATE OF start_ms ON symbol
 WHEN new.start_ms < old.start_ms BEGIN
-    INSERT INTO hole_suspect (sid, from_ms, to_ms) VALUES (new.sid, new.start_ms, old.start_ms);
+    INSERT INTO hole_suspect (sid, from_ms, to_ms, new)
+    VALUES (new.sid, new.start_ms, old.start_ms, 2);
 END;

@@ -85,7 +85,7 @@ static const char *const sql[S_COUNT] = {
 		   "FROM symbol s LEFT JOIN hole_mark m ON m.sid = s.sid WHERE s.sid = ?1",
     [S_MARK_PUT] = "INSERT INTO hole_mark VALUES (?1, ?2) "
 		   "ON CONFLICT (sid) DO UPDATE SET upto = excluded.upto",
-    [S_SUSPECTS] = "SELECT from_ms, to_ms FROM hole_suspect WHERE sid = ?1 AND from_ms < ?3 "
+    [S_SUSPECTS] = "SELECT from_ms, to_ms, new FROM hole_suspect WHERE sid = ?1 AND from_ms < ?3 "
 		   "AND to_ms > ?2 ORDER BY from_ms",
     [S_SUSPECT_LIST] = "SELECT id, from_ms, to_ms, new FROM hole_suspect WHERE sid = ?1 "
 		       "AND from_ms >= ?2 ORDER BY from_ms, id LIMIT ?3",

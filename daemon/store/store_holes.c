@@ -17,6 +17,9 @@
 /* Unsearched rows spanning more than this wait for the verifier (about 0.15 ms of reading). */
 #define DEFER_MS (1440 * KL_MINUTE_MS)
 
+/* hole_suspect.new of a range nobody searched yet. */
+#define UNSEARCHED 2
+
 /* Suspects rechecked per call of kl_store_verify. */
 #define RECHECK 32
 
@@ -86,8 +89,14 @@ static int get_suspects(struct kl_store *st, int64_t sid, int64_t from, int64_t 
 	sqlite3_bind_int64(s, 1, sid);
 	sqlite3_bind_int64(s, 2, from);
 	sqlite3_bind_int64(s, 3, to);
-	while (r == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
-		r = kl_ranges_add(out, sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1));
+	while (r == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t a = sqlite3_column_int64(s, 0), b = sqlite3_column_int64(s, 1);
+
+		/* Never searched and long (coverage extended over imported rows): the verifier's. */
+		if (sqlite3_column_int(s, 2) == UNSEARCHED && b - a > DEFER_MS && !st->holes_exact)
+			continue;
+		r = kl_ranges_add(out, a, b);
+	}
 	sqlite3_reset(s);
 	if (r == 0 && rc != SQLITE_DONE)
 		r = kl__store_err(rc);
@@ -128,7 +137,7 @@ int kl_store_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
 	return r;
 }
 
-static int put_suspect(struct kl_store *st, int64_t sid, int64_t from, int64_t to, bool new)
+static int put_suspect(struct kl_store *st, int64_t sid, int64_t from, int64_t to, int new)
 {
 	sqlite3_stmt *s = st->stmt[S_SUSPECT_ADD];
 
@@ -153,7 +162,7 @@ static int64_t advance(struct kl_store *st, int64_t sid, const struct kl_holemar
 	if (n >= 0)
 		r = kl_store_begin(st);
 	for (size_t i = 0; n >= 0 && r == 0 && i < holes.n; i++)
-		r = put_suspect(st, sid, holes.v[i].from, holes.v[i].to, true);
+		r = put_suspect(st, sid, holes.v[i].from, holes.v[i].to, 1);
 	if (n >= 0 && r == 0) {
 		sqlite3_bind_int64(st->stmt[S_MARK_PUT], 1, sid);
 		sqlite3_bind_int64(st->stmt[S_MARK_PUT], 2, end);
@@ -166,7 +175,7 @@ static int64_t advance(struct kl_store *st, int64_t sid, const struct kl_holemar
 
 struct suspect {
 	int64_t id, from, to;
-	bool new;
+	int new; /* 0 seen, 1 new, UNSEARCHED */
 };
 
 /*
@@ -185,16 +194,17 @@ static int64_t recheck(struct kl_store *st, int64_t sid, const struct suspect *u
 	if (end > u->to)
 		end = u->to;
 	n = kl__store_scan_holes(st, sid, u->from, end, &holes);
-	if (n < 0 || (end == u->to && holes.n == 1 && holes.v[0].from == u->from &&
-		      holes.v[0].to == u->to))
+	if (n < 0 || (end == u->to && u->new != UNSEARCHED && holes.n == 1 &&
+		      holes.v[0].from == u->from && holes.v[0].to == u->to))
 		goto out;
 	r = kl_store_begin(st);
 	if (r == 0) {
 		sqlite3_bind_int64(st->stmt[S_SUSPECT_DEL], 1, u->id);
 		r = kl__store_step_done(st, S_SUSPECT_DEL);
 	}
+	/* What was searched is a plain suspect now; the rest stays as it was. */
 	for (size_t i = 0; r == 0 && i < holes.n; i++)
-		r = put_suspect(st, sid, holes.v[i].from, holes.v[i].to, u->new);
+		r = put_suspect(st, sid, holes.v[i].from, holes.v[i].to, u->new ? 1 : 0);
 	if (r == 0 && end < u->to)
 		r = put_suspect(st, sid, end, u->to, u->new);
 out:
