@@ -473,10 +473,12 @@ int kl_run(const struct kl_conf *conf, bool once)
 	}
 	if (once) /* nothing waits for it: every hole is found before the exit */
 		kl_store_holes_exact(run->st, true);
-	else if (kl_verify_new(&run->loop, run->st,
+	else if (kl_verify_new(&run->loop, run->st, conf->db_path,
 			       &(struct kl_verify_cbs){verify_sid, on_verify_news, run},
-			       &run->verify) < 0)
-		kl_store_holes_exact(run->st, true); /* no marks move: read it all */
+			       &run->verify, err, sizeof(err)) < 0) {
+		kl_warn("heal", "%s: every hole search reads the whole history", err);
+		kl_store_holes_exact(run->st, true); /* no mark moves */
+	}
 	/* Patterns are resolved later (on_trading): their symbols are registered then. */
 	if (kl_metrics_init(conf->symbols,
 			    kl_symset_dynamic(conf->symbols, conf->nsymbols) ? 0 : conf->nsymbols) <

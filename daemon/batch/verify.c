@@ -1,83 +1,198 @@
 /*
- * The verifier (verify.h). One symbol at a time, a slice of at most
- * SLICE_ROWS rows per kl_store_verify, and no more than TICK_NS of them
- * per loop turn; a round over every symbol each ROUND_MS once caught up.
- * A store error only delays the search: the marks stay where they were.
+ * The verifier (verify.h). A batch of up to BATCH symbols, one slice of
+ * at most SLICE_ROWS rows each, is read on the thread pool; the loop
+ * applies it and queues the next. The batch is read again while any of
+ * its symbols has more to search, then the next one; a round over every
+ * symbol each ROUND_MS once all are caught up. A store error only delays
+ * the search: the marks stay where they were.
  */
 #include "verify.h"
 
 #include "log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SLICE_ROWS 20000     /* about 2 ms of reading */
-#define TICK_NS	   4000000   /* of the loop's turn at most */
-#define ROUND_MS   1000	     /* between rounds once every mark is at its newest row */
-#define RETRY_MS   5000	     /* after a store error */
+#define SLICE_ROWS 50000 /* of a symbol per batch */
+#define BATCH	   64	 /* symbols a batch */
+#define ROUND_MS   1000	 /* between rounds once every mark is at its newest row */
+#define RETRY_MS   5000	 /* after a store error */
+
+struct job {
+	size_t i; /* the symbol's index */
+	int64_t sid, cursor;
+	struct kl_store_verdict v;
+	int r;
+};
 
 struct kl_verify {
 	uv_timer_t timer;
-	struct kl_store *st;
+	uv_work_t work;
+	struct kl_store *st, *ro; /* the writer (borrowed), the reader (owned) */
 	struct kl_verify_cbs cbs;
-	size_t next;	/* the symbol being verified */
-	int64_t cursor; /* of its suspects */
-	bool warned;
+	struct job jobs[BATCH];
+	size_t njobs;
+	size_t next, end;  /* the batch: symbols [next, end) */
+	bool last;	   /* the batch ends the round */
+	int64_t *cursors;  /* of each symbol's suspects */
+	size_t ncursors;
+	uint64_t behind_at; /* uv_now() when a mark was first found behind; 0: caught up */
+	bool busy, closed, stopping, warned;
 };
 
-static void on_tick(uv_timer_t *t)
+static void release(struct kl_verify *v)
 {
-	struct kl_verify *v = t->data;
-	uint64_t t0 = uv_hrtime();
-	bool news = false;
-	uint64_t due = ROUND_MS;
+	if (v->busy || !v->closed)
+		return;
+	for (size_t i = 0; i < BATCH; i++)
+		kl_store_verdict_clear(&v->jobs[i].v);
+	kl_store_close(v->ro);
+	free(v->cursors);
+	free(v);
+}
 
-	for (;;) {
-		int64_t sid = v->cbs.sid_at(v->cbs.ud, v->next);
-		int r;
+static int64_t *cursor_of(struct kl_verify *v, size_t i)
+{
+	if (i >= v->ncursors) {
+		size_t n = i + 64;
+		int64_t *g = realloc(v->cursors, n * sizeof(*g));
 
-		if (sid == -1) { /* the round is over */
-			v->next = 0;
-			break;
-		}
-		r = sid > 0 ? kl_store_verify(v->st, sid, SLICE_ROWS, &v->cursor) : 0;
-		if (r < 0 && r != -ENOENT) {
-			/* A lock held by a user's sqlite3, a full disk: later. */
-			if (!v->warned)
-				kl_warn("heal", "cannot search the store for holes: %s; again in %d s",
-					strerror(-r), RETRY_MS / 1000);
-			v->warned = true;
-			due = RETRY_MS;
-			break;
-		}
-		if (r > 0 && (r & KL_STORE_VERIFY_NEWS))
-			news = true;
-		v->warned = false;
-		if (r <= 0 || !(r & KL_STORE_VERIFY_MORE)) {
-			v->next++;
-			v->cursor = INT64_MIN;
-		}
-		if (uv_hrtime() - t0 >= TICK_NS) {
-			due = 0; /* the rest in the next turn */
-			break;
-		}
+		if (!g)
+			return NULL;
+		for (size_t k = v->ncursors; k < n; k++)
+			g[k] = INT64_MIN;
+		v->cursors = g;
+		v->ncursors = n;
 	}
-	uv_timer_start(&v->timer, on_tick, due, 0);
+	return &v->cursors[i];
+}
+
+static void on_read(uv_work_t *w)
+{
+	struct kl_verify *v = w->data;
+
+	for (size_t i = 0; i < v->njobs; i++) {
+		struct job *j = &v->jobs[i];
+		j->r = kl_store_verify_read(v->ro, j->sid, SLICE_ROWS, &j->cursor, &j->v);
+	}
+}
+
+static void on_tick(uv_timer_t *t);
+
+static void schedule(struct kl_verify *v, uint64_t ms)
+{
+	if (!v->stopping)
+		uv_timer_start(&v->timer, on_tick, ms, 0);
+}
+
+static void on_read_done(uv_work_t *w, int status)
+{
+	struct kl_verify *v = w->data;
+	bool more = false, news = false;
+	int err = 0;
+
+	v->busy = false;
+	if (v->stopping || status < 0) {
+		release(v);
+		return;
+	}
+	for (size_t i = 0; i < v->njobs; i++) {
+		struct job *j = &v->jobs[i];
+		int r = j->r < 0 ? j->r : kl_store_verify_apply(v->st, &j->v);
+		int64_t *c = cursor_of(v, j->i);
+
+		if (r < 0) {
+			err = r;
+			continue;
+		}
+		if (c)
+			*c = j->cursor;
+		more |= (r & KL_STORE_VERIFY_MORE) != 0;
+		news |= (r & KL_STORE_VERIFY_NEWS) != 0;
+		if ((r & KL_STORE_VERIFY_BEHIND) && !v->behind_at)
+			v->behind_at = uv_now(w->loop) | 1;
+	}
+	if (err < 0) {
+		/* A lock held by a user's sqlite3, a full disk: later. */
+		if (!v->warned)
+			kl_warn("heal", "cannot search the store for holes: %s; again in %d s",
+				strerror(-err), RETRY_MS / 1000);
+		v->warned = true;
+		schedule(v, RETRY_MS);
+	} else if (more) {
+		v->warned = false;
+		schedule(v, 0); /* this batch again */
+	} else if (!v->last) {
+		v->next = v->end;
+		schedule(v, 0);
+	} else {
+		if (v->behind_at)
+			kl_info("heal", "every symbol's history is searched for holes (%.1f s)",
+				(double)(uv_now(w->loop) - v->behind_at) / 1e3);
+		v->behind_at = 0;
+		v->next = 0;
+		schedule(v, ROUND_MS);
+	}
 	if (news)
 		v->cbs.on_news(v->cbs.ud);
 }
 
-int kl_verify_new(uv_loop_t *loop, struct kl_store *st, const struct kl_verify_cbs *cbs,
-		  struct kl_verify **ret)
+static void on_tick(uv_timer_t *t)
+{
+	struct kl_verify *v = t->data;
+	size_t i = v->next;
+
+	v->njobs = 0;
+	v->last = false;
+	while (v->njobs < BATCH) {
+		int64_t sid = v->cbs.sid_at(v->cbs.ud, i);
+		int64_t *c = cursor_of(v, i);
+
+		if (sid == -1) {
+			v->last = true;
+			break;
+		}
+		if (sid > 0) {
+			struct job *j = &v->jobs[v->njobs++];
+
+			/* The verdict's memory is kept for the next batch. */
+			j->i = i;
+			j->sid = sid;
+			j->cursor = c ? *c : INT64_MIN;
+		}
+		i++;
+	}
+	v->end = i;
+	if (v->njobs == 0) {
+		v->next = v->last ? 0 : i;
+		schedule(v, v->last ? ROUND_MS : 0);
+		return;
+	}
+	v->busy = uv_queue_work(t->loop, &v->work, on_read, on_read_done) == 0;
+	if (!v->busy)
+		schedule(v, RETRY_MS);
+}
+
+int kl_verify_new(uv_loop_t *loop, struct kl_store *st, const char *path,
+		  const struct kl_verify_cbs *cbs, struct kl_verify **ret, char *err, size_t n)
 {
 	struct kl_verify *v = calloc(1, sizeof(*v));
+	int r;
 
-	if (!v)
+	if (!v) {
+		snprintf(err, n, "out of memory");
 		return -ENOMEM;
+	}
+	r = kl_store_open(path, true, &v->ro, err, n);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
 	v->st = st;
 	v->cbs = *cbs;
-	v->cursor = INT64_MIN;
+	v->work.data = v;
 	uv_timer_init(loop, &v->timer);
 	v->timer.data = v;
 	uv_timer_start(&v->timer, on_tick, 0, 0);
@@ -87,11 +202,16 @@ int kl_verify_new(uv_loop_t *loop, struct kl_store *st, const struct kl_verify_c
 
 static void on_closed(uv_handle_t *handle)
 {
-	free(handle->data);
+	struct kl_verify *v = handle->data;
+
+	v->closed = true;
+	release(v);
 }
 
 void kl_verify_stop(struct kl_verify *v)
 {
-	if (v)
-		uv_close((uv_handle_t *)&v->timer, on_closed);
+	if (!v || v->stopping)
+		return;
+	v->stopping = true;
+	uv_close((uv_handle_t *)&v->timer, on_closed);
 }

@@ -1,9 +1,11 @@
 /*
- * The hole search's verifier: on the loop, in slices of a few ms, it
- * moves each symbol's search mark up to its newest kline and rechecks the
- * suspects (kl_store_verify), so that kl_store_holes costs what changed.
- * A store from before marks is searched here, a slice per loop turn,
- * never in one long statement. Holes it finds, and rows deleted by
+ * The hole search's verifier: it moves each symbol's search mark up to
+ * its newest kline and rechecks the suspects, so that kl_store_holes
+ * costs what changed. The reading runs on libuv's thread pool, on a
+ * read-only connection of its own (WAL lets it read while the loop
+ * writes); the loop only writes what it found, a few rows a symbol. A
+ * store from before marks is searched so, a slice at a time, never in
+ * one long statement on the loop. Holes it finds, and rows deleted by
  * anyone, are announced through on_news (the heal fetches them).
  */
 #pragma once
@@ -23,9 +25,13 @@ struct kl_verify_cbs {
 	void *ud;
 };
 
-/** Start verifying @p st (borrowed). @return 0 with *ret, or -ENOMEM. */
-int kl_verify_new(uv_loop_t *loop, struct kl_store *st, const struct kl_verify_cbs *cbs,
-		  struct kl_verify **ret);
+/**
+ * Start verifying @p st (borrowed; the writer), reading @p path (the
+ * same file) on a connection of its own. @return 0 with *ret, or -errno
+ * with @p err set (the store cannot be opened again: read-only, gone).
+ */
+int kl_verify_new(uv_loop_t *loop, struct kl_store *st, const char *path,
+		  const struct kl_verify_cbs *cbs, struct kl_verify **ret, char *err, size_t n);
 
-/** Stop; the memory goes when the loop has closed the timer. NULL is fine. */
+/** Stop; the memory goes once the loop has run out what is under way. NULL is fine. */
 void kl_verify_stop(struct kl_verify *v);

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Unsearched rows spanning more than this wait for the verifier (about 0.15 ms of reading). */
 #define DEFER_MS (1440 * KL_MINUTE_MS)
@@ -20,8 +21,7 @@
 /* hole_suspect.new of a range nobody searched yet. */
 #define UNSEARCHED 2
 
-/* Suspects rechecked per call of kl_store_verify. */
-#define RECHECK 32
+#define RECHECK KL_STORE_RECHECK
 
 int64_t kl__store_scan_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
 			     struct kl_ranges *out)
@@ -137,20 +137,26 @@ int kl_store_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
 	return r;
 }
 
-static int put_suspect(struct kl_store *st, int64_t sid, int64_t from, int64_t to, int new)
+static int add_piece(struct kl_store_verdict *v, int64_t from, int64_t to, int new)
 {
-	sqlite3_stmt *s = st->stmt[S_SUSPECT_ADD];
+	if (to <= from)
+		return 0;
+	if (v->nadds == v->cap) {
+		size_t cap = v->cap ? 2 * v->cap : 16;
+		struct kl_store_piece *g = realloc(v->adds, cap * sizeof(*g));
 
-	sqlite3_bind_int64(s, 1, sid);
-	sqlite3_bind_int64(s, 2, from);
-	sqlite3_bind_int64(s, 3, to);
-	sqlite3_bind_int(s, 4, new);
-	return kl__store_step_done(st, S_SUSPECT_ADD);
+		if (!g)
+			return -ENOMEM;
+		v->adds = g;
+		v->cap = cap;
+	}
+	v->adds[v->nadds++] = (struct kl_store_piece){from, to, new};
+	return 0;
 }
 
-/* Search the next slice past the mark; its holes become new suspects. @return rows read. */
-static int64_t advance(struct kl_store *st, int64_t sid, const struct kl_holemark *m,
-		       int64_t max_rows, bool *more)
+/* Search the next slice past the mark; its holes are to become new suspects. @return rows read. */
+static int64_t advance(struct kl_store *st, const struct kl_holemark *m, int64_t max_rows,
+		       struct kl_store_verdict *v)
 {
 	struct kl_ranges holes = {0};
 	int64_t end = kl_holemark_slice(m, max_rows), n;
@@ -158,18 +164,13 @@ static int64_t advance(struct kl_store *st, int64_t sid, const struct kl_holemar
 
 	if (end <= m->upto)
 		return 0;
-	n = kl__store_scan_holes(st, sid, m->upto, end, &holes);
-	if (n >= 0)
-		r = kl_store_begin(st);
+	n = kl__store_scan_holes(st, v->sid, m->upto, end, &holes);
 	for (size_t i = 0; n >= 0 && r == 0 && i < holes.n; i++)
-		r = put_suspect(st, sid, holes.v[i].from, holes.v[i].to, 1);
-	if (n >= 0 && r == 0) {
-		sqlite3_bind_int64(st->stmt[S_MARK_PUT], 1, sid);
-		sqlite3_bind_int64(st->stmt[S_MARK_PUT], 2, end);
-		r = kl__store_step_done(st, S_MARK_PUT);
-	}
+		r = add_piece(v, holes.v[i].from, holes.v[i].to, 1);
 	kl_ranges_clear(&holes);
-	*more = end < m->rows_end;
+	v->upto = end;
+	if (end < m->rows_end)
+		v->bits |= KL_STORE_VERIFY_MORE | KL_STORE_VERIFY_BEHIND;
 	return n < 0 ? n : r < 0 ? r : n;
 }
 
@@ -179,13 +180,13 @@ struct suspect {
 };
 
 /*
- * Read the (first part of the) suspect again: a filled one goes, a part
- * filled shrinks it; one still wholly missing stays as it is (no write).
- * A suspect is deleted by its id, so a row deleted meanwhile (a new
+ * Read the (first part of the) suspect again: a filled one is to go, a
+ * part filled to shrink it; one still wholly missing stays as it is (no
+ * write). Suspects are deleted by id, so a row deleted meanwhile (a new
  * suspect from the trigger) is never lost. @return rows read.
  */
-static int64_t recheck(struct kl_store *st, int64_t sid, const struct suspect *u,
-		       int64_t max_rows)
+static int64_t recheck(struct kl_store *st, const struct suspect *u, int64_t max_rows,
+		       struct kl_store_verdict *v)
 {
 	struct kl_ranges holes = {0};
 	int64_t end = u->from + max_rows * KL_MINUTE_MS, n;
@@ -193,20 +194,16 @@ static int64_t recheck(struct kl_store *st, int64_t sid, const struct suspect *u
 
 	if (end > u->to)
 		end = u->to;
-	n = kl__store_scan_holes(st, sid, u->from, end, &holes);
+	n = kl__store_scan_holes(st, v->sid, u->from, end, &holes);
 	if (n < 0 || (end == u->to && u->new != UNSEARCHED && holes.n == 1 &&
 		      holes.v[0].from == u->from && holes.v[0].to == u->to))
 		goto out;
-	r = kl_store_begin(st);
-	if (r == 0) {
-		sqlite3_bind_int64(st->stmt[S_SUSPECT_DEL], 1, u->id);
-		r = kl__store_step_done(st, S_SUSPECT_DEL);
-	}
+	v->dels[v->ndels++] = u->id;
 	/* What was searched is a plain suspect now; the rest stays as it was. */
 	for (size_t i = 0; r == 0 && i < holes.n; i++)
-		r = put_suspect(st, sid, holes.v[i].from, holes.v[i].to, u->new ? 1 : 0);
-	if (r == 0 && end < u->to)
-		r = put_suspect(st, sid, end, u->to, u->new);
+		r = add_piece(v, holes.v[i].from, holes.v[i].to, u->new ? 1 : 0);
+	if (r == 0)
+		r = add_piece(v, end, u->to, u->new);
 out:
 	kl_ranges_clear(&holes);
 	return n < 0 ? n : r < 0 ? r : n;
@@ -214,7 +211,7 @@ out:
 
 /* Up to RECHECK suspects from *cursor on; the cursor wraps after the last. */
 static int list_suspects(struct kl_store *st, int64_t sid, int64_t *cursor, struct suspect *v,
-			 size_t *n)
+			 size_t *n, bool *news)
 {
 	sqlite3_stmt *s = st->stmt[S_SUSPECT_LIST];
 	int rc;
@@ -223,70 +220,127 @@ static int list_suspects(struct kl_store *st, int64_t sid, int64_t *cursor, stru
 	sqlite3_bind_int64(s, 1, sid);
 	sqlite3_bind_int64(s, 2, *cursor);
 	sqlite3_bind_int(s, 3, RECHECK);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		v[(*n)++] = (struct suspect){sqlite3_column_int64(s, 0),
-					     sqlite3_column_int64(s, 1),
-					     sqlite3_column_int64(s, 2), sqlite3_column_int(s, 3)};
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		v[*n] = (struct suspect){sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+					 sqlite3_column_int64(s, 2), sqlite3_column_int(s, 3)};
+		*news |= v[(*n)++].new != 0;
+	}
 	sqlite3_reset(s);
 	*cursor = *n == RECHECK ? v[*n - 1].from + 1 : INT64_MIN;
 	return rc == SQLITE_DONE ? 0 : kl__store_err(rc);
 }
 
-/* Were suspects recorded since the last call (a row deleted, a hole found)? Marks them seen. */
-static int take_news(struct kl_store *st, int64_t sid, bool *news)
+/* Any suspect not yet announced? */
+static int any_new(struct kl_store *st, int64_t sid, bool *news)
 {
 	sqlite3_stmt *s = st->stmt[S_SUSPECT_NEW];
-	int rc, r;
+	int rc;
 
 	sqlite3_bind_int64(s, 1, sid);
 	rc = sqlite3_step(s);
-	*news = rc == SQLITE_ROW && sqlite3_column_int64(s, 0) > 0;
+	if (rc == SQLITE_ROW && sqlite3_column_int64(s, 0) > 0)
+		*news = true;
 	sqlite3_reset(s);
-	if (rc != SQLITE_ROW)
-		return kl__store_err(rc);
-	if (!*news)
-		return 0;
-	r = kl_store_begin(st);
-	if (r == 0) {
-		sqlite3_bind_int64(st->stmt[S_SUSPECT_SEEN], 1, sid);
-		r = kl__store_step_done(st, S_SUSPECT_SEEN);
-	}
-	return r;
+	return rc == SQLITE_ROW ? 0 : kl__store_err(rc);
 }
 
-int kl_store_verify(struct kl_store *st, int64_t sid, int64_t max_rows, int64_t *cursor)
+int kl_store_verify_read(struct kl_store *st, int64_t sid, int64_t max_rows, int64_t *cursor,
+			 struct kl_store_verdict *v)
 {
-	struct suspect v[RECHECK];
+	struct suspect u[RECHECK];
 	struct kl_holemark m;
-	bool own = !st->in_tx, more = false, news = false;
 	int64_t n = 0;
 	size_t k = 0;
-	int r = get_mark(st, sid, &m);
+	int r;
 
+	v->sid = sid;
+	v->upto = -1;
+	v->ndels = v->nadds = 0;
+	v->news = false;
+	v->bits = 0;
+	r = get_mark(st, sid, &m);
 	if (r == 0)
-		n = advance(st, sid, &m, max_rows, &more);
+		n = advance(st, &m, max_rows, v);
 	if (r == 0 && n >= 0)
-		r = list_suspects(st, sid, cursor, v, &k);
+		r = list_suspects(st, sid, cursor, u, &k, &v->news);
 	for (size_t i = 0; r == 0 && n >= 0 && i < k; i++) {
 		if (n >= max_rows) {
 			/* Out of budget: the cursor comes back here. */
-			*cursor = v[i].from;
-			more = true;
+			*cursor = u[i].from;
 			break;
 		}
-		int64_t got = recheck(st, sid, &v[i], max_rows - n);
+		int64_t got = recheck(st, &u[i], max_rows - n, v);
 		n = got < 0 ? got : n + (got ? got : 1);
 	}
-	if (r == 0 && n >= 0)
-		r = take_news(st, sid, &news);
+	if (r == 0 && n >= 0 && !v->news)
+		r = any_new(st, sid, &v->news);
 	if (r == 0 && n < 0)
 		r = (int)n;
+	if (*cursor != INT64_MIN)
+		v->bits |= KL_STORE_VERIFY_MORE;
+	return r;
+}
+
+static int put_suspect(struct kl_store *st, int64_t sid, const struct kl_store_piece *p)
+{
+	sqlite3_stmt *s = st->stmt[S_SUSPECT_ADD];
+
+	sqlite3_bind_int64(s, 1, sid);
+	sqlite3_bind_int64(s, 2, p->from);
+	sqlite3_bind_int64(s, 3, p->to);
+	sqlite3_bind_int(s, 4, p->new);
+	return kl__store_step_done(st, S_SUSPECT_ADD);
+}
+
+int kl_store_verify_apply(struct kl_store *st, const struct kl_store_verdict *v)
+{
+	bool own = !st->in_tx, news = v->news;
+	int r = 0, changed = 0;
+
+	if (v->upto < 0 && !v->ndels && !v->nadds && !news)
+		return v->bits;
+	r = kl_store_begin(st);
+	for (size_t i = 0; r == 0 && i < v->ndels; i++) {
+		sqlite3_bind_int64(st->stmt[S_SUSPECT_DEL], 1, v->dels[i]);
+		r = kl__store_step_done(st, S_SUSPECT_DEL);
+	}
+	for (size_t i = 0; r == 0 && i < v->nadds; i++) {
+		r = put_suspect(st, v->sid, &v->adds[i]);
+		news |= v->adds[i].new == 1;
+	}
+	if (r == 0 && v->upto >= 0) {
+		sqlite3_bind_int64(st->stmt[S_MARK_PUT], 1, v->sid);
+		sqlite3_bind_int64(st->stmt[S_MARK_PUT], 2, v->upto);
+		r = kl__store_step_done(st, S_MARK_PUT);
+	}
+	if (r == 0 && news) {
+		/* Counted here, on the writer: a suspect the read missed is told next time. */
+		sqlite3_bind_int64(st->stmt[S_SUSPECT_SEEN], 1, v->sid);
+		r = kl__store_step_done(st, S_SUSPECT_SEEN);
+		changed = sqlite3_changes(st->db);
+	}
 	if (own && r == 0)
 		r = kl_store_commit(st);
 	else if (own)
 		kl_store_rollback(st);
 	if (r < 0)
 		return r;
-	return (more || *cursor != INT64_MIN ? KL_STORE_VERIFY_MORE : 0) |
-	       (news ? KL_STORE_VERIFY_NEWS : 0);
+	return v->bits | (changed > 0 ? KL_STORE_VERIFY_NEWS : 0);
+}
+
+void kl_store_verdict_clear(struct kl_store_verdict *v)
+{
+	free(v->adds);
+	memset(v, 0, sizeof(*v));
+}
+
+int kl_store_verify(struct kl_store *st, int64_t sid, int64_t max_rows, int64_t *cursor)
+{
+	struct kl_store_verdict v = {0};
+	int r = kl_store_verify_read(st, sid, max_rows, cursor, &v);
+
+	if (r == 0)
+		r = kl_store_verify_apply(st, &v);
+	kl_store_verdict_clear(&v);
+	return r;
 }
