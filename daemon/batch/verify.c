@@ -81,6 +81,17 @@ static void on_read(uv_work_t *w)
 
 static void on_tick(uv_timer_t *t);
 
+/* Has the batch anything to write? */
+static bool writes(const struct kl_verify *v)
+{
+	for (size_t i = 0; i < v->njobs; i++) {
+		const struct kl_store_verdict *d = &v->jobs[i].v;
+		if (v->jobs[i].r == 0 && (d->upto >= 0 || d->ndels || d->nadds || d->news))
+			return true;
+	}
+	return false;
+}
+
 static void schedule(struct kl_verify *v, uint64_t ms)
 {
 	if (!v->stopping)
@@ -90,7 +101,7 @@ static void schedule(struct kl_verify *v, uint64_t ms)
 static void on_read_done(uv_work_t *w, int status)
 {
 	struct kl_verify *v = w->data;
-	bool more = false, news = false;
+	bool more = false, news = false, own;
 	int err = 0;
 
 	v->busy = false;
@@ -98,6 +109,10 @@ static void on_read_done(uv_work_t *w, int status)
 		release(v);
 		return;
 	}
+	/* One transaction for the batch (or the one open: never committed here). */
+	own = !kl_store_in_tx(v->st) && writes(v);
+	if (own && (err = kl_store_begin(v->st)) < 0)
+		v->njobs = 0;
 	for (size_t i = 0; i < v->njobs; i++) {
 		struct job *j = &v->jobs[i];
 		int r = j->r < 0 ? j->r : kl_store_verify_apply(v->st, &j->v);
@@ -114,6 +129,10 @@ static void on_read_done(uv_work_t *w, int status)
 		if ((r & KL_STORE_VERIFY_BEHIND) && !v->behind_at)
 			v->behind_at = uv_now(w->loop) | 1;
 	}
+	if (own && kl_store_in_tx(v->st) && err == 0)
+		err = kl_store_commit(v->st);
+	else if (own)
+		kl_store_rollback(v->st);
 	if (err < 0) {
 		/* A lock held by a user's sqlite3, a full disk: later. */
 		if (!v->warned)

@@ -275,6 +275,8 @@ int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *
 			goto out;
 		}
 	}
+	/* A reader (klined status, the page's API) has no verifier to wait for. */
+	st->holes_exact = readonly;
 	if (!readonly) {
 		st->path = strdup(path);
 		if (!st->path) {

@@ -299,7 +299,7 @@ int kl_store_verify_apply(struct kl_store *st, const struct kl_store_verdict *v)
 
 	if (v->upto < 0 && !v->ndels && !v->nadds && !news)
 		return v->bits;
-	r = kl_store_begin(st);
+	r = kl_store_begin(st); /* a no-op in the caller's transaction */
 	for (size_t i = 0; r == 0 && i < v->ndels; i++) {
 		sqlite3_bind_int64(st->stmt[S_SUSPECT_DEL], 1, v->dels[i]);
 		r = kl__store_step_done(st, S_SUSPECT_DEL);
