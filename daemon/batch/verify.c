@@ -34,9 +34,9 @@ struct kl_verify {
 	struct kl_verify_cbs cbs;
 	struct job jobs[BATCH];
 	size_t njobs;
-	size_t next, end;  /* the batch: symbols [next, end) */
-	bool last;	   /* the batch ends the round */
-	int64_t *cursors;  /* of each symbol's suspects */
+	size_t next, end; /* the batch: symbols [next, end) */
+	bool last;	  /* the batch ends the round */
+	int64_t *cursors; /* of each symbol's suspects */
 	size_t ncursors;
 	uint64_t behind_at; /* uv_now() when a mark was first found behind; 0: caught up */
 	bool busy, closed, stopping, warned;

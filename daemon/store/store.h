@@ -105,9 +105,9 @@ int kl_store_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
 /** With @p exact, kl_store_holes reads all it needs, however long (klined --once). */
 void kl_store_holes_exact(struct kl_store *st, bool exact);
 
-#define KL_STORE_VERIFY_MORE   1 /* more to search: call again soon */
-#define KL_STORE_VERIFY_NEWS   2 /* suspects recorded since the last call: heal */
-#define KL_STORE_VERIFY_BEHIND 4 /* the mark is not yet at the newest row */
+#define KL_STORE_VERIFY_MORE   1  /* more to search: call again soon */
+#define KL_STORE_VERIFY_NEWS   2  /* suspects recorded since the last call: heal */
+#define KL_STORE_VERIFY_BEHIND 4  /* the mark is not yet at the newest row */
 #define KL_STORE_RECHECK       32 /* suspects read again per call */
 
 /* What kl_store_verify_read found, for kl_store_verify_apply. */

@@ -67,8 +67,8 @@ static int get_mark(struct kl_store *st, int64_t sid, struct kl_holemark *m)
 		int64_t start = sqlite3_column_int64(s, 0);
 
 		/* No mark: searched nowhere. */
-		m->upto = sqlite3_column_type(s, 1) == SQLITE_NULL ? start
-								    : sqlite3_column_int64(s, 1);
+		m->upto =
+		    sqlite3_column_type(s, 1) == SQLITE_NULL ? start : sqlite3_column_int64(s, 1);
 		m->rows_end = sqlite3_column_type(s, 2) == SQLITE_NULL
 				  ? m->upto
 				  : sqlite3_column_int64(s, 2) + KL_MINUTE_MS;
@@ -92,7 +92,8 @@ static int get_suspects(struct kl_store *st, int64_t sid, int64_t from, int64_t 
 	while (r == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		int64_t a = sqlite3_column_int64(s, 0), b = sqlite3_column_int64(s, 1);
 
-		/* Never searched and long (coverage extended over imported rows): the verifier's. */
+		/* Never searched and long (coverage extended over imported rows): the verifier's.
+		 */
 		if (sqlite3_column_int(s, 2) == UNSEARCHED && b - a > DEFER_MS && !st->holes_exact)
 			continue;
 		r = kl_ranges_add(out, a, b);
@@ -112,8 +113,8 @@ int kl_store_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
 		   struct kl_ranges *out)
 {
 	struct kl_ranges sus = {0}, parts = {0};
-	struct kl_holemark m;
-	int64_t n = 0;
+	struct kl_holemark m = {0};
+	int64_t n;
 	int r;
 
 	if (to <= from)
@@ -195,8 +196,8 @@ static int64_t recheck(struct kl_store *st, const struct suspect *u, int64_t max
 	if (end > u->to)
 		end = u->to;
 	n = kl__store_scan_holes(st, v->sid, u->from, end, &holes);
-	if (n < 0 || (end == u->to && u->new != UNSEARCHED && holes.n == 1 &&
-		      holes.v[0].from == u->from && holes.v[0].to == u->to))
+	if (n < 0 || (end == u->to && u->new != UNSEARCHED &&holes.n == 1 &&
+		      holes.v[0].from == u->from &&holes.v[0].to == u->to))
 		goto out;
 	v->dels[v->ndels++] = u->id;
 	/* What was searched is a plain suspect now; the rest stays as it was. */
@@ -248,7 +249,7 @@ int kl_store_verify_read(struct kl_store *st, int64_t sid, int64_t max_rows, int
 			 struct kl_store_verdict *v)
 {
 	struct suspect u[RECHECK];
-	struct kl_holemark m;
+	struct kl_holemark m = {0};
 	int64_t n = 0;
 	size_t k = 0;
 	int r;
