@@ -118,6 +118,8 @@ static void on_read_done(uv_work_t *w, int status)
 		int r = j->r < 0 ? j->r : kl_store_verify_apply(v->st, &j->v);
 		int64_t *c = cursor_of(v, j->i);
 
+		if (r == -ENOENT) /* no longer in the store: nothing to search */
+			continue;
 		if (r < 0) {
 			err = r;
 			continue;
