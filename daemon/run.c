@@ -34,6 +34,7 @@
 #include "status.h"
 #include "store.h"
 #include "symset.h"
+#include "verify.h"
 #include "ws.h"
 
 #include <errno.h>
@@ -62,6 +63,8 @@ static void stop(struct run *run, int code)
 	kl_bus_free(run->bus);
 	run->bus = NULL;
 	kl_heal_stop(run->heal);
+	kl_verify_stop(run->verify);
+	run->verify = NULL;
 	kl_rest_free(run->rest);
 	run->rest = NULL;
 	kl_backfill_free(run->bf);
@@ -229,6 +232,20 @@ static int start_stream(struct run *run)
 	return r;
 }
 
+/* The verifier found holes, or rows were deleted (by anyone): heal the whole history soon. */
+static void on_verify_news(void *ud)
+{
+	struct run *run = ud;
+
+	kl_heal_all_soon(run->heal);
+	kl_heal_soon(run->heal);
+}
+
+static int64_t verify_sid(void *ud, size_t i)
+{
+	return kl_heal_sid(((struct run *)ud)->heal, i);
+}
+
 /* Every symbol's coverage is known: the stream (unless --once or brokers = off), then the fill. */
 static void on_planned(void *ud)
 {
@@ -348,7 +365,15 @@ int kl_run(const struct kl_conf *conf, bool once, const struct kl_run_reload *re
 		uv_loop_close(&run->loop);
 		goto out;
 	}
-	/* Patterns are resolved later (on_trading): their symbols are registered then. */
+	if (once) /* nothing waits for it: every hole is found before the exit */
+		kl_store_holes_exact(run->st, true);
+	else if (kl_verify_new(&run->loop, run->st, conf->db_path,
+			       &(struct kl_verify_cbs){verify_sid, on_verify_news, run},
+			       &run->verify, err, sizeof(err)) < 0) {
+		kl_warn("heal", "%s: every hole search reads the whole history", err);
+		kl_store_holes_exact(run->st, true); /* no mark moves */
+	}
+	/* Patterns are resolved later (follow.c): their symbols are registered then. */
 	if (kl_metrics_init(conf->symbols,
 			    kl_symset_dynamic(conf->symbols, conf->nsymbols) ? 0 : conf->nsymbols) <
 	    0)

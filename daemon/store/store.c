@@ -79,6 +79,20 @@ static const char *const sql[S_COUNT] = {
 		      "e.close, e.volume, e.quote_volume FROM daily d JOIN daily_exact e "
 		      "USING (symbol, day) WHERE d.symbol = ?1 "
 		      "ORDER BY d.day DESC LIMIT ?2) ORDER BY 1",
+    /* store_holes.c: how far each symbol was searched, and what may be missing before. */
+    [S_MARK_GET] = "SELECT s.start_ms, m.upto, "
+		   "(SELECT max(open_time) FROM kline k WHERE k.sid = s.sid) "
+		   "FROM symbol s LEFT JOIN hole_mark m ON m.sid = s.sid WHERE s.sid = ?1",
+    [S_MARK_PUT] = "INSERT INTO hole_mark VALUES (?1, ?2) "
+		   "ON CONFLICT (sid) DO UPDATE SET upto = excluded.upto",
+    [S_SUSPECTS] = "SELECT from_ms, to_ms, new FROM hole_suspect WHERE sid = ?1 AND from_ms < ?3 "
+		   "AND to_ms > ?2 ORDER BY from_ms",
+    [S_SUSPECT_LIST] = "SELECT id, from_ms, to_ms, new FROM hole_suspect WHERE sid = ?1 "
+		       "AND from_ms >= ?2 ORDER BY from_ms, id LIMIT ?3",
+    [S_SUSPECT_ADD] = "INSERT INTO hole_suspect (sid, from_ms, to_ms, new) VALUES (?1, ?2, ?3, ?4)",
+    [S_SUSPECT_DEL] = "DELETE FROM hole_suspect WHERE id = ?1",
+    [S_SUSPECT_NEW] = "SELECT count(*) FROM hole_suspect WHERE sid = ?1 AND new",
+    [S_SUSPECT_SEEN] = "UPDATE hole_suspect SET new = 0 WHERE sid = ?1 AND new",
 };
 
 /* The last path checked sound in this process: the HTTP server's read-only
@@ -261,6 +275,8 @@ int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *
 			goto out;
 		}
 	}
+	/* A reader (klined status, the page's API) has no verifier to wait for. */
+	st->holes_exact = readonly;
 	if (!readonly) {
 		st->path = strdup(path);
 		if (!st->path) {

@@ -106,10 +106,65 @@ int kl_store_put_run(struct kl_store *st, int64_t now_ms, const char *version);
 
 /**
  * The minutes of [from, to) with neither a kline nor an outage, appended
- * to @p out (owned by the caller). @return 0, -ENOMEM or -EIO.
+ * to @p out (owned by the caller). It reads only what changed since the
+ * last kl_store_verify of @p sid (schema/008-holes.sql): the rows past
+ * its mark and the suspects (deleted rows, holes not yet filled). Rows
+ * past the mark spanning more than a day (a store from before marks, a
+ * verifier far behind) are left out unless kl_store_holes_exact: the
+ * verifier finds their holes, a later call returns them.
+ * @return 0, -ENOMEM or -EIO.
  */
 int kl_store_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
 		   struct kl_ranges *out);
+
+/** With @p exact, kl_store_holes reads all it needs, however long (klined --once). */
+void kl_store_holes_exact(struct kl_store *st, bool exact);
+
+#define KL_STORE_VERIFY_MORE   1  /* more to search: call again soon */
+#define KL_STORE_VERIFY_NEWS   2  /* suspects recorded since the last call: heal */
+#define KL_STORE_VERIFY_BEHIND 4  /* the mark is not yet at the newest row */
+#define KL_STORE_RECHECK       32 /* suspects read again per call */
+
+/* What kl_store_verify_read found, for kl_store_verify_apply. */
+struct kl_store_piece {
+	int64_t from, to;
+	int new;
+};
+struct kl_store_verdict {
+	int64_t sid, upto; /* the mark to set, -1: unchanged */
+	int64_t dels[KL_STORE_RECHECK];
+	size_t ndels;
+	struct kl_store_piece *adds; /* suspects to record (owned: kl_store_verdict_clear) */
+	size_t nadds, cap;
+	bool news; /* unannounced suspects were seen */
+	int bits;  /* KL_STORE_VERIFY_MORE, _BEHIND */
+};
+
+/**
+ * Search the next slice of @p sid's history past its mark (at most about
+ * @p max_rows rows read, rechecking suspects too) and say in @p v (the
+ * caller's, zeroed at first; reused) how the mark and suspects are to
+ * change. Only reads: may run on another thread, on a connection of its
+ * own (a read-only kl_store), while the loop writes. @p cursor (the
+ * caller's, INT64_MIN at first) says which suspects to recheck next.
+ * @return 0, or -errno.
+ */
+int kl_store_verify_read(struct kl_store *st, int64_t sid, int64_t max_rows, int64_t *cursor,
+			 struct kl_store_verdict *v);
+
+/**
+ * Write @p v to the writer @p st: in the open transaction if there is one
+ * (never committing it), else in its own. Rows deleted since the read
+ * are safe: the triggers recorded them; holes filled since stay suspects
+ * until the next recheck. @return KL_STORE_VERIFY_* bits, or -errno.
+ */
+int kl_store_verify_apply(struct kl_store *st, const struct kl_store_verdict *v);
+
+/** Free what @p v holds. */
+void kl_store_verdict_clear(struct kl_store_verdict *v);
+
+/** kl_store_verify_read and _apply on one connection. @return their bits, or -errno. */
+int kl_store_verify(struct kl_store *st, int64_t sid, int64_t max_rows, int64_t *cursor);
 
 /**
  * Recompute the day rows of @p sid from its stale mark up to the day of

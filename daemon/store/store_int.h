@@ -37,6 +37,14 @@ enum stmt {
 	S_UNCERTIFIED,
 	S_DAILY,
 	S_DAILY_EXACT,
+	S_MARK_GET,
+	S_MARK_PUT,
+	S_SUSPECTS,
+	S_SUSPECT_LIST,
+	S_SUSPECT_ADD,
+	S_SUSPECT_DEL,
+	S_SUSPECT_NEW,
+	S_SUSPECT_SEEN,
 	S_COUNT
 };
 
@@ -53,6 +61,7 @@ struct kl_store {
 	size_t ndirty, cap_dirty;
 	char *path;		   /* a writer's: kl_store_file_check() */
 	struct kl_storefile_id id; /* its files as they were after open */
+	bool holes_exact;	   /* kl_store_holes reads all it needs (store_holes.c) */
 };
 
 /** @return the negative errno for SQLite result code @p rc. */
@@ -71,6 +80,14 @@ int kl__store_user_version(sqlite3 *db, int *ret);
  */
 int kl__store_outages(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
 		      struct kl_ranges *out);
+
+/**
+ * Append the minutes of [from, to) with neither a kline nor an outage to
+ * @p out (the caller's), reading every row in between.
+ * @return the number of rows read, or -errno.
+ */
+int64_t kl__store_scan_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
+			     struct kl_ranges *out);
 
 /** Bind (sid, day, six nearest doubles, trades, _, six exact texts) of a day statement. */
 void kl__store_bind_day(sqlite3_stmt *s, int64_t sid, const struct kl_day *d);

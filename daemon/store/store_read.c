@@ -1,5 +1,5 @@
 /*
- * Reads: holes, klines, uncertified days, consumer offsets, the ban, and
+ * Reads: klines, uncertified days, consumer offsets, the ban, and
  * the rows of the status report and of `daily` as plain C for the
  * serving layer to present (daemon/serve/api.c).
  */
@@ -26,35 +26,6 @@ int kl__store_outages(struct kl_store *st, int64_t sid, int64_t from, int64_t to
 	sqlite3_reset(s);
 	if (r == 0 && rc != SQLITE_DONE)
 		r = kl__store_err(rc);
-	return r;
-}
-
-int kl_store_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
-		   struct kl_ranges *out)
-{
-	sqlite3_stmt *s = st->stmt[S_TIMES];
-	struct kl_ranges skip = {0};
-	struct kl_gapscan scan;
-	int rc, r = 0;
-
-	if (to <= from)
-		return 0;
-	kl_gapscan_init(&scan, from, to, out);
-	sqlite3_bind_int64(s, 1, sid);
-	sqlite3_bind_int64(s, 2, from);
-	sqlite3_bind_int64(s, 3, to);
-	while (r == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
-		r = kl_gapscan_feed(&scan, sqlite3_column_int64(s, 0));
-	sqlite3_reset(s);
-	if (r == 0 && rc != SQLITE_DONE)
-		r = kl__store_err(rc);
-	if (r == 0)
-		r = kl_gapscan_finish(&scan);
-	if (r == 0)
-		r = kl__store_outages(st, sid, from, to, &skip);
-	if (r == 0)
-		r = kl_ranges_subtract(out, &skip);
-	kl_ranges_clear(&skip);
 	return r;
 }
 
