@@ -10,8 +10,10 @@ BTCUSDT, ETHUSDT and --gen-symbols N-2 copies S0001USDT..., all of them "*USDT")
 in daemon mode with `--symbols '*USDT'`, the archive on ([archive] url = the replay) and
 /metrics on.  The steps, on one store and one topic:
 
-  build     klined --once on the loopback (no latency, no weight limit) fills the store from
-            00:00 of the day (2023-06-10) to 23:40, the replay's frozen clock.
+  build     a cold start: klined --once fills the store from 00:00 of the day (2023-06-10)
+            to 23:40, the replay's frozen clock, every symbol new (its listing probed, one
+            request each).  Under the network model below (--cold-network, the default of a
+            full run; --quick: on the loopback), with its phases and request counts.
   first run the daemon, still on the loopback, streams until every symbol has an event, and
             stops: the topic, the consumer's offsets and the store are a real installation's.
   restart   the clock moves on 3 minutes (the downtime), the real-network model is switched
@@ -33,8 +35,12 @@ in daemon mode with `--symbols '*USDT'`, the archive on ([archive] url = the rep
             (buckets at 1, 2, 5, 10, 20, 50, 100 ms ...: the difference of the histogram over
             the phase), until the day is certified for every symbol and the gap is healed.
 
+--rest-concurrency N runs the restarted klined with that many REST requests in flight
+(klined's default is 8).  --perf records the restarted klined with perf (call graphs) into
+$WORK/perf.data and traces the loop lag each second into $WORK/lag.tsv: not for figures.
+
 Prints the machine, a markdown table (goal / measured), the commands; writes
-bench/out/scale.json (key "full" or "quick").
+bench/out/scale.json (key "full" or "quick", "+cN" with --rest-concurrency N).
 """
 import argparse
 import datetime as dt
@@ -370,18 +376,32 @@ def run(a, binary, boot, work: Path) -> dict:
     replay = Replay(work, nsym)
     k = None
     try:
-        # build: the store current up to T_BUILD, over the loopback
-        log("build: klined --once, %d symbols from %s to 23:40" % (nsym, DAY))
-        t0 = time.monotonic()
-        b = subprocess.run([str(binary), "run", "--once", "--config", os.devnull, "--db", str(db),
-                            "--rest-url", replay.url, "--symbols", "*USDT", "--history-start",
-                            DAY, "--archive-url", replay.url, "--kafka-brokers", "off",
-                            "--http-listen", "off"], capture_output=True, text=True)
-        if b.returncode != 0:
-            raise RuntimeError("build failed:\n" + b.stderr[-3000:])
-        res["build_s"] = round(time.monotonic() - t0, 1)
-        res["build_requests"] = replay.ctl("/_replay/stats")["requests"]
-        log("  %.1f s, %s" % (res["build_s"], res["build_requests"]))
+        # build: the store current up to T_BUILD, a cold start: every symbol new
+        if a.cold_network:
+            replay.ctl("/_replay/limits", {"reset": True, "weight_limit": 6000, "latency_ms": 100})
+        log("build: klined --once, %d new symbols from %s to 23:40 (%s)"
+            % (nsym, DAY, "network model" if a.cold_network else "loopback"))
+        b = Klined(binary, work, "build", ["--once", "--db", str(db), "--rest-url", replay.url,
+                                           "--symbols", "*USDT", "--history-start", DAY,
+                                           "--archive-url", replay.url, "--kafka-brokers", "off",
+                                           "--http-listen", "off"])
+        code = b.proc.wait()
+        b.reader.join(5)
+        if code != 0:
+            raise RuntimeError("build failed:\n" + "\n".join(s_ for _, s_ in b.lines[-30:]))
+        st = replay.ctl("/_replay/stats")
+        res["build"] = {
+            "network_model": a.cold_network, "s": round(time.monotonic() - b.t0, 1),
+            "requests": st["requests"], "status": st.get("responses"),
+            "rate_limited": st.get("rate_limited"),
+            "phases_s": {k_: None if v is None else round(v, 2) for k_, v in {
+                "exchangeInfo": b.first(r"\[exchange\] symbols:"),
+                "time": b.first(r"exchange time "),
+                "listings_probed": b.last(r"new symbol, history"),
+                "backfill_start": b.first(r"backfill: start"),
+                "backfill_done": b.first(r"backfill: done")}.items()}}
+        log("  %s" % res["build"])
+        replay.ctl("/_replay/limits", {"reset": True, "weight_limit": 0, "latency_ms": 0})
 
         # first run: the daemon streams once, so the restart finds a topic and its offsets
         replay.clock(speed=1)
@@ -408,10 +428,12 @@ def run(a, binary, boot, work: Path) -> dict:
         gap_hi = restart_ms - restart_ms % MIN  # minutes closed before the restart
         check_lo = T_BUILD - 10 * MIN    # and the minutes before it: no hole anywhere near
         want = nsym * (gap_hi - check_lo) // MIN
-        k = Klined(binary, work, "restart", klined_args(replay, db, boot, topic, http_port))
+        extra = ["--rest-concurrency", str(a.rest_concurrency)] if a.rest_concurrency else []
+        k = Klined(binary, work, "restart", klined_args(replay, db, boot, topic, http_port) + extra)
         perf = None
         if a.perf:                   # where the loop's time goes: not for the figures
-            perf = subprocess.Popen(["perf", "record", "-F", "199", "--call-graph", "dwarf,16384", "-p", str(k.proc.pid),
+            perf = subprocess.Popen(["perf", "record", "-F", "199", "--call-graph",
+                                     "dwarf,16384", "-p", str(k.proc.pid),
                                      "-o", str(work / "perf.data")], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             threading.Thread(target=lag_trace, args=(k, http_port, work / "lag.tsv"),
@@ -428,7 +450,7 @@ def run(a, binary, boot, work: Path) -> dict:
             "gap_minutes": (gap_hi - gap_lo) // MIN, "gap_klines": nsym * (gap_hi - gap_lo) // MIN,
             "streaming_s": round(t_stream, 2), "no_gap_s": round(t_gap, 2),
             "done_s": round(max(t_stream, t_gap), 2),
-            "phases_s": {
+            "phases_s": {k_: None if v is None else round(v, 2) for k_, v in {
                 "exchangeInfo": k.first(r"\[exchange\] symbols:"),
                 "time": k.first(r"exchange time "),
                 "plan": k.last(r"minutes? missing|new symbol, history",
@@ -436,7 +458,8 @@ def run(a, binary, boot, work: Path) -> dict:
                 "first_connect": k.first(r"ws: connected"),
                 "last_connect": k.last(r"ws: connected"),
                 "kafka_consuming": k.first(r"kafka: consuming"),
-            },
+                "backfill_done": k.first(r"backfill: done"),
+            }.items()},
             "ws_connections": int(metric(m, "klined_ws_connects_total")),
             "requests": st["requests"], "weight": st.get("weight_used"),
             "loop_lag_max_s": metric(m, "klined_loop_lag_max_seconds"),
@@ -490,7 +513,8 @@ def run(a, binary, boot, work: Path) -> dict:
         k = None
         res["commands"] = {"replay": sb.cmdline(["python3", "bench/scale.py"] + replay.cmd[2:]),
                            "klined": sb.cmdline(["klined", "run", "--config", "/dev/null"] +
-                                                klined_args(replay, db, boot, topic, http_port))}
+                                                klined_args(replay, db, boot, topic, http_port)
+                                                + extra)}
     finally:
         if k is not None:
             k.stop()
@@ -504,7 +528,8 @@ def sb_free_port():
 
 
 GOALS = [  # (label, goal text, value of the result, test)
-    ("start-up to streaming, no gap", "≤ 5 s", lambda r: r["startup"]["done_s"], lambda v: v <= 5),
+    ("start-up to streaming, no gap", "≤ 5 s", lambda r: r["startup"]["done_s"],
+     lambda v: v <= 5),
     ("steady CPU, % of a core", "≤ 3 %", lambda r: r["steady"]["cpu_pct"], lambda v: v <= 3),
     ("steady RSS, MiB (max of samples)", "≤ 64", lambda r: r["steady"]["rss_mib_max"],
      lambda v: v <= 64),
@@ -540,8 +565,8 @@ def report(r, machine, argv) -> str:
              s["ws_connections"], s["requests"], s["log_lines"]),
           "", "Steady: %s." % r["steady"], "", "Event → committed: %s." % r["e2c"], "",
           "Heal + certification: %s." % r["heal_cert"], "",
-          "Build (klined --once over the loopback): %s s, %s." % (r["build_s"],
-                                                                  r["build_requests"]),
+          "Build (klined --once, a cold start of %d new symbols): %s." % (r["symbols"],
+                                                                         r["build"]),
           "", "```", r["commands"]["replay"], r["commands"]["klined"], "```"]
     return "\n".join(L)
 
@@ -559,6 +584,11 @@ def main(argv=None) -> int:
     ap.add_argument("--symbols", type=int, default=1500)
     ap.add_argument("--steady-s", type=int, default=None, help="default 300, --quick 60")
     ap.add_argument("--e2c-s", type=int, default=30)
+    ap.add_argument("--rest-concurrency", type=int, default=0, metavar="N",
+                    help="the restarted klined's --rest-concurrency (default: klined's, 8)")
+    ap.add_argument("--cold-network", action="store_true", default=None,
+                    help="build the store under the network model too (default without "
+                         "--quick): the cold start's listing probes, timed")
     ap.add_argument("--restart-s", type=int, default=35,
                     help="the restart's second in its minute (default %(default)s)")
     ap.add_argument("--klined", default=str(KLINED))
@@ -569,6 +599,8 @@ def main(argv=None) -> int:
                     help="perf record the restarted klined into $WORK/perf.data (implies --keep)")
     a = ap.parse_args(argv)
     a.keep = a.keep or a.perf
+    if a.cold_network is None:
+        a.cold_network = not a.quick
     if a.steady_s is None:
         a.steady_s = 60 if a.quick else 300
     sb.WAIT_IDLE_S = a.wait_idle
@@ -603,7 +635,9 @@ def main(argv=None) -> int:
             prev = json.loads(OUT.read_text())
         except ValueError:
             prev = {}
-    prev["quick" if a.quick else "full"] = {"machine": machine, "result": res, "argv": argv,
+    key = ("quick" if a.quick else "full") + ("+c%d" % a.rest_concurrency
+                                              if a.rest_concurrency else "")
+    prev[key] = {"machine": machine, "result": res, "argv": argv,
                                             "markdown": text}
     OUT.write_text(json.dumps(prev, indent=1, default=str).replace(str(work), "$WORK") + "\n")
     if a.keep:
