@@ -472,7 +472,6 @@ def run(a, binary, boot, work: Path) -> dict:
         # steady streaming at Binance's rate
         log("steady streaming for %d s" % a.steady_s)
         res["steady"] = cpu_rss(k.proc.pid, a.steady_s, k)
-        res["steady"]["events_per_s"] = None
         log("  %s" % res["steady"])
         res["e2c"] = e2c(replay, db, topic, boot, syms, a.e2c_s, work)
         log("event -> committed: %s" % res["e2c"])
