@@ -98,6 +98,31 @@ WAIT_IDLE_S = 60.0              # --wait-idle: longest wait for the rest of the 
 # the replay's process: binance_replay.ReplayServer plus a send-time log
 # ------------------------------------------------------------------------------------------
 
+class SendLog:
+    """Stands in for WsHub.log (a deque of (wall_ms, conn, stream, E, t, x, fault, text)
+    tuples): one line per frame, with a finer wall time; no memory kept."""
+    __slots__ = ("fh",)
+
+    def __init__(self):
+        self.fh = None
+
+    def append(self, e):
+        fh = self.fh
+        if fh is not None:
+            fh.write("%.6f %s %d %d %d\n" % (time.time(), e[2], e[3], e[4], e[5]))
+
+    def reopen(self, path):
+        if self.fh is not None:
+            self.fh.close()
+        self.fh = None if path == "-" else open(path, "w", buffering=1 << 20)
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self):
+        return 0
+
+
 def replay_child(argv) -> int:
     """`stream.py _replay --module-dir DIR --data DIR --start T --tile-until D --gen-symbols N`
     serves the replay exchange (binance_replay imported from DIR) and reads commands on
@@ -117,30 +142,6 @@ def replay_child(argv) -> int:
     a = ap.parse_args(argv)
     sys.path.insert(0, a.module_dir)
     import binance_replay as br
-
-    class SendLog:
-        """Stands in for WsHub.log (a deque of (wall_ms, conn, stream, E, t, x, fault, text)
-        tuples): one line per frame, with a finer wall time; no memory kept."""
-        __slots__ = ("fh",)
-
-        def __init__(self):
-            self.fh = None
-
-        def append(self, e):
-            fh = self.fh
-            if fh is not None:
-                fh.write("%.6f %s %d %d %d\n" % (time.time(), e[2], e[3], e[4], e[5]))
-
-        def reopen(self, path):
-            if self.fh is not None:
-                self.fh.close()
-            self.fh = None if path == "-" else open(path, "w", buffering=1 << 20)
-
-        def __iter__(self):
-            return iter(())
-
-        def __len__(self):
-            return 0
 
     srv = br.ReplayServer(data_dir=a.data, start=a.start, speed=0, tile_until=a.tile_until,
                           gen_symbols=a.gen_symbols, ws_log_size=1)
