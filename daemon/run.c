@@ -159,11 +159,11 @@ static void stream_set_clock(void *ud, int64_t now_ms)
 	kl_speed_set_clock(run->speed, now_ms);
 }
 
-static void stream_reload(void *ud)
+static void stream_reload(void *ud, const int64_t *sids, size_t n)
 {
 	struct run *run = ud;
 
-	kl_speed_reload(run->speed);
+	kl_speed_reload(run->speed, sids, n);
 }
 
 /* Events go to Kafka untouched; klined's consumer reads them back. */

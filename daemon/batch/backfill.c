@@ -216,6 +216,7 @@ static int store_page(struct kl_backfill *bf, struct page *p)
 		if (h.from == p->r.from && p->nt && kl_kline_slot(p->t[0]) >= h.to &&
 		    h.to + OUTAGE_MARGIN_MS <= s->newest) {
 			log_outage(s, h.from, h.to);
+			s->wrote = true;
 			if (kl_store_put_outage(bf->st, s->sid, h.from, h.to) < 0)
 				goto fail;
 		} else if (probe(bf, p->sym, h, p->attempt) < 0) {
@@ -223,6 +224,8 @@ static int store_page(struct kl_backfill *bf, struct page *p)
 		}
 	}
 	kl_ranges_clear(&holes);
+	if (p->nk)
+		s->wrote = true;
 	bf->rows += (int64_t)p->nk;
 	bf->rows_pending += (int64_t)p->nk;
 	bf->done += (covered - p->r.from) / KL_MINUTE_MS;
@@ -402,6 +405,7 @@ static bool probe_answer(struct kl_backfill *bf, struct page *p, const struct kl
 		return true;
 	}
 	log_outage(s, p->r.from, p->r.to);
+	s->wrote = true;
 	if (kl_store_begin(bf->st) < 0 ||
 	    kl_store_put_outage(bf->st, s->sid, p->r.from, p->r.to) < 0) {
 		kl_err("backfill", "%s: cannot store an outage: %s", s->symbol,

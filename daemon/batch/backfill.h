@@ -56,6 +56,13 @@ void kl_backfill_symbols(struct kl_backfill *bf, size_t *inactive, size_t *held,
 void kl_backfill_not_trading(struct kl_backfill *bf, int64_t sid, bool not_trading);
 
 /**
+ * The symbols that got klines or outages stored since the last call, as a
+ * new array of their ids in *@p sids (the caller frees it); forgotten here.
+ * @return how many, or -ENOMEM (then they stay noted).
+ */
+int kl_backfill_take_written(struct kl_backfill *bf, int64_t **sids);
+
+/**
  * Commit what was fetched and free. Free the REST client first: its
  * requests point into the backfill. NULL is fine.
  */

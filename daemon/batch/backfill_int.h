@@ -45,6 +45,7 @@ struct sym {
 	struct check *check;   /* its timer, while it waits (closed by kl_backfill_free) */
 	bool not_trading;      /* the exchange reports another status than TRADING */
 	bool resumed;	       /* listed again: its holes are due */
+	bool wrote;	       /* klines or outages stored since kl_backfill_take_written */
 };
 
 struct prej {

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "metrics.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +165,20 @@ void kl_backfill_symbols(struct kl_backfill *bf, size_t *inactive, size_t *held,
 		*resumed |= bf->syms[i].resumed;
 		bf->syms[i].resumed = false;
 	}
+}
+
+int kl_backfill_take_written(struct kl_backfill *bf, int64_t **sids)
+{
+	size_t n = 0;
+
+	if (!(*sids = calloc(bf->nsyms + 1, sizeof(**sids))))
+		return -ENOMEM;
+	for (size_t i = 0; i < bf->nsyms; i++) {
+		if (bf->syms[i].wrote)
+			(*sids)[n++] = bf->syms[i].sid;
+		bf->syms[i].wrote = false;
+	}
+	return (int)n;
 }
 
 void kl_backfill_not_trading(struct kl_backfill *bf, int64_t sid, bool not_trading)

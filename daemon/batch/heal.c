@@ -39,23 +39,47 @@ static int64_t stream_time(const struct kl_heal *h)
 	return h->stream ? h->stream->event_time(h->stream->ud) : -1;
 }
 
-static void refresh_days(struct kl_heal *h)
+/* Refresh the days of @p s. @return false after a store error (said). */
+static bool refresh_one(struct kl_heal *h, const struct hsym *s)
+{
+	int n = kl_store_refresh_days(h->st, s->sid, h->closed_end);
+
+	if (n < 0) {
+		/* The symbol's dirty mark stays: the next refresh redoes these days. */
+		kl_err("run", "%s: cannot refresh days: %s", s->symbol, kl_store_errmsg(h->st));
+		if (h->once)
+			stop(h, 1);
+		return false;
+	}
+	if (n)
+		kl_debug("run", "%s: %d days refreshed", s->symbol, n);
+	return true;
+}
+
+static void advance_closed_end(struct kl_heal *h)
 {
 	if (h->stream && kl_kline_slot(stream_time(h)) > h->closed_end)
 		h->closed_end = kl_kline_slot(stream_time(h));
+}
+
+/*
+ * Refresh the days of the active symbols among @p sids (NULL: all of them).
+ * Only what a fill wrote needs it: the stream keeps today's row itself, and
+ * the days it wrote stay marked until their certification writes them.
+ */
+static void refresh_days(struct kl_heal *h, const int64_t *sids, size_t n)
+{
+	advance_closed_end(h);
+	if (sids && !n)
+		return;
 	for (size_t i = 0; i < h->nsyms; i++) {
 		const struct hsym *s = h->syms[i];
-		int n = s->active ? kl_store_refresh_days(h->st, s->sid, h->closed_end) : 0;
-		if (n < 0) {
-			/* The symbol's dirty mark stays: the next refresh redoes these days. */
-			kl_err("run", "%s: cannot refresh days: %s", s->symbol,
-			       kl_store_errmsg(h->st));
-			if (h->once)
-				stop(h, 1);
+		bool want = s->active && s->planned && !sids;
+
+		for (size_t k = 0; sids && s->active && s->planned && k < n && !want; k++)
+			want = sids[k] == s->sid;
+		if (want && !refresh_one(h, s))
 			return;
-		}
-		if (n)
-			kl_debug("run", "%s: %d days refreshed", s->symbol, n);
 	}
 }
 
@@ -66,6 +90,8 @@ static void certify(struct kl_heal *h);
 static void on_filled(void *ud, int status)
 {
 	struct kl_heal *h = ud;
+	int64_t *written = NULL;
+	int nw = 0;
 
 	h->filling = false;
 	if (status < 0 && (h->once || h->stopped)) {
@@ -84,22 +110,42 @@ static void on_filled(void *ud, int status)
 		return;
 	}
 	h->certifying = 0;
-	refresh_days(h);
-	if (h->stopped)
+	/* The first fill refreshes every symbol (a crash may have left marks),
+	 * the others what they wrote. */
+	nw = h->refreshed_all ? kl_backfill_take_written(h->bf, &written) : -1;
+	if (nw < 0) {
+		int64_t *w = NULL;
+
+		if (kl_backfill_take_written(h->bf, &w) >= 0)
+			free(w);
+		free(written);
+		written = NULL;
+	}
+	refresh_days(h, written, nw > 0 ? (size_t)nw : 0);
+	if (h->stopped) {
+		free(written);
 		return;
+	}
 	if (h->once) {
 		char t[21];
 
 		kl_time_format(h->closed_end, t);
 		kl_info("run", "store is current up to %s (exchange time); exiting", t);
+		free(written);
 		stop(h, 0);
 		return;
 	}
 	if (!h->stream) {
+		free(written);
+		h->refreshed_all = true;
 		uv_timer_start(&h->follow, on_follow, FOLLOW_MS, 0);
 		return;
 	}
-	h->stream->reload(h->stream->ud);
+	/* What REST wrote replaces the stream's view of those symbols only. */
+	if (nw != 0)
+		h->stream->reload(h->stream->ud, written, nw > 0 ? (size_t)nw : 0);
+	free(written);
+	h->refreshed_all = true;
 	if (h->certify_before > 0) {
 		certify(h);
 		return;
@@ -109,7 +155,9 @@ static void on_filled(void *ud, int status)
 		uv_timer_start(&h->follow, on_follow, 0, 0);
 		return;
 	}
-	uv_timer_start(&h->follow, on_follow, HEAL_MS, 0);
+	/* A heal asked for sooner (a reconnection) keeps its time. */
+	if (!uv_is_active((uv_handle_t *)&h->follow) || uv_timer_get_due_in(&h->follow) > HEAL_MS)
+		uv_timer_start(&h->follow, on_follow, HEAL_MS, 0);
 }
 
 static void fill_rest(struct kl_heal *h, int64_t from);
@@ -169,7 +217,8 @@ static void fill(struct kl_heal *h, int64_t from)
 static void fill_rest(struct kl_heal *h, int64_t from)
 {
 	struct kl_ranges holes = {0};
-	int64_t now = h->now_ms;
+	int64_t now = h->now_ms, missing = 0;
+	size_t nmissing = 0;
 
 	if (stream_time(h) > now)
 		now = stream_time(h);
@@ -200,10 +249,15 @@ static void fill_rest(struct kl_heal *h, int64_t from)
 			kl_time_format(holes.v[0].from, t);
 			int64_t n = kl_ranges_minutes(&holes);
 
-			/* A heal's minute or two is routine (REST publishes late): debug. */
-			kl_log(from <= s->start || n > 2 ? KL_LOG_INFO : KL_LOG_DEBUG, "run",
-			       "%s: %" PRId64 " minute%s missing in %zu range%s from %s", s->symbol,
-			       n, n == 1 ? "" : "s", holes.n, holes.n == 1 ? "" : "s", t);
+			/* A heal's minute or two is routine (REST publishes late): debug. So
+			 * is each symbol's line when many are followed: one line sums them. */
+			kl_log(
+			    (from <= s->start || n > 2) && h->nsyms <= LOG_EACH_MAX ? KL_LOG_INFO
+										    : KL_LOG_DEBUG,
+			    "run", "%s: %" PRId64 " minute%s missing in %zu range%s from %s",
+			    s->symbol, n, n == 1 ? "" : "s", holes.n, holes.n == 1 ? "" : "s", t);
+			missing += n;
+			nmissing++;
 			r = kl_backfill_add(h->bf, s->symbol, s->sid, &holes);
 		}
 		kl_backfill_not_trading(h->bf, s->sid, s->not_trading);
@@ -214,6 +268,9 @@ static void fill_rest(struct kl_heal *h, int64_t from)
 			return;
 		}
 	}
+	if (nmissing && h->nsyms > LOG_EACH_MAX && (from <= 0 || missing > 2 * (int64_t)nmissing))
+		kl_info("run", "%" PRId64 " minutes missing in %zu of %zu symbols", missing,
+			nmissing, h->nsyms);
 	h->filling = true;
 	kl_backfill_run(h->bf, h->now_ms, on_filled, h);
 }
@@ -223,6 +280,7 @@ static void certify(struct kl_heal *h)
 {
 	int64_t *pairs = NULL;
 	int n = kl_store_uncertified(h->st, h->certify_before, &pairs);
+	size_t ncert = 0;
 
 	h->certifying = h->certify_before;
 	h->certify_before = 0;
@@ -240,7 +298,9 @@ static void certify(struct kl_heal *h)
 			if (!s->active || s->sid != pairs[2 * (size_t)i])
 				continue;
 			kl_day_format(pairs[2 * (size_t)i + 1], d);
-			kl_info("run", "%s: certifying %s from REST", s->symbol, d);
+			kl_log(h->nsyms <= LOG_EACH_MAX ? KL_LOG_INFO : KL_LOG_DEBUG, "run",
+			       "%s: certifying %s from REST", s->symbol, d);
+			ncert++;
 			if (kl_ranges_add(&day, pairs[2 * (size_t)i + 1],
 					  pairs[2 * (size_t)i + 1] + KL_DAY_MS) < 0 ||
 			    kl_backfill_add(h->bf, s->symbol, s->sid, &day) < 0)
@@ -251,6 +311,8 @@ static void certify(struct kl_heal *h)
 	free(pairs);
 	if (h->stopped)
 		return;
+	if (ncert && h->nsyms > LOG_EACH_MAX)
+		kl_info("run", "certifying %zu symbol-days from REST", ncert);
 	h->filling = true;
 	kl_backfill_run(h->bf, h->now_ms, on_filled, h);
 }
@@ -349,14 +411,32 @@ void kl_heal_all_soon(struct kl_heal *h)
 	h->heal_all = true;
 }
 
+/*
+ * During the first fill (a long backfill) the page shows days as they
+ * complete: a few symbols' days each time, within REFRESH_BUDGET_NS, from
+ * where the last one stopped, so that 1,500 symbols never hold the loop.
+ */
+static void refresh_some(struct kl_heal *h)
+{
+	uint64_t t0 = uv_hrtime();
+
+	advance_closed_end(h);
+	for (size_t k = 0; k < h->nsyms && uv_hrtime() - t0 < REFRESH_BUDGET_NS; k++) {
+		const struct hsym *s = h->syms[h->refresh_at++ % h->nsyms];
+
+		if (s->active && s->planned && !refresh_one(h, s))
+			return;
+	}
+}
+
 void kl_heal_tick(struct kl_heal *h)
 {
 	/* The refresh commits the open transaction: early for the backfill's pages
 	 * (harmless), but never the stream's checkpoint, so with a stream only
 	 * between transactions. */
-	if (h && !h->stopped && h->filling && (!h->stream || !kl_store_in_tx(h->st)) &&
-	    ++h->fill_ticks % FILL_DAYS_S == 0)
-		refresh_days(h);
+	if (h && !h->stopped && h->filling && !h->refreshed_all &&
+	    (!h->stream || !kl_store_in_tx(h->st)) && ++h->fill_ticks % FILL_DAYS_S == 0)
+		refresh_some(h);
 }
 
 int64_t kl_heal_now(const struct kl_heal *h)

@@ -41,8 +41,9 @@ struct kl_heal_stream {
 	int64_t (*frontier)(void *ud, int64_t sid, uint64_t fresh_ms);
 	/** A /time reading was believed. */
 	void (*set_clock)(void *ud, int64_t now_ms);
-	/** A fill has ended: what REST wrote replaces the stream's view. */
-	void (*reload)(void *ud);
+	/** A fill has ended: what REST wrote for @p sids (NULL: every symbol) replaces the
+	 * stream's view of them. */
+	void (*reload)(void *ud, const int64_t *sids, size_t n);
 	void *ud;
 };
 

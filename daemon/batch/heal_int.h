@@ -8,17 +8,19 @@
 #include "archive.h"
 #include "xclock.h"
 
-#define FOLLOW_MS      2000   /* without a stream ([kafka] brokers = off): poll the clock */
-#define HEAL_MS	       30000  /* wall time between heals while streaming */
-#define HEAL_SOON_MS   5000   /* after a (re)connection */
-#define HEAL_DAYS      2      /* how far back a periodic heal looks */
-#define HEAL_ALL_MS    120000 /* and this often the whole history: a refused kline, a row deleted */
-#define HEAL_LAG_MS    120000
-#define FRESH_MS       10000  /* a consumer this recently active is healthy */
-#define STORE_RETRY_MS 5000   /* after a failed store write (disk full, a lock held) */
-#define SETTLE_MS      30000  /* a minute is asked from REST this long after it closed */
-#define FOLLOW_BACK_MS 600000 /* following over REST: holes this recent are tried again */
-#define FILL_DAYS_S    3      /* during a fill, days are refreshed this often (kl_heal_tick) */
+#define FOLLOW_MS	  2000	/* without a stream ([kafka] brokers = off): poll the clock */
+#define HEAL_MS		  30000 /* wall time between heals while streaming */
+#define HEAL_SOON_MS	  5000	/* after a (re)connection */
+#define HEAL_DAYS	  2	/* how far back a periodic heal looks */
+#define HEAL_ALL_MS	  120000 /* and this often the whole history: a refused kline, a row deleted */
+#define HEAL_LAG_MS	  120000
+#define FRESH_MS	  10000	 /* a consumer this recently active is healthy */
+#define STORE_RETRY_MS	  5000	 /* after a failed store write (disk full, a lock held) */
+#define SETTLE_MS	  30000	 /* a minute is asked from REST this long after it closed */
+#define FOLLOW_BACK_MS	  600000 /* following over REST: holes this recent are tried again */
+#define FILL_DAYS_S	  3 /* during the first fill, days are refreshed this often (kl_heal_tick) */
+#define LOG_EACH_MAX	  20	   /* more symbols than this: their routine lines are summed */
+#define REFRESH_BUDGET_NS 10000000 /* and for at most this long each time */
 
 struct hsym {
 	struct kl_heal *h;
@@ -53,7 +55,9 @@ struct kl_heal {
 	uint64_t healed_all_at; /* uv_now() of the last heal of the whole history */
 	int64_t fill_from;	/* of the fill under way: the archive goes first */
 	unsigned fill_ticks;	/* kl_heal_tick calls while filling */
+	size_t refresh_at;	/* the next symbol kl_heal_tick refreshes */
 	bool once, stopped, filling, heal_wanted, heal_all, started;
+	bool refreshed_all; /* the first fill's refresh of every symbol is done */
 };
 
 /** Stop the daemon with exit @p code (once). */

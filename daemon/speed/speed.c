@@ -413,10 +413,14 @@ void kl_speed_set_stream_time(struct kl_speed *sp, int64_t exchange_ms)
 		sp->stream_ms = exchange_ms;
 }
 
-void kl_speed_reload(struct kl_speed *sp)
+void kl_speed_reload(struct kl_speed *sp, const int64_t *sids, size_t n)
 {
 	for (size_t i = 0; i < sp->nsyms; i++) {
-		for (int k = 0; k < WINDOWS; k++) {
+		bool want = !sids;
+
+		for (size_t k = 0; k < n && !want; k++)
+			want = sids[k] == sp->syms[i].sid;
+		for (int k = 0; want && k < WINDOWS; k++) {
 			struct swin *w = &sp->syms[i].win[k];
 			if (w->used)
 				kl__speed_load_window(sp, &sp->syms[i], w, w->w.closed.start);

@@ -52,8 +52,9 @@ void kl_speed_set_clock(struct kl_speed *sp, int64_t exchange_ms);
  * in the topic beyond both clocks did not come from the exchange. */
 void kl_speed_set_stream_time(struct kl_speed *sp, int64_t exchange_ms);
 
-/** Re-read open windows from the store (after REST wrote minutes into them). */
-void kl_speed_reload(struct kl_speed *sp);
+/** Re-read the open windows of @p sids (borrowed; NULL: every symbol) from the store,
+ * after REST wrote minutes into them. */
+void kl_speed_reload(struct kl_speed *sp, const int64_t *sids, size_t n);
 
 /**
  * The end of the newest minute of @p sid the consumer has closed within
