@@ -1,11 +1,12 @@
 /*
  * The archive's files, one state machine each (archive.h):
  *
- *   CHECKSUM --200--> ZIP --200, sha256 matches--> loaded (one transaction)
+ *   CHECKSUM and ZIP, both asked at once (one round trip, not two), then:
+ *   CHECKSUM 200, ZIP 200, sha256 matches--> parsed (thread pool), loaded
  *      |                 \--sha256 differs--> ZIP again, once; then given up
- *      |--404, a month--> the month's days queued instead (a month not out yet,
- *      |                  a symbol listed late in it)
- *      |--404, a day----> missing: REST fills it
+ *      |--CHECKSUM 404, a month--> the month's days queued instead (a month not
+ *      |                  out yet, a symbol listed late in it)
+ *      |--CHECKSUM 404, a day----> missing: REST fills it
  *      \--other---------> given up: REST fills it
  *
  * Invariants:
@@ -34,7 +35,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CONCURRENCY	4 /* files under way; data.binance.vision is a CDN */
+/*
+ * Files under way: enough to keep the link busy behind the 100 ms each
+ * answer waits (a daily file is ~65 kB, 5 ms of a 100 Mbit/s link), and no
+ * more days of klines than about four months, which bounds the memory
+ * (zips and parsed rows waiting for the store) to some tens of MB.
+ */
+#define MAX_FILES	32
+#define MAX_DAYS	124
 #define MAX_ATTEMPTS	4 /* per request, for transport errors and 5xx */
 #define MAX_UNREACHABLE 3 /* transport failures in a row that switch the archive off */
 #define MAX_BAD_SUM	2 /* downloads of a file whose sha256 does not match */
@@ -58,6 +66,13 @@ struct afile {
 	char path[160];		    /* /data/spot/.../NAME */
 	char sha[65];
 	unsigned bad_sums;
+	unsigned pending;	     /* of the CHECKSUM and the zip, the answers still to come */
+	unsigned days;		     /* of klines the file holds: its share of MAX_DAYS */
+	long sum_status, zip_status; /* 0: a transport failure (then why says which) */
+	bool sum_ok;		     /* the CHECKSUM was a sha256sum line for this file */
+	void *zip;		     /* the zip's bytes (owned), once it came with 200 */
+	size_t zlen;
+	char why[96];
 };
 
 struct kl_archive {
@@ -70,6 +85,7 @@ struct kl_archive {
 	size_t nsyms, capsyms;
 	struct afile *head, *tail; /* waiting, in order */
 	size_t waiting, active;
+	unsigned active_days; /* of the active files */
 	unsigned unreachable; /* transport failures in a row */
 	struct kl_archive_stats stats;
 	kl_archive_cb cb;
@@ -172,6 +188,7 @@ static int queue(struct kl_archive *a, size_t sym, const struct kl_arch_file *fi
 		f->f = *file;
 		f->keep_from = from > file->from ? from : file->from;
 		f->hole_to = to < file->to ? to : file->to;
+		f->days = (unsigned)((file->to - file->from + KL_DAY_MS - 1) / KL_DAY_MS);
 		snprintf(f->name, sizeof(f->name), "%s-1m-%s.zip", s->symbol, file->period);
 		f->path[0] = '/';
 		if (kl_arch_path(file, s->symbol, f->path + 1, sizeof(f->path) - 1) < 0) {
@@ -222,7 +239,9 @@ static void done(struct afile *f, uint64_t *counter, enum kl_metric m)
 	(*counter)++;
 	kl_metrics_add(m, 1);
 	a->active--;
+	a->active_days -= f->days;
 	a->run_done++;
+	free(f->zip);
 	free(f);
 	if (uv_now(a->loop) - a->said >= PROGRESS_MS && a->head) {
 		double secs = (double)(uv_now(a->loop) - a->started) / 1000.0;
@@ -263,9 +282,7 @@ static int get(struct afile *f, bool checksum);
 
 struct job {
 	uv_work_t work;
-	struct afile *f;
-	void *data; /* the zip, copied: the reply is gone once on_zip returns */
-	size_t len;
+	struct afile *f; /* its zip is the job's input, freed when parsed */
 	struct kl_import_batch *batch;
 	int r;
 };
@@ -274,8 +291,8 @@ static void parse_work(uv_work_t *w)
 {
 	struct job *job = w->data;
 
-	job->r =
-	    kl_import_parse_zip(job->f->name, job->data, job->len, job->f->keep_from, &job->batch);
+	job->r = kl_import_parse_zip(job->f->name, job->f->zip, job->f->zlen, job->f->keep_from,
+				     &job->batch);
 }
 
 static void finish(struct kl_archive *a);
@@ -288,7 +305,8 @@ static void parse_done(uv_work_t *w, int status)
 	int64_t rows = 0;
 	int e = status < 0 ? -ECANCELED : job->r;
 
-	free(job->data);
+	free(f->zip);
+	f->zip = NULL;
 	a->jobs--;
 	if (a->closing) {
 		kl_import_batch_free(job->batch);
@@ -317,73 +335,6 @@ static void parse_done(uv_work_t *w, int status)
 	done(f, &a->stats.loaded, KL_M_ARCHIVE_LOADED);
 }
 
-static enum kl_rest_verdict on_zip(void *ud, const struct kl_rest_reply *r)
-{
-	struct afile *f = ud;
-	struct kl_archive *a;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	char hex[65];
-	struct job *job;
-
-	if (r->cancelled) {
-		free(f);
-		return KL_REST_DONE;
-	}
-	a = f->a;
-	if (r->status != 200) {
-		if (r->status)
-			kl_warn("archive", "%s: HTTP %ld: REST fills it", f->name, r->status);
-		else
-			kl_warn("archive", "%s: %s: REST fills it", f->name, r->body);
-		if (!r->status)
-			unreachable(a, r->body);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return KL_REST_DONE;
-	}
-	a->unreachable = 0;
-	a->stats.bytes += r->len;
-	kl_metrics_add(KL_M_ARCHIVE_BYTES, r->len);
-	if (!EVP_Digest(r->body, r->len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
-		kl_err("archive", "%s: cannot compute sha256", f->name);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return KL_REST_DONE;
-	}
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(hex + 2 * (size_t)i, 3, "%02x", md[i]);
-	if (strcmp(hex, f->sha) != 0) {
-		/* Invariant 1: a CDN edge may serve a stale or damaged copy; fetch once more. */
-		if (++f->bad_sums < MAX_BAD_SUM && get(f, false) == 0) {
-			kl_warn("archive", "%s: sha256 %.12s… is not the CHECKSUM's %.12s…; again",
-				f->name, hex, f->sha);
-			return KL_REST_DONE;
-		}
-		kl_warn("archive", "%s: sha256 %.12s… is not the CHECKSUM's %.12s…: REST fills it",
-			f->name, hex, f->sha);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return KL_REST_DONE;
-	}
-	/* Parsing 44,640 lines is the costly part: a worker thread does it, the loop
-	 * only stores the result (invariant 2: still one transaction). */
-	if (!(job = calloc(1, sizeof(*job))) || !(job->data = malloc(r->len))) {
-		free(job);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return KL_REST_DONE;
-	}
-	memcpy(job->data, r->body, r->len);
-	job->len = r->len;
-	job->f = f;
-	job->work.data = job;
-	a->jobs++;
-	if (uv_queue_work(a->loop, &job->work, parse_work, parse_done) < 0) {
-		a->jobs--;
-		free(job->data);
-		free(job);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-	}
-	return KL_REST_DONE;
-}
-
 /* "<64 hex>  NAME\n", as sha256sum writes it. @return 0 with the digest in f->sha. */
 static int parse_checksum(struct afile *f, const char *body, size_t len)
 {
@@ -402,17 +353,36 @@ static int parse_checksum(struct afile *f, const char *body, size_t len)
 	return 0;
 }
 
-static enum kl_rest_verdict on_checksum(void *ud, const struct kl_rest_reply *r)
+/* Parsing 44,640 lines is the costly part: a worker thread does it, the loop
+ * only stores the result (invariant 2: still one transaction). */
+static void parse(struct afile *f)
 {
-	struct afile *f = ud;
-	struct kl_archive *a;
+	struct kl_archive *a = f->a;
+	struct job *job = calloc(1, sizeof(*job));
 
-	if (r->cancelled) {
-		free(f);
-		return KL_REST_DONE;
+	if (!job) {
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return;
 	}
-	a = f->a;
-	if (r->status == 404) {
+	job->f = f;
+	job->work.data = job;
+	a->jobs++;
+	if (uv_queue_work(a->loop, &job->work, parse_work, parse_done) < 0) {
+		a->jobs--;
+		free(job);
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+	}
+}
+
+/* Both answers are in: judge the file (the state machine at the top). */
+static void settle(struct afile *f)
+{
+	struct kl_archive *a = f->a;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	char hex[65];
+
+	if (f->sum_status == 404) {
 		if (f->f.monthly) {
 			/* Not out yet (the first Monday), or the symbol was listed late in it. */
 			struct kl_arch_file days[31];
@@ -425,40 +395,137 @@ static enum kl_rest_verdict on_checksum(void *ud, const struct kl_rest_reply *r)
 		}
 		a->unreachable = 0;
 		done(f, &a->stats.missing, KL_M_ARCHIVE_MISSING);
-		return KL_REST_DONE;
+		return;
 	}
-	if (r->status != 200 || parse_checksum(f, r->body, r->len) < 0) {
-		if (r->status == 200)
+	if (f->sum_status != 200 || !f->sum_ok) {
+		if (f->sum_status == 200)
 			kl_warn("archive", "%s.CHECKSUM: not a sha256sum line: REST fills it",
 				f->name);
-		else if (r->status)
+		else if (f->sum_status)
 			kl_warn("archive", "%s.CHECKSUM: HTTP %ld: REST fills it", f->name,
-				r->status);
+				f->sum_status);
 		else
-			kl_warn("archive", "%s.CHECKSUM: %s: REST fills it", f->name, r->body);
-		if (!r->status)
-			unreachable(a, r->body);
+			kl_warn("archive", "%s.CHECKSUM: %s: REST fills it", f->name, f->why);
+		if (!f->sum_status)
+			unreachable(a, f->why);
 		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return KL_REST_DONE;
+		return;
+	}
+	if (f->zip_status != 200) {
+		if (f->zip_status)
+			kl_warn("archive", "%s: HTTP %ld: REST fills it", f->name, f->zip_status);
+		else
+			kl_warn("archive", "%s: %s: REST fills it", f->name, f->why);
+		if (!f->zip_status)
+			unreachable(a, f->why);
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return;
 	}
 	a->unreachable = 0;
-	if (get(f, false) < 0)
+	if (!EVP_Digest(f->zip, f->zlen, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
+		kl_err("archive", "%s: cannot compute sha256", f->name);
 		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return;
+	}
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(hex + 2 * (size_t)i, 3, "%02x", md[i]);
+	if (strcmp(hex, f->sha) != 0) {
+		free(f->zip);
+		f->zip = NULL;
+		/* Invariant 1: a CDN edge may serve a stale or damaged copy; fetch once more. */
+		if (++f->bad_sums < MAX_BAD_SUM && get(f, false) == 0) {
+			kl_warn("archive", "%s: sha256 %.12s… is not the CHECKSUM's %.12s…; again",
+				f->name, hex, f->sha);
+			return;
+		}
+		kl_warn("archive", "%s: sha256 %.12s… is not the CHECKSUM's %.12s…: REST fills it",
+			f->name, hex, f->sha);
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return;
+	}
+	parse(f);
+}
+
+/* One of the two answers: kept until the other is in. A cancelled one touches only @p f. */
+static enum kl_rest_verdict answer(struct afile *f, const struct kl_rest_reply *r, bool checksum)
+{
+	if (!r->cancelled) {
+		if (checksum) {
+			f->sum_status = r->status;
+			f->sum_ok = r->status == 200 && parse_checksum(f, r->body, r->len) == 0;
+		} else {
+			f->zip_status = r->status;
+			if (r->status == 200) {
+				f->a->stats.bytes += r->len;
+				kl_metrics_add(KL_M_ARCHIVE_BYTES, r->len);
+				if ((f->zip = malloc(r->len ? r->len : 1))) {
+					memcpy(f->zip, r->body, r->len);
+					f->zlen = r->len;
+				} else {
+					f->zip_status = 0;
+					snprintf(f->why, sizeof(f->why), "out of memory");
+				}
+			}
+		}
+		if (!r->status)
+			snprintf(f->why, sizeof(f->why), "%s", r->body);
+	} else {
+		f->sum_status = -1; /* never settled: the archive is being freed */
+	}
+	if (--f->pending)
+		return KL_REST_DONE;
+	if (f->sum_status < 0) {
+		free(f->zip);
+		free(f);
+		return KL_REST_DONE;
+	}
+	settle(f);
 	return KL_REST_DONE;
+}
+
+static enum kl_rest_verdict on_checksum(void *ud, const struct kl_rest_reply *r)
+{
+	return answer(ud, r, true);
+}
+
+static enum kl_rest_verdict on_zip(void *ud, const struct kl_rest_reply *r)
+{
+	return answer(ud, r, false);
 }
 
 static int get(struct afile *f, bool checksum)
 {
 	char path[sizeof(f->path) + 10];
+	int r;
 
 	snprintf(path, sizeof(path), "%s%s", f->path, checksum ? ".CHECKSUM" : "");
-	return kl_rest_get(f->a->http, path, 0, checksum ? on_checksum : on_zip, f);
+	f->pending++;
+	r = kl_rest_get(f->a->http, path, 0, checksum ? on_checksum : on_zip, f);
+	if (r < 0)
+		f->pending--;
+	return r;
 }
 
-/* Start files up to CONCURRENCY; the run ends when none is left (the last thing it does). */
+/* Ask for a file's CHECKSUM and zip at once: a 404 costs a small wasted answer, every
+ * other file one round trip less. @return 0, or < 0 with nothing under way. */
+static int start(struct afile *f)
+{
+	int r = get(f, true);
+
+	if (r == 0 && get(f, false) < 0) {
+		/* Settled by the CHECKSUM's answer, as a failure. */
+		f->zip_status = 0;
+		snprintf(f->why, sizeof(f->why), "cannot queue the request");
+	}
+	return r;
+}
+
+/* Start files up to MAX_FILES / MAX_DAYS; the run ends when none is left (the last thing it
+ * does). */
 static void next(struct kl_archive *a)
 {
-	while (a->running && !a->failed && a->head && a->active < CONCURRENCY) {
+	while (a->running && !a->failed && a->head && a->active < MAX_FILES &&
+	       (a->active == 0 || a->active_days + a->head->days <= MAX_DAYS)) {
 		struct afile *f = a->head;
 
 		a->head = f->next;
@@ -466,8 +533,10 @@ static void next(struct kl_archive *a)
 			a->tail = NULL;
 		a->waiting--;
 		a->active++;
-		if (get(f, true) < 0) {
+		a->active_days += f->days;
+		if (start(f) < 0) {
 			a->active--;
+			a->active_days -= f->days;
 			a->stats.failed++;
 			free(f);
 		}
@@ -530,7 +599,7 @@ int kl_archive_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_store 
 	a->conf = conf;
 	a->st = st;
 	a->url = url;
-	r = kl_rest_new_plain(loop, conf, url, "archive", CONCURRENCY, MAX_ATTEMPTS, &a->http);
+	r = kl_rest_new_plain(loop, conf, url, "archive", 2 * MAX_FILES, MAX_ATTEMPTS, &a->http);
 	if (r < 0) {
 		free(a);
 		return r;
