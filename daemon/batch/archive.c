@@ -22,7 +22,7 @@
 #include "archive.h"
 
 #include "archplan.h"
-#include "import.h"
+#include "load.h"
 #include "log.h"
 #include "metrics.h"
 #include "rest.h"
@@ -78,7 +78,6 @@ struct afile {
 struct kl_archive {
 	uv_loop_t *loop;
 	const struct kl_conf *conf;
-	struct kl_store *st;
 	struct kl_rest *http;
 	const char *url; /* borrowed from conf */
 	struct asym *syms;
@@ -94,9 +93,8 @@ struct kl_archive {
 	uint64_t started, said; /* uv_now() of the run's start and its last progress line */
 	uint64_t run_files;	/* files of the run under way, and done of them */
 	uint64_t run_done;
-	int failed;    /* a store failure: the run ends with it */
-	unsigned jobs; /* files being parsed on the thread pool */
-	bool closing;  /* kl_archive_free ran: the last job frees */
+	struct kl_load *load; /* parses and stores the files off the loop */
+	int failed;	      /* a store failure: the run ends with it */
 	bool running, off;
 };
 
@@ -280,45 +278,16 @@ static void unreachable(struct kl_archive *a, const char *why)
 
 static int get(struct afile *f, bool checksum);
 
-struct job {
-	uv_work_t work;
-	struct afile *f; /* its zip is the job's input, freed when parsed */
-	struct kl_import_batch *batch;
-	int r;
-};
-
-static void parse_work(uv_work_t *w)
+/* A file's end on the loader (load.c). */
+static void on_loaded(void *ud, int e, int64_t rows)
 {
-	struct job *job = w->data;
-
-	job->r = kl_import_parse_zip(job->f->name, job->f->zip, job->f->zlen, job->f->keep_from,
-				     &job->batch);
-}
-
-static void finish(struct kl_archive *a);
-
-static void parse_done(uv_work_t *w, int status)
-{
-	struct job *job = w->data;
-	struct afile *f = job->f;
+	struct afile *f = ud;
 	struct kl_archive *a = f->a;
-	int64_t rows = 0;
-	int e = status < 0 ? -ECANCELED : job->r;
 
-	free(f->zip);
-	f->zip = NULL;
-	a->jobs--;
-	if (a->closing) {
-		kl_import_batch_free(job->batch);
-		free(job);
-		free(f);
-		finish(a);
+	if (e == -ECANCELED) {
+		free(f); /* the archive is being freed: nothing else */
 		return;
 	}
-	if (e == 0)
-		e = kl_import_store_batch(a->st, a->syms[f->sym].sid, job->batch, &rows);
-	kl_import_batch_free(job->batch);
-	free(job);
 	if (e == -EIO || e == -EBUSY || e == -ENOSPC || e == -ENOMEM) {
 		a->failed = e;
 		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
@@ -330,8 +299,7 @@ static void parse_done(uv_work_t *w, int status)
 		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
 		return;
 	}
-	a->stats.klines += (uint64_t)rows;
-	kl_metrics_add(KL_M_KLINES_IMPORT, (uint64_t)rows);
+	a->stats.klines += (uint64_t)rows; /* the store counts them in /metrics */
 	done(f, &a->stats.loaded, KL_M_ARCHIVE_LOADED);
 }
 
@@ -353,25 +321,17 @@ static int parse_checksum(struct afile *f, const char *body, size_t len)
 	return 0;
 }
 
-/* Parsing 44,640 lines is the costly part: a worker thread does it, the loop
- * only stores the result (invariant 2: still one transaction). */
+/* Parsing 44,640 lines and storing them is the costly part: the loader does both
+ * off the loop (invariant 2: still one transaction). */
 static void parse(struct afile *f)
 {
 	struct kl_archive *a = f->a;
-	struct job *job = calloc(1, sizeof(*job));
+	void *zip = f->zip;
 
-	if (!job) {
+	f->zip = NULL; /* the loader's now */
+	if (kl_load_zip(a->load, f->name, zip, f->zlen, f->keep_from, a->syms[f->sym].sid,
+			on_loaded, f) < 0)
 		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return;
-	}
-	job->f = f;
-	job->work.data = job;
-	a->jobs++;
-	if (uv_queue_work(a->loop, &job->work, parse_work, parse_done) < 0) {
-		a->jobs--;
-		free(job);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-	}
 }
 
 /* Both answers are in: judge the file (the state machine at the top). */
@@ -579,6 +539,11 @@ bool kl_archive_off(const struct kl_archive *a)
 	return a->off;
 }
 
+bool kl_archive_running(const struct kl_archive *a)
+{
+	return a->running;
+}
+
 void kl_archive_stats(const struct kl_archive *a, struct kl_archive_stats *ret)
 {
 	*ret = a->stats;
@@ -597,26 +562,17 @@ int kl_archive_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_store 
 		return -ENOMEM;
 	a->loop = loop;
 	a->conf = conf;
-	a->st = st;
 	a->url = url;
+	(void)st; /* the loader writes on a connection of its own (load.h) */
 	r = kl_rest_new_plain(loop, conf, url, "archive", 2 * MAX_FILES, MAX_ATTEMPTS, &a->http);
+	if (r == 0 && (r = kl_load_new(loop, conf->db_path, &a->load)) < 0)
+		kl_rest_free(a->http);
 	if (r < 0) {
 		free(a);
 		return r;
 	}
 	*ret = a;
 	return 0;
-}
-
-/* Free once nothing on the thread pool points here any more. */
-static void finish(struct kl_archive *a)
-{
-	if (!a->closing || a->jobs)
-		return;
-	for (size_t i = 0; i < a->nsyms; i++)
-		free(a->syms[i].tried);
-	free(a->syms);
-	free(a);
 }
 
 void kl_archive_free(struct kl_archive *a)
@@ -629,12 +585,13 @@ void kl_archive_free(struct kl_archive *a)
 		a->head = f->next;
 		free(f);
 	}
-	a->head = a->tail = NULL;
 	a->running = false;
-	a->closing = true;
-	/* The files under way are freed by their cancelled callbacks, which touch only them;
-	 * those being parsed by their parse_done, which frees the archive after the last. */
+	/* The files under way are freed by their cancelled callbacks, which touch only them:
+	 * the HTTP client's now, the loader's now or when its thread pool jobs end. */
 	kl_rest_free(a->http);
-	a->http = NULL;
-	finish(a);
+	kl_load_free(a->load);
+	for (size_t i = 0; i < a->nsyms; i++)
+		free(a->syms[i].tried);
+	free(a->syms);
+	free(a);
 }

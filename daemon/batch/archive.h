@@ -45,6 +45,9 @@ int kl_archive_run(struct kl_archive *a, kl_archive_cb cb, void *ud);
 /** Whether the archive gave up for this process (unreachable); kl_archive_add then adds nothing. */
 bool kl_archive_off(const struct kl_archive *a);
 
+/** Whether a run is under way (kl_archive_run until its callback). */
+bool kl_archive_running(const struct kl_archive *a);
+
 /** Counters for progress lines and STATUS=. */
 struct kl_archive_stats {
 	uint64_t loaded, missing, failed, klines, bytes;
