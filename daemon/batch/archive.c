@@ -22,6 +22,7 @@
 #include "archive.h"
 
 #include "archplan.h"
+#include "day.h"
 #include "load.h"
 #include "log.h"
 #include "metrics.h"
@@ -54,6 +55,8 @@ struct asym {
 	int64_t sid;
 	char (*tried)[11]; /* periods asked in this process (invariant 4) */
 	size_t ntried, cap;
+	size_t open;	     /* files waiting or under way */
+	int64_t loaded_from; /* the oldest file loaded since the last day refresh, or -1 */
 };
 
 struct afile {
@@ -94,6 +97,7 @@ struct kl_archive {
 	uint64_t run_files;	/* files of the run under way, and done of them */
 	uint64_t run_done;
 	struct kl_load *load; /* parses and stores the files off the loop */
+	unsigned refreshing;  /* symbols whose days the loader refreshes */
 	int failed;	      /* a store failure: the run ends with it */
 	bool running, off;
 };
@@ -116,7 +120,7 @@ static int sym_of(struct kl_archive *a, const char *symbol, int64_t sid, size_t 
 		a->syms = v;
 		a->capsyms = cap;
 	}
-	a->syms[a->nsyms] = (struct asym){.symbol = symbol, .sid = sid};
+	a->syms[a->nsyms] = (struct asym){.symbol = symbol, .sid = sid, .loaded_from = -1};
 	*ret = a->nsyms++;
 	return 0;
 }
@@ -157,6 +161,7 @@ static void push(struct kl_archive *a, struct afile *f, bool front)
 		a->tail = f;
 	}
 	a->waiting++;
+	a->syms[f->sym].open++;
 	if (a->running)
 		a->run_files++;
 }
@@ -229,6 +234,38 @@ int kl_archive_add(struct kl_archive *a, const char *symbol, int64_t sid,
 	return total;
 }
 
+static void on_days(void *ud, int status, int64_t days)
+{
+	struct kl_archive *a = ud;
+
+	if (status == -ECANCELED)
+		return; /* the archive is being freed */
+	a->refreshing--;
+	if (status < 0)
+		kl_warn("archive", "cannot refresh the days loaded: %s; the loop does",
+			strerror(-status));
+	else
+		kl_debug("archive", "%" PRId64 " days refreshed off the loop", days);
+	next(a);
+}
+
+/*
+ * A symbol's last file is done: its days are refreshed by the loader, off the
+ * loop, up to the first day the archive does not have, so the loop's refresh
+ * at the end of the fill only redoes the last days (or from a hole on).
+ */
+static void release(struct kl_archive *a, size_t sym)
+{
+	struct asym *s = &a->syms[sym];
+	int64_t to = kl_day_floor(a->now_ms) - KL_ARCH_DAY_BEHIND_MS + KL_DAY_MS;
+
+	if (--s->open || s->loaded_from < 0 || a->failed)
+		return;
+	if (kl_load_days(a->load, s->sid, s->loaded_from, to, on_days, a) == 0)
+		a->refreshing++;
+	s->loaded_from = -1;
+}
+
 /* The file is done with (loaded, missing or given up); the next one may start. */
 static void done(struct afile *f, uint64_t *counter, enum kl_metric m)
 {
@@ -239,6 +276,7 @@ static void done(struct afile *f, uint64_t *counter, enum kl_metric m)
 	a->active--;
 	a->active_days -= f->days;
 	a->run_done++;
+	release(a, f->sym);
 	free(f->zip);
 	free(f);
 	if (uv_now(a->loop) - a->said >= PROGRESS_MS && a->head) {
@@ -271,6 +309,7 @@ static void unreachable(struct kl_archive *a, const char *why)
 		a->waiting--;
 		a->stats.failed++;
 		kl_metrics_add(KL_M_ARCHIVE_FAILED, 1);
+		release(a, f->sym);
 		free(f);
 	}
 	a->tail = NULL;
@@ -300,6 +339,8 @@ static void on_loaded(void *ud, int e, int64_t rows)
 		return;
 	}
 	a->stats.klines += (uint64_t)rows; /* the store counts them in /metrics */
+	if (a->syms[f->sym].loaded_from < 0 || f->keep_from < a->syms[f->sym].loaded_from)
+		a->syms[f->sym].loaded_from = f->keep_from;
 	done(f, &a->stats.loaded, KL_M_ARCHIVE_LOADED);
 }
 
@@ -498,12 +539,13 @@ static void next(struct kl_archive *a)
 			a->active--;
 			a->active_days -= f->days;
 			a->stats.failed++;
+			release(a, f->sym);
 			free(f);
 		}
 	}
 	a->stats.queued = a->waiting + a->active;
 	kl_metrics_archive_queued(a->stats.queued);
-	if (a->running && a->active == 0 && (a->failed || !a->head)) {
+	if (a->running && a->active == 0 && !a->refreshing && (a->failed || !a->head)) {
 		kl_archive_cb cb = a->cb;
 		int status = a->failed;
 

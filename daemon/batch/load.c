@@ -17,10 +17,13 @@
 #include "store.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define DAYS_STEP_MS ((int64_t)32 * 86400000) /* days refreshed in one transaction */
 
 struct file {
 	uv_work_t work;
@@ -30,6 +33,7 @@ struct file {
 	void *data; /* the zip, until parsed */
 	size_t len;
 	int64_t keep_from, sid, rows;
+	int64_t days_from, days_to; /* a day refresh (kl_load_days): no zip */
 	struct kl_import_batch *batch;
 	int r;
 	unsigned busy; /* store attempts that found the store locked */
@@ -78,6 +82,19 @@ static void store_work(uv_work_t *w)
 		kl_err("archive", "%s: cannot open the store: %s", f->name, err);
 		l->st = NULL;
 		f->r = -EIO;
+		return;
+	}
+	if (f->days_to) {
+		f->r = 0;
+		f->rows = 0;
+		for (int64_t to = f->days_from; f->r == 0 && to < f->days_to;) {
+			to = to + DAYS_STEP_MS < f->days_to ? to + DAYS_STEP_MS : f->days_to;
+			int n = kl_store_refresh_days(l->st, f->sid, to);
+			if (n < 0)
+				f->r = n;
+			else
+				f->rows += n;
+		}
 		return;
 	}
 	f->r = kl_import_store_batch(l->st, f->sid, f->batch, &f->rows);
@@ -190,6 +207,27 @@ int kl_load_zip(struct kl_load *l, const char *name, void *data, size_t len, int
 		free(f);
 		return -ENOMEM;
 	}
+	return 0;
+}
+
+int kl_load_days(struct kl_load *l, int64_t sid, int64_t from_ms, int64_t to_ms, kl_load_cb cb,
+		 void *ud)
+{
+	struct file *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -ENOMEM;
+	*f = (struct file){
+	    .l = l, .sid = sid, .days_from = from_ms, .days_to = to_ms, .cb = cb, .ud = ud};
+	snprintf(f->name, sizeof(f->name), "days of symbol %" PRId64, sid);
+	f->work.data = f;
+	f->next = NULL;
+	if (l->tail)
+		l->tail->next = f;
+	else
+		l->head = f;
+	l->tail = f;
+	kick(l);
 	return 0;
 }
 

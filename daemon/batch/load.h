@@ -37,6 +37,17 @@ int kl_load_zip(struct kl_load *l, const char *name, void *data, size_t len, int
 		int64_t sid, kl_load_cb cb, void *ud);
 
 /**
+ * Bring the day rows of symbol @p sid up to date on the loader's connection,
+ * off the loop; call it once the symbol's files are done (their callbacks
+ * ran). kl_store_refresh_days up to @p to_ms (the end of what the files
+ * cover: that day is left stale for the loop's own refresh), in transactions of about a month from
+ * @p from_ms on, so a writer on the loop waits for a month of days at most. @p cb as for a file
+ * (@p rows: the days written). @return 0 or -ENOMEM.
+ */
+int kl_load_days(struct kl_load *l, int64_t sid, int64_t from_ms, int64_t to_ms, kl_load_cb cb,
+		 void *ud);
+
+/**
  * Cancel what is not stored yet (the callbacks run with -ECANCELED, some
  * from inside this call) and free once the thread pool is done with the
  * loader (the loop must run on). NULL is fine.
