@@ -2,7 +2,7 @@
  * The archive's files, one state machine each (archive.h):
  *
  *   CHECKSUM and ZIP, both asked at once (one round trip, not two), then:
- *   CHECKSUM 200, ZIP 200, sha256 matches--> parsed (thread pool), loaded
+ *   CHECKSUM 200, ZIP 200, sha256 matches--> parsed, loaded (load.c, off the loop)
  *      |                 \--sha256 differs--> ZIP again, once; then given up
  *      |--CHECKSUM 404, a month--> the month's days queued instead (a month not
  *      |                  out yet, a symbol listed late in it)
@@ -31,7 +31,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,6 +331,16 @@ static void on_loaded(void *ud, int e, int64_t rows)
 		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
 		return;
 	}
+	if (e == -EBADMSG) {
+		/* Invariant 1: a CDN edge may serve a stale or damaged copy; fetch once more. */
+		if (++f->bad_sums < MAX_BAD_SUM && get(f, false) == 0) {
+			kl_warn("archive", "%s: fetching it again", f->name);
+			return;
+		}
+		kl_warn("archive", "%s: REST fills it", f->name);
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return;
+	}
 	if (e < 0 && e != -ENODATA) {
 		kl_warn("archive", "%s: %s: REST fills it", f->name,
 			e == -EINVAL ? "not a kline zip" : strerror(-e));
@@ -370,7 +379,7 @@ static void parse(struct afile *f)
 	void *zip = f->zip;
 
 	f->zip = NULL; /* the loader's now */
-	if (kl_load_zip(a->load, f->name, zip, f->zlen, f->keep_from, a->syms[f->sym].sid,
+	if (kl_load_zip(a->load, f->name, zip, f->zlen, f->sha, f->keep_from, a->syms[f->sym].sid,
 			on_loaded, f) < 0)
 		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
 }
@@ -379,10 +388,6 @@ static void parse(struct afile *f)
 static void settle(struct afile *f)
 {
 	struct kl_archive *a = f->a;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	char hex[65];
-
 	if (f->sum_status == 404) {
 		if (f->f.monthly) {
 			/* Not out yet (the first Monday), or the symbol was listed late in it. */
@@ -423,27 +428,6 @@ static void settle(struct afile *f)
 		return;
 	}
 	a->unreachable = 0;
-	if (!EVP_Digest(f->zip, f->zlen, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
-		kl_err("archive", "%s: cannot compute sha256", f->name);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return;
-	}
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(hex + 2 * (size_t)i, 3, "%02x", md[i]);
-	if (strcmp(hex, f->sha) != 0) {
-		free(f->zip);
-		f->zip = NULL;
-		/* Invariant 1: a CDN edge may serve a stale or damaged copy; fetch once more. */
-		if (++f->bad_sums < MAX_BAD_SUM && get(f, false) == 0) {
-			kl_warn("archive", "%s: sha256 %.12s… is not the CHECKSUM's %.12s…; again",
-				f->name, hex, f->sha);
-			return;
-		}
-		kl_warn("archive", "%s: sha256 %.12s… is not the CHECKSUM's %.12s…: REST fills it",
-			f->name, hex, f->sha);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return;
-	}
 	parse(f);
 }
 

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@ struct file {
 	struct file *next;
 	struct kl_load *l;
 	char name[48];
-	void *data; /* the zip, until parsed */
+	char sha[65]; /* the CHECKSUM's */
+	void *data;   /* the zip, until parsed */
 	size_t len;
 	int64_t keep_from, sid, rows;
 	int64_t days_from, days_to; /* a day refresh (kl_load_days): no zip */
@@ -152,8 +154,25 @@ static void store_done(uv_work_t *w, int status)
 static void parse_work(uv_work_t *w)
 {
 	struct file *f = w->data;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	char hex[65];
 
+	if (!EVP_Digest(f->data, f->len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
+		kl_err("archive", "%s: cannot compute sha256", f->name);
+		f->r = -EBADMSG;
+		goto out;
+	}
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(hex + 2 * (size_t)i, 3, "%02x", md[i]);
+	if (strcmp(hex, f->sha) != 0) {
+		kl_warn("archive", "%s: sha256 %.12s… is not the CHECKSUM's %.12s…", f->name, hex,
+			f->sha);
+		f->r = -EBADMSG;
+		goto out;
+	}
 	f->r = kl_import_parse_zip(f->name, f->data, f->len, f->keep_from, &f->batch);
+out:
 	free(f->data);
 	f->data = NULL;
 }
@@ -182,8 +201,8 @@ static void parse_done(uv_work_t *w, int status)
 	kick(l);
 }
 
-int kl_load_zip(struct kl_load *l, const char *name, void *data, size_t len, int64_t keep_from,
-		int64_t sid, kl_load_cb cb, void *ud)
+int kl_load_zip(struct kl_load *l, const char *name, void *data, size_t len, const char *sha256,
+		int64_t keep_from, int64_t sid, kl_load_cb cb, void *ud)
 {
 	struct file *f = calloc(1, sizeof(*f));
 
@@ -199,6 +218,7 @@ int kl_load_zip(struct kl_load *l, const char *name, void *data, size_t len, int
 			   .cb = cb,
 			   .ud = ud};
 	snprintf(f->name, sizeof(f->name), "%s", name);
+	snprintf(f->sha, sizeof(f->sha), "%s", sha256);
 	f->work.data = f;
 	l->jobs++;
 	if (uv_queue_work(l->loop, &f->work, parse_work, parse_done) < 0) {

@@ -1,11 +1,11 @@
 /*
- * Archive zips loaded off the loop: each parsed on the thread pool
- * (kl_import_parse_zip), then stored in one transaction (kl_import_store_batch)
- * on the loader's own connection to the store, one file at a time, also on
- * the thread pool. The loop only hands files over and hears back, so a
- * 44,640-row month never stalls it; a writer on the loop's connection that
- * comes while a file is being stored waits for that file's commit (SQLite
- * has one writer at a time), no longer.
+ * Archive zips loaded off the loop: each checked against its sha256 and
+ * parsed on the thread pool (kl_import_parse_zip), then stored in one
+ * transaction (kl_import_store_batch) on the loader's own connection to the
+ * store, one file at a time, also on the thread pool. The loop only hands
+ * files over and hears back, so a 44,640-row month never stalls it; a
+ * writer on the loop's connection that comes while a file is being stored
+ * waits for that file's commit (SQLite has one writer at a time), no longer.
  */
 #pragma once
 
@@ -17,7 +17,8 @@ struct kl_load;
 
 /**
  * Called on the loop with a file's end: 0 and the klines stored in @p rows;
- * -ENODATA (nothing from keep_from on), -EINVAL (not a kline zip), -ENOMEM,
+ * -ENODATA (nothing from keep_from on), -EINVAL (not a kline zip), -EBADMSG
+ * (not the sha256 asked for), -ENOMEM,
  * -EIO/-ENOSPC (the store's: nothing of the file stored); -ECANCELED when
  * the loader is being freed: release @p ud, touch nothing else. It may free
  * the loader.
@@ -29,12 +30,14 @@ int kl_load_new(uv_loop_t *loop, const char *db_path, struct kl_load **ret);
 
 /**
  * Load zip @p data (@p len bytes; taken: freed by the loader) named @p name
- * (SYMBOL-1m-PERIOD.zip, copied) into symbol @p sid from @p keep_from on.
+ * (SYMBOL-1m-PERIOD.zip, copied) into symbol @p sid from @p keep_from on,
+ * if its sha256 is @p sha256 (64 lowercase hex digits, copied); if not,
+ * the status is -EBADMSG (said in the log) and nothing is stored.
  * @p cb runs later on the loop, never from inside this call. @return 0, or
  * -ENOMEM (then @p data is freed and @p cb never runs).
  */
-int kl_load_zip(struct kl_load *l, const char *name, void *data, size_t len, int64_t keep_from,
-		int64_t sid, kl_load_cb cb, void *ud);
+int kl_load_zip(struct kl_load *l, const char *name, void *data, size_t len, const char *sha256,
+		int64_t keep_from, int64_t sid, kl_load_cb cb, void *ud);
 
 /**
  * Bring the day rows of symbol @p sid up to date on the loader's connection,
