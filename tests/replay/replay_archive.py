@@ -125,6 +125,7 @@ class Archive:
         self._cache: "collections.OrderedDict[Tuple[str, str], Tuple[bytes, str, int]]" = \
             collections.OrderedDict()
         self._cache_files = cache_files
+        self._building: Dict[Tuple[str, str], threading.Event] = {}
         self._deflated: "collections.OrderedDict[bytes, Tuple[bytes, int, int]]" = \
             collections.OrderedDict()
         self._lock = threading.Lock()
@@ -198,21 +199,42 @@ class Archive:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
+            # A file's CHECKSUM and zip are asked at once: build it once, the other waits.
+            ev = self._building.get(key)
+            mine = ev is None
+            if mine:
+                ev = self._building[key] = threading.Event()
+        if not mine:
+            ev.wait()
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None:
+                return hit
+        try:
+            return self._build(key, sym, freq, period)
+        finally:
+            if mine:
+                with self._lock:
+                    del self._building[key]
+                ev.set()
+
+    def _build(self, key: Tuple[str, str], sym: str, freq: str,
+               period: str) -> Optional[Tuple[bytes, str, int]]:
         a, b = period_bounds(freq, period)
         rows, _, _ = self.rp.store.query(sym, a, b - 1, (b - a) // MINUTE_MS + 1, b + DAY_MS)
         if not rows:
             return None
         micro = a >= US_FROM_MS
         # Generated symbols serve the same rows as their source: compress each text once.
-        key = hashlib.sha1(("\n".join(rows) + ("u" if micro else "m")).encode()).digest()
+        tkey = hashlib.sha1(("\n".join(rows) + ("u" if micro else "m")).encode()).digest()
         with self._lock:
-            packed = self._deflated.get(key)
+            packed = self._deflated.get(tkey)
         if packed is None:
             raw = ("\n".join(csv_row(r, micro) for r in rows) + "\n").encode()
             c = zlib.compressobj(6, zlib.DEFLATED, -15)
             packed = (c.compress(raw) + c.flush(), zlib.crc32(raw), len(raw))
             with self._lock:
-                self._deflated[key] = packed
+                self._deflated[tkey] = packed
                 while len(self._deflated) > self._cache_files:
                     self._deflated.popitem(last=False)
         data = zip_one(f"{sym}-1m-{period}.csv", *packed)
