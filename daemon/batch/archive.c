@@ -1,11 +1,12 @@
 /*
  * The archive's files, one state machine each (archive.h):
  *
- *   CHECKSUM --200--> ZIP --200, sha256 matches--> loaded (one transaction)
+ *   CHECKSUM and ZIP, both asked at once (one round trip, not two), then:
+ *   CHECKSUM 200, ZIP 200, sha256 matches--> parsed, loaded (load.c, off the loop)
  *      |                 \--sha256 differs--> ZIP again, once; then given up
- *      |--404, a month--> the month's days queued instead (a month not out yet,
- *      |                  a symbol listed late in it)
- *      |--404, a day----> missing: REST fills it
+ *      |--CHECKSUM 404, a month--> the month's days queued instead (a month not
+ *      |                  out yet, a symbol listed late in it)
+ *      |--CHECKSUM 404, a day----> missing: REST fills it
  *      \--other---------> given up: REST fills it
  *
  * Invariants:
@@ -21,7 +22,8 @@
 #include "archive.h"
 
 #include "archplan.h"
-#include "import.h"
+#include "day.h"
+#include "load.h"
 #include "log.h"
 #include "metrics.h"
 #include "rest.h"
@@ -29,12 +31,18 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CONCURRENCY	4 /* files under way; data.binance.vision is a CDN */
+/*
+ * Files under way: enough to keep the link busy behind the 100 ms each
+ * answer waits (a daily file is ~65 kB, 5 ms of a 100 Mbit/s link), and no
+ * more days of klines than about four months, which bounds the memory
+ * (zips and parsed rows waiting for the store) to some tens of MB.
+ */
+#define MAX_FILES	32
+#define MAX_DAYS	124
 #define MAX_ATTEMPTS	4 /* per request, for transport errors and 5xx */
 #define MAX_UNREACHABLE 3 /* transport failures in a row that switch the archive off */
 #define MAX_BAD_SUM	2 /* downloads of a file whose sha256 does not match */
@@ -46,6 +54,8 @@ struct asym {
 	int64_t sid;
 	char (*tried)[11]; /* periods asked in this process (invariant 4) */
 	size_t ntried, cap;
+	size_t open;	     /* files waiting or under way */
+	int64_t loaded_from; /* the oldest file loaded since the last day refresh, or -1 */
 };
 
 struct afile {
@@ -58,18 +68,25 @@ struct afile {
 	char path[160];		    /* /data/spot/.../NAME */
 	char sha[65];
 	unsigned bad_sums;
+	unsigned pending;	     /* of the CHECKSUM and the zip, the answers still to come */
+	unsigned days;		     /* of klines the file holds: its share of MAX_DAYS */
+	long sum_status, zip_status; /* 0: a transport failure (then why says which) */
+	bool sum_ok;		     /* the CHECKSUM was a sha256sum line for this file */
+	void *zip;		     /* the zip's bytes (owned), once it came with 200 */
+	size_t zlen;
+	char why[96];
 };
 
 struct kl_archive {
 	uv_loop_t *loop;
 	const struct kl_conf *conf;
-	struct kl_store *st;
 	struct kl_rest *http;
 	const char *url; /* borrowed from conf */
 	struct asym *syms;
 	size_t nsyms, capsyms;
 	struct afile *head, *tail; /* waiting, in order */
 	size_t waiting, active;
+	unsigned active_days; /* of the active files */
 	unsigned unreachable; /* transport failures in a row */
 	struct kl_archive_stats stats;
 	kl_archive_cb cb;
@@ -78,9 +95,9 @@ struct kl_archive {
 	uint64_t started, said; /* uv_now() of the run's start and its last progress line */
 	uint64_t run_files;	/* files of the run under way, and done of them */
 	uint64_t run_done;
-	int failed;    /* a store failure: the run ends with it */
-	unsigned jobs; /* files being parsed on the thread pool */
-	bool closing;  /* kl_archive_free ran: the last job frees */
+	struct kl_load *load; /* parses and stores the files off the loop */
+	unsigned refreshing;  /* symbols whose days the loader refreshes */
+	int failed;	      /* a store failure: the run ends with it */
 	bool running, off;
 };
 
@@ -102,7 +119,7 @@ static int sym_of(struct kl_archive *a, const char *symbol, int64_t sid, size_t 
 		a->syms = v;
 		a->capsyms = cap;
 	}
-	a->syms[a->nsyms] = (struct asym){.symbol = symbol, .sid = sid};
+	a->syms[a->nsyms] = (struct asym){.symbol = symbol, .sid = sid, .loaded_from = -1};
 	*ret = a->nsyms++;
 	return 0;
 }
@@ -143,6 +160,7 @@ static void push(struct kl_archive *a, struct afile *f, bool front)
 		a->tail = f;
 	}
 	a->waiting++;
+	a->syms[f->sym].open++;
 	if (a->running)
 		a->run_files++;
 }
@@ -172,6 +190,7 @@ static int queue(struct kl_archive *a, size_t sym, const struct kl_arch_file *fi
 		f->f = *file;
 		f->keep_from = from > file->from ? from : file->from;
 		f->hole_to = to < file->to ? to : file->to;
+		f->days = (unsigned)((file->to - file->from + KL_DAY_MS - 1) / KL_DAY_MS);
 		snprintf(f->name, sizeof(f->name), "%s-1m-%s.zip", s->symbol, file->period);
 		f->path[0] = '/';
 		if (kl_arch_path(file, s->symbol, f->path + 1, sizeof(f->path) - 1) < 0) {
@@ -214,6 +233,38 @@ int kl_archive_add(struct kl_archive *a, const char *symbol, int64_t sid,
 	return total;
 }
 
+static void on_days(void *ud, int status, int64_t days)
+{
+	struct kl_archive *a = ud;
+
+	if (status == -ECANCELED)
+		return; /* the archive is being freed */
+	a->refreshing--;
+	if (status < 0)
+		kl_warn("archive", "cannot refresh the days loaded: %s; the loop does",
+			strerror(-status));
+	else
+		kl_debug("archive", "%" PRId64 " days refreshed off the loop", days);
+	next(a);
+}
+
+/*
+ * A symbol's last file is done: its days are refreshed by the loader, off the
+ * loop, up to the first day the archive does not have, so the loop's refresh
+ * at the end of the fill only redoes the last days (or from a hole on).
+ */
+static void release(struct kl_archive *a, size_t sym)
+{
+	struct asym *s = &a->syms[sym];
+	int64_t to = kl_day_floor(a->now_ms) - KL_ARCH_DAY_BEHIND_MS + KL_DAY_MS;
+
+	if (--s->open || s->loaded_from < 0 || a->failed)
+		return;
+	if (kl_load_days(a->load, s->sid, s->loaded_from, to, on_days, a) == 0)
+		a->refreshing++;
+	s->loaded_from = -1;
+}
+
 /* The file is done with (loaded, missing or given up); the next one may start. */
 static void done(struct afile *f, uint64_t *counter, enum kl_metric m)
 {
@@ -222,7 +273,10 @@ static void done(struct afile *f, uint64_t *counter, enum kl_metric m)
 	(*counter)++;
 	kl_metrics_add(m, 1);
 	a->active--;
+	a->active_days -= f->days;
 	a->run_done++;
+	release(a, f->sym);
+	free(f->zip);
 	free(f);
 	if (uv_now(a->loop) - a->said >= PROGRESS_MS && a->head) {
 		double secs = (double)(uv_now(a->loop) - a->started) / 1000.0;
@@ -254,6 +308,7 @@ static void unreachable(struct kl_archive *a, const char *why)
 		a->waiting--;
 		a->stats.failed++;
 		kl_metrics_add(KL_M_ARCHIVE_FAILED, 1);
+		release(a, f->sym);
 		free(f);
 	}
 	a->tail = NULL;
@@ -261,48 +316,28 @@ static void unreachable(struct kl_archive *a, const char *why)
 
 static int get(struct afile *f, bool checksum);
 
-struct job {
-	uv_work_t work;
-	struct afile *f;
-	void *data; /* the zip, copied: the reply is gone once on_zip returns */
-	size_t len;
-	struct kl_import_batch *batch;
-	int r;
-};
-
-static void parse_work(uv_work_t *w)
+/* A file's end on the loader (load.c). */
+static void on_loaded(void *ud, int e, int64_t rows)
 {
-	struct job *job = w->data;
-
-	job->r =
-	    kl_import_parse_zip(job->f->name, job->data, job->len, job->f->keep_from, &job->batch);
-}
-
-static void finish(struct kl_archive *a);
-
-static void parse_done(uv_work_t *w, int status)
-{
-	struct job *job = w->data;
-	struct afile *f = job->f;
+	struct afile *f = ud;
 	struct kl_archive *a = f->a;
-	int64_t rows = 0;
-	int e = status < 0 ? -ECANCELED : job->r;
 
-	free(job->data);
-	a->jobs--;
-	if (a->closing) {
-		kl_import_batch_free(job->batch);
-		free(job);
-		free(f);
-		finish(a);
+	if (e == -ECANCELED) {
+		free(f); /* the archive is being freed: nothing else */
 		return;
 	}
-	if (e == 0)
-		e = kl_import_store_batch(a->st, a->syms[f->sym].sid, job->batch, &rows);
-	kl_import_batch_free(job->batch);
-	free(job);
 	if (e == -EIO || e == -EBUSY || e == -ENOSPC || e == -ENOMEM) {
 		a->failed = e;
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return;
+	}
+	if (e == -EBADMSG) {
+		/* Invariant 1: a CDN edge may serve a stale or damaged copy; fetch once more. */
+		if (++f->bad_sums < MAX_BAD_SUM && get(f, false) == 0) {
+			kl_warn("archive", "%s: fetching it again", f->name);
+			return;
+		}
+		kl_warn("archive", "%s: REST fills it", f->name);
 		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
 		return;
 	}
@@ -312,76 +347,10 @@ static void parse_done(uv_work_t *w, int status)
 		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
 		return;
 	}
-	a->stats.klines += (uint64_t)rows;
-	kl_metrics_add(KL_M_KLINES_IMPORT, (uint64_t)rows);
+	a->stats.klines += (uint64_t)rows; /* the store counts them in /metrics */
+	if (a->syms[f->sym].loaded_from < 0 || f->keep_from < a->syms[f->sym].loaded_from)
+		a->syms[f->sym].loaded_from = f->keep_from;
 	done(f, &a->stats.loaded, KL_M_ARCHIVE_LOADED);
-}
-
-static enum kl_rest_verdict on_zip(void *ud, const struct kl_rest_reply *r)
-{
-	struct afile *f = ud;
-	struct kl_archive *a;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	char hex[65];
-	struct job *job;
-
-	if (r->cancelled) {
-		free(f);
-		return KL_REST_DONE;
-	}
-	a = f->a;
-	if (r->status != 200) {
-		if (r->status)
-			kl_warn("archive", "%s: HTTP %ld: REST fills it", f->name, r->status);
-		else
-			kl_warn("archive", "%s: %s: REST fills it", f->name, r->body);
-		if (!r->status)
-			unreachable(a, r->body);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return KL_REST_DONE;
-	}
-	a->unreachable = 0;
-	a->stats.bytes += r->len;
-	kl_metrics_add(KL_M_ARCHIVE_BYTES, r->len);
-	if (!EVP_Digest(r->body, r->len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
-		kl_err("archive", "%s: cannot compute sha256", f->name);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return KL_REST_DONE;
-	}
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(hex + 2 * (size_t)i, 3, "%02x", md[i]);
-	if (strcmp(hex, f->sha) != 0) {
-		/* Invariant 1: a CDN edge may serve a stale or damaged copy; fetch once more. */
-		if (++f->bad_sums < MAX_BAD_SUM && get(f, false) == 0) {
-			kl_warn("archive", "%s: sha256 %.12s… is not the CHECKSUM's %.12s…; again",
-				f->name, hex, f->sha);
-			return KL_REST_DONE;
-		}
-		kl_warn("archive", "%s: sha256 %.12s… is not the CHECKSUM's %.12s…: REST fills it",
-			f->name, hex, f->sha);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return KL_REST_DONE;
-	}
-	/* Parsing 44,640 lines is the costly part: a worker thread does it, the loop
-	 * only stores the result (invariant 2: still one transaction). */
-	if (!(job = calloc(1, sizeof(*job))) || !(job->data = malloc(r->len))) {
-		free(job);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return KL_REST_DONE;
-	}
-	memcpy(job->data, r->body, r->len);
-	job->len = r->len;
-	job->f = f;
-	job->work.data = job;
-	a->jobs++;
-	if (uv_queue_work(a->loop, &job->work, parse_work, parse_done) < 0) {
-		a->jobs--;
-		free(job->data);
-		free(job);
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-	}
-	return KL_REST_DONE;
 }
 
 /* "<64 hex>  NAME\n", as sha256sum writes it. @return 0 with the digest in f->sha. */
@@ -402,17 +371,24 @@ static int parse_checksum(struct afile *f, const char *body, size_t len)
 	return 0;
 }
 
-static enum kl_rest_verdict on_checksum(void *ud, const struct kl_rest_reply *r)
+/* Parsing 44,640 lines and storing them is the costly part: the loader does both
+ * off the loop (invariant 2: still one transaction). */
+static void parse(struct afile *f)
 {
-	struct afile *f = ud;
-	struct kl_archive *a;
+	struct kl_archive *a = f->a;
+	void *zip = f->zip;
 
-	if (r->cancelled) {
-		free(f);
-		return KL_REST_DONE;
-	}
-	a = f->a;
-	if (r->status == 404) {
+	f->zip = NULL; /* the loader's now */
+	if (kl_load_zip(a->load, f->name, zip, f->zlen, f->sha, f->keep_from, a->syms[f->sym].sid,
+			on_loaded, f) < 0)
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+}
+
+/* Both answers are in: judge the file (the state machine at the top). */
+static void settle(struct afile *f)
+{
+	struct kl_archive *a = f->a;
+	if (f->sum_status == 404) {
 		if (f->f.monthly) {
 			/* Not out yet (the first Monday), or the symbol was listed late in it. */
 			struct kl_arch_file days[31];
@@ -425,40 +401,116 @@ static enum kl_rest_verdict on_checksum(void *ud, const struct kl_rest_reply *r)
 		}
 		a->unreachable = 0;
 		done(f, &a->stats.missing, KL_M_ARCHIVE_MISSING);
-		return KL_REST_DONE;
+		return;
 	}
-	if (r->status != 200 || parse_checksum(f, r->body, r->len) < 0) {
-		if (r->status == 200)
+	if (f->sum_status != 200 || !f->sum_ok) {
+		if (f->sum_status == 200)
 			kl_warn("archive", "%s.CHECKSUM: not a sha256sum line: REST fills it",
 				f->name);
-		else if (r->status)
+		else if (f->sum_status)
 			kl_warn("archive", "%s.CHECKSUM: HTTP %ld: REST fills it", f->name,
-				r->status);
+				f->sum_status);
 		else
-			kl_warn("archive", "%s.CHECKSUM: %s: REST fills it", f->name, r->body);
-		if (!r->status)
-			unreachable(a, r->body);
+			kl_warn("archive", "%s.CHECKSUM: %s: REST fills it", f->name, f->why);
+		if (!f->sum_status)
+			unreachable(a, f->why);
 		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
-		return KL_REST_DONE;
+		return;
+	}
+	if (f->zip_status != 200) {
+		if (f->zip_status)
+			kl_warn("archive", "%s: HTTP %ld: REST fills it", f->name, f->zip_status);
+		else
+			kl_warn("archive", "%s: %s: REST fills it", f->name, f->why);
+		if (!f->zip_status)
+			unreachable(a, f->why);
+		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+		return;
 	}
 	a->unreachable = 0;
-	if (get(f, false) < 0)
-		done(f, &a->stats.failed, KL_M_ARCHIVE_FAILED);
+	parse(f);
+}
+
+/* One of the two answers: kept until the other is in. A cancelled one touches only @p f. */
+static enum kl_rest_verdict answer(struct afile *f, const struct kl_rest_reply *r, bool checksum)
+{
+	if (!r->cancelled) {
+		if (checksum) {
+			f->sum_status = r->status;
+			f->sum_ok = r->status == 200 && parse_checksum(f, r->body, r->len) == 0;
+		} else {
+			f->zip_status = r->status;
+			if (r->status == 200) {
+				f->a->stats.bytes += r->len;
+				kl_metrics_add(KL_M_ARCHIVE_BYTES, r->len);
+				if ((f->zip = malloc(r->len ? r->len : 1))) {
+					memcpy(f->zip, r->body, r->len);
+					f->zlen = r->len;
+				} else {
+					f->zip_status = 0;
+					snprintf(f->why, sizeof(f->why), "out of memory");
+				}
+			}
+		}
+		if (!r->status)
+			snprintf(f->why, sizeof(f->why), "%s", r->body);
+	} else {
+		f->sum_status = -1; /* never settled: the archive is being freed */
+	}
+	if (--f->pending)
+		return KL_REST_DONE;
+	if (f->sum_status < 0) {
+		free(f->zip);
+		free(f);
+		return KL_REST_DONE;
+	}
+	settle(f);
 	return KL_REST_DONE;
+}
+
+static enum kl_rest_verdict on_checksum(void *ud, const struct kl_rest_reply *r)
+{
+	return answer(ud, r, true);
+}
+
+static enum kl_rest_verdict on_zip(void *ud, const struct kl_rest_reply *r)
+{
+	return answer(ud, r, false);
 }
 
 static int get(struct afile *f, bool checksum)
 {
 	char path[sizeof(f->path) + 10];
+	int r;
 
 	snprintf(path, sizeof(path), "%s%s", f->path, checksum ? ".CHECKSUM" : "");
-	return kl_rest_get(f->a->http, path, 0, checksum ? on_checksum : on_zip, f);
+	f->pending++;
+	r = kl_rest_get(f->a->http, path, 0, checksum ? on_checksum : on_zip, f);
+	if (r < 0)
+		f->pending--;
+	return r;
 }
 
-/* Start files up to CONCURRENCY; the run ends when none is left (the last thing it does). */
+/* Ask for a file's CHECKSUM and zip at once: a 404 costs a small wasted answer, every
+ * other file one round trip less. @return 0, or < 0 with nothing under way. */
+static int start(struct afile *f)
+{
+	int r = get(f, true);
+
+	if (r == 0 && get(f, false) < 0) {
+		/* Settled by the CHECKSUM's answer, as a failure. */
+		f->zip_status = 0;
+		snprintf(f->why, sizeof(f->why), "cannot queue the request");
+	}
+	return r;
+}
+
+/* Start files up to MAX_FILES / MAX_DAYS; the run ends when none is left (the last thing it
+ * does). */
 static void next(struct kl_archive *a)
 {
-	while (a->running && !a->failed && a->head && a->active < CONCURRENCY) {
+	while (a->running && !a->failed && a->head && a->active < MAX_FILES &&
+	       (a->active == 0 || a->active_days + a->head->days <= MAX_DAYS)) {
 		struct afile *f = a->head;
 
 		a->head = f->next;
@@ -466,15 +518,18 @@ static void next(struct kl_archive *a)
 			a->tail = NULL;
 		a->waiting--;
 		a->active++;
-		if (get(f, true) < 0) {
+		a->active_days += f->days;
+		if (start(f) < 0) {
 			a->active--;
+			a->active_days -= f->days;
 			a->stats.failed++;
+			release(a, f->sym);
 			free(f);
 		}
 	}
 	a->stats.queued = a->waiting + a->active;
 	kl_metrics_archive_queued(a->stats.queued);
-	if (a->running && a->active == 0 && (a->failed || !a->head)) {
+	if (a->running && a->active == 0 && !a->refreshing && (a->failed || !a->head)) {
 		kl_archive_cb cb = a->cb;
 		int status = a->failed;
 
@@ -510,6 +565,11 @@ bool kl_archive_off(const struct kl_archive *a)
 	return a->off;
 }
 
+bool kl_archive_running(const struct kl_archive *a)
+{
+	return a->running;
+}
+
 void kl_archive_stats(const struct kl_archive *a, struct kl_archive_stats *ret)
 {
 	*ret = a->stats;
@@ -528,26 +588,17 @@ int kl_archive_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_store 
 		return -ENOMEM;
 	a->loop = loop;
 	a->conf = conf;
-	a->st = st;
 	a->url = url;
-	r = kl_rest_new_plain(loop, conf, url, "archive", CONCURRENCY, MAX_ATTEMPTS, &a->http);
+	(void)st; /* the loader writes on a connection of its own (load.h) */
+	r = kl_rest_new_plain(loop, conf, url, "archive", 2 * MAX_FILES, MAX_ATTEMPTS, &a->http);
+	if (r == 0 && (r = kl_load_new(loop, conf->db_path, &a->load)) < 0)
+		kl_rest_free(a->http);
 	if (r < 0) {
 		free(a);
 		return r;
 	}
 	*ret = a;
 	return 0;
-}
-
-/* Free once nothing on the thread pool points here any more. */
-static void finish(struct kl_archive *a)
-{
-	if (!a->closing || a->jobs)
-		return;
-	for (size_t i = 0; i < a->nsyms; i++)
-		free(a->syms[i].tried);
-	free(a->syms);
-	free(a);
 }
 
 void kl_archive_free(struct kl_archive *a)
@@ -560,12 +611,13 @@ void kl_archive_free(struct kl_archive *a)
 		a->head = f->next;
 		free(f);
 	}
-	a->head = a->tail = NULL;
 	a->running = false;
-	a->closing = true;
-	/* The files under way are freed by their cancelled callbacks, which touch only them;
-	 * those being parsed by their parse_done, which frees the archive after the last. */
+	/* The files under way are freed by their cancelled callbacks, which touch only them:
+	 * the HTTP client's now, the loader's now or when its thread pool jobs end. */
 	kl_rest_free(a->http);
-	a->http = NULL;
-	finish(a);
+	kl_load_free(a->load);
+	for (size_t i = 0; i < a->nsyms; i++)
+		free(a->syms[i].tried);
+	free(a->syms);
+	free(a);
 }

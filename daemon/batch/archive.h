@@ -2,7 +2,7 @@
  * History from data.binance.vision: the monthly and daily 1m kline zips that
  * cover a symbol's holes older than two days (lib/archplan.c says which),
  * each checked against its .CHECKSUM (sha256) and loaded in one transaction
- * through the import path (import.c), a few downloads at a time on the
+ * through the import path (import.c), up to 32 downloads at a time on the
  * loop. What the archive does not have (a 404, a checksum that does not
  * match, a file the network keeps failing) is left as holes for REST; a
  * gap inside a file is a hole too, never an outage. A file loaded is no
@@ -44,6 +44,9 @@ int kl_archive_run(struct kl_archive *a, kl_archive_cb cb, void *ud);
 
 /** Whether the archive gave up for this process (unreachable); kl_archive_add then adds nothing. */
 bool kl_archive_off(const struct kl_archive *a);
+
+/** Whether a run is under way (kl_archive_run until its callback). */
+bool kl_archive_running(const struct kl_archive *a);
 
 /** Counters for progress lines and STATUS=. */
 struct kl_archive_stats {

@@ -433,9 +433,12 @@ void kl_heal_tick(struct kl_heal *h)
 {
 	/* The refresh commits the open transaction: early for the backfill's pages
 	 * (harmless), but never the stream's checkpoint, so with a stream only
-	 * between transactions. */
+	 * between transactions. Not while the archives load: each refresh would
+	 * redo the days from the oldest new file to today (seconds of the loop for
+	 * years of history); on_filled refreshes once at the end. */
 	if (h && !h->stopped && h->filling && !h->refreshed_all &&
-	    (!h->stream || !kl_store_in_tx(h->st)) && ++h->fill_ticks % FILL_DAYS_S == 0)
+	    (!h->stream || !kl_store_in_tx(h->st)) &&
+	    !(h->archive && kl_archive_running(h->archive)) && ++h->fill_ticks % FILL_DAYS_S == 0)
 		refresh_some(h);
 }
 

@@ -42,11 +42,11 @@ import collections
 import datetime as _dt
 import fnmatch
 import hashlib
-import io
 import re
+import struct
 import threading
 import time
-import zipfile
+import zlib
 from typing import Any, Dict, List, Optional, Tuple
 
 from aiohttp import web
@@ -93,6 +93,19 @@ def csv_row(json_row: str, micro: bool) -> str:
     return ",".join(f)
 
 
+def zip_one(name: str, deflated: bytes, crc: int, size: int) -> bytes:
+    """A zip of one deflated entry, as zipfile writes it (dated 2026-01-01 00:00)."""
+    n = name.encode()
+    date, tm = (2026 - 1980) << 9 | 1 << 5 | 1, 0
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, tm, date, crc, len(deflated),
+                        size, len(n), 0) + n
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, tm, date, crc,
+                          len(deflated), size, len(n), 0, 0, 0, 0, 0, 0) + n
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central),
+                      len(local) + len(deflated), 0)
+    return local + deflated + central + end
+
+
 def _no_such_key(key: str) -> web.Response:
     body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
             '<Message>The specified key does not exist.</Message><Key>%s</Key></Error>'
@@ -112,6 +125,9 @@ class Archive:
         self._cache: "collections.OrderedDict[Tuple[str, str], Tuple[bytes, str, int]]" = \
             collections.OrderedDict()
         self._cache_files = cache_files
+        self._building: Dict[Tuple[str, str], threading.Event] = {}
+        self._deflated: "collections.OrderedDict[bytes, Tuple[bytes, int, int]]" = \
+            collections.OrderedDict()
         self._lock = threading.Lock()
         self._faults: List[Dict[str, Any]] = []
         self._next_id = 1
@@ -183,17 +199,45 @@ class Archive:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
+            # A file's CHECKSUM and zip are asked at once: build it once, the other waits.
+            ev = self._building.get(key)
+            mine = ev is None
+            if mine:
+                ev = self._building[key] = threading.Event()
+        if not mine:
+            ev.wait()
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None:
+                return hit
+        try:
+            return self._build(key, sym, freq, period)
+        finally:
+            if mine:
+                with self._lock:
+                    del self._building[key]
+                ev.set()
+
+    def _build(self, key: Tuple[str, str], sym: str, freq: str,
+               period: str) -> Optional[Tuple[bytes, str, int]]:
         a, b = period_bounds(freq, period)
         rows, _, _ = self.rp.store.query(sym, a, b - 1, (b - a) // MINUTE_MS + 1, b + DAY_MS)
         if not rows:
             return None
-        text = "\n".join(csv_row(r, a >= US_FROM_MS) for r in rows) + "\n"
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            info = zipfile.ZipInfo(f"{sym}-1m-{period}.csv", date_time=(2026, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            z.writestr(info, text)
-        data = buf.getvalue()
+        micro = a >= US_FROM_MS
+        # Generated symbols serve the same rows as their source: compress each text once.
+        tkey = hashlib.sha1(("\n".join(rows) + ("u" if micro else "m")).encode()).digest()
+        with self._lock:
+            packed = self._deflated.get(tkey)
+        if packed is None:
+            raw = ("\n".join(csv_row(r, micro) for r in rows) + "\n").encode()
+            c = zlib.compressobj(6, zlib.DEFLATED, -15)
+            packed = (c.compress(raw) + c.flush(), zlib.crc32(raw), len(raw))
+            with self._lock:
+                self._deflated[tkey] = packed
+                while len(self._deflated) > self._cache_files:
+                    self._deflated.popitem(last=False)
+        data = zip_one(f"{sym}-1m-{period}.csv", *packed)
         out = (data, hashlib.sha256(data).hexdigest(), len(rows))
         with self._lock:
             self._cache[key] = out
