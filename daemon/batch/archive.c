@@ -19,7 +19,7 @@
  *   5. An archive the network cannot reach (MAX_UNREACHABLE transport
  *      failures in a row) is switched off for the process, said once.
  */
-#include "archive.h"
+#include "archive_int.h"
 
 #include "archplan.h"
 #include "day.h"
@@ -35,203 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * Files under way: enough to keep the link busy behind the 100 ms each
- * answer waits (a daily file is ~65 kB, 5 ms of a 100 Mbit/s link), and no
- * more days of klines than about four months, which bounds the memory
- * (zips and parsed rows waiting for the store) to some tens of MB.
- */
-#define MAX_FILES	32
-#define MAX_DAYS	124
-#define MAX_ATTEMPTS	4 /* per request, for transport errors and 5xx */
-#define MAX_UNREACHABLE 3 /* transport failures in a row that switch the archive off */
-#define MAX_BAD_SUM	2 /* downloads of a file whose sha256 does not match */
-#define PLAN_CHUNK	64
-#define PROGRESS_MS	5000 /* between progress lines */
-
-struct asym {
-	const char *symbol; /* borrowed */
-	int64_t sid;
-	char (*tried)[11]; /* periods asked in this process (invariant 4) */
-	size_t ntried, cap;
-	size_t open;	     /* files waiting or under way */
-	int64_t loaded_from; /* the oldest file loaded since the last day refresh, or -1 */
-};
-
-struct afile {
-	struct afile *next;
-	struct kl_archive *a;
-	size_t sym;
-	struct kl_arch_file f;
-	int64_t keep_from, hole_to; /* the part of the file the hole wants */
-	char name[48];		    /* SYMBOL-1m-PERIOD.zip */
-	char path[160];		    /* /data/spot/.../NAME */
-	char sha[65];
-	unsigned bad_sums;
-	unsigned pending;	     /* of the CHECKSUM and the zip, the answers still to come */
-	unsigned days;		     /* of klines the file holds: its share of MAX_DAYS */
-	long sum_status, zip_status; /* 0: a transport failure (then why says which) */
-	bool sum_ok;		     /* the CHECKSUM was a sha256sum line for this file */
-	void *zip;		     /* the zip's bytes (owned), once it came with 200 */
-	size_t zlen;
-	char why[96];
-};
-
-struct kl_archive {
-	uv_loop_t *loop;
-	const struct kl_conf *conf;
-	struct kl_rest *http;
-	const char *url; /* borrowed from conf */
-	struct asym *syms;
-	size_t nsyms, capsyms;
-	struct afile *head, *tail; /* waiting, in order */
-	size_t waiting, active;
-	unsigned active_days; /* of the active files */
-	unsigned unreachable; /* transport failures in a row */
-	struct kl_archive_stats stats;
-	kl_archive_cb cb;
-	void *ud;
-	int64_t now_ms;		/* the exchange's time of the last kl_archive_add */
-	uint64_t started, said; /* uv_now() of the run's start and its last progress line */
-	uint64_t run_files;	/* files of the run under way, and done of them */
-	uint64_t run_done;
-	struct kl_load *load; /* parses and stores the files off the loop */
-	unsigned refreshing;  /* symbols whose days the loader refreshes */
-	int failed;	      /* a store failure: the run ends with it */
-	bool running, off;
-};
-
 static void next(struct kl_archive *a);
-
-static int sym_of(struct kl_archive *a, const char *symbol, int64_t sid, size_t *ret)
-{
-	for (size_t i = 0; i < a->nsyms; i++) {
-		if (a->syms[i].sid == sid) {
-			*ret = i;
-			return 0;
-		}
-	}
-	if (a->nsyms == a->capsyms) {
-		size_t cap = a->capsyms ? 2 * a->capsyms : 16;
-		struct asym *v = realloc(a->syms, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		a->syms = v;
-		a->capsyms = cap;
-	}
-	a->syms[a->nsyms] = (struct asym){.symbol = symbol, .sid = sid, .loaded_from = -1};
-	*ret = a->nsyms++;
-	return 0;
-}
-
-/* @return true if @p period was not tried yet, and remembers it (invariant 4). */
-static bool first_try(struct asym *s, const char *period, bool *oom)
-{
-	for (size_t i = 0; i < s->ntried; i++)
-		if (strcmp(s->tried[i], period) == 0)
-			return false;
-	if (s->ntried == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 16;
-		char(*v)[11] = realloc(s->tried, cap * sizeof(*v));
-		if (!v) {
-			*oom = true;
-			return false;
-		}
-		s->tried = v;
-		s->cap = cap;
-	}
-	snprintf(s->tried[s->ntried++], sizeof(s->tried[0]), "%s", period);
-	return true;
-}
-
-static void push(struct kl_archive *a, struct afile *f, bool front)
-{
-	if (front) {
-		f->next = a->head;
-		a->head = f;
-		if (!a->tail)
-			a->tail = f;
-	} else {
-		f->next = NULL;
-		if (a->tail)
-			a->tail->next = f;
-		else
-			a->head = f;
-		a->tail = f;
-	}
-	a->waiting++;
-	a->syms[f->sym].open++;
-	if (a->running)
-		a->run_files++;
-}
-
-/* Queue @p files (of symbol @p sym, for the hole [from, to)) not tried yet. @return how many. */
-static int queue(struct kl_archive *a, size_t sym, const struct kl_arch_file *files, size_t n,
-		 int64_t from, int64_t to, bool front)
-{
-	struct asym *s = &a->syms[sym];
-	int added = 0;
-	bool oom = false;
-
-	for (size_t i = n; i-- > 0;) {
-		/* Back to front, so that pushing at the front keeps time order. */
-		const struct kl_arch_file *file = front ? &files[i] : &files[n - 1 - i];
-		struct afile *f;
-
-		if (!first_try(s, file->period, &oom)) {
-			if (oom)
-				return -ENOMEM;
-			continue;
-		}
-		if (!(f = calloc(1, sizeof(*f))))
-			return -ENOMEM;
-		f->a = a;
-		f->sym = sym;
-		f->f = *file;
-		f->keep_from = from > file->from ? from : file->from;
-		f->hole_to = to < file->to ? to : file->to;
-		f->days = (unsigned)((file->to - file->from + KL_DAY_MS - 1) / KL_DAY_MS);
-		snprintf(f->name, sizeof(f->name), "%s-1m-%s.zip", s->symbol, file->period);
-		f->path[0] = '/';
-		if (kl_arch_path(file, s->symbol, f->path + 1, sizeof(f->path) - 1) < 0) {
-			free(f);
-			continue;
-		}
-		push(a, f, front);
-		added++;
-	}
-	return added;
-}
-
-int kl_archive_add(struct kl_archive *a, const char *symbol, int64_t sid,
-		   const struct kl_ranges *holes, int64_t now_ms)
-{
-	struct kl_arch_file files[PLAN_CHUNK];
-	size_t sym;
-	int total = 0, r;
-
-	if (a->off)
-		return 0;
-	a->now_ms = now_ms;
-	if ((r = sym_of(a, symbol, sid, &sym)) < 0)
-		return r;
-	for (size_t i = 0; i < holes->n; i++) {
-		int64_t from = holes->v[i].from, to = holes->v[i].to;
-		size_t n;
-
-		while ((n = kl_arch_plan(from, to, now_ms, files, PLAN_CHUNK)) > 0) {
-			if ((r = queue(a, sym, files, n, holes->v[i].from, to, false)) < 0)
-				return r;
-			total += r;
-			from = files[n - 1].to;
-			if (n < PLAN_CHUNK)
-				break;
-		}
-	}
-	a->stats.queued = a->waiting + a->active;
-	kl_metrics_archive_queued(a->stats.queued);
-	return total;
-}
 
 static void on_days(void *ud, int status, int64_t days)
 {
@@ -394,7 +198,8 @@ static void settle(struct afile *f)
 			struct kl_arch_file days[31];
 			size_t n =
 			    kl_arch_days(&f->f, f->keep_from, f->hole_to, a->now_ms, days, 31);
-			int q = queue(a, f->sym, days, n, f->keep_from, f->hole_to, true);
+			int q =
+			    kl__archive_queue(a, f->sym, days, n, f->keep_from, f->hole_to, true);
 
 			kl_info("archive", "%s: not there; its %d days instead", f->name,
 				q > 0 ? q : 0);
