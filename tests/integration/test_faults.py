@@ -188,7 +188,7 @@ def small_fs(tmp_path):
 def fill_up(path):
     """Write zeros into @path until the filesystem refuses: @return bytes written."""
     n = 0
-    with open(path, "wb") as f:
+    with open(path, "wb", buffering=0) as f:   # unbuffered: close() has nothing left to fail
         try:
             while True:
                 f.write(b"\0" * 65536)

@@ -207,7 +207,7 @@ def test_page_opened_during_backfill_fills_in(replay, klined):
     srv = replay(start=END, speed=0, latency_ms=400)  # a backfill of ~15 s
     port = free_port()
     k = klined(srv.rest_url, "--kafka-brokers", "off", "--history-start", "2023-01-01",
-               *http_args(port))
+               "--rest-concurrency", "8", *http_args(port))
     proc = k.start()
     wait_for(lambda: up(port), timeout=60, step=0.2)
     w = Watch(f"http://127.0.0.1:{port}/")
