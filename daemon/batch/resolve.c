@@ -41,9 +41,11 @@ static int cmp_name(const void *a, const void *b)
 
 const char *kl_resolve_intern(struct kl_resolve *rs, const char *name)
 {
-	char **v, *copy,
-	    **hit = bsearch(&name, rs->names, rs->nnames, sizeof(*rs->names), cmp_name);
+	char **v, *copy, **hit = NULL;
 	size_t at = 0;
+
+	if (rs->nnames) /* bsearch wants an array, even of none */
+		hit = bsearch(&name, rs->names, rs->nnames, sizeof(*rs->names), cmp_name);
 
 	if (hit)
 		return *hit;
@@ -135,7 +137,7 @@ static int check(struct kl_resolve *rs, char *const *names, size_t n, char *cons
 		if (!s)
 			return -ENOMEM;
 		rs->info[i] = (struct kl_info_symbol){.symbol = s, .quiet = rs->quiet};
-		if (trading && bsearch(&names[i], trading, ntrading, sizeof(*trading), cmp_name)) {
+		if (ntrading && bsearch(&names[i], trading, ntrading, sizeof(*trading), cmp_name)) {
 			rs->info[i].listed = true;
 			snprintf(rs->info[i].status, sizeof(rs->info[i].status), "TRADING");
 			continue;
@@ -170,7 +172,8 @@ static void on_trading(void *ud, int status, char **names, size_t n)
 		status = kl_symset_resolve(rs->items, rs->nitems, all, n + rs->nkeep, &res, &nres);
 	free(all);
 	if (status == 0) {
-		qsort(names, n, sizeof(*names), cmp_name);
+		if (n)
+			qsort(names, n, sizeof(*names), cmp_name);
 		status = check(rs, res, nres, names, n);
 	}
 	kl_symset_free(names, n);
