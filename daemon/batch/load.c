@@ -122,6 +122,18 @@ static void kick(struct kl_load *l)
 	}
 }
 
+/* Behind the files already waiting; the pool takes it when its turn comes. */
+static void enqueue(struct kl_load *l, struct file *f)
+{
+	f->next = NULL;
+	if (l->tail)
+		l->tail->next = f;
+	else
+		l->head = f;
+	l->tail = f;
+	kick(l);
+}
+
 static void store_done(uv_work_t *w, int status)
 {
 	struct file *f = w->data;
@@ -192,13 +204,7 @@ static void parse_done(uv_work_t *w, int status)
 		end(f, f->r);
 		return;
 	}
-	f->next = NULL;
-	if (l->tail)
-		l->tail->next = f;
-	else
-		l->head = f;
-	l->tail = f;
-	kick(l);
+	enqueue(l, f);
 }
 
 int kl_load_zip(struct kl_load *l, const char *name, void *data, size_t len, const char *sha256,
@@ -241,13 +247,7 @@ int kl_load_days(struct kl_load *l, int64_t sid, int64_t from_ms, int64_t to_ms,
 	    .l = l, .sid = sid, .days_from = from_ms, .days_to = to_ms, .cb = cb, .ud = ud};
 	snprintf(f->name, sizeof(f->name), "days of symbol %" PRId64, sid);
 	f->work.data = f;
-	f->next = NULL;
-	if (l->tail)
-		l->tail->next = f;
-	else
-		l->head = f;
-	l->tail = f;
-	kick(l);
+	enqueue(l, f);
 	return 0;
 }
 

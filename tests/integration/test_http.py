@@ -149,6 +149,9 @@ def test_page_live_through_kafka(replay, klined, kafka_broker, kafka_topic):
     promtool(m1)
     wait_for(lambda: sample(metrics(port), "klined_events_consumed_total")
              > sample(m1, "klined_events_consumed_total"), timeout=30, step=0.5)
+    # The rows first: the counter counts each minute when it is written, before its
+    # commit, so a later reading covers every committed row (not the other way round).
+    ws_rows = query(k.db, "SELECT count(*) FROM kline_1m WHERE source = 'ws'")[0][0]
     m2 = metrics(port)
     promtool(m2)
     for name in ("klined_kafka_produced_total", "klined_kafka_delivered_total",
@@ -161,7 +164,6 @@ def test_page_live_through_kafka(replay, klined, kafka_broker, kafka_topic):
     assert sample(m2, "klined_consumer_position", partition="0") > 0
     for s in SYMS:
         assert sample(m2, "klined_newest_event_timestamp_seconds", symbol=s) > 1678449600
-    ws_rows = query(k.db, "SELECT count(*) FROM kline_1m WHERE source = 'ws'")[0][0]
     assert 0 < ws_rows <= sample(m2, "klined_klines_stored_total", source="ws")
     print(f"/metrics: {len(m2)} bytes")
     code, err = stop(proc)
