@@ -270,7 +270,9 @@ static void on_later(void *ud, int status, const struct kl_resolved *v, size_t n
 	(void)ntrading;
 	run->resolving = false;
 	run->resolved_at = kl_heal_now(run->heal);
-	kl_notify_ready(run->notify, "symbols resolved");
+	if (run->reloading) /* only a reload told systemd RELOADING=1 */
+		kl_notify_ready(run->notify, "symbols resolved");
+	run->reloading = false;
 	if (status == 0 &&
 	    (!(rs = calloc(n + 1, sizeof(*rs))) || !(hs = calloc(n + 1, sizeof(*hs)))))
 		status = -ENOMEM;
@@ -343,7 +345,9 @@ void kl__follow_tick(struct run *run)
 	free(keep);
 	if (r < 0) {
 		kl_warn("run", "cannot resolve [exchange] symbols: %s", strerror(-r));
-		kl_notify_ready(run->notify, "symbols not resolved");
+		if (run->reloading)
+			kl_notify_ready(run->notify, "symbols not resolved");
+		run->reloading = false;
 		return;
 	}
 	run->resolving = true;
@@ -390,7 +394,7 @@ void kl__follow_reload(struct run *run)
 	kl_conf_free(c);
 	kl_info("run", "SIGHUP: [exchange] symbols changed: resolving it again (other keys take "
 		       "effect at the next restart)");
-	run->reload_due = true;
+	run->reload_due = run->reloading = true;
 	kl__follow_tick(run);
 }
 

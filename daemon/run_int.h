@@ -62,6 +62,7 @@ struct run {
 	int64_t resolved_at; /* exchange time of the last resolution */
 	int exit_code;
 	bool once, stopping, started, resolving, reload_due;
+	bool reloading; /* RELOADING=1 sent: READY=1 once the set is resolved */
 };
 
 /** Stop everything and exit with @p code (once). */

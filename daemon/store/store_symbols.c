@@ -113,6 +113,12 @@ int kl_store_symbol_mark(struct kl_store *st, int64_t sid, const char *status, i
 		r = rc == SQLITE_DONE ? -ENOENT : kl__store_err(rc);
 	}
 	sqlite3_finalize(s);
+	/* Hourly the same answer, for every symbol: no transaction for it. */
+	if (r == 0 && (followed < 0 || followed == was) &&
+	    (!status || (old && !strcmp(old, status)))) {
+		free(old);
+		return 0;
+	}
 	/* Inside someone's transaction (the stream's checkpoint) the lines go
 	 * with it: committing here would split what must commit together. */
 	if (r == 0 && own)
