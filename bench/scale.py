@@ -335,7 +335,7 @@ def e2c(replay, db, topic, boot, syms, seconds, work: Path):
     obs.run_for(3.0)                 # the last events' commits
     sym_index = {s.encode(): i for i, s in enumerate(syms)}
     msgs, _, _ = sb.read_topic(boot, topic, sym_index)
-    tot, unmatched, invisible = [], 0, 0
+    tot, ws, cons, unmatched, invisible = [], [], [], 0, 0
     for key, ts, _t, _x, _si in sb.read_sendlog(path, sym_index):
         m = msgs.get(key)
         if m is None:
@@ -346,8 +346,12 @@ def e2c(replay, db, topic, boot, syms, seconds, work: Path):
             invisible += 1
             continue
         tot.append(vis - ts)
+        ws.append(m[1] / 1000.0 - ts)
+        cons.append(vis - m[1] / 1000.0)
     obs.close()
-    return {"latency": sb.summary_ms(tot), "unmatched": unmatched, "not_visible": invisible}
+    return {"latency": sb.summary_ms(tot), "to_kafka": sb.summary_ms(ws),
+            "kafka_to_visible": sb.summary_ms(cons), "unmatched": unmatched,
+            "not_visible": invisible}
 
 
 # ------------------------------------------------------------------------------------------
@@ -473,7 +477,14 @@ def run(a, binary, boot, work: Path) -> dict:
         log("steady streaming for %d s" % a.steady_s)
         res["steady"] = cpu_rss(k.proc.pid, a.steady_s, k)
         log("  %s" % res["steady"])
+        m0 = scrape(http_port)
         res["e2c"] = e2c(replay, db, topic, boot, syms, a.e2c_s, work)
+        m1 = scrape(http_port)
+        # where a tail comes from: the stream's commits and the loop over the same phase
+        res["e2c"]["commit_s"] = histo_quantiles(histo(m0, "klined_window_commit_seconds"),
+                                                 histo(m1, "klined_window_commit_seconds"))
+        res["e2c"]["loop_lag"] = histo_quantiles(histo(m0, "klined_loop_lag_seconds"),
+                                                 histo(m1, "klined_loop_lag_seconds"))
         log("event -> committed: %s" % res["e2c"])
 
         # a heal and a certification together

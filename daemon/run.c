@@ -35,6 +35,7 @@
 #include "store.h"
 #include "symset.h"
 #include "verify.h"
+#include "walck.h"
 #include "ws.h"
 
 #include <errno.h>
@@ -65,6 +66,8 @@ static void stop(struct run *run, int code)
 	kl_heal_stop(run->heal);
 	kl_verify_stop(run->verify);
 	run->verify = NULL;
+	kl_walck_stop(run->walck);
+	run->walck = NULL;
 	kl_rest_free(run->rest);
 	run->rest = NULL;
 	kl_backfill_free(run->bf);
@@ -373,6 +376,9 @@ int kl_run(const struct kl_conf *conf, bool once, const struct kl_run_reload *re
 		kl_warn("heal", "%s: every hole search reads the whole history", err);
 		kl_store_holes_exact(run->st, true); /* no mark moves */
 	}
+	if (kl_walck_new(&run->loop, run->st, conf->db_path, &run->walck) < 0)
+		kl_warn("store",
+			"cannot open the store for checkpoints: commits checkpoint inline");
 	/* Patterns are resolved later (follow.c): their symbols are registered then. */
 	if (kl_metrics_init(conf->symbols,
 			    kl_symset_dynamic(conf->symbols, conf->nsymbols) ? 0 : conf->nsymbols) <

@@ -46,6 +46,7 @@ struct run {
 	struct kl_looplag *lag;
 	struct kl_resolve *resolve;
 	struct kl_verify *verify;     /* the hole search's marks; NULL with --once */
+	struct kl_walck *walck;	      /* the WAL's checkpoints off the loop; NULL: inline */
 	struct kl_heal_stream stream; /* the speed layer, as the heal sees it */
 	uv_timer_t status_timer;
 	uv_signal_t sigterm, sigint, sighup;

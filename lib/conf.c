@@ -126,7 +126,7 @@ static const struct key keys[] = {
      FIELD(http_assets),
      0,
      0},
-    {{"rest", "concurrency", "rest-concurrency", "32", "REST requests in flight", "N"},
+    {{"rest", "concurrency", "rest-concurrency", "64", "REST requests in flight", "N"},
      set_int,
      FIELD(rest_concurrency),
      1,

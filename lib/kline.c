@@ -51,7 +51,7 @@ const char *kl_kline_reason(enum kl_verdict v)
 }
 
 /* Why a decimal string was refused: a minus sign, a size, or the spelling. */
-static enum kl_verdict dec_verdict(const char *s, size_t len, kl_i128 *ret)
+enum kl_verdict kl_kline_dec_verdict(const char *s, size_t len, kl_i128 *ret)
 {
 	int r = kl_dec_parse(s, len, ret);
 
@@ -68,7 +68,7 @@ static enum kl_verdict json_dec(const json_t *row, size_t i, kl_i128 *ret)
 
 	if (!json_is_string(v))
 		return KL_KLINE_DECIMAL;
-	return dec_verdict(json_string_value(v), json_string_length(v), ret);
+	return kl_kline_dec_verdict(json_string_value(v), json_string_length(v), ret);
 }
 
 static int json_time(const json_t *row, size_t i, int64_t *ret)
@@ -152,7 +152,7 @@ enum kl_verdict kl_kline_from_csv(const char *line, size_t len, struct kl_kline 
 	k->open_time = csv_ms(k->open_time);
 	k->close_time = csv_ms(k->close_time);
 	for (size_t i = 0; i < sizeof(dec_col) / sizeof(dec_col[0]); i++) {
-		enum kl_verdict v = dec_verdict(f[dec_col[i]], fl[dec_col[i]], dec[i]);
+		enum kl_verdict v = kl_kline_dec_verdict(f[dec_col[i]], fl[dec_col[i]], dec[i]);
 		if (v != KL_KLINE_OK)
 			return v;
 	}
@@ -177,62 +177,6 @@ enum kl_verdict kl_kline_check(const struct kl_kline *k, int64_t from, int64_t t
 		return KL_KLINE_HIGH;
 	if (k->low > k->open || k->low > k->close)
 		return KL_KLINE_LOW;
-	return KL_KLINE_OK;
-}
-
-static enum kl_verdict obj_dec(const json_t *k, const char *key, kl_i128 *ret)
-{
-	const json_t *v = json_object_get(k, key);
-
-	if (!json_is_string(v))
-		return KL_KLINE_DECIMAL;
-	return dec_verdict(json_string_value(v), json_string_length(v), ret);
-}
-
-static bool valid_symbol(const char *s, size_t n)
-{
-	if (n < 2 || n > 20)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9')))
-			return false;
-	}
-	return true;
-}
-
-enum kl_verdict kl_event_from_json(const json_t *data, struct kl_event *ev)
-{
-	static const char *const keys[] = {"o", "h", "l", "c", "v", "q", "V", "Q"};
-	kl_i128 *const dec[] = {&ev->k.open,	   &ev->k.high,	      &ev->k.low,
-				&ev->k.close,	   &ev->k.volume,     &ev->k.quote_volume,
-				&ev->k.taker_base, &ev->k.taker_quote};
-	const json_t *k = json_object_get(data, "k"), *s = json_object_get(data, "s");
-	const json_t *t = json_object_get(k, "t"), *T = json_object_get(k, "T");
-	const json_t *E = json_object_get(data, "E"), *x = json_object_get(k, "x");
-	const json_t *n = json_object_get(k, "n"), *e = json_object_get(data, "e");
-	const json_t *i = json_object_get(k, "i");
-
-	if (!json_is_object(data) || !json_is_object(k) || !json_is_string(e) ||
-	    strcmp(json_string_value(e), "kline") != 0 || !json_is_string(s) ||
-	    !valid_symbol(json_string_value(s), json_string_length(s)) || !json_is_string(i) ||
-	    strcmp(json_string_value(i), "1m") != 0 || !json_is_boolean(x))
-		return KL_KLINE_EVENT;
-	if (!json_is_integer(t) || !json_is_integer(T) || !json_is_integer(E) ||
-	    json_integer_value(t) < 0 || json_integer_value(E) < 0)
-		return KL_KLINE_TIME;
-	memcpy(ev->symbol, json_string_value(s), json_string_length(s) + 1);
-	ev->event_time = json_integer_value(E);
-	ev->closed = json_is_true(x);
-	ev->k.open_time = json_integer_value(t);
-	ev->k.close_time = json_integer_value(T);
-	for (size_t j = 0; j < sizeof(keys) / sizeof(keys[0]); j++) {
-		enum kl_verdict v = obj_dec(k, keys[j], dec[j]);
-		if (v != KL_KLINE_OK)
-			return v;
-	}
-	if (!json_is_integer(n) || json_integer_value(n) < 0)
-		return KL_KLINE_TRADES;
-	ev->k.trades = json_integer_value(n);
 	return KL_KLINE_OK;
 }
 

@@ -72,11 +72,10 @@ enum kl_verdict kl_kline_from_json(const json_t *row, struct kl_kline *k);
 enum kl_verdict kl_kline_from_csv(const char *line, size_t len, struct kl_kline *k);
 
 /**
- * Parse a kline stream event (`{"e":"kline","E":..,"s":..,"k":{..}}`,
- * the `data` of a combined stream). @p data is borrowed.
- * @return KL_KLINE_OK with @p ev filled, or the verdict.
+ * Parse decimal text @p s (@p len bytes) into @p ret. @return KL_KLINE_OK,
+ * or why it was refused: a minus sign, a size, a precision or the spelling.
  */
-enum kl_verdict kl_event_from_json(const json_t *data, struct kl_event *ev);
+enum kl_verdict kl_kline_dec_verdict(const char *s, size_t len, kl_i128 *ret);
 
 /**
  * Find the raw text of the top-level member @p key of the JSON object in

@@ -8,6 +8,7 @@
 #include "prom.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -82,14 +83,37 @@ static void printf_(struct kl_prom *p, const char *fmt, ...)
 		put(p, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
-/* The shortest "%.Ng" that round-trips @p v (finite). */
+static bool round_trips(char *buf, size_t n, double v, int prec)
+{
+	snprintf(buf, n, "%.*g", prec, v);
+	return strtod(buf, NULL) == v;
+}
+
+/*
+ * The shortest "%.Ng" that round-trips @p v (finite). A scrape prints
+ * thousands of 13-digit timestamps, so N is searched by halves: if N digits
+ * round-trip so do N + 1 (the nearest N + 1 digits are no farther from v),
+ * as long as v's rounding interval is symmetric, that is unless v is a power
+ * of two, which climbs from 1.
+ */
 static void shortest(char *buf, size_t n, double v)
 {
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(buf, n, "%.*g", prec, v);
-		if (strtod(buf, NULL) == v)
-			return;
+	int lo = 1, hi = 17, e;
+
+	if (frexp(v, &e) == 0.5 || frexp(v, &e) == -0.5) {
+		while (!round_trips(buf, n, v, lo) && lo < 17)
+			lo++;
+		return;
 	}
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+
+		if (round_trips(buf, n, v, mid))
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	round_trips(buf, n, v, lo);
 }
 
 static void put_double(struct kl_prom *p, double v)

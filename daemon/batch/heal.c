@@ -56,51 +56,144 @@ static bool refresh_one(struct kl_heal *h, const struct hsym *s)
 	return true;
 }
 
+/* The active, planned symbol @p sid, or NULL. Lists come in the heal's order
+ * mostly, so the search starts where the last one ended. */
+static const struct hsym *heal_sym(struct kl_heal *h, int64_t sid)
+{
+	for (size_t k = 0; k < h->nsyms; k++) {
+		const struct hsym *s = h->syms[(h->fin_hint + k) % h->nsyms];
+
+		if (s->sid == sid && s->active && s->planned) {
+			h->fin_hint = (h->fin_hint + k + 1) % h->nsyms;
+			return s;
+		}
+	}
+	return NULL;
+}
+
 static void advance_closed_end(struct kl_heal *h)
 {
 	if (h->stream && kl_kline_slot(stream_time(h)) > h->closed_end)
 		h->closed_end = kl_kline_slot(stream_time(h));
 }
 
-/*
- * Refresh the days of the active symbols among @p sids (NULL: all of them).
- * Only what a fill wrote needs it: the stream keeps today's row itself, and
- * the days it wrote stay marked until their certification writes them.
- */
-static void refresh_days(struct kl_heal *h, const int64_t *sids, size_t n)
-{
-	advance_closed_end(h);
-	if (sids && !n)
-		return;
-	for (size_t i = 0; i < h->nsyms; i++) {
-		const struct hsym *s = h->syms[i];
-		bool want = s->active && s->planned && !sids;
-
-		for (size_t k = 0; sids && s->active && s->planned && k < n && !want; k++)
-			want = sids[k] == s->sid;
-		if (want && !refresh_one(h, s))
-			return;
-	}
-}
-
 static void on_follow(uv_timer_t *t);
 
 static void certify(struct kl_heal *h);
+
+static void finish_some(uv_timer_t *t);
+
+/* The fill's last steps, once every symbol it wrote is refreshed (finish_some). */
+static void filled(struct kl_heal *h)
+{
+	h->filling = h->finishing = false;
+	if (h->once) {
+		char t[21];
+
+		kl_time_format(h->closed_end, t);
+		kl_info("run", "store is current up to %s (exchange time); exiting", t);
+		stop(h, 0);
+		return;
+	}
+	h->refreshed_all = true;
+	if (!h->stream) {
+		uv_timer_start(&h->follow, on_follow, FOLLOW_MS, 0);
+		return;
+	}
+	/* A gap (the stream came back) before a certification of days the
+	 * stream already holds: it is what users see, and both share the weight. */
+	if (h->heal_wanted) {
+		h->heal_wanted = false;
+		uv_timer_start(&h->follow, on_follow, 0, 0);
+		return;
+	}
+	if (h->certify_before > 0) {
+		certify(h);
+		return;
+	}
+	/* A heal asked for sooner (a reconnection) keeps its time. */
+	if (!uv_is_active((uv_handle_t *)&h->follow) || uv_timer_get_due_in(&h->follow) > HEAL_MS)
+		uv_timer_start(&h->follow, on_follow, HEAL_MS, 0);
+}
+
+/*
+ * Refresh the days of what the fill wrote (h->fin) and let what REST wrote
+ * replace the stream's view of those symbols: the stream keeps today's row
+ * itself, and the days it wrote stay marked until their certification
+ * writes them. After a certification that is every symbol, so it runs in
+ * slices of REFRESH_BUDGET_NS, one loop turn each, and never inside the
+ * stream's open checkpoint, which a refresh would commit early.
+ */
+static void finish_some(uv_timer_t *t)
+{
+	struct kl_heal *h = t->data;
+	uint64_t t0 = uv_hrtime();
+
+	advance_closed_end(h);
+	/* Not 0 ms: libuv 1.44 runs a timer re-armed with 0 in the same pass, and
+	 * the loop would poll nothing until the end. */
+	if (h->stream && kl_store_in_tx(h->st)) {
+		uv_timer_start(&h->follow, finish_some, 1, 0);
+		return;
+	}
+	while (h->fin_at < h->fin_n && uv_hrtime() - t0 < REFRESH_BUDGET_NS) {
+		const struct hsym *s = heal_sym(h, h->fin[h->fin_at]);
+
+		if (s && !refresh_one(h, s)) {
+			h->fin_n = h->fin_at; /* the marks stay: the next fill redoes them */
+			break;
+		}
+		if (h->stopped)
+			return;
+		if (s && h->stream)
+			h->stream->reload(h->stream->ud, &s->sid, 1);
+		h->fin_at++;
+	}
+	if (h->fin_at < h->fin_n) {
+		uv_timer_start(&h->follow, finish_some, 1, 0);
+		return;
+	}
+	free(h->fin);
+	h->fin = NULL;
+	h->fin_n = h->fin_at = 0;
+	filled(h);
+}
+
+/* Every active symbol: the first fill refreshes them all (a crash may have left marks). */
+static int all_sids(struct kl_heal *h, int64_t **ret)
+{
+	int64_t *v = malloc((h->nsyms ? h->nsyms : 1) * sizeof(*v));
+	int n = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < h->nsyms; i++) {
+		if (h->syms[i]->active && h->syms[i]->planned)
+			v[n++] = h->syms[i]->sid;
+	}
+	*ret = v;
+	return n;
+}
 
 static void on_filled(void *ud, int status)
 {
 	struct kl_heal *h = ud;
 	int64_t *written = NULL;
-	int nw = 0;
+	int nw;
 
-	h->filling = false;
-	if (status < 0 && (h->once || h->stopped)) {
+	if (h->stopped) {
+		h->filling = false;
+		return;
+	}
+	if (status < 0 && h->once) {
+		h->filling = false;
 		stop(h, 1);
 		return;
 	}
 	if (status < 0) {
 		/* Nothing stored was lost: the holes are still holes. A daemon waits
 		 * for the disk or the lock to come back rather than exit. */
+		h->filling = false;
 		if (h->certifying > h->certify_before)
 			h->certify_before = h->certifying;
 		h->certifying = 0;
@@ -110,54 +203,22 @@ static void on_filled(void *ud, int status)
 		return;
 	}
 	h->certifying = 0;
-	/* The first fill refreshes every symbol (a crash may have left marks),
-	 * the others what they wrote. */
-	nw = h->refreshed_all ? kl_backfill_take_written(h->bf, &written) : -1;
+	nw = kl_backfill_take_written(h->bf, &written);
+	if (!h->refreshed_all || nw < 0) {
+		free(written);
+		nw = all_sids(h, &written);
+	}
 	if (nw < 0) {
-		int64_t *w = NULL;
-
-		if (kl_backfill_take_written(h->bf, &w) >= 0)
-			free(w);
-		free(written);
-		written = NULL;
-	}
-	refresh_days(h, written, nw > 0 ? (size_t)nw : 0);
-	if (h->stopped) {
-		free(written);
+		kl_err("run", "cannot refresh the days: %s", strerror(-nw));
+		stop(h, 1);
 		return;
 	}
-	if (h->once) {
-		char t[21];
-
-		kl_time_format(h->closed_end, t);
-		kl_info("run", "store is current up to %s (exchange time); exiting", t);
-		free(written);
-		stop(h, 0);
-		return;
-	}
-	if (!h->stream) {
-		free(written);
-		h->refreshed_all = true;
-		uv_timer_start(&h->follow, on_follow, FOLLOW_MS, 0);
-		return;
-	}
-	/* What REST wrote replaces the stream's view of those symbols only. */
-	if (nw != 0)
-		h->stream->reload(h->stream->ud, written, nw > 0 ? (size_t)nw : 0);
-	free(written);
-	h->refreshed_all = true;
-	if (h->certify_before > 0) {
-		certify(h);
-		return;
-	}
-	if (h->heal_wanted) {
-		h->heal_wanted = false;
-		uv_timer_start(&h->follow, on_follow, 0, 0);
-		return;
-	}
-	/* A heal asked for sooner (a reconnection) keeps its time. */
-	if (!uv_is_active((uv_handle_t *)&h->follow) || uv_timer_get_due_in(&h->follow) > HEAL_MS)
-		uv_timer_start(&h->follow, on_follow, HEAL_MS, 0);
+	/* Still filling: a heal or a final day asked for meanwhile waits for the end. */
+	h->finishing = true;
+	h->fin = written;
+	h->fin_n = (size_t)nw;
+	h->fin_at = 0;
+	finish_some(&h->follow);
 }
 
 static void fill_rest(struct kl_heal *h, int64_t from);
@@ -354,9 +415,13 @@ static enum kl_rest_verdict on_follow_time(void *ud, const struct kl_rest_reply 
 		if (kl_kline_slot(h->now_ms) > h->closed_end)
 			h->closed_end = kl_kline_slot(h->now_ms);
 	}
-	/* A doubted reading changes nothing, but heals and fills go on. */
-	if (h->filling)
+	/* A doubted reading changes nothing, but heals and fills go on. A heal
+	 * due during a fill (a certification began after a reconnection asked
+	 * for one) follows it rather than wait for the next period. */
+	if (h->filling) {
+		h->heal_wanted = true;
 		return KL_REST_DONE;
+	}
 	if (h->stream) {
 		int64_t back = h->closed_end - HEAL_DAYS * KL_DAY_MS;
 		if (uv_now(h->loop) - h->healed_all_at >= HEAL_ALL_MS || h->heal_all) {
@@ -435,8 +500,8 @@ void kl_heal_tick(struct kl_heal *h)
 	 * (harmless), but never the stream's checkpoint, so with a stream only
 	 * between transactions. Not while the archives load: each refresh would
 	 * redo the days from the oldest new file to today (seconds of the loop for
-	 * years of history); on_filled refreshes once at the end. */
-	if (h && !h->stopped && h->filling && !h->refreshed_all &&
+	 * years of history); the fill's end refreshes once (finish_some). */
+	if (h && !h->stopped && h->filling && !h->finishing && !h->refreshed_all &&
 	    (!h->stream || !kl_store_in_tx(h->st)) &&
 	    !(h->archive && kl_archive_running(h->archive)) && ++h->fill_ticks % FILL_DAYS_S == 0)
 		refresh_some(h);
@@ -515,5 +580,6 @@ void kl_heal_free(struct kl_heal *h)
 	for (size_t i = 0; i < h->nsyms; i++)
 		free(h->syms[i]);
 	free(h->syms);
+	free(h->fin);
 	free(h);
 }

@@ -56,7 +56,10 @@ struct kl_heal {
 	int64_t fill_from;	/* of the fill under way: the archive goes first */
 	unsigned fill_ticks;	/* kl_heal_tick calls while filling */
 	size_t refresh_at;	/* the next symbol kl_heal_tick refreshes */
+	int64_t *fin; /* a fill's end: the symbols whose days are refreshed (finish_some) */
+	size_t fin_n, fin_at, fin_hint;
 	bool once, stopped, filling, heal_wanted, heal_all, started;
+	bool finishing;	    /* a fill's end is refreshing, in slices (still filling) */
 	bool refreshed_all; /* the first fill's refresh of every symbol is done */
 };
 

@@ -14,13 +14,13 @@
 #include "speed_int.h"
 
 #include "day.h"
+#include "event.h"
 #include "log.h"
 #include "metrics.h"
 #include "window.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,7 +132,6 @@ static bool foreign_key(struct kl_speed *sp, const struct kl_bus_msg *m)
 
 static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 {
-	json_t *j;
 	struct kl_event ev;
 	enum kl_verdict v;
 	struct ssym *s;
@@ -144,9 +143,7 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 		kl_metrics_add(KL_M_FOREIGN, 1);
 		return;
 	}
-	j = json_loadb(m->value, m->len, 0, NULL);
-	v = j ? kl_event_from_json(j, &ev) : KL_KLINE_EVENT;
-	json_decref(j);
+	v = kl_event_parse(m->value, m->len, &ev);
 	if (v == KL_KLINE_OK)
 		v = kl_kline_check(&ev.k, 0, TIME_MAX);
 	if (v == KL_KLINE_OK && (ev.event_time < 0 || ev.event_time >= TIME_MAX))
@@ -426,8 +423,11 @@ void kl_speed_reload(struct kl_speed *sp, const int64_t *sids, size_t n)
 				kl__speed_load_window(sp, &sp->syms[i], w, w->w.closed.start);
 		}
 	}
+	/* The reloaded days go out with the next checkpoint, not one each: a
+	 * fill's end reloads symbol by symbol. */
 	sp->pending++;
-	commit(sp);
+	if (!uv_is_active((uv_handle_t *)&sp->commit_timer))
+		uv_timer_start(&sp->commit_timer, on_commit_timer, COMMIT_MS, 0);
 }
 
 void kl_speed_stats(const struct kl_speed *sp, struct kl_speed_stats *ret)

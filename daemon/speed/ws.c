@@ -188,8 +188,9 @@ static void frame(struct conn *c)
 		rotate(s, "serverShutdown");
 		return;
 	}
-	if (kl_json_member(c->buf, c->len, "id", &off, &len) == 0 &&
-	    kl_json_member(c->buf, c->len, "stream", &off, &len) < 0) {
+	/* "stream" leads every event: the answer's "id" is looked for only without it. */
+	if (kl_json_member(c->buf, c->len, "stream", &off, &len) < 0 &&
+	    kl_json_member(c->buf, c->len, "id", &off, &len) == 0) {
 		kl__ws_reply(c); /* an answer to a control message */
 		return;
 	}

@@ -92,6 +92,9 @@ static const char *const sql[S_COUNT] = {
     [S_SUSPECT_ADD] = "INSERT INTO hole_suspect (sid, from_ms, to_ms, new) VALUES (?1, ?2, ?3, ?4)",
     [S_SUSPECT_DEL] = "DELETE FROM hole_suspect WHERE id = ?1",
     [S_SUSPECT_NEW] = "SELECT count(*) FROM hole_suspect WHERE sid = ?1 AND new",
+    [S_SUSPECT_ANY_NEW] = "SELECT EXISTS (SELECT 1 FROM hole_suspect WHERE new)",
+    [S_READ_BEGIN] = "BEGIN DEFERRED",
+    [S_READ_END] = "COMMIT",
     [S_SUSPECT_SEEN] = "UPDATE hole_suspect SET new = 0 WHERE sid = ?1 AND new",
 };
 
@@ -285,6 +288,7 @@ int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *
 			goto out;
 		}
 		kl_storefile_note(path, &st->id);
+		kl__store_wal_hook(st);
 	}
 	*ret = st;
 	return 0;

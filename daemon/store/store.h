@@ -140,6 +140,41 @@ struct kl_store_verdict {
 	int bits;  /* KL_STORE_VERIFY_MORE, _BEHIND */
 };
 
+/** @return the pages in the WAL after @p st's last commit (a writer's; 0 before one). */
+int kl_store_wal_pages(const struct kl_store *st);
+
+/*
+ * A connection that only checkpoints the WAL, PASSIVE (it waits for no
+ * writer or reader), for libuv's thread pool: the writers' own commits do
+ * not (store_wal.c). One thread at a time.
+ */
+struct kl_store_ck;
+
+/** Open one on @p path. @return 0 with *ret (free with kl_store_ck_close), or -errno. */
+int kl_store_ck_open(const char *path, struct kl_store_ck **ret);
+
+/** Checkpoint what no reader still needs. @return 0 with *left pages not yet copied, or -errno. */
+int kl_store_ck_run(struct kl_store_ck *ck, int *left);
+
+/** Close @p ck. NULL is fine. */
+void kl_store_ck_close(struct kl_store_ck *ck);
+
+/** Leave @p st's checkpoints to a kl_store_ck (its commits then checkpoint only past a
+ * backstop of 20,000 pages). */
+void kl_store_wal_defer(struct kl_store *st);
+
+/** @return 1 if a hole suspect nobody searched yet is recorded (a row went), 0 if not,
+ * or -errno. */
+int kl_store_any_new_suspect(struct kl_store *st);
+
+/**
+ * One snapshot for the reads until kl_store_read_end, on a read-only
+ * store: a kl_store_verify_read is one read transaction, not one per
+ * statement (each takes and drops the WAL's locks). @return 0, or -errno.
+ */
+int kl_store_read_begin(struct kl_store *st);
+void kl_store_read_end(struct kl_store *st);
+
 /**
  * Search the next slice of @p sid's history past its mark (at most about
  * @p max_rows rows read, rechecking suspects too) and say in @p v (the

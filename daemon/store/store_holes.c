@@ -245,6 +245,26 @@ static int any_new(struct kl_store *st, int64_t sid, bool *news)
 	return rc == SQLITE_ROW ? 0 : kl__store_err(rc);
 }
 
+int kl_store_any_new_suspect(struct kl_store *st)
+{
+	sqlite3_stmt *s = st->stmt[S_SUSPECT_ANY_NEW];
+	int rc = sqlite3_step(s), r;
+
+	r = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) != 0 : kl__store_err(rc);
+	sqlite3_reset(s);
+	return r;
+}
+
+int kl_store_read_begin(struct kl_store *st)
+{
+	return kl__store_step_done(st, S_READ_BEGIN);
+}
+
+void kl_store_read_end(struct kl_store *st)
+{
+	kl__store_step_done(st, S_READ_END);
+}
+
 int kl_store_verify_read(struct kl_store *st, int64_t sid, int64_t max_rows, int64_t *cursor,
 			 struct kl_store_verdict *v)
 {

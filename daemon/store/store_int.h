@@ -44,6 +44,9 @@ enum stmt {
 	S_SUSPECT_ADD,
 	S_SUSPECT_DEL,
 	S_SUSPECT_NEW,
+	S_SUSPECT_ANY_NEW,
+	S_READ_BEGIN,
+	S_READ_END,
 	S_SUSPECT_SEEN,
 	S_COUNT
 };
@@ -62,7 +65,12 @@ struct kl_store {
 	char *path;		   /* a writer's: kl_store_file_check() */
 	struct kl_storefile_id id; /* its files as they were after open */
 	bool holes_exact;	   /* kl_store_holes reads all it needs (store_holes.c) */
+	int wal_pages;		   /* after this connection's last commit (store_wal.c) */
+	bool wal_deferred;	   /* its checkpoints are a checkpointer's (kl_store_wal_defer) */
 };
+
+/** Count a writer's WAL pages, checkpointing inline only past a backstop (store_wal.c). */
+void kl__store_wal_hook(struct kl_store *st);
 
 /** @return the negative errno for SQLite result code @p rc. */
 int kl__store_err(int rc);

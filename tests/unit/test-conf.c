@@ -120,7 +120,7 @@ static void defaults(void **state)
 	assert_int_equal(c->watermark_ms, 3600000);
 	assert_int_equal(c->log_level, KL_LOG_INFO);
 	assert_string_equal(c->http_listen, "127.0.0.1:8642");
-	assert_int_equal(c->rest_concurrency, 32);
+	assert_int_equal(c->rest_concurrency, 64);
 	assert_int_equal(c->symbols_refresh_ms, 3600000);
 	assert_int_equal(c->rest_timeout_ms, 10000);
 	assert_int_equal(c->rest_weight_limit, 0);

@@ -5,6 +5,7 @@
  * real history (off-minute open times, a close time cut short by a halt,
  * zero-volume minutes, microsecond dumps) must be accepted.
  */
+#include "event.h"
 #include "kline.h"
 
 #include <errno.h>

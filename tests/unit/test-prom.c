@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +36,53 @@ static void histo_buckets(void **state)
 	assert_int_equal(h.counts[4], 1);
 	assert_int_equal(h.count, 4);
 	assert_true(fabs(h.sum - 2.0515) < 1e-12);
+}
+
+/* The definition: the fewest %g digits that read back as the same double. */
+static void shortest_ref(char *buf, size_t n, double v)
+{
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, n, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			return;
+	}
+}
+
+/* The searched form prints what the definition does: timestamps, powers of
+ * two and their neighbours, random bit patterns. */
+static void shortest_digits(void **state)
+{
+	uint64_t x = 0x9e3779b97f4a7c15u;
+
+	(void)state;
+	for (int i = 0; i < 30000; i++) {
+		double v;
+		char want[40], line[96];
+		struct kl_prom p = {0};
+		size_t len;
+		char *s;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		if (i % 3 == 0) {
+			v = (double)(1686441600000 + (int64_t)(x % 400000000000)) / 1000.0;
+		} else if (i % 3 == 1) {
+			v = ldexp(1.0, (int)(x % 200) - 100);
+			v = i % 2 ? nextafter(v, 0) : v;
+		} else {
+			memcpy(&v, &x, sizeof(v));
+			if (!isfinite(v))
+				continue;
+		}
+		shortest_ref(want, sizeof(want), v);
+		snprintf(line, sizeof(line), "g %s\n", want);
+		kl_prom_sample(&p, "g", NULL, 0, v);
+		s = kl_prom_take(&p, &len);
+		assert_non_null(s);
+		assert_string_equal(s, line);
+		free(s);
+	}
 }
 
 static void text(void **state)
@@ -100,6 +148,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(histo_buckets),
 	    cmocka_unit_test(text),
+	    cmocka_unit_test(shortest_digits),
 	    cmocka_unit_test(grows),
 	};
 
