@@ -36,7 +36,7 @@ in daemon mode with `--symbols '*USDT'`, the archive on ([archive] url = the rep
             the phase), until the day is certified for every symbol and the gap is healed.
 
 --rest-concurrency N runs the restarted klined with that many REST requests in flight
-(klined's default is 8).  --perf records the restarted klined with perf (call graphs) into
+(klined's default is 64).  --perf records the restarted klined with perf (call graphs) into
 $WORK/perf.data and traces the loop lag each second into $WORK/lag.tsv: not for figures.
 
 Prints the machine, a markdown table (goal / measured), the commands; writes

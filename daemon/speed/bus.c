@@ -83,6 +83,9 @@ rd_kafka_conf_t *kl__bus_make_conf(struct kl_bus *bus, bool producer, char *err,
 	rd_kafka_conf_set_error_cb(c, on_error);
 	r |= conf_set(c, "bootstrap.servers", kc->kafka_brokers, err, n);
 	r |= conf_set(c, "client.id", "klined", err, n);
+	/* Small requests both ways (a burst's batches, the fetches): Nagle's wait
+	 * for the ACK of the last one would be most of event -> committed. */
+	r |= conf_set(c, "socket.nagle.disable", "true", err, n);
 	if (producer) {
 		rd_kafka_conf_set_dr_msg_cb(c, kl__bus_on_delivery);
 		r |= conf_set(c, "enable.idempotence", "true", err, n);
