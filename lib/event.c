@@ -23,9 +23,12 @@ static bool valid_symbol(const char *s, size_t n)
 /* As strcmp(v, lit) == 0 on jansson's NUL-terminated strings. */
 static bool str_is(const struct kl_jval *v, const char *lit)
 {
-	size_t m = strnlen(v->s, v->len);
+	size_t m;
 
-	return v->type == KL_J_STRING && m == strlen(lit) && memcmp(v->s, lit, m) == 0;
+	if (v->type != KL_J_STRING)
+		return false;
+	m = strnlen(v->s, v->len);
+	return m == strlen(lit) && memcmp(v->s, lit, m) == 0;
 }
 
 enum kl_verdict kl_event_judge(const struct kl_evview *v, struct kl_event *ev)
@@ -145,9 +148,9 @@ static bool scan_int(struct scan *sc, int64_t *ret)
 	int64_t v = 0;
 
 	while (sc->p < sc->n && sc->t[sc->p] >= '0' && sc->t[sc->p] <= '9') {
-		v = v * 10 + (sc->t[sc->p++] - '0');
 		if (++digits > 18)
 			return false;
+		v = v * 10 + (sc->t[sc->p++] - '0');
 	}
 	if (!digits || (sc->t[a] == '0' && digits > 1))
 		return false;
