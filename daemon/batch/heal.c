@@ -100,15 +100,13 @@ static void filled(struct kl_heal *h)
 		uv_timer_start(&h->follow, on_follow, FOLLOW_MS, 0);
 		return;
 	}
-	/* A gap (the stream came back) before a certification of days the
-	 * stream already holds: it is what users see, and both share the weight. */
+	if (h->certify_before > 0) {
+		certify(h);
+		return;
+	}
 	if (h->heal_wanted) {
 		h->heal_wanted = false;
 		uv_timer_start(&h->follow, on_follow, 0, 0);
-		return;
-	}
-	if (h->certify_before > 0) {
-		certify(h);
 		return;
 	}
 	/* A heal asked for sooner (a reconnection) keeps its time. */

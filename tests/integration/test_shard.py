@@ -120,8 +120,22 @@ def test_two_instances_disjoint_symbols_one_topic(replay, klined, kafka_broker, 
     b.start()
     wait_for(lambda: vnow(srv) >= FINAL and a.certified("2023-03-10") and
              b.certified("2023-03-10"), timeout=60, step=0.2)
-    foreign = {sh.name: sh.metric("klined_events_foreign_total") for sh in (a, b)}
-    consumed = {sh.name: sh.metric("klined_events_consumed_total") for sh in (a, b)}
+    # The certification is REST's: the stream's minutes up to FINAL, and the restarted B's
+    # first events from the topic, may still be on their way (at 600x a second of lag is
+    # ten virtual minutes). Wait for them rather than read a race.
+    wait_for(lambda: all((newest(sh.db, s) or 0) + 60_000 >= FINAL
+                         for sh in (a, b) for s in sh.symbols), timeout=30, step=0.2)
+
+    def counters(name):
+        try:
+            return {sh.name: sh.metric(name) for sh in (a, b)}
+        except OSError:
+            return None
+    wait_for(lambda: all(v > 100 for v in (counters("klined_events_foreign_total") or {"": 0}).values())
+             and all(v > 0 for v in (counters("klined_events_consumed_total") or {"": 0}).values()),
+             timeout=30, step=0.2)
+    foreign = counters("klined_events_foreign_total")
+    consumed = counters("klined_events_consumed_total")
     late = {sh.name: sh.metric("klined_late_events_total") for sh in (a, b)}
     status = {sh.name: json.loads(sh.k.cmd("status", "--json").stdout) for sh in (a, b)}
     settle(srv, a, b)
