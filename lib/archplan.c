@@ -48,10 +48,15 @@ static size_t days(int64_t from, int64_t to, int64_t last, struct kl_arch_file *
 	return n;
 }
 
+int64_t kl_arch_end(int64_t now)
+{
+	return kl_day_floor(now) - KL_ARCH_DAY_BEHIND_MS + KL_DAY_MS;
+}
+
 size_t kl_arch_plan(int64_t from, int64_t to, int64_t now, struct kl_arch_file *out, size_t max)
 {
 	int64_t today = kl_day_floor(now);
-	int64_t last_day = today - KL_ARCH_DAY_BEHIND_MS + KL_DAY_MS; /* days before this */
+	int64_t last_day = kl_arch_end(now); /* days before this */
 	size_t n = 0;
 
 	if (from < 0)

@@ -26,6 +26,10 @@ struct kl_arch_file {
 /* [from, to) of the calendar month holding @ms (UTC). */
 void kl_arch_month(int64_t ms, int64_t *from, int64_t *to);
 
+/* The end of what the archive can hold at exchange time @now: nothing after it is
+ * asked for (nor need the holes past it be looked for). */
+int64_t kl_arch_end(int64_t now);
+
 /*
  * The files covering [@from, @to) that the archive has at exchange time @now,
  * in time order, at most @max (the rest on a later call from the last file's

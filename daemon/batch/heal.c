@@ -11,6 +11,7 @@
 #include "heal_int.h"
 
 #include "archive.h"
+#include "archplan.h"
 #include "day.h"
 #include "exchange.h"
 #include "log.h"
@@ -240,14 +241,19 @@ static void on_archived(void *ud, int status)
 static bool fill_archive(struct kl_heal *h, int64_t from)
 {
 	struct kl_ranges holes = {0};
+	int64_t end = kl_arch_end(h->now_ms);
 	int queued = 0;
 
 	if (!h->archive || kl_archive_off(h->archive))
 		return false;
+	/* Only what the archive can have: a restart's recent gap is REST's alone, and
+	 * its holes are searched once, by fill_rest. */
+	if (end > h->closed_end)
+		end = h->closed_end;
 	for (size_t i = 0; i < h->nsyms; i++) {
 		struct hsym *s = h->syms[i];
 		int64_t a = from > s->start && !s->fresh ? from : s->start;
-		int r = s->active ? kl_store_holes(h->st, s->sid, a, h->closed_end, &holes) : 0;
+		int r = s->active && a < end ? kl_store_holes(h->st, s->sid, a, end, &holes) : 0;
 
 		if (r == 0 && holes.n)
 			r = kl_archive_add(h->archive, s->symbol, s->sid, &holes, h->now_ms);

@@ -16,8 +16,11 @@
 #include <uv.h>
 
 /* The exchange allows 1,024 streams per connection; a connection's URL
- * carries what fits in lws 4.1's request line and SUBSCRIBE the rest. */
-#define KL_WS_STREAMS_PER_CONN 1000
+ * carries what fits in lws 4.1's request line and SUBSCRIBE the rest, ~150
+ * a message at 2.5 messages a second per connection. At 500 a connection
+ * subscribes in three messages (0.8 s), where 1,000 took seven (2.4 s):
+ * the start-up of 1,500 symbols waits for its slowest connection. */
+#define KL_WS_STREAMS_PER_CONN 500
 
 struct kl_ws;
 

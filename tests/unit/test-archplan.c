@@ -86,6 +86,13 @@ static void plan(void **state)
 	n = kl_arch_plan(at("2023-01-01"), now, now, f, 1);
 	assert_int_equal(n, 1);
 	assert_int_equal(kl_arch_plan(now, now, now, f, 64), 0);
+	/* kl_arch_end: the last file planned ends there, and nothing starts at it. */
+	assert_int_equal(kl_arch_end(now), at("2023-03-19"));
+	assert_int_equal(kl_arch_end(at("2023-03-20")), at("2023-03-19"));
+	assert_int_equal(kl_arch_plan(kl_arch_end(now), now, now, f, 64), 0);
+	n = kl_arch_plan(kl_arch_end(now) - 1, now, now, f, 64);
+	assert_int_equal(n, 1);
+	assert_int_equal(f[0].to, kl_arch_end(now));
 }
 
 static void fallback_days(void **state)

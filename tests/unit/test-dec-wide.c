@@ -125,6 +125,40 @@ static void format8_values(void **state)
 	assert_int_equal(kl_dec_format8(1, buf, 47), 0);
 }
 
+/* Digits come in 64-bit chunks of 19 (lib/dec.c): each side of a chunk's
+ * edge, and zeros inside the low chunk, against printf of the two halves. */
+static void format8_chunks(void **state)
+{
+	const uint64_t e19 = 10000000000000000000ULL;
+	const uint64_t hi[] = {1, 2, 9, 10, 1844674407, 9999999999};
+	const uint64_t lo[] = {0, 1, 99999999, 100000000, 1000000000000000000ULL, e19 - 1};
+	uint64_t seed = 19;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(hi) / sizeof(*hi) + 200; i++)
+		for (size_t j = 0; j < sizeof(lo) / sizeof(*lo); j++) {
+			uint64_t h =
+			    i < sizeof(hi) / sizeof(*hi) ? hi[i] : lcg(&seed) % 9999999999ULL + 1;
+			uint64_t l = i < sizeof(hi) / sizeof(*hi) ? lo[j] : lcg(&seed) % e19;
+			kl_i128 v = (kl_i128)((kl_u128)h * e19 + l);
+			char digits[48], want[64], got[64];
+			size_t n = (size_t)snprintf(digits, sizeof(digits), "%llu%019llu",
+						    (unsigned long long)h, (unsigned long long)l);
+
+			snprintf(want, sizeof(want), "%.*s.%s", (int)(n - 8), digits,
+				 digits + n - 8);
+			assert_int_equal(kl_dec_format8(v, got, sizeof(got)), strlen(want));
+			assert_string_equal(got, want);
+			kl_dec_format8(-v, got, sizeof(got));
+			assert_int_equal(got[0], '-');
+			assert_string_equal(got + 1, want);
+		}
+	/* The last value below the first chunk's edge. */
+	char got[64];
+	kl_dec_format8((kl_i128)(e19 - 1), got, sizeof(got));
+	assert_string_equal(got, "99999999999.99999999");
+}
+
 static void assert_nearest(kl_i128 v)
 {
 	char buf[64];

@@ -280,6 +280,7 @@ int main(void)
 	    cmocka_unit_test(wide_round_trip),
 	    cmocka_unit_test(wide_fuzz),
 	    cmocka_unit_test(format8_values),
+	    cmocka_unit_test(format8_chunks),
 	    cmocka_unit_test(nearest_double),
 	    cmocka_unit_test(nearest_double_random),
 	    cmocka_unit_test(day_of_largest),
