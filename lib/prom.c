@@ -193,6 +193,35 @@ void kl_prom_sample(struct kl_prom *p, const char *name, const char *const *labe
 	put(p, "\n", 1);
 }
 
+void kl_prom_sample_ms(struct kl_prom *p, const char *name, const char *const *labels,
+		       size_t nlabels, int64_t ms)
+{
+	char tmp[32];
+	size_t i = sizeof(tmp);
+	uint64_t u = ms < 0 ? (uint64_t) - (ms + 1) + 1 : (uint64_t)ms;
+	unsigned frac = (unsigned)(u % 1000);
+	int nfrac = frac ? 3 : 0;
+
+	puts_(p, name);
+	labels_(p, labels, nlabels, NULL);
+	tmp[--i] = '\n';
+	for (; nfrac && frac % 10 == 0; nfrac--)
+		frac /= 10; /* the shortest: 1.5, not 1.500 */
+	for (int d = 0; d < nfrac; d++, frac /= 10)
+		tmp[--i] = (char)('0' + frac % 10);
+	if (nfrac)
+		tmp[--i] = '.';
+	u /= 1000;
+	do {
+		tmp[--i] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (ms < 0)
+		tmp[--i] = '-';
+	tmp[--i] = ' ';
+	put(p, tmp + i, sizeof(tmp) - i);
+}
+
 void kl_prom_sample_u64(struct kl_prom *p, const char *name, const char *const *labels,
 			size_t nlabels, uint64_t value)
 {

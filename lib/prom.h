@@ -42,6 +42,14 @@ void kl_prom_family(struct kl_prom *p, const char *name, const char *type, const
 void kl_prom_sample(struct kl_prom *p, const char *name, const char *const *labels, size_t nlabels,
 		    double value);
 
+/**
+ * As kl_prom_sample of @p ms / 1000 (a time or age in seconds), written as the
+ * exact decimal, without printf: the same double when parsed (both are the
+ * nearest to ms / 1000, for |ms| < 2^53), and a scrape writes two per symbol.
+ */
+void kl_prom_sample_ms(struct kl_prom *p, const char *name, const char *const *labels,
+		       size_t nlabels, int64_t ms);
+
 /** As kl_prom_sample, for a counter or integer gauge (exact beyond 2^53). */
 void kl_prom_sample_u64(struct kl_prom *p, const char *name, const char *const *labels,
 			size_t nlabels, uint64_t value);

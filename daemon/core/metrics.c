@@ -436,8 +436,8 @@ static void write_symbols(struct kl_prom *p, int64_t now)
 		if (reg.syms[i].event_time < 0)
 			continue;
 		lab[1] = reg.syms[i].symbol;
-		kl_prom_sample(p, "klined_newest_event_timestamp_seconds", lab, 1,
-			       (double)reg.syms[i].event_time / 1000.0);
+		kl_prom_sample_ms(p, "klined_newest_event_timestamp_seconds", lab, 1,
+				  reg.syms[i].event_time);
 	}
 	kl_prom_family(p, "klined_newest_event_age_seconds", "gauge",
 		       "wall clock minus the newest event time per symbol");
@@ -445,8 +445,8 @@ static void write_symbols(struct kl_prom *p, int64_t now)
 		if (reg.syms[i].event_time < 0)
 			continue;
 		lab[1] = reg.syms[i].symbol;
-		kl_prom_sample(p, "klined_newest_event_age_seconds", lab, 1,
-			       (double)(now - reg.syms[i].event_time) / 1000.0);
+		kl_prom_sample_ms(p, "klined_newest_event_age_seconds", lab, 1,
+				  now - reg.syms[i].event_time);
 	}
 }
 

@@ -85,6 +85,58 @@ static void shortest_digits(void **state)
 	}
 }
 
+/* Whole milliseconds as seconds: the doubles' path's text, or (where %g would
+ * take an exponent, 1.6864416e+09) the plain decimal of the same double. */
+static void milliseconds(void **state)
+{
+	uint64_t x = 0x2545f4914f6cdd1du;
+	const int64_t edges[] = {0,
+				 1,
+				 -1,
+				 10,
+				 100,
+				 999,
+				 1000,
+				 1001,
+				 -1000,
+				 -1500,
+				 1686441600000,
+				 1686441600010,
+				 1686441600100,
+				 INT64_MAX / 2048,
+				 -(INT64_MAX / 2048)};
+
+	(void)state;
+	for (int i = 0; i < 60000; i++) {
+		int64_t ms;
+		char want[40], line[96];
+		struct kl_prom p = {0};
+		size_t len;
+		char *s;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		if (i < (int)(sizeof(edges) / sizeof(*edges)))
+			ms = edges[i];
+		else if (i % 2)
+			ms = 1686441600000 + (int64_t)(x % 400000000000); /* event times */
+		else
+			ms = (int64_t)(x % 20000000) - 10000; /* ages, a few negative */
+		shortest_ref(want, sizeof(want), (double)ms / 1000.0);
+		snprintf(line, sizeof(line), "t{symbol=\"BTCUSDT\"} %s\n", want);
+		kl_prom_sample_ms(&p, "t", (const char *const[]){"symbol", "BTCUSDT"}, 1, ms);
+		s = kl_prom_take(&p, &len);
+		assert_non_null(s);
+		if (strcmp(s, line) != 0 &&
+		    (strchr(want, 'e') == NULL ||
+		     strtod(strchr(s, ' ') + 1, NULL) != (double)ms / 1000.0))
+			fail_msg("%lld ms: %s, want %s", (long long)ms, s, line);
+		assert_int_equal(len, strlen(s));
+		free(s);
+	}
+}
+
 static void text(void **state)
 {
 	struct kl_prom p = {0};
@@ -146,9 +198,8 @@ static void grows(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(histo_buckets),
-	    cmocka_unit_test(text),
-	    cmocka_unit_test(shortest_digits),
+	    cmocka_unit_test(histo_buckets),   cmocka_unit_test(text),
+	    cmocka_unit_test(shortest_digits), cmocka_unit_test(milliseconds),
 	    cmocka_unit_test(grows),
 	};
 
