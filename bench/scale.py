@@ -459,8 +459,8 @@ def run(a, binary, boot, work: Path) -> dict:
             "phases_s": {k_: None if v is None else round(v, 2) for k_, v in {
                 "exchangeInfo": k.first(r"\[exchange\] symbols:"),
                 "time": k.first(r"exchange time "),
-                "plan": k.last(r"minutes? missing|new symbol, history",
-                               k.first(r"ws: connected") or float("inf")),
+                # the start-up's plan (its slices let the stream connect meanwhile)
+                "plan": k.first(r"minutes? missing|new symbol, history"),
                 "first_connect": k.first(r"ws: connected"),
                 "last_connect": k.last(r"ws: connected"),
                 "kafka_consuming": k.first(r"kafka: consuming"),

@@ -11,7 +11,6 @@
 #include "heal_int.h"
 
 #include "archive.h"
-#include "archplan.h"
 #include "day.h"
 #include "exchange.h"
 #include "log.h"
@@ -35,9 +34,14 @@ static void stop(struct kl_heal *h, int code)
 }
 
 /* The stream's event times are the exchange's clock too, and fresher than a doubted /time. */
-static int64_t stream_time(const struct kl_heal *h)
+int64_t kl__heal_stream_time(const struct kl_heal *h)
 {
 	return h->stream ? h->stream->event_time(h->stream->ud) : -1;
+}
+
+static int64_t stream_time(const struct kl_heal *h)
+{
+	return kl__heal_stream_time(h);
 }
 
 /* Refresh the days of @p s. @return false after a store error (said). */
@@ -174,7 +178,7 @@ static int all_sids(struct kl_heal *h, int64_t **ret)
 	return n;
 }
 
-static void on_filled(void *ud, int status)
+void kl__heal_on_filled(void *ud, int status)
 {
 	struct kl_heal *h = ud;
 	int64_t *written = NULL;
@@ -220,126 +224,6 @@ static void on_filled(void *ud, int status)
 	finish_some(&h->follow);
 }
 
-static void fill_rest(struct kl_heal *h, int64_t from);
-
-static void on_archived(void *ud, int status)
-{
-	struct kl_heal *h = ud;
-
-	if (status < 0 || h->stopped) {
-		on_filled(h, status);
-		return;
-	}
-	fill_rest(h, h->fill_from);
-}
-
-/*
- * History older than two days comes from the archives first (archive.c),
- * whole months at a time, and REST fills what they lack. @return true if
- * the archive has files for it: the fill goes on from on_archived.
- */
-static bool fill_archive(struct kl_heal *h, int64_t from)
-{
-	struct kl_ranges holes = {0};
-	int64_t end = kl_arch_end(h->now_ms);
-	int queued = 0;
-
-	if (!h->archive || kl_archive_off(h->archive))
-		return false;
-	/* Only what the archive can have: a restart's recent gap is REST's alone, and
-	 * its holes are searched once, by fill_rest. */
-	if (end > h->closed_end)
-		end = h->closed_end;
-	for (size_t i = 0; i < h->nsyms; i++) {
-		struct hsym *s = h->syms[i];
-		int64_t a = from > s->start && !s->fresh ? from : s->start;
-		int r = s->active && a < end ? kl_store_holes(h->st, s->sid, a, end, &holes) : 0;
-
-		if (r == 0 && holes.n)
-			r = kl_archive_add(h->archive, s->symbol, s->sid, &holes, h->now_ms);
-		kl_ranges_clear(&holes);
-		if (r < 0) {
-			kl_warn("run", "%s: cannot plan the archive's files: %s; REST fills them",
-				s->symbol, strerror(-r));
-			return false;
-		}
-		queued += r;
-	}
-	if (queued == 0)
-		return false;
-	h->filling = true;
-	h->fill_from = from;
-	return kl_archive_run(h->archive, on_archived, h) == 0;
-}
-
-static void fill(struct kl_heal *h, int64_t from)
-{
-	if (!fill_archive(h, from))
-		fill_rest(h, from);
-}
-
-/* Queue the holes of [from, to) of every symbol (each from its own coverage start) and fetch. */
-static void fill_rest(struct kl_heal *h, int64_t from)
-{
-	struct kl_ranges holes = {0};
-	int64_t now = h->now_ms, missing = 0;
-	size_t nmissing = 0;
-
-	if (stream_time(h) > now)
-		now = stream_time(h);
-	for (size_t i = 0; i < h->nsyms; i++) {
-		struct hsym *s = h->syms[i];
-		int64_t a = from > s->start && !s->fresh ? from : s->start, to = h->closed_end;
-		int64_t settled = kl_kline_slot(now - SETTLE_MS);
-		int r;
-
-		if (!s->active)
-			continue;
-		s->fresh = false;
-		if (h->stream && from > 0) {
-			/* While the stream is healthy, REST waits for what it hasn't brought yet.
-			 */
-			int64_t frontier = h->stream->frontier(h->stream->ud, s->sid, FRESH_MS);
-			if (frontier >= 0 && frontier < to)
-				to = frontier;
-			else if (frontier >= 0)
-				to -= HEAL_LAG_MS;
-		}
-		/* A bar fetched before it settled could be non-final, and REST wins. */
-		if (to > settled)
-			to = settled;
-		r = kl_store_holes(h->st, s->sid, a, to, &holes);
-		if (r == 0 && holes.n) {
-			char t[21];
-			kl_time_format(holes.v[0].from, t);
-			int64_t n = kl_ranges_minutes(&holes);
-
-			/* A heal's minute or two is routine (REST publishes late): debug. So
-			 * is each symbol's line when many are followed: one line sums them. */
-			kl_log(
-			    (from <= s->start || n > 2) && h->nsyms <= LOG_EACH_MAX ? KL_LOG_INFO
-										    : KL_LOG_DEBUG,
-			    "run", "%s: %" PRId64 " minute%s missing in %zu range%s from %s",
-			    s->symbol, n, n == 1 ? "" : "s", holes.n, holes.n == 1 ? "" : "s", t);
-			missing += n;
-			nmissing++;
-			r = kl_backfill_add(h->bf, s->symbol, s->sid, &holes);
-		}
-		kl_backfill_not_trading(h->bf, s->sid, s->not_trading);
-		kl_ranges_clear(&holes);
-		if (r < 0) {
-			kl_err("run", "%s: cannot plan the backfill: %s", s->symbol, strerror(-r));
-			stop(h, 1);
-			return;
-		}
-	}
-	if (nmissing && h->nsyms > LOG_EACH_MAX && (from <= 0 || missing > 2 * (int64_t)nmissing))
-		kl_info("run", "%" PRId64 " minutes missing in %zu of %zu symbols", missing,
-			nmissing, h->nsyms);
-	h->filling = true;
-	kl_backfill_run(h->bf, h->now_ms, on_filled, h);
-}
-
 /* Refetch from REST every past day that still holds websocket minutes. */
 static void certify(struct kl_heal *h)
 {
@@ -379,7 +263,7 @@ static void certify(struct kl_heal *h)
 	if (ncert && h->nsyms > LOG_EACH_MAX)
 		kl_info("run", "certifying %zu symbol-days from REST", ncert);
 	h->filling = true;
-	kl_backfill_run(h->bf, h->now_ms, on_filled, h);
+	kl_backfill_run(h->bf, h->now_ms, kl__heal_on_filled, h);
 }
 
 /* A /time far from the clock's own progress and the stream is not believed (lib/xclock.c). */
@@ -433,15 +317,15 @@ static enum kl_rest_verdict on_follow_time(void *ud, const struct kl_rest_reply 
 			h->healed_all_at = uv_now(h->loop);
 			back = 1;
 		}
-		fill(h, back > 0 ? back : 1);
+		kl__heal_fill(h, back > 0 ? back : 1);
 	} else if (h->heal_all) {
 		h->heal_all = false;
-		fill(h, 1);
+		kl__heal_fill(h, 1);
 	} else if (kl_kline_slot(h->now_ms - SETTLE_MS) > h->settled_end) {
 		/* Not from the last end: minutes not yet published then are holes now. */
 		int64_t from = h->settled_end - FOLLOW_BACK_MS;
 		h->settled_end = kl_kline_slot(h->now_ms - SETTLE_MS);
-		fill(h, from > 0 ? from : 1);
+		kl__heal_fill(h, from > 0 ? from : 1);
 	} else {
 		uv_timer_start(&h->follow, on_follow, FOLLOW_MS, 0);
 	}
@@ -536,7 +420,7 @@ void kl_heal_start(struct kl_heal *h, const struct kl_heal_stream *stream)
 	/* Days before today that the stream wrote are certified after the backfill. */
 	if (stream)
 		h->certify_before = kl_day_floor(h->closed_end);
-	fill(h, 0);
+	kl__heal_fill(h, 0);
 }
 
 int kl_heal_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_store *st,

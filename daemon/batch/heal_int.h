@@ -48,20 +48,35 @@ struct kl_heal {
 	kl_heal_added_cb added; /* kl_heal_set's */
 	void *added_ud;
 	int64_t now_ms, closed_end;
-	int64_t settled_end;	/* following over REST: minutes before this were asked for */
-	struct kl_xclock clock; /* the exchange's /time, sanity-checked */
-	int64_t certify_before; /* days before this with ws minutes get certified */
-	int64_t certifying;	/* the certification under way: redone if it fails */
-	uint64_t healed_all_at; /* uv_now() of the last heal of the whole history */
-	int64_t fill_from;	/* of the fill under way: the archive goes first */
-	unsigned fill_ticks;	/* kl_heal_tick calls while filling */
-	size_t refresh_at;	/* the next symbol kl_heal_tick refreshes */
+	int64_t settled_end;	     /* following over REST: minutes before this were asked for */
+	struct kl_xclock clock;	     /* the exchange's /time, sanity-checked */
+	int64_t certify_before;	     /* days before this with ws minutes get certified */
+	int64_t certifying;	     /* the certification under way: redone if it fails */
+	uint64_t healed_all_at;	     /* uv_now() of the last heal of the whole history */
+	int64_t fill_from;	     /* of the fill under way: the archive goes first */
+	unsigned fill_ticks;	     /* kl_heal_tick calls while filling */
+	size_t refresh_at;	     /* the next symbol kl_heal_tick refreshes */
+	int64_t plan_from, plan_now; /* the REST plan under way (heal_fill.c), in slices */
+	size_t plan_at, plan_nmissing;
+	int64_t plan_missing;
 	int64_t *fin; /* a fill's end: the symbols whose days are refreshed (finish_some) */
 	size_t fin_n, fin_at, fin_hint;
 	bool once, stopped, filling, heal_wanted, heal_all, started;
 	bool finishing;	    /* a fill's end is refreshing, in slices (still filling) */
 	bool refreshed_all; /* the first fill's refresh of every symbol is done */
 };
+
+/** The stream's newest event time, or -1 without a stream. */
+int64_t kl__heal_stream_time(const struct kl_heal *h);
+
+/** The backfill's end (kl_backfill_run's callback; @p ud is the heal). */
+void kl__heal_on_filled(void *ud, int status);
+
+/** Fill the holes from @p from (0: each symbol's whole coverage): archives, then REST. */
+void kl__heal_fill(struct kl_heal *h, int64_t from);
+
+/** The REST part alone, planned in slices on h->follow, then fetched. */
+void kl__heal_fill_rest(struct kl_heal *h, int64_t from);
 
 /** Stop the daemon with exit @p code (once). */
 void kl__heal_stop(struct kl_heal *h, int code);
