@@ -39,11 +39,6 @@ int64_t kl__heal_stream_time(const struct kl_heal *h)
 	return h->stream ? h->stream->event_time(h->stream->ud) : -1;
 }
 
-static int64_t stream_time(const struct kl_heal *h)
-{
-	return kl__heal_stream_time(h);
-}
-
 /* Refresh the days of @p s. @return false after a store error (said). */
 static bool refresh_one(struct kl_heal *h, const struct hsym *s)
 {
@@ -78,8 +73,8 @@ static const struct hsym *heal_sym(struct kl_heal *h, int64_t sid)
 
 static void advance_closed_end(struct kl_heal *h)
 {
-	if (h->stream && kl_kline_slot(stream_time(h)) > h->closed_end)
-		h->closed_end = kl_kline_slot(stream_time(h));
+	if (h->stream && kl_kline_slot(kl__heal_stream_time(h)) > h->closed_end)
+		h->closed_end = kl_kline_slot(kl__heal_stream_time(h));
 }
 
 static void on_follow(uv_timer_t *t);
@@ -269,7 +264,7 @@ static void certify(struct kl_heal *h)
 /* A /time far from the clock's own progress and the stream is not believed (lib/xclock.c). */
 static bool believe_clock(struct kl_heal *h, int64_t server_ms)
 {
-	int64_t witness = stream_time(h);
+	int64_t witness = kl__heal_stream_time(h);
 	bool doubted = h->clock.doubts > 0, ok;
 
 	ok = kl_xclock_read(&h->clock, server_ms, uv_now(h->loop), witness > 0 ? witness : -1);
@@ -397,7 +392,7 @@ void kl_heal_tick(struct kl_heal *h)
 
 int64_t kl_heal_now(const struct kl_heal *h)
 {
-	int64_t t = stream_time(h);
+	int64_t t = kl__heal_stream_time(h);
 
 	return t > h->now_ms ? t : h->now_ms;
 }

@@ -48,6 +48,13 @@ static void shortest_ref(char *buf, size_t n, double v)
 	}
 }
 
+static void xorshift(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+}
+
 /* The searched form prints what the definition does: timestamps, powers of
  * two and their neighbours, random bit patterns. */
 static void shortest_digits(void **state)
@@ -62,9 +69,7 @@ static void shortest_digits(void **state)
 		size_t len;
 		char *s;
 
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
+		xorshift(&x);
 		if (i % 3 == 0) {
 			v = (double)(1686441600000 + (int64_t)(x % 400000000000)) / 1000.0;
 		} else if (i % 3 == 1) {
@@ -114,9 +119,7 @@ static void milliseconds(void **state)
 		size_t len;
 		char *s;
 
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
+		xorshift(&x);
 		if (i < (int)(sizeof(edges) / sizeof(*edges)))
 			ms = edges[i];
 		else if (i % 2)
