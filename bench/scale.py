@@ -336,6 +336,7 @@ def e2c(replay, db, topic, boot, syms, seconds, work: Path):
     sym_index = {s.encode(): i for i, s in enumerate(syms)}
     msgs, _, _ = sb.read_topic(boot, topic, sym_index)
     tot, ws, cons, unmatched, invisible = [], [], [], 0, 0
+    rows = []                        # sent, produced, offset, visible: a burst's timeline
     for key, ts, _t, _x, _si in sb.read_sendlog(path, sym_index):
         m = msgs.get(key)
         if m is None:
@@ -345,10 +346,14 @@ def e2c(replay, db, topic, boot, syms, seconds, work: Path):
         if vis is None:
             invisible += 1
             continue
+        rows.append("%.6f\t%.3f\t%d\t%.6f\n" % (ts, m[1] / 1000.0, m[0], vis))
         tot.append(vis - ts)
         ws.append(m[1] / 1000.0 - ts)
         cons.append(vis - m[1] / 1000.0)
     obs.close()
+    with open(work / "latency-e2c.tsv", "w") as f:
+        f.write("sent\tproduced\toffset\tvisible\n")
+        f.writelines(rows)
     return {"latency": sb.summary_ms(tot), "to_kafka": sb.summary_ms(ws),
             "kafka_to_visible": sb.summary_ms(cons), "unmatched": unmatched,
             "not_visible": invisible}

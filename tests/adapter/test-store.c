@@ -325,6 +325,8 @@ static const char *const view_q[] = {
     "SELECT * FROM kline_5m ORDER BY symbol, open_time",
     "SELECT * FROM kline_1h ORDER BY symbol, open_time",
     "SELECT * FROM daily_exact ORDER BY symbol, day",
+    "SELECT * FROM daily ORDER BY symbol, day",
+    "SELECT * FROM prophet_input ORDER BY symbol, ds",
     "SELECT * FROM outages ORDER BY symbol, from_ms",
 };
 #define NVIEW_Q (sizeof(view_q) / sizeof(view_q[0]))
