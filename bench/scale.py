@@ -307,9 +307,21 @@ def wait_for(what, pred, timeout, k=None, every=0.2):
         time.sleep(every)
 
 
+def loop_cpu_s(pid):
+    """CPU seconds of klined's main thread (the loop), in ns from schedstat: the process's
+    figure includes librdkafka's threads and the thread pool, and ticks at 10 ms."""
+    try:
+        with open("/proc/%d/task/%d/schedstat" % (pid, pid)) as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def cpu_rss(pid, seconds, k):
-    """CPU % of one core and RSS (MiB: mean, max of 1 s samples, VmHWM) over `seconds`."""
+    """CPU % of one core (the process, and its loop thread alone) and RSS (MiB: mean, max of
+    1 s samples, VmHWM) over `seconds`."""
     c0, m0, t0 = sb.proc_cpu_s(pid), sb.machine_cpu(), time.monotonic()
+    l0 = loop_cpu_s(pid)
     rss = []
     while time.monotonic() - t0 < seconds:
         k.alive()
@@ -320,6 +332,7 @@ def cpu_rss(pid, seconds, k):
     machine = (m1[0] - m0[0]) / max(1, m1[1] - m0[1]) * os.cpu_count()
     cpu = (c1 - c0) / wall
     return {"seconds": round(wall, 1), "cpu_pct": round(cpu * 100, 2),
+            "loop_cpu_pct": round((loop_cpu_s(pid) - l0) / wall * 100, 3),
             "rss_mib_mean": round(sum(rss) / len(rss), 1), "rss_mib_max": round(max(rss), 1),
             "hwm_mib": round(sb.proc_status(pid).get("VmHWM", 0) / 1024, 1),
             "other_cores": round(max(0.0, machine - cpu), 2)}

@@ -62,6 +62,7 @@ struct slot {
 	    pace; /* pace: the next control message, or its answer's deadline */
 	unsigned attempts;
 	uint64_t rotate_at; /* uv_now() before which no rotation is tried (one failed) */
+	uint64_t heard_at;  /* uv_now() when a frame last restarted the silence timer */
 };
 
 struct kl_ws {

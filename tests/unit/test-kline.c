@@ -647,7 +647,7 @@ static void json_member(void **state)
 	static const char tricky[] =
 	    "{\"a\":{\"data\":1,\"b\":[1,{\"data\":2},\"data\"]},\"s\":\"x\\\"data\\\":{}}\","
 	    "\"t\":\"\\\\\",\"u\":[[],{},\"]\"],\"v\":\"{\",\"w\":null,\"x\":-1.5e3,"
-	    "\"data\":{\"x\":\"}\"},\"z\":true}";
+	    "\"data\":{\"x\":\"}\"},\"y\":\"a\\\\\\\"}\\\\\",\"z\":true}";
 	size_t off = 99, len = 99;
 	struct kl_event ev, direct;
 
@@ -693,6 +693,10 @@ static void json_member(void **state)
 	assert_memory_equal(tricky + off, "\"\\\\\"", len);
 	assert_int_equal(kl_json_member(tricky, strlen(tricky), "u", &off, &len), 0);
 	assert_memory_equal(tricky + off, "[[],{},\"]\"]", len);
+	/* An escaped backslash, then an escaped quote, then one more backslash. */
+	assert_int_equal(kl_json_member(tricky, strlen(tricky), "y", &off, &len), 0);
+	assert_memory_equal(tricky + off, "\"a\\\\\\\"}\\\\\"", len);
+	assert_int_equal(len, 10);
 	assert_int_equal(kl_json_member(tricky, strlen(tricky), "b", &off, &len), -ENOENT);
 
 	/* Absent: only whole top-level keys count. */
