@@ -150,8 +150,14 @@ int kl_store_put_offset(struct kl_store *st, const char *topic, int32_t part, in
 
 int kl_store_put_speed_day(struct kl_store *st, int64_t sid, const struct kl_day *d)
 {
+	int r;
+
 	kl__store_bind_day(st->stmt[S_SPEED_DAY], sid, d);
-	return kl__store_step_done(st, S_SPEED_DAY);
+	r = kl__store_step_done(st, S_SPEED_DAY);
+	if (r < 0 || sqlite3_changes(st->db) > 0)
+		return r;
+	kl__store_bind_day(st->stmt[S_SPEED_DAY_NEW], sid, d);
+	return kl__store_step_done(st, S_SPEED_DAY_NEW);
 }
 
 /* Rare (a ban or two a day at worst): prepared when needed, not at open. */

@@ -210,11 +210,57 @@ static void test_daily_of_one_symbol(void **state)
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 }
 
+static int64_t one(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s;
+	int64_t v;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+/* A speed row is written, then rewritten; a batch row (the history's) is never touched. */
+static void test_speed_day_keeps_batch_rows(void **state)
+{
+	struct kl_store *st = NULL;
+	struct kl_day d;
+	char err[256];
+	sqlite3 *db;
+
+	(void)state;
+	assert_int_equal(kl_store_open(path, false, &st, err, sizeof(err)), 0);
+	assert_int_equal(kl_store_begin(st), 0);
+	speed_day(&d, 1, 0);
+	assert_int_equal(kl_store_put_speed_day(st, sids[0], &d), 0); /* new */
+	speed_day(&d, 2, 0);
+	assert_int_equal(kl_store_put_speed_day(st, sids[0], &d), 0); /* rewritten */
+	speed_day(&d, 3, 1);
+	d.start = DAY0 + 5 * KL_DAY_MS; /* a batch day of the history */
+	assert_int_equal(kl_store_put_speed_day(st, sids[1], &d), 0);
+	assert_int_equal(kl_store_commit(st), 0);
+	kl_store_close(st);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(one(db, "SELECT count(*) FROM daily_exact WHERE symbol = 'S0000USDT' "
+				 "AND day = '2023-07-07' AND source = 'speed' AND trades = 12 "
+				 "AND high = '202.00000000' AND close = '152.00000000'"),
+			 1);
+	assert_int_equal(one(db, "SELECT count(*) FROM daily_exact WHERE symbol = 'S0001USDT' "
+				 "AND day = '2023-03-14' AND source = 'batch' AND trades = 5 "
+				 "AND close = '1.50000000'"),
+			 1);
+	assert_int_equal(one(db, "SELECT count(*) FROM day"), NSYM * NDAYS + 1);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_speed_checkpoint_pages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_daily_of_one_symbol, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_speed_day_keeps_batch_rows, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
