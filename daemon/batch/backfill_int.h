@@ -70,7 +70,8 @@ struct page {
 	size_t nt, nrows;
 	struct prej *rej;
 	size_t nrej;
-	char err[200]; /* non-empty: the body was malformed */
+	char err[200];		 /* non-empty: the body was malformed */
+	struct page *next_ready; /* parsed, waiting for its turn to be stored */
 };
 
 struct kl_backfill {
@@ -82,7 +83,8 @@ struct kl_backfill {
 	size_t outstanding;
 	int64_t now_ms, done, total, rows, rows_pending;
 	uint64_t started;
-	uv_timer_t commit_timer, progress_timer, hold_timer;
+	uv_timer_t commit_timer, progress_timer, hold_timer, store_timer;
+	struct page *ready, *ready_tail; /* parsed pages, stored one a loop turn */
 	kl_backfill_cb cb;
 	void *ud;
 	size_t nworking; /* pages on the thread pool */
