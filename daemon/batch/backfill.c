@@ -111,6 +111,12 @@ static void on_commit_timer(uv_timer_t *t)
 	commit(t->data);
 }
 
+void bf_commit_soon(struct kl_backfill *bf)
+{
+	if (!uv_is_active((uv_handle_t *)&bf->commit_timer))
+		uv_timer_start(&bf->commit_timer, on_commit_timer, COMMIT_MS, 0);
+}
+
 static void log_progress(struct kl_backfill *bf, const char *what)
 {
 	double secs = (double)(uv_now(bf->loop) - bf->started) / 1000.0;
@@ -149,7 +155,7 @@ void bf_page_free(struct page *p)
 	free(p);
 }
 
-static void log_outage(const struct sym *s, int64_t from, int64_t to)
+void bf_log_outage(const struct sym *s, int64_t from, int64_t to)
 {
 	char a[21], b[21];
 
@@ -219,7 +225,7 @@ static int store_page(struct kl_backfill *bf, struct page *p)
 		/* This page is that request when it began at the hole and found klines after. */
 		if (h.from == p->r.from && p->nt && kl_kline_slot(p->t[0]) >= h.to &&
 		    h.to + OUTAGE_MARGIN_MS <= s->newest) {
-			log_outage(s, h.from, h.to);
+			bf_log_outage(s, h.from, h.to);
 			s->wrote = true;
 			if (kl_store_put_outage(bf->st, s->sid, h.from, h.to) < 0)
 				goto fail;
@@ -246,8 +252,8 @@ static int store_page(struct kl_backfill *bf, struct page *p)
 	}
 	if (bf->rows_pending >= COMMIT_ROWS || bf->closing)
 		commit(bf);
-	else if (!uv_is_active((uv_handle_t *)&bf->commit_timer))
-		uv_timer_start(&bf->commit_timer, on_commit_timer, COMMIT_MS, 0);
+	else
+		bf_commit_soon(bf);
 	return 0;
 fail:
 	kl_ranges_clear(&holes);
@@ -380,87 +386,6 @@ static void parse_done(uv_work_t *w, int status)
 		uv_timer_start(&bf->store_timer, on_store_timer, 0, 0);
 }
 
-/* The answer to a probe (small: parsed on the loop). @return false if it is not klines. */
-static bool probe_answer(struct kl_backfill *bf, struct page *p, const struct kl_rest_reply *r)
-{
-	struct sym *s = &bf->syms[p->sym];
-	json_t *j = json_loadb(r->body, r->len, 0, NULL);
-	json_t *first = json_array_get(json_array_get(j, 0), 0);
-	json_t *last = json_array_get(json_array_get(j, json_array_size(j) - 1), 0);
-	char a[21];
-	bool outage = false;
-
-	if (!json_is_array(j) ||
-	    (json_array_size(j) && (!json_is_integer(first) || !json_is_integer(last)))) {
-		json_decref(j);
-		return false;
-	}
-	kl_time_format(p->r.from, a);
-	/* Empty although the exchange has served klines after the range: Binance answers a
-	 * startTime with the oldest klines from it, so the empty page lied, like a short one. */
-	if (json_array_size(j) || s->newest > p->r.to) {
-		int64_t f =
-		    json_array_size(j) ? kl_kline_slot(json_integer_value(first)) : p->r.from;
-		int64_t l = json_array_size(j)
-				? kl_kline_slot(json_integer_value(last)) + KL_MINUTE_MS
-				: s->newest;
-		if (l > s->newest)
-			s->newest = l;
-		if (f < p->r.to) {
-			/* A short or empty page, not a halt: fetch the range again, later. */
-			struct page *q = calloc(1, sizeof(*q));
-			uint64_t delay =
-			    kl_backoff_ms(BACKOFF_FIRST_MS, BACKOFF_MAX_MS, p->attempt, 0, 0);
-			if (p->attempt >= GLITCH_MAX || bf->closing || !q) {
-				free(q);
-				kl_warn("backfill",
-					"%s: the exchange keeps leaving out klines from %s it has; "
-					"they stay a hole for a later run",
-					s->symbol, a);
-			} else {
-				kl_warn("backfill",
-					"%s: a page lacked %" PRId64
-					" minutes from %s the exchange has: not an outage; "
-					"fetched again in %.1f s",
-					s->symbol, (p->r.to - p->r.from) / KL_MINUTE_MS, a,
-					(double)delay / 1000.0);
-				*q = (struct page){
-				    .bf = bf, .sym = p->sym, .r = p->r, .attempt = p->attempt + 1};
-				bf->done -= (p->r.to - p->r.from) / KL_MINUTE_MS;
-				if (bf_request_page(bf, q, delay))
-					bf->outstanding++;
-				else
-					free(q);
-			}
-		} else {
-			outage = p->r.to + OUTAGE_MARGIN_MS <= s->newest;
-		}
-	} else {
-		/* Nothing from there on: a symbol that trades no more, or klines not yet published.
-		 */
-		outage = s->not_trading && p->r.to + OUTAGE_MARGIN_MS <= kl_kline_slot(bf->now_ms);
-	}
-	json_decref(j);
-	if (!outage) {
-		kl_debug("backfill",
-			 "%s: %" PRId64 " minutes from %s missing: a hole, not an outage",
-			 s->symbol, (p->r.to - p->r.from) / KL_MINUTE_MS, a);
-		return true;
-	}
-	log_outage(s, p->r.from, p->r.to);
-	s->wrote = true;
-	if (kl_store_begin(bf->st) < 0 ||
-	    kl_store_put_outage(bf->st, s->sid, p->r.from, p->r.to) < 0) {
-		kl_err("backfill", "%s: cannot store an outage: %s", s->symbol,
-		       kl_store_errmsg(bf->st));
-		kl_store_rollback(bf->st);
-		bf->failed = true;
-	} else if (!uv_is_active((uv_handle_t *)&bf->commit_timer)) {
-		uv_timer_start(&bf->commit_timer, on_commit_timer, COMMIT_MS, 0);
-	}
-	return true;
-}
-
 static enum kl_rest_verdict on_page(void *ud, const struct kl_rest_reply *r)
 {
 	struct page *p = ud;
@@ -475,7 +400,7 @@ static enum kl_rest_verdict on_page(void *ud, const struct kl_rest_reply *r)
 		return KL_REST_DONE;
 	}
 	if (p->probe) {
-		if (!probe_answer(bf, p, r))
+		if (!bf_probe_answer(bf, p, r))
 			return KL_REST_RETRY;
 		bf_page_done(bf, p);
 		return KL_REST_DONE;

@@ -106,6 +106,9 @@ bool bf_request_page(struct kl_backfill *bf, struct page *p, uint64_t delay_ms);
 /** Drop what is left of @p s's work in this run: its holes stay in the store. */
 void bf_set_aside(struct kl_backfill *bf, struct sym *s);
 bool bf_waiting(const struct kl_backfill *bf, const struct sym *s);
+/** Commit what is written within COMMIT_MS, unless a commit is already due. */
+void bf_commit_soon(struct kl_backfill *bf);
+void bf_log_outage(const struct sym *s, int64_t from, int64_t to);
 
 /* backfill_parse.c: parse and validate p->body on the thread pool. */
 void bf_parse_work(uv_work_t *w);
@@ -116,3 +119,8 @@ void bf_refused(struct kl_backfill *bf, struct page *p, const struct kl_rest_rep
 void bf_on_hold_timer(uv_timer_t *t);
 /** Close the timers of pending exchangeInfo checks (kl_backfill_free). */
 void bf_checks_close(struct kl_backfill *bf);
+/**
+ * The answer @p r (borrowed) to probe @p p (borrowed: the caller frees it):
+ * an outage stored, or the range fetched again. @return false if it is not klines.
+ */
+bool bf_probe_answer(struct kl_backfill *bf, struct page *p, const struct kl_rest_reply *r);

@@ -3,9 +3,12 @@
  * 418, 5xx and transport errors itself): -1121 sets the symbol aside as
  * inactive until exchangeInfo lists it again; any other refusal is
  * transient, retried with a growing backoff while the other symbols go on.
+ * And the answers to probes: is a range the exchange left empty an outage?
  */
 #include "backfill_int.h"
+#include "backoff.h"
 
+#include "day.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -196,4 +199,85 @@ void bf_checks_close(struct kl_backfill *bf)
 			uv_close((uv_handle_t *)&bf->syms[i].check->timer, check_closed);
 		bf->syms[i].check = NULL;
 	}
+}
+
+/* Small: parsed on the loop. */
+bool bf_probe_answer(struct kl_backfill *bf, struct page *p, const struct kl_rest_reply *r)
+{
+	struct sym *s = &bf->syms[p->sym];
+	json_t *j = json_loadb(r->body, r->len, 0, NULL);
+	json_t *first = json_array_get(json_array_get(j, 0), 0);
+	json_t *last = json_array_get(json_array_get(j, json_array_size(j) - 1), 0);
+	char a[21];
+	bool outage = false;
+
+	if (!json_is_array(j) ||
+	    (json_array_size(j) && (!json_is_integer(first) || !json_is_integer(last)))) {
+		json_decref(j);
+		return false;
+	}
+	kl_time_format(p->r.from, a);
+	/* Empty although the exchange has served klines after the range: Binance answers a
+	 * startTime with the oldest klines from it, so the empty page lied, like a short one. */
+	if (json_array_size(j) || s->newest > p->r.to) {
+		int64_t f =
+		    json_array_size(j) ? kl_kline_slot(json_integer_value(first)) : p->r.from;
+		int64_t l = json_array_size(j)
+				? kl_kline_slot(json_integer_value(last)) + KL_MINUTE_MS
+				: s->newest;
+		if (l > s->newest)
+			s->newest = l;
+		if (f < p->r.to) {
+			/* A short or empty page, not a halt: fetch the range again, later. */
+			struct page *q = calloc(1, sizeof(*q));
+			uint64_t delay =
+			    kl_backoff_ms(BACKOFF_FIRST_MS, BACKOFF_MAX_MS, p->attempt, 0, 0);
+			if (p->attempt >= GLITCH_MAX || bf->closing || !q) {
+				free(q);
+				kl_warn("backfill",
+					"%s: the exchange keeps leaving out klines from %s it has; "
+					"they stay a hole for a later run",
+					s->symbol, a);
+			} else {
+				kl_warn("backfill",
+					"%s: a page lacked %" PRId64
+					" minutes from %s the exchange has: not an outage; "
+					"fetched again in %.1f s",
+					s->symbol, (p->r.to - p->r.from) / KL_MINUTE_MS, a,
+					(double)delay / 1000.0);
+				*q = (struct page){
+				    .bf = bf, .sym = p->sym, .r = p->r, .attempt = p->attempt + 1};
+				bf->done -= (p->r.to - p->r.from) / KL_MINUTE_MS;
+				if (bf_request_page(bf, q, delay))
+					bf->outstanding++;
+				else
+					free(q);
+			}
+		} else {
+			outage = p->r.to + OUTAGE_MARGIN_MS <= s->newest;
+		}
+	} else {
+		/* Nothing from there on: a symbol that trades no more, or klines not yet published.
+		 */
+		outage = s->not_trading && p->r.to + OUTAGE_MARGIN_MS <= kl_kline_slot(bf->now_ms);
+	}
+	json_decref(j);
+	if (!outage) {
+		kl_debug("backfill",
+			 "%s: %" PRId64 " minutes from %s missing: a hole, not an outage",
+			 s->symbol, (p->r.to - p->r.from) / KL_MINUTE_MS, a);
+		return true;
+	}
+	bf_log_outage(s, p->r.from, p->r.to);
+	s->wrote = true;
+	if (kl_store_begin(bf->st) < 0 ||
+	    kl_store_put_outage(bf->st, s->sid, p->r.from, p->r.to) < 0) {
+		kl_err("backfill", "%s: cannot store an outage: %s", s->symbol,
+		       kl_store_errmsg(bf->st));
+		kl_store_rollback(bf->st);
+		bf->failed = true;
+	} else {
+		bf_commit_soon(bf);
+	}
+	return true;
 }
