@@ -66,7 +66,8 @@ static int history(const char *path, int nsym, int days, int64_t *sids)
 		fprintf(stderr, "daycommit: %s\n", err);
 		return -1;
 	}
-	kl_store_begin(st);
+	if (kl_store_begin(st) < 0)
+		goto out;
 	for (int i = 0; i < nsym; i++) {
 		char sym[16];
 		int64_t start = DAY0;
@@ -143,7 +144,8 @@ static int run(const char *dir, int nsym, int days)
 	for (int round = 0; round < ROUNDS; round++) {
 		int before = kl_store_wal_pages(st);
 		double t0 = now_s();
-		kl_store_begin(st);
+		if (kl_store_begin(st) < 0)
+			goto out;
 		for (int i = 0; i < nsym; i++) {
 			struct kl_day d;
 			kl_day_init(&d, DAY0 + days * KL_DAY_MS);

@@ -173,7 +173,7 @@ static void frame(struct conn *c)
 	struct slot *s = c->slot;
 	char sym[32], e[32];
 	uint64_t now = uv_now(ws->loop);
-	size_t off, len, doff = 0, dlen = c->len, o, l;
+	size_t off, len, o, l;
 	bool data;
 	int64_t t;
 
@@ -188,12 +188,12 @@ static void frame(struct conn *c)
 		s->heard_at = now;
 	}
 	/* "data" is looked for once: finding it scans the whole event before it. */
-	data = kl_json_member(c->buf, c->len, "data", &doff, &dlen) == 0;
+	data = kl_json_member(c->buf, c->len, "data", &off, &len) == 0;
 	if (!data) {
-		doff = 0;
-		dlen = c->len;
+		off = 0;
+		len = c->len;
 	}
-	if (kl_json_member_string(c->buf + doff, dlen, "e", e, sizeof(e)) == 0 &&
+	if (kl_json_member_string(c->buf + off, len, "e", e, sizeof(e)) == 0 &&
 	    !strcmp(e, "serverShutdown")) {
 		rotate(s, "serverShutdown");
 		return;
@@ -204,8 +204,6 @@ static void frame(struct conn *c)
 		kl__ws_reply(c); /* an answer to a control message */
 		return;
 	}
-	off = doff;
-	len = dlen;
 	if (!data || kl_json_member_string(c->buf + off, len, "s", sym, sizeof(sym)) < 0) {
 		ws->stats.bad_frames++;
 		if (ws->stats.bad_frames == 1 || ws->stats.bad_frames % 1000 == 0)
