@@ -15,7 +15,7 @@ struct kl_walck {
 	uv_work_t work;
 	struct kl_store *st;
 	struct kl_store_ck *ck;
-	int r, left;
+	int r;
 	bool busy, closed, warned;
 };
 
@@ -31,7 +31,7 @@ static void on_work(uv_work_t *req)
 {
 	struct kl_walck *w = req->data;
 
-	w->r = kl_store_ck_run(w->ck, &w->left);
+	w->r = kl_store_ck_run(w->ck);
 }
 
 static void on_done(uv_work_t *req, int status)

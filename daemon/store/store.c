@@ -134,17 +134,19 @@ int kl__store_step_done(struct kl_store *st, enum stmt s)
 	int rc = sqlite3_step(st->stmt[s]);
 
 	sqlite3_reset(st->stmt[s]);
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-		/* SQLite may have rolled the transaction back by itself (disk full,
-		 * I/O error): what follows must not run in autocommit mode unawares. */
-		if (st->in_tx && sqlite3_get_autocommit(st->db)) {
-			st->in_tx = false;
-			st->ndirty = 0;
-			st->lost_tx++;
-		}
-		return kl__store_err(rc);
-	}
-	return 0;
+	return rc != SQLITE_DONE && rc != SQLITE_ROW ? kl__store_err(rc) : 0;
+}
+
+/* Every rollback, ours or SQLite's own: an I/O error or a full disk during any
+ * statement, a read too, may roll the whole transaction back, and what follows
+ * must not run in autocommit mode unawares. Runs inside SQLite: no calls back. */
+static void on_rollback(void *ud)
+{
+	struct kl_store *st = ud;
+
+	st->in_tx = false;
+	st->ndirty = 0;
+	st->lost_tx++;
 }
 
 static int exec(sqlite3 *db, const char *text, char *err, size_t n)
@@ -248,6 +250,7 @@ int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *
 	 * second at most, because the wait blocks the loop; past that the writer
 	 * backs off and retries (the speed layer rewinds to its stored offsets). */
 	sqlite3_busy_timeout(st->db, 1000);
+	sqlite3_rollback_hook(st->db, on_rollback, st);
 	if (strcmp(checked, path) != 0) {
 		r = kl_storefile_check(st->db, path, KL_STOREFILE_CHECK_MS, err, n);
 		if (r < 0)
@@ -344,10 +347,10 @@ int kl_store_commit(struct kl_store *st)
 	}
 	if (r == 0)
 		r = kl__store_step_done(st, S_COMMIT);
-	if (r < 0 && st->in_tx) { /* keep invariant 2: drop the whole transaction, not half */
+	/* Keep invariant 2: drop the whole transaction, not half. SQLite may have
+	 * dropped it already (on_rollback). */
+	if (r < 0 && !sqlite3_get_autocommit(st->db))
 		kl__store_step_done(st, S_ROLLBACK);
-		st->lost_tx++;
-	}
 	st->in_tx = false;
 	st->ndirty = 0;
 	return r;
@@ -357,10 +360,9 @@ void kl_store_rollback(struct kl_store *st)
 {
 	if (!st->in_tx)
 		return;
-	kl__store_step_done(st, S_ROLLBACK);
+	kl__store_step_done(st, S_ROLLBACK); /* on_rollback counts it */
 	st->in_tx = false;
 	st->ndirty = 0;
-	st->lost_tx++;
 }
 
 uint64_t kl_store_lost_tx(const struct kl_store *st)

@@ -153,8 +153,8 @@ struct kl_store_ck;
 /** Open one on @p path. @return 0 with *ret (free with kl_store_ck_close), or -errno. */
 int kl_store_ck_open(const char *path, struct kl_store_ck **ret);
 
-/** Checkpoint what no reader still needs. @return 0 with *left pages not yet copied, or -errno. */
-int kl_store_ck_run(struct kl_store_ck *ck, int *left);
+/** Checkpoint what no reader still needs. @return 0 or -errno. */
+int kl_store_ck_run(struct kl_store_ck *ck);
 
 /** Close @p ck. NULL is fine. */
 void kl_store_ck_close(struct kl_store_ck *ck);
