@@ -60,18 +60,14 @@ int kl_backfill_new(uv_loop_t *loop, struct kl_rest *rest, struct kl_store *st,
 int kl_backfill_add(struct kl_backfill *bf, const char *symbol, int64_t sid,
 		    const struct kl_ranges *ranges)
 {
-	struct sym *s = NULL;
+	struct sym *s;
 
 	if (!bf->running && bf->finished) {
 		/* A new run: progress counts from here. */
 		bf->done = bf->total = 0;
 		bf->finished = false;
 	}
-	for (size_t i = 0; i < bf->nsyms; i++) {
-		if (bf->syms[i].sid == sid)
-			s = &bf->syms[i];
-	}
-	if (!s) {
+	if (!(s = bf_find(bf, sid))) {
 		struct sym *v = realloc(bf->syms, (bf->nsyms + 1) * sizeof(*v));
 		if (!v)
 			return -ENOMEM;

@@ -80,6 +80,7 @@ struct kl_backfill {
 	struct kl_store *st;
 	struct sym *syms;
 	size_t nsyms, rr; /* rr: next symbol to hand a page out for */
+	size_t hint;	  /* where bf_find looks first */
 	size_t outstanding;
 	int64_t now_ms, done, total, rows, rows_pending;
 	uint64_t started;
@@ -108,6 +109,9 @@ void bf_set_aside(struct kl_backfill *bf, struct sym *s);
 bool bf_waiting(const struct kl_backfill *bf, const struct sym *s);
 /** Commit what is written within COMMIT_MS, unless a commit is already due. */
 void bf_commit_soon(struct kl_backfill *bf);
+
+/** The symbol of @p sid, or NULL. */
+struct sym *bf_find(struct kl_backfill *bf, int64_t sid);
 void bf_log_outage(const struct sym *s, int64_t from, int64_t to);
 
 /* backfill_parse.c: parse and validate p->body on the thread pool. */

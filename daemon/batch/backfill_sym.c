@@ -184,12 +184,27 @@ int kl_backfill_take_written(struct kl_backfill *bf, int64_t **sids)
 	return (int)n;
 }
 
+/* The heal asks symbol after symbol in its own order, the same each time:
+ * from the last one found, that is one step, not a search of 1,500. */
+struct sym *bf_find(struct kl_backfill *bf, int64_t sid)
+{
+	for (size_t k = 0; k < bf->nsyms; k++) {
+		size_t i = (bf->hint + k) % bf->nsyms;
+
+		if (bf->syms[i].sid == sid) {
+			bf->hint = i + 1;
+			return &bf->syms[i];
+		}
+	}
+	return NULL;
+}
+
 void kl_backfill_not_trading(struct kl_backfill *bf, int64_t sid, bool not_trading)
 {
-	for (size_t i = 0; i < bf->nsyms; i++) {
-		if (bf->syms[i].sid == sid)
-			bf->syms[i].not_trading = not_trading;
-	}
+	struct sym *s = bf_find(bf, sid);
+
+	if (s)
+		s->not_trading = not_trading;
 }
 
 void bf_checks_close(struct kl_backfill *bf)

@@ -233,14 +233,20 @@ static void certify(struct kl_heal *h)
 		stop(h, 1);
 		return;
 	}
+	size_t at = 0;
+
 	for (int i = 0; i < n; i++) {
 		struct kl_ranges day = {0};
 		char d[11];
-		for (size_t k = 0; k < h->nsyms; k++) {
+		/* The pairs come by sid, and so were the symbols registered: from the last one
+		 * found, the next is a step away (1,500 symbol-days x 1,500 symbols otherwise). */
+		for (size_t j = 0; j < h->nsyms; j++) {
+			size_t k = (at + j) % h->nsyms;
 			const struct hsym *s = h->syms[k];
 
 			if (!s->active || s->sid != pairs[2 * (size_t)i])
 				continue;
+			at = k;
 			kl_day_format(pairs[2 * (size_t)i + 1], d);
 			kl_log(h->nsyms <= LOG_EACH_MAX ? KL_LOG_INFO : KL_LOG_DEBUG, "run",
 			       "%s: certifying %s from REST", s->symbol, d);
@@ -249,6 +255,7 @@ static void certify(struct kl_heal *h)
 					  pairs[2 * (size_t)i + 1] + KL_DAY_MS) < 0 ||
 			    kl_backfill_add(h->bf, s->symbol, s->sid, &day) < 0)
 				stop(h, 1);
+			break;
 		}
 		kl_ranges_clear(&day);
 	}
@@ -433,7 +440,9 @@ int kl_heal_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_store *st
 			      .bf = bf,
 			      .cbs = *cbs,
 			      .once = once};
-	if (kl_archive_new(loop, conf, st, &h->archive) == -ENOMEM) {
+	if (kl_archive_new(loop, conf, st, &h->archive) == -ENOMEM ||
+	    kl_hunt_new(loop, st, conf->db_path, &h->hunt) < 0) {
+		kl_archive_free(h->archive);
 		free(h);
 		return -ENOMEM;
 	}
@@ -453,6 +462,8 @@ void kl_heal_stop(struct kl_heal *h)
 	h->bf = NULL;
 	kl_archive_free(h->archive);
 	h->archive = NULL;
+	kl_hunt_stop(h->hunt);
+	h->hunt = NULL;
 	uv_close((uv_handle_t *)&h->follow, NULL);
 }
 
@@ -464,5 +475,6 @@ void kl_heal_free(struct kl_heal *h)
 		free(h->syms[i]);
 	free(h->syms);
 	free(h->fin);
+	free(h->items);
 	free(h);
 }

@@ -60,7 +60,7 @@ void kl_speed_reload(struct kl_speed *sp, const int64_t *sids, size_t n);
  * The end of the newest minute of @p sid the consumer has closed within
  * the last @p fresh_ms of wall time; -1 when it has none that fresh.
  */
-int64_t kl_speed_frontier(const struct kl_speed *sp, int64_t sid, uint64_t fresh_ms);
+int64_t kl_speed_frontier(struct kl_speed *sp, int64_t sid, uint64_t fresh_ms);
 
 struct kl_speed_stats {
 	uint64_t events, closed, late, future, bad, duplicates, stale, unknown, commits;

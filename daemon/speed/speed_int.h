@@ -43,6 +43,7 @@ struct kl_speed {
 	const struct kl_conf *conf;
 	struct ssym *syms; /* sorted by name */
 	size_t nsyms;
+	size_t hint; /* where kl_speed_frontier looks first */
 	struct kl_watermark wm;
 	struct kl_bus_offset offs[MAX_PARTS];
 	size_t noffs;

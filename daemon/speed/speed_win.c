@@ -98,14 +98,19 @@ int kl_speed_add(struct kl_speed *sp, const char *symbol, int64_t sid)
 	return 0;
 }
 
-int64_t kl_speed_frontier(const struct kl_speed *sp, int64_t sid, uint64_t fresh_ms)
+/* Asked symbol after symbol by the heal, in its order: from the last one found. */
+int64_t kl_speed_frontier(struct kl_speed *sp, int64_t sid, uint64_t fresh_ms)
 {
-	for (size_t i = 0; i < sp->nsyms; i++) {
-		if (sp->syms[i].sid == sid)
-			return sp->syms[i].frontier >= 0 &&
-				       uv_now(sp->loop) - sp->syms[i].frontier_at <= fresh_ms
-				   ? sp->syms[i].frontier
-				   : -1;
+	for (size_t k = 0; k < sp->nsyms; k++) {
+		size_t i = (sp->hint + k) % sp->nsyms;
+		const struct ssym *s = &sp->syms[i];
+
+		if (s->sid != sid)
+			continue;
+		sp->hint = i + 1;
+		return s->frontier >= 0 && uv_now(sp->loop) - s->frontier_at <= fresh_ms
+			   ? s->frontier
+			   : -1;
 	}
 	return -1;
 }
