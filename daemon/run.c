@@ -68,6 +68,7 @@ static void stop(struct run *run, int code)
 	run->verify = NULL;
 	kl_walck_stop(run->walck);
 	run->walck = NULL;
+	kl_resolve_stop(run->resolve); /* an exchangeInfo parsing on the pool outlives the client */
 	kl_rest_free(run->rest);
 	run->rest = NULL;
 	kl_backfill_free(run->bf);

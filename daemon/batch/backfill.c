@@ -33,7 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NTIMERS 4 /* commit, progress, hold, store: closed before the free */
+#define STORE_ROWS 250 /* of a page stored a loop turn */
+#define NTIMERS	   4 /* commit, progress, hold timers and the store's idle: closed before the free */
 
 int kl_backfill_new(uv_loop_t *loop, struct kl_rest *rest, struct kl_store *st,
 		    struct kl_backfill **ret)
@@ -48,11 +49,11 @@ int kl_backfill_new(uv_loop_t *loop, struct kl_rest *rest, struct kl_store *st,
 	uv_timer_init(loop, &bf->commit_timer);
 	uv_timer_init(loop, &bf->progress_timer);
 	uv_timer_init(loop, &bf->hold_timer);
-	uv_timer_init(loop, &bf->store_timer);
+	uv_idle_init(loop, &bf->store_idle);
 	bf->commit_timer.data = bf;
 	bf->progress_timer.data = bf;
 	bf->hold_timer.data = bf;
-	bf->store_timer.data = bf;
+	bf->store_idle.data = bf;
 	*ret = bf;
 	return 0;
 }
@@ -183,16 +184,19 @@ static int probe(struct kl_backfill *bf, size_t sym, struct kl_range r, unsigned
 }
 
 /* Store one parsed page (on the loop). @return 0, or -EIO with the backfill failed. */
-static int store_page(struct kl_backfill *bf, struct page *p)
+/*
+ * Store up to @p max more of @p p's klines (the refused ones first).
+ * @return 1 once all are in, 0 with more to go, -EIO on a store error
+ * (said; the page's rows are given up).
+ */
+static int store_rows(struct kl_backfill *bf, struct page *p, size_t max)
 {
 	struct sym *s = &bf->syms[p->sym];
-	struct kl_ranges holes = {0};
-	struct kl_gapscan scan;
-	int64_t covered;
+	size_t end = p->nk - p->stored > max ? p->stored + max : p->nk;
 
 	if (kl_store_begin(bf->st) < 0)
 		goto fail;
-	for (size_t i = 0; i < p->nrej; i++) {
+	for (size_t i = 0; p->stored == 0 && i < p->nrej; i++) {
 		const char *raw = p->rej[i].raw ? p->rej[i].raw : "";
 		kl_warn("backfill", "%s: refused kline %.200s: %s", s->symbol, raw,
 			kl_kline_reason(p->rej[i].v));
@@ -200,10 +204,30 @@ static int store_page(struct kl_backfill *bf, struct page *p)
 					kl_kline_reason(p->rej[i].v), raw) < 0)
 			goto fail;
 	}
-	for (size_t i = 0; i < p->nk; i++) {
-		if (kl_store_put_kline(bf->st, s->sid, &p->k[i], KL_SRC_REST) < 0)
+	for (; p->stored < end; p->stored++) {
+		if (kl_store_put_kline(bf->st, s->sid, &p->k[p->stored], KL_SRC_REST) < 0)
 			goto fail;
 	}
+	return p->stored == p->nk;
+fail:
+	kl_err("backfill", "%s: cannot store a page: %s", s->symbol, kl_store_errmsg(bf->st));
+	kl_store_rollback(bf->st);
+	bf->failed = true;
+	p->stored = p->nk;
+	p->lost = true;
+	return -EIO;
+}
+
+/* @p p's klines are stored (store_rows): its holes, outages and progress. */
+static int store_page(struct kl_backfill *bf, struct page *p)
+{
+	struct sym *s = &bf->syms[p->sym];
+	struct kl_ranges holes = {0};
+	struct kl_gapscan scan;
+	int64_t covered;
+
+	if (p->lost || store_rows(bf, p, SIZE_MAX) < 0)
+		return -EIO;
 	/* A full page may stop short of the range; what follows is fetched next. */
 	covered = p->nrows >= PAGE_LIMIT && p->nt ? kl_kline_slot(p->t[p->nt - 1]) + KL_MINUTE_MS
 						  : p->r.to;
@@ -315,18 +339,25 @@ void bf_page_done(struct kl_backfill *bf, struct page *p)
  * four pages parsed together held the loop 20-40 ms (the websockets and
  * the stream's consumer waited). The next page waits for a 0 ms timer,
  * after the loop has polled. */
-static void on_store_timer(uv_timer_t *t)
+/* STORE_ROWS a loop turn: an idle handle, not a 0 ms timer, which libuv 1.44
+ * runs again in the same pass (all the queue at once, 5-20 ms a page). */
+static void on_store_idle(uv_idle_t *t)
 {
 	struct kl_backfill *bf = t->data;
 	struct page *p = bf->ready;
 
-	if (!p)
+	if (!p) {
+		uv_idle_stop(t);
+		return;
+	}
+	/* A page's thousand rows are 5-20 ms: a few hundred a turn. */
+	if (store_rows(bf, p, STORE_ROWS) == 0)
 		return;
 	bf->ready = p->next_ready;
-	if (!bf->ready)
+	if (!bf->ready) {
 		bf->ready_tail = NULL;
-	if (bf->ready)
-		uv_timer_start(&bf->store_timer, on_store_timer, 0, 0);
+		uv_idle_stop(t);
+	}
 	store_page(bf, p);
 	bf_page_done(bf, p); /* may end the run: its callback may free bf, closing it */
 }
@@ -378,8 +409,8 @@ static void parse_done(uv_work_t *w, int status)
 	else
 		bf->ready = p;
 	bf->ready_tail = p;
-	if (!uv_is_active((uv_handle_t *)&bf->store_timer))
-		uv_timer_start(&bf->store_timer, on_store_timer, 0, 0);
+	if (!uv_is_active((uv_handle_t *)&bf->store_idle))
+		uv_idle_start(&bf->store_idle, on_store_idle);
 }
 
 static enum kl_rest_verdict on_page(void *ud, const struct kl_rest_reply *r)
@@ -546,6 +577,6 @@ void kl_backfill_free(struct kl_backfill *bf)
 	uv_close((uv_handle_t *)&bf->commit_timer, on_closed);
 	uv_close((uv_handle_t *)&bf->progress_timer, on_closed);
 	uv_close((uv_handle_t *)&bf->hold_timer, on_closed);
-	uv_close((uv_handle_t *)&bf->store_timer, on_closed);
+	uv_close((uv_handle_t *)&bf->store_idle, on_closed);
 	bf_checks_close(bf);
 }

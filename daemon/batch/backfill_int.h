@@ -65,8 +65,9 @@ struct page {
 	size_t len;
 	/* Parse results (worker thread), consumed on the loop. */
 	struct kl_kline *k;
-	size_t nk;
-	int64_t *t; /* occupied minutes, sorted: valid and refused-in-range klines */
+	size_t nk, stored; /* stored: how many of k are in the store */
+	bool lost;	   /* a store error gave them up */
+	int64_t *t;	   /* occupied minutes, sorted: valid and refused-in-range klines */
 	size_t nt, nrows;
 	struct prej *rej;
 	size_t nrej;
@@ -84,7 +85,8 @@ struct kl_backfill {
 	size_t outstanding;
 	int64_t now_ms, done, total, rows, rows_pending;
 	uint64_t started;
-	uv_timer_t commit_timer, progress_timer, hold_timer, store_timer;
+	uv_timer_t commit_timer, progress_timer, hold_timer;
+	uv_idle_t store_idle;		 /* stores the parsed pages, one a loop turn */
 	struct page *ready, *ready_tail; /* parsed pages, stored one a loop turn */
 	kl_backfill_cb cb;
 	void *ud;

@@ -20,8 +20,8 @@
 #define SETTLE_MS	  30000	 /* a minute is asked from REST this long after it closed */
 #define FOLLOW_BACK_MS	  600000 /* following over REST: holes this recent are tried again */
 #define FILL_DAYS_S	  3 /* during the first fill, days are refreshed this often (kl_heal_tick) */
-#define LOG_EACH_MAX	  20	   /* more symbols than this: their routine lines are summed */
-#define REFRESH_BUDGET_NS 10000000 /* and for at most this long each time */
+#define LOG_EACH_MAX	  20	  /* more symbols than this: their routine lines are summed */
+#define REFRESH_BUDGET_NS 5000000 /* and for at most this long each time */
 
 struct hsym {
 	struct kl_heal *h;

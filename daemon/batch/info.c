@@ -10,6 +10,10 @@
 
 #include <errno.h>
 #include <jansson.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +57,7 @@ static void unlisted(const struct kl_info_symbol *s, const char *why)
 
 static int ask(struct check *c, size_t from, size_t n);
 
-static void read_limits(struct kl_rest *rest, json_t *j)
+static int64_t weight_limit(json_t *j)
 {
 	json_t *v;
 	size_t i;
@@ -64,9 +68,17 @@ static void read_limits(struct kl_rest *rest, json_t *j)
 		const char *ival = json_string_value(json_object_get(v, "interval"));
 		if (type && ival && !strcmp(type, "REQUEST_WEIGHT") && !strcmp(ival, "MINUTE") &&
 		    json_integer_value(json_object_get(v, "intervalNum")) == 1)
-			kl_rest_set_weight_limit(rest,
-						 json_integer_value(json_object_get(v, "limit")));
+			return json_integer_value(json_object_get(v, "limit"));
 	}
+	return 0;
+}
+
+static void read_limits(struct kl_rest *rest, json_t *j)
+{
+	int64_t limit = weight_limit(j);
+
+	if (limit > 0)
+		kl_rest_set_weight_limit(rest, limit);
 }
 
 static enum kl_rest_verdict on_info(void *ud, const struct kl_rest_reply *r)
@@ -175,22 +187,122 @@ int kl_info_check(struct kl_rest *rest, struct kl_info_symbol *syms, size_t n, k
 	return 0;
 }
 
-struct trading {
+/*
+ * The whole exchange's list is a few MiB of JSON: jansson takes 50-100 ms
+ * over it, so it is parsed on the thread pool from a copy of the body. The
+ * request is cancelled by its owner (kl_info_trading_cancel) before the
+ * client goes: whichever phase it is in then frees it, without a call.
+ */
+struct kl_info_trading {
 	struct kl_rest *rest;
 	kl_info_trading_cb cb;
 	void *ud;
+	bool cancelled;
+	uv_work_t work;
+	char *body; /* the copy being parsed */
+	size_t len;
+	char **names; /* the parse's results */
+	size_t n;
+	int64_t limit; /* the weight per minute it gives, or 0 */
+	int status;    /* 0, -EAGAIN (a body without symbols: ask again), -ENOMEM */
 };
+
+static int ask_trading(struct kl_info_trading *t);
+
+static void free_names(char **names, size_t n)
+{
+	for (size_t k = 0; names && k < n; k++)
+		free(names[k]);
+	free(names);
+}
+
+static void trading_free(struct kl_info_trading *t)
+{
+	free_names(t->names, t->n);
+	free(t->body);
+	free(t);
+}
+
+/* On the pool: no logging, nothing of the loop's. */
+static void parse_trading(uv_work_t *w)
+{
+	struct kl_info_trading *t = w->data;
+	json_t *j = json_loadb(t->body, t->len, 0, NULL), *v;
+	size_t i;
+
+	t->status = 0;
+	if (!json_is_array(json_object_get(j, "symbols"))) {
+		t->status = -EAGAIN;
+		goto out;
+	}
+	t->limit = weight_limit(j);
+	t->names = calloc(json_array_size(json_object_get(j, "symbols")) + 1, sizeof(*t->names));
+	if (!t->names) {
+		t->status = -ENOMEM;
+		goto out;
+	}
+	json_array_foreach(json_object_get(j, "symbols"), i, v)
+	{
+		const char *name = json_string_value(json_object_get(v, "symbol"));
+		const char *status = json_string_value(json_object_get(v, "status"));
+
+		/* The filter is the exchange's; an older server may ignore it. */
+		if (!name || !status || strcmp(status, "TRADING") != 0)
+			continue;
+		if (!(t->names[t->n] = strdup(name))) {
+			t->status = -ENOMEM;
+			goto out;
+		}
+		t->n++;
+	}
+out:
+	json_decref(j);
+	free(t->body);
+	t->body = NULL;
+#ifdef __GLIBC__
+	/* The tree was this thread's arena's: given back, not kept as 15 MiB of RSS. */
+	malloc_trim(0);
+#endif
+}
+
+static void parsed_trading(uv_work_t *w, int status)
+{
+	struct kl_info_trading *t = w->data;
+	char **names = t->names;
+
+	(void)status; /* never cancelled: the parse runs to its end */
+	if (t->cancelled) {
+		trading_free(t);
+		return;
+	}
+	if (t->status == -EAGAIN) {
+		free_names(t->names, t->n);
+		t->names = NULL;
+		t->n = 0;
+		kl_err("run", "exchangeInfo without a symbol list; asking again");
+		if (ask_trading(t) == 0)
+			return;
+		t->status = -ENOMEM;
+	}
+	if (t->limit > 0)
+		kl_rest_set_weight_limit(t->rest, t->limit);
+	if (t->status == 0) {
+		t->names = NULL; /* the callback's */
+		t->cb(t->ud, 0, names, t->n);
+	} else {
+		t->cb(t->ud, t->status, NULL, 0);
+	}
+	trading_free(t);
+}
 
 static enum kl_rest_verdict on_trading(void *ud, const struct kl_rest_reply *r)
 {
-	struct trading *t = ud;
-	json_t *j, *v;
-	char **names = NULL;
-	size_t i, n = 0;
+	struct kl_info_trading *t = ud;
 	char msg[256];
+	int e;
 
-	if (r->cancelled) {
-		free(t);
+	if (r->cancelled || t->cancelled) {
+		trading_free(t);
 		return KL_REST_DONE;
 	}
 	if (r->status != 200) {
@@ -198,51 +310,51 @@ static enum kl_rest_verdict on_trading(void *ud, const struct kl_rest_reply *r)
 		kl_err("run", "exchangeInfo refused: %s; asking again", msg);
 		return KL_REST_RETRY;
 	}
-	j = json_loadb(r->body, r->len, 0, NULL);
-	if (!json_is_array(json_object_get(j, "symbols"))) {
-		json_decref(j);
-		return KL_REST_RETRY;
-	}
-	read_limits(t->rest, j);
-	names = calloc(json_array_size(json_object_get(j, "symbols")) + 1, sizeof(*names));
-	json_array_foreach(json_object_get(j, "symbols"), i, v)
-	{
-		const char *name = json_string_value(json_object_get(v, "symbol"));
-		const char *status = json_string_value(json_object_get(v, "status"));
-
-		/* The filter is the exchange's; an older server may ignore it. */
-		if (!names || !name || !status || strcmp(status, "TRADING") != 0)
-			continue;
-		if (!(names[n] = strdup(name))) {
-			for (size_t k = 0; k < n; k++)
-				free(names[k]);
-			free(names);
-			names = NULL;
-			break;
-		}
-		n++;
-	}
-	json_decref(j);
-	if (names)
-		t->cb(t->ud, 0, names, n);
-	else
+	t->len = r->len;
+	if (!(t->body = malloc(r->len + 1))) {
 		t->cb(t->ud, -ENOMEM, NULL, 0);
-	free(t);
+		trading_free(t);
+		return KL_REST_DONE;
+	}
+	memcpy(t->body, r->body, r->len + 1);
+	t->work.data = t;
+	e = uv_queue_work(kl_rest_loop(t->rest), &t->work, parse_trading, parsed_trading);
+	if (e < 0) {
+		/* No pool: here, as before it had one. */
+		parse_trading(&t->work);
+		parsed_trading(&t->work, 0);
+	}
 	return KL_REST_DONE;
 }
 
-int kl_info_trading(struct kl_rest *rest, kl_info_trading_cb cb, void *ud)
+static int ask_trading(struct kl_info_trading *t)
 {
-	struct trading *t = malloc(sizeof(*t));
+	/* Weight 20 for the whole exchange; without permission sets it is a third the size. */
+	return kl_rest_get(t->rest,
+			   "/api/v3/exchangeInfo?symbolStatus=TRADING&showPermissionSets=false",
+			   INFO_WEIGHT, on_trading, t);
+}
+
+int kl_info_trading(struct kl_rest *rest, kl_info_trading_cb cb, void *ud,
+		    struct kl_info_trading **ret)
+{
+	struct kl_info_trading *t = calloc(1, sizeof(*t));
 	int r;
 
 	if (!t)
 		return -ENOMEM;
-	*t = (struct trading){rest, cb, ud};
-	/* Weight 20 for the whole exchange; without permission sets it is a third the size. */
-	r = kl_rest_get(rest, "/api/v3/exchangeInfo?symbolStatus=TRADING&showPermissionSets=false",
-			INFO_WEIGHT, on_trading, t);
-	if (r < 0)
+	*t = (struct kl_info_trading){.rest = rest, .cb = cb, .ud = ud};
+	r = ask_trading(t);
+	if (r < 0) {
 		free(t);
-	return r;
+		return r;
+	}
+	*ret = t;
+	return 0;
+}
+
+void kl_info_trading_cancel(struct kl_info_trading *t)
+{
+	if (t)
+		t->cancelled = true;
 }

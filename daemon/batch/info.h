@@ -32,11 +32,20 @@ int kl_info_check(struct kl_rest *rest, struct kl_info_symbol *syms, size_t n, k
 
 /**
  * The exchange's TRADING symbols (exchangeInfo?symbolStatus=TRADING, one
- * request of weight 20): @p names is a new array of new strings the callback
- * owns (free each and the array), NULL with @p status < 0. Runs once, later,
- * unless @p rest is freed first.
+ * request of weight 20, parsed on the thread pool): @p names is a new array
+ * of new strings the callback owns (free each and the array), NULL with
+ * @p status < 0. Runs once, later, unless cancelled first. The request
+ * (*ret) is valid until then: it frees itself after the callback.
  */
 typedef void (*kl_info_trading_cb)(void *ud, int status, char **names, size_t n);
+struct kl_info_trading;
 
-/** Ask for the TRADING symbols. @return 0 or -ENOMEM (then @p cb never runs). */
-int kl_info_trading(struct kl_rest *rest, kl_info_trading_cb cb, void *ud);
+/** Ask for the TRADING symbols. @return 0 with *ret, or -ENOMEM (then @p cb never runs). */
+int kl_info_trading(struct kl_rest *rest, kl_info_trading_cb cb, void *ud,
+		    struct kl_info_trading **ret);
+
+/**
+ * No callback, ever; the request frees itself. Before @p rest is freed,
+ * whenever one may be under way: a reply being parsed outlives the client.
+ */
+void kl_info_trading_cancel(struct kl_info_trading *t);

@@ -31,6 +31,7 @@ struct kl_resolve {
 	size_t n, ntrading;
 	kl_resolve_cb cb;
 	void *ud;
+	struct kl_info_trading *trading; /* the request under way */
 	bool busy, quiet;
 };
 
@@ -65,6 +66,8 @@ const char *kl_resolve_intern(struct kl_resolve *rs, const char *name)
 
 static void clear_run(struct kl_resolve *rs)
 {
+	kl_info_trading_cancel(rs->trading);
+	rs->trading = NULL;
 	kl_symset_free(rs->items, rs->nitems);
 	rs->items = NULL;
 	rs->nitems = 0;
@@ -159,6 +162,7 @@ static void on_trading(void *ud, int status, char **names, size_t n)
 	char **all = NULL, **res = NULL;
 	size_t nres = 0;
 
+	rs->trading = NULL; /* it frees itself once this returns */
 	rs->ntrading = n;
 	/* The followed ones take part as if they traded: a pattern that takes
 	 * one that stopped keeps it, to be told apart from one it excludes. */
@@ -205,7 +209,7 @@ int kl_resolve_run(struct kl_resolve *rs, char *const *items, size_t nitems,
 			goto out;
 	rs->busy = true;
 	if (kl_symset_dynamic(items, nitems))
-		r = kl_info_trading(rs->rest, on_trading, rs);
+		r = kl_info_trading(rs->rest, on_trading, rs, &rs->trading);
 	else
 		r = check(rs, items, nitems, NULL, 0);
 out:
@@ -223,6 +227,12 @@ int kl_resolve_new(struct kl_rest *rest, struct kl_resolve **ret)
 	rs->rest = rest;
 	*ret = rs;
 	return 0;
+}
+
+void kl_resolve_stop(struct kl_resolve *rs)
+{
+	if (rs && rs->busy)
+		clear_run(rs);
 }
 
 void kl_resolve_free(struct kl_resolve *rs)

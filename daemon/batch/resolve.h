@@ -47,5 +47,12 @@ int kl_resolve_run(struct kl_resolve *rs, char *const *items, size_t nitems,
 /** @return the interned copy of @p name (valid until kl_resolve_free), or NULL. */
 const char *kl_resolve_intern(struct kl_resolve *rs, const char *name);
 
-/** Free (a run under way is forgotten: free the rest client first). NULL is fine. */
+/**
+ * Drop the run under way, without its callback: before the REST client is
+ * freed (a reply may be parsing on the thread pool). NULL is fine.
+ */
+void kl_resolve_stop(struct kl_resolve *rs);
+
+/** Free (a run under way is forgotten: kl_resolve_stop first). NULL is fine. */
+
 void kl_resolve_free(struct kl_resolve *rs);

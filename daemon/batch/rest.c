@@ -494,6 +494,11 @@ void kl_rest_free(struct kl_rest *rest)
 		teardown(rest);
 }
 
+uv_loop_t *kl_rest_loop(const struct kl_rest *rest)
+{
+	return rest->loop;
+}
+
 void kl_rest_set_weight_limit(struct kl_rest *rest, int64_t limit)
 {
 	if (!rest->conf->rest_weight_limit && limit > 0)

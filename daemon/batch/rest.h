@@ -66,6 +66,9 @@ int kl_rest_new_plain(uv_loop_t *loop, const struct kl_conf *conf, const char *b
  */
 void kl_rest_free(struct kl_rest *rest);
 
+/** The loop @p rest runs on (borrowed). */
+uv_loop_t *kl_rest_loop(const struct kl_rest *rest);
+
 /** Set the request weight allowed per minute (the exchange's published limit). */
 void kl_rest_set_weight_limit(struct kl_rest *rest, int64_t limit);
 
