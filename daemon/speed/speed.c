@@ -59,6 +59,8 @@ int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
 	sp->commit_timer.data = sp;
 	uv_timer_init(loop, &sp->retry_timer);
 	sp->retry_timer.data = sp;
+	uv_idle_init(loop, &sp->defer_idle);
+	sp->defer_idle.data = sp;
 	*ret = sp;
 	return 0;
 }
@@ -91,6 +93,7 @@ void kl__speed_fail(struct kl_speed *sp)
 	       "stored offsets",
 	       kl_store_errmsg(sp->st), (double)sp->retry_ms / 1000.0);
 	kl_store_rollback(sp->st);
+	kl__speed_defer_clear(sp); /* read again after the rewind */
 	sp->pending = sp->skipped = 0;
 	sp->wrote = false;
 	uv_timer_stop(&sp->commit_timer);
@@ -323,29 +326,58 @@ static void on_commit_timer(uv_timer_t *t)
 	commit(t->data);
 }
 
-static void on_batch(void *ud, const struct kl_bus_msg *m, size_t n)
+bool kl__speed_take(struct kl_speed *sp, const struct kl_bus_msg *m)
 {
-	struct kl_speed *sp = ud;
+	uint64_t foreign = sp->stats.unknown;
 
-	for (size_t i = 0; i < n && !sp->failed; i++) {
-		uint64_t foreign = sp->stats.unknown;
-		apply(sp, &m[i]);
-		if (sp->failed)
-			break; /* this message is read again after the rewind */
-		note_offset(sp, m[i].partition, m[i].offset + 1);
-		/* Another instance's events change nothing here: their offsets ride
-		 * along with our next checkpoint, or wait FOREIGN_MS (a shard whose own
-		 * symbols are few would otherwise commit every few ms for the others). */
-		if (sp->stats.unknown != foreign)
-			sp->skipped++;
-		else if (++sp->pending >= COMMIT_EVENTS)
-			commit(sp);
-	}
+	apply(sp, m);
+	if (sp->failed)
+		return false; /* this message is read again after the rewind */
+	note_offset(sp, m->partition, m->offset + 1);
+	/* Another instance's events change nothing here: their offsets ride
+	 * along with our next checkpoint, or wait FOREIGN_MS (a shard whose own
+	 * symbols are few would otherwise commit every few ms for the others). */
+	if (sp->stats.unknown != foreign)
+		sp->skipped++;
+	else if (++sp->pending >= COMMIT_EVENTS)
+		commit(sp);
+	return !sp->failed;
+}
+
+void kl__speed_arm_commit(struct kl_speed *sp)
+{
+	if (sp->failed)
+		return;
 	if (sp->pending && (!uv_is_active((uv_handle_t *)&sp->commit_timer) ||
 			    uv_timer_get_due_in(&sp->commit_timer) > COMMIT_MS))
 		uv_timer_start(&sp->commit_timer, on_commit_timer, COMMIT_MS, 0);
 	else if (sp->skipped && !uv_is_active((uv_handle_t *)&sp->commit_timer))
 		uv_timer_start(&sp->commit_timer, on_commit_timer, FOREIGN_MS, 0);
+}
+
+static void on_batch(void *ud, const struct kl_bus_msg *m, size_t n)
+{
+	struct kl_speed *sp = ud;
+	uint64_t t0 = uv_hrtime();
+	size_t i = 0;
+
+	if (sp->failed)
+		return; /* paused: read again after the rewind */
+	/* A batch's first events of each symbol open windows from the store (a
+	 * restart: 1,000 of them are half a second), a minute's close commits
+	 * 1,500 rows: what is past TAKE_BUDGET_NS waits for the next loop turns,
+	 * in order, and so does everything behind it. */
+	for (; i < n && !sp->defer_head && uv_hrtime() - t0 < TAKE_BUDGET_NS; i++)
+		if (!kl__speed_take(sp, &m[i]))
+			return;
+	for (; i < n; i++)
+		if (kl__speed_defer(sp, &m[i]) < 0) {
+			kl_err("speed", "out of memory: consumer paused, resuming from the stored "
+					"offsets");
+			kl__speed_fail(sp);
+			return;
+		}
+	kl__speed_arm_commit(sp);
 }
 
 static int load_offsets(struct kl_speed *sp)
@@ -460,7 +492,9 @@ void kl_speed_free(struct kl_speed *sp)
 		sp->stats.events, sp->stats.closed, sp->stats.late, sp->stats.future, sp->stats.bad,
 		sp->stats.duplicates, sp->stats.stale, sp->stats.unknown, sp->stats.commits,
 		sp->stats.store_failures);
-	sp->nclosing = 2;
+	kl__speed_defer_clear(sp); /* not applied: read again at the next start */
+	sp->nclosing = 3;
 	uv_close((uv_handle_t *)&sp->commit_timer, on_closed);
 	uv_close((uv_handle_t *)&sp->retry_timer, on_closed);
+	uv_close((uv_handle_t *)&sp->defer_idle, on_closed);
 }

@@ -12,8 +12,9 @@
 
 #define COMMIT_MS	5 /* a burst gathers this long, then one transaction */
 #define COMMIT_EVENTS	1000
-#define KAFKA_COMMIT_MS 1000 /* Kafka's copy of the offsets, for lag tools */
-#define FOREIGN_MS	1000 /* only other instances' events since: their offsets can wait */
+#define TAKE_BUDGET_NS	5000000 /* of a consumer batch's events a loop turn */
+#define KAFKA_COMMIT_MS 1000	/* Kafka's copy of the offsets, for lag tools */
+#define FOREIGN_MS	1000	/* only other instances' events since: their offsets can wait */
 #define MAX_PARTS	64
 #define WINDOWS		3		  /* open days per symbol: today and late yesterday */
 #define FUTURE_MS	600000		  /* events this far past the exchange's clock are bogus */
@@ -60,6 +61,8 @@ struct kl_speed {
 	uint64_t lost_tx;		  /* the store's count when this batch first wrote */
 	uint64_t retry_ms;
 	uv_timer_t commit_timer, retry_timer;
+	uv_idle_t defer_idle;			/* takes the deferred events, a budget a turn */
+	struct sdefer *defer_head, *defer_tail; /* events past a batch's budget, in order */
 	int nclosing;
 	kl_speed_final_cb on_final;
 	kl_speed_gap_cb on_gap;
@@ -67,6 +70,19 @@ struct kl_speed {
 	struct kl_speed_stats stats;
 	bool failed, wrote;
 };
+
+/** Apply one event and note its offset. @return false once the store failed (rewinding). */
+bool kl__speed_take(struct kl_speed *sp, const struct kl_bus_msg *m);
+
+/** Arm the checkpoint's timer for what was taken. */
+void kl__speed_arm_commit(struct kl_speed *sp);
+
+/** Keep a copy of @p m (borrowed) behind the deferred ones (speed_defer.c). @return 0 or -ENOMEM.
+ */
+int kl__speed_defer(struct kl_speed *sp, const struct kl_bus_msg *m);
+
+/** Drop the deferred events: they are read again from Kafka. */
+void kl__speed_defer_clear(struct kl_speed *sp);
 
 /** Order of struct ssym by name. */
 int kl__speed_cmp_sym(const void *a, const void *b);
