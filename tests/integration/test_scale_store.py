@@ -109,8 +109,10 @@ def test_loop_lag_with_years_stored_and_a_deleted_row_healed(replay, klined, kaf
     wait_for(lambda: row(k.db, DELETED) == before, timeout=60, step=0.2)
     healed = time.monotonic() - deleted_at
     wait_for(lambda: log().count("history is searched for holes") >= 2, timeout=60, step=0.2)
-    # At least 7.5 s of samples (20 a second): a p99 that one sample cannot make.
-    wait_for(lambda: lag_buckets(port)[0][float("inf")] - start[float("inf")] >= 150,
+    # At least 20 s of samples (20 a second): a p99 that a few samples cannot make. On a
+    # CI machine running four such daemons under ASan, two preemptions of 20+ ms in 7.5 s
+    # happened (a p99 of 158 samples is the second worst).
+    wait_for(lambda: lag_buckets(port)[0][float("inf")] - start[float("inf")] >= 400,
              timeout=60, step=0.5)
     p99, over, count = window(start, lag_buckets(port)[0])
     code, err = stop(proc)
