@@ -440,9 +440,7 @@ int kl_heal_new(uv_loop_t *loop, const struct kl_conf *conf, struct kl_store *st
 			      .bf = bf,
 			      .cbs = *cbs,
 			      .once = once};
-	if (kl_archive_new(loop, conf, st, &h->archive) == -ENOMEM ||
-	    kl_hunt_new(loop, st, conf->db_path, &h->hunt) < 0) {
-		kl_archive_free(h->archive);
+	if (kl_archive_new(loop, conf, st, &h->archive) == -ENOMEM) {
 		free(h);
 		return -ENOMEM;
 	}
@@ -462,8 +460,6 @@ void kl_heal_stop(struct kl_heal *h)
 	h->bf = NULL;
 	kl_archive_free(h->archive);
 	h->archive = NULL;
-	kl_hunt_stop(h->hunt);
-	h->hunt = NULL;
 	uv_close((uv_handle_t *)&h->follow, NULL);
 }
 
@@ -475,6 +471,5 @@ void kl_heal_free(struct kl_heal *h)
 		free(h->syms[i]);
 	free(h->syms);
 	free(h->fin);
-	free(h->items);
 	free(h);
 }

@@ -6,7 +6,6 @@
 
 #include "heal.h"
 #include "archive.h"
-#include "hunt.h"
 #include "xclock.h"
 
 #define FOLLOW_MS	  2000	/* without a stream ([kafka] brokers = off): poll the clock */
@@ -49,19 +48,16 @@ struct kl_heal {
 	kl_heal_added_cb added; /* kl_heal_set's */
 	void *added_ud;
 	int64_t now_ms, closed_end;
-	int64_t settled_end;	/* following over REST: minutes before this were asked for */
-	struct kl_xclock clock; /* the exchange's /time, sanity-checked */
-	int64_t certify_before; /* days before this with ws minutes get certified */
-	int64_t certifying;	/* the certification under way: redone if it fails */
-	uint64_t healed_all_at; /* uv_now() of the last heal of the whole history */
-	int64_t fill_from;	/* of the fill under way: the archive goes first */
-	unsigned fill_ticks;	/* kl_heal_tick calls while filling */
-	size_t refresh_at;	/* the next symbol kl_heal_tick refreshes */
-	int64_t plan_from;	/* the REST plan under way (heal_fill.c) */
-	size_t plan_nmissing;
-	struct kl_hunt *hunt;	    /* the hole search on the pool */
-	struct kl_hunt_item *items; /* its list, while not handed to it */
-	size_t items_cap;
+	int64_t settled_end;	     /* following over REST: minutes before this were asked for */
+	struct kl_xclock clock;	     /* the exchange's /time, sanity-checked */
+	int64_t certify_before;	     /* days before this with ws minutes get certified */
+	int64_t certifying;	     /* the certification under way: redone if it fails */
+	uint64_t healed_all_at;	     /* uv_now() of the last heal of the whole history */
+	int64_t fill_from;	     /* of the fill under way: the archive goes first */
+	unsigned fill_ticks;	     /* kl_heal_tick calls while filling */
+	size_t refresh_at;	     /* the next symbol kl_heal_tick refreshes */
+	int64_t plan_from, plan_now; /* the REST plan under way (heal_fill.c), in slices */
+	size_t plan_at, plan_nmissing;
 	int64_t plan_missing;
 	int64_t *fin; /* a fill's end: the symbols whose days are refreshed (finish_some) */
 	size_t fin_n, fin_at, fin_hint;

@@ -120,9 +120,6 @@ int kl_store_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
 /** With @p exact, kl_store_holes reads all it needs, however long (klined --once). */
 void kl_store_holes_exact(struct kl_store *st, bool exact);
 
-/** Whether kl_store_holes_exact is on. */
-bool kl_store_holes_is_exact(const struct kl_store *st);
-
 #define KL_STORE_VERIFY_MORE   1  /* more to search: call again soon */
 #define KL_STORE_VERIFY_NEWS   2  /* suspects recorded since the last call: heal */
 #define KL_STORE_VERIFY_BEHIND 4  /* the mark is not yet at the newest row */

@@ -109,11 +109,6 @@ void kl_store_holes_exact(struct kl_store *st, bool exact)
 	st->holes_exact = exact;
 }
 
-bool kl_store_holes_is_exact(const struct kl_store *st)
-{
-	return st->holes_exact;
-}
-
 int kl_store_holes(struct kl_store *st, int64_t sid, int64_t from, int64_t to,
 		   struct kl_ranges *out)
 {
