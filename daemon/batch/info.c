@@ -6,6 +6,7 @@
  */
 #include "info.h"
 
+#include "backoff.h"
 #include "log.h"
 
 #include <errno.h>
@@ -18,8 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define INFO_CHUNK  100 /* symbols per request: a ~3 KiB URL, well under limits */
-#define INFO_WEIGHT 20
+#define INFO_CHUNK	  100 /* symbols per request: a ~3 KiB URL, well under limits */
+#define INFO_WEIGHT	  20
+#define BAD_BODY_FIRST_MS 500 /* the REST client's own backoff for a bad body */
+#define BAD_BODY_MAX_MS	  30000
 
 struct check {
 	struct kl_rest *rest;
@@ -203,11 +206,12 @@ struct kl_info_trading {
 	size_t len;
 	char **names; /* the parse's results */
 	size_t n;
-	int64_t limit; /* the weight per minute it gives, or 0 */
-	int status;    /* 0, -EAGAIN (a body without symbols: ask again), -ENOMEM */
+	int64_t limit;	     /* the weight per minute it gives, or 0 */
+	int status;	     /* 0, -EAGAIN (a body without symbols: ask again), -ENOMEM */
+	unsigned bad_bodies; /* in a row: the next ask's backoff */
 };
 
-static int ask_trading(struct kl_info_trading *t);
+static int ask_trading(struct kl_info_trading *t, uint64_t delay_ms);
 
 static void free_names(char **names, size_t n)
 {
@@ -279,8 +283,12 @@ static void parsed_trading(uv_work_t *w, int status)
 		free_names(t->names, t->n);
 		t->names = NULL;
 		t->n = 0;
-		kl_err("run", "exchangeInfo without a symbol list; asking again");
-		if (ask_trading(t) == 0)
+		/* As the REST client backs off a bad body, which it can no longer see. */
+		uint64_t delay = kl_backoff_ms(BAD_BODY_FIRST_MS, BAD_BODY_MAX_MS, t->bad_bodies++,
+					       0.5, kl_backoff_uniform());
+		kl_err("run", "exchangeInfo without a symbol list; asking again in %.1f s",
+		       (double)delay / 1000.0);
+		if (ask_trading(t, delay) == 0)
 			return;
 		t->status = -ENOMEM;
 	}
@@ -327,12 +335,12 @@ static enum kl_rest_verdict on_trading(void *ud, const struct kl_rest_reply *r)
 	return KL_REST_DONE;
 }
 
-static int ask_trading(struct kl_info_trading *t)
+static int ask_trading(struct kl_info_trading *t, uint64_t delay_ms)
 {
 	/* Weight 20 for the whole exchange; without permission sets it is a third the size. */
-	return kl_rest_get(t->rest,
-			   "/api/v3/exchangeInfo?symbolStatus=TRADING&showPermissionSets=false",
-			   INFO_WEIGHT, on_trading, t);
+	return kl_rest_get_in(t->rest,
+			      "/api/v3/exchangeInfo?symbolStatus=TRADING&showPermissionSets=false",
+			      INFO_WEIGHT, delay_ms, on_trading, t);
 }
 
 int kl_info_trading(struct kl_rest *rest, kl_info_trading_cb cb, void *ud,
@@ -344,7 +352,7 @@ int kl_info_trading(struct kl_rest *rest, kl_info_trading_cb cb, void *ud,
 	if (!t)
 		return -ENOMEM;
 	*t = (struct kl_info_trading){.rest = rest, .cb = cb, .ud = ud};
-	r = ask_trading(t);
+	r = ask_trading(t, 0);
 	if (r < 0) {
 		free(t);
 		return r;
