@@ -74,7 +74,7 @@ static void test_checkpoints_off_the_writer(void **state)
 	struct kl_walck *w = NULL;
 	uv_loop_t loop;
 	int64_t start = DAY0, sid;
-	int grown;
+	int grown, tries = 0;
 
 	(void)state;
 	snprintf(path, sizeof(path), "/tmp/test-walck-%d.db", (int)getpid());
@@ -87,11 +87,15 @@ static void test_checkpoints_off_the_writer(void **state)
 	write_days(st, sid, 0, 80);
 	grown = kl_store_wal_pages(st);
 	assert_true(grown > 1000);
-	/* The checkpointer's second: the WAL is copied, and the next commit starts it over. */
-	run_for(&loop, 1500);
-	write_days(st, sid, 80, 1);
+	/* The checkpointer's second: the WAL is copied, and the next commit starts it over.
+	 * Its copy runs on the pool: under ASan, beside the other suites, it may take more
+	 * than the second after it (a day more a try). */
+	do {
+		run_for(&loop, 1500);
+		write_days(st, sid, 80 + tries, 1);
+	} while (kl_store_wal_pages(st) >= grown / 4 && ++tries < 8);
 	assert_true(kl_store_wal_pages(st) < grown / 4);
-	assert_int_equal(rows(st, sid), 81 * 1440);
+	assert_int_equal(rows(st, sid), (81 + tries) * 1440);
 	kl_walck_stop(w);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&loop), 0);
