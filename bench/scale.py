@@ -367,7 +367,7 @@ def e2c(replay, db, topic, boot, syms, seconds, work: Path):
     # kline_live's rows (the closed minutes, committed with the offsets) until moved
     # into kline, where the views read them: from its first rows to empty again
     spans, peak, since = [], 0, None
-    for t, n in obs.live or []:
+    for t, n in obs.live:
         if n and since is None:
             since = t
         peak = max(peak, n)

@@ -409,15 +409,10 @@ class Observer:
             self.nexts.append(r[0])
             if self.rows:
                 # committed with the offsets: in kline_live (schema 10) or moved
-                try:
-                    newest = self.con.execute(
+                for sid, mx in self.con.execute(
                         "SELECT sid, max(open_time) FROM (SELECT sid, open_time FROM kline "
                         "WHERE source = 2 UNION ALL SELECT sid, open_time FROM kline_live) "
-                        "GROUP BY sid").fetchall()
-                except sqlite3.OperationalError:    # a klined before schema 10
-                    newest = self.con.execute("SELECT sid, max(open_time) FROM kline "
-                                              "WHERE source = 2 GROUP BY sid").fetchall()
-                for sid, mx in newest:
+                        "GROUP BY sid"):
                     prev = self.row_max.get(sid)
                     if prev is None:
                         self.row_seen[(sid, mx)] = t
@@ -427,11 +422,7 @@ class Observer:
                     self.row_max[sid] = max(mx, prev or mx)
         if self.live is not None and (self.live_n or r is not None and r[0] == self.last
                                       and self.times and self.times[-1] == t):
-            try:
-                n = self.con.execute("SELECT count(*) FROM kline_live").fetchone()[0]
-            except sqlite3.OperationalError:    # a klined before schema 10
-                self.live = None
-                return self.last
+            n = self.con.execute("SELECT count(*) FROM kline_live").fetchone()[0]
             if n != self.live_n:
                 self.live.append((t, n))
                 self.live_n = n
