@@ -341,7 +341,6 @@ def cpu_rss(pid, seconds, k):
 def e2c(replay, db, topic, boot, syms, seconds, work: Path):
     """Event -> committed over `seconds`, per event, as bench/stream.py measures it."""
     obs = sb.Observer(db, topic)
-    obs.live = []
     path = work / "sent-e2c.log"
     replay.sendlog(str(path))
     obs.run_for(seconds)
@@ -364,25 +363,13 @@ def e2c(replay, db, topic, boot, syms, seconds, work: Path):
         tot.append(vis - ts)
         ws.append(m[1] / 1000.0 - ts)
         cons.append(vis - m[1] / 1000.0)
-    # kline_live's rows (the closed minutes, committed with the offsets) until moved
-    # into kline, where the views read them: from its first rows to empty again
-    spans, peak, since = [], 0, None
-    for t, n in obs.live:
-        if n and since is None:
-            since = t
-        peak = max(peak, n)
-        if not n and since is not None:
-            spans.append(t - since)
-            since = None
     obs.close()
     with open(work / "latency-e2c.tsv", "w") as f:
         f.write("sent\tproduced\toffset\tvisible\n")
         f.writelines(rows)
     return {"latency": sb.summary_ms(tot), "to_kafka": sb.summary_ms(ws),
             "kafka_to_visible": sb.summary_ms(cons), "unmatched": unmatched,
-            "not_visible": invisible,
-            "kline_live": {"bursts": len(spans), "rows_max": peak,
-                           "moved_within_ms": round(max(spans) * 1000, 1) if spans else None}}
+            "not_visible": invisible}
 
 
 # ------------------------------------------------------------------------------------------

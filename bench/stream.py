@@ -396,8 +396,6 @@ class Observer:
         self.row_seen = {}      # (sid, open_time) -> first time seen
         self.row_max = {}
         self.last = -1
-        self.live = None        # a list: (time, rows) each time kline_live's count changed
-        self.live_n = 0
 
     def poll(self):
         t = time.time()
@@ -408,11 +406,8 @@ class Observer:
             self.times.append(t)
             self.nexts.append(r[0])
             if self.rows:
-                # committed with the offsets: in kline_live (schema 10) or moved
                 for sid, mx in self.con.execute(
-                        "SELECT sid, max(open_time) FROM (SELECT sid, open_time FROM kline "
-                        "WHERE source = 2 UNION ALL SELECT sid, open_time FROM kline_live) "
-                        "GROUP BY sid"):
+                        "SELECT sid, max(open_time) FROM kline WHERE source = 2 GROUP BY sid"):
                     prev = self.row_max.get(sid)
                     if prev is None:
                         self.row_seen[(sid, mx)] = t
@@ -420,12 +415,6 @@ class Observer:
                         for ot in range(prev + 60_000, mx + 1, 60_000):
                             self.row_seen[(sid, ot)] = t
                     self.row_max[sid] = max(mx, prev or mx)
-        if self.live is not None and (self.live_n or r is not None and r[0] == self.last
-                                      and self.times and self.times[-1] == t):
-            n = self.con.execute("SELECT count(*) FROM kline_live").fetchone()[0]
-            if n != self.live_n:
-                self.live.append((t, n))
-                self.live_n = n
         return self.last
 
     def run_for(self, seconds, tick=None, tick_every=1.0):

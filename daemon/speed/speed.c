@@ -59,8 +59,6 @@ int kl_speed_new(uv_loop_t *loop, struct kl_store *st, struct kl_bus *bus,
 	sp->commit_timer.data = sp;
 	uv_timer_init(loop, &sp->retry_timer);
 	sp->retry_timer.data = sp;
-	uv_timer_init(loop, &sp->settle_timer);
-	sp->settle_timer.data = sp;
 	uv_idle_init(loop, &sp->defer_idle);
 	sp->defer_idle.data = sp;
 	*ret = sp;
@@ -212,7 +210,6 @@ static void apply(struct kl_speed *sp, const struct kl_bus_msg *m)
 			return;
 		}
 		sp->stats.closed++;
-		sp->staged = true;
 		if (ev.k.open_time > s->frontier && sp->on_gap)
 			sp->on_gap(sp->ud); /* a first minute, or minutes the stream skipped */
 		if (ev.k.open_time + KL_MINUTE_MS > s->frontier)
@@ -271,23 +268,6 @@ static void close_final(struct kl_speed *sp)
 	}
 }
 
-/* The minute's close put every symbol's kline in kline_live, cheaply (a few
- * pages); into kline, where each lands on its own symbol's page, they go a
- * slice at a time, so no event waits behind all of them. */
-static void on_settle(uv_timer_t *t)
-{
-	struct kl_speed *sp = t->data;
-	int left = kl_store_settle(sp->st, SETTLE_ROWS);
-
-	if (left > 0 || left == -EAGAIN) { /* a slice done, or a transaction open */
-		uv_timer_start(t, on_settle, SETTLE_MS, 0);
-	} else if (left < 0) {
-		kl_warn("speed", "moving closed minutes into kline: %s; again in %.0f s",
-			kl_store_errmsg(sp->st), RETRY_FIRST_MS / 1000.0);
-		uv_timer_start(t, on_settle, RETRY_FIRST_MS, 0);
-	}
-}
-
 static void commit(struct kl_speed *sp)
 {
 	uint64_t t0 = uv_hrtime();
@@ -326,9 +306,6 @@ static void commit(struct kl_speed *sp)
 	sp->wm_committed = sp->wm;
 	sp->retry_ms = RETRY_FIRST_MS;
 	sp->stats.commits++;
-	if (sp->staged && !uv_is_active((uv_handle_t *)&sp->settle_timer))
-		uv_timer_start(&sp->settle_timer, on_settle, SETTLE_MS, 0);
-	sp->staged = false;
 	double ms = (double)(uv_hrtime() - t0) / 1e6;
 	kl_metrics_commit(ms / 1000.0);
 	for (size_t i = 0; i < sp->noffs; i++)
@@ -516,12 +493,7 @@ void kl_speed_free(struct kl_speed *sp)
 		sp->stats.duplicates, sp->stats.stale, sp->stats.unknown, sp->stats.commits,
 		sp->stats.store_failures);
 	kl__speed_defer_clear(sp); /* not applied: read again at the next start */
-	/* A clean stop leaves kline whole for sqlite3 users; a failed move, the next open. */
-	if (!kl_store_in_tx(sp->st) && kl_store_settle(sp->st, INT32_MAX) < 0)
-		kl_warn("speed", "moving closed minutes into kline: %s; at the next start",
-			kl_store_errmsg(sp->st));
-	sp->nclosing = 4;
-	uv_close((uv_handle_t *)&sp->settle_timer, on_closed);
+	sp->nclosing = 3;
 	uv_close((uv_handle_t *)&sp->commit_timer, on_closed);
 	uv_close((uv_handle_t *)&sp->retry_timer, on_closed);
 	uv_close((uv_handle_t *)&sp->defer_idle, on_closed);

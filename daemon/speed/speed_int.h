@@ -14,8 +14,6 @@
 #define COMMIT_EVENTS	1000
 #define TAKE_BUDGET_NS	5000000 /* of a consumer batch's events a loop turn */
 #define KAFKA_COMMIT_MS 1000	/* Kafka's copy of the offsets, for lag tools */
-#define SETTLE_ROWS	100	/* closed minutes moved into kline per slice (~2 ms) */
-#define SETTLE_MS	10	/* between slices: the loop's events go first */
 #define FOREIGN_MS	1000	/* only other instances' events since: their offsets can wait */
 #define MAX_PARTS	64
 #define WINDOWS		3		  /* open days per symbol: today and late yesterday */
@@ -62,7 +60,7 @@ struct kl_speed {
 	struct kl_watermark wm_committed; /* as of the last checkpoint: a rewind restores it */
 	uint64_t lost_tx;		  /* the store's count when this batch first wrote */
 	uint64_t retry_ms;
-	uv_timer_t commit_timer, retry_timer, settle_timer;
+	uv_timer_t commit_timer, retry_timer;
 	uv_idle_t defer_idle;			/* takes the deferred events, a budget a turn */
 	struct sdefer *defer_head, *defer_tail; /* events past a batch's budget, in order */
 	int nclosing;
@@ -71,7 +69,6 @@ struct kl_speed {
 	void *ud;
 	struct kl_speed_stats stats;
 	bool failed, wrote;
-	bool staged; /* closed minutes in kline_live since the last move */
 };
 
 /** Apply one event and note its offset. @return false once the store failed (rewinding). */

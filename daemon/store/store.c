@@ -42,44 +42,18 @@ static const char *const sql[S_COUNT] = {
 		    "c = excluded.c, v = excluded.v, q = excluded.q, tb = excluded.tb, "
 		    "tq = excluded.tq, trades = excluded.trades, source = excluded.source, "
 		    "x = excluded.x WHERE excluded.source <> 2 OR kline.source = 2",
-    [S_LIVE_PUT] = "INSERT INTO kline_live VALUES "
-		   "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15) "
-		   "ON CONFLICT (sid, open_time) DO UPDATE SET close_time = excluded.close_time, "
-		   "scale = excluded.scale, o = excluded.o, h = excluded.h, l = excluded.l, "
-		   "c = excluded.c, v = excluded.v, q = excluded.q, tb = excluded.tb, "
-		   "tq = excluded.tq, trades = excluded.trades, x = excluded.x",
-    [S_LIVE_DEL] = "DELETE FROM kline_live WHERE sid = ?1 AND open_time = ?2",
-    /* store_write.c: the move, the lowest sids first, at most ?1 rows ahead. */
-    [S_LIVE_EDGE] = "SELECT sid FROM kline_live ORDER BY sid, open_time LIMIT 1 OFFSET ?1",
-    [S_LIVE_MOVE] = "INSERT INTO kline SELECT * FROM kline_live WHERE sid < ?1 "
-		    "ON CONFLICT (sid, open_time) DO UPDATE SET close_time = excluded.close_time, "
-		    "scale = excluded.scale, o = excluded.o, h = excluded.h, l = excluded.l, "
-		    "c = excluded.c, v = excluded.v, q = excluded.q, tb = excluded.tb, "
-		    "tq = excluded.tq, trades = excluded.trades, x = excluded.x "
-		    "WHERE kline.source = 2",
-    [S_LIVE_CLEAR] = "DELETE FROM kline_live WHERE sid < ?1",
-    [S_LIVE_COUNT] = "SELECT count(*) FROM kline_live",
     [S_OUTAGE_EXTEND] = "UPDATE outage SET to_ms = max(to_ms, ?3) "
 			"WHERE sid = ?1 AND from_ms <= ?2 AND to_ms >= ?2",
     [S_OUTAGE_ADD] = "INSERT OR IGNORE INTO outage VALUES (?1, ?2, ?3)",
     [S_REJECT_PUT] = "INSERT INTO reject(at_ms, symbol, origin, reason, raw) "
 		     "VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_RUN_PUT] = "INSERT INTO run(started_ms, version) VALUES (?1, ?2)",
-    /* kline_live (the websocket's newest minutes, schema 10) beside kline in
-     * every read: both ordered by (sid, open_time), so a union is a merge. */
     [S_TIMES] = "SELECT open_time FROM kline WHERE sid = ?1 AND open_time >= ?2 "
-		"AND open_time < ?3 UNION SELECT open_time FROM kline_live "
-		"WHERE sid = ?1 AND open_time >= ?2 AND open_time < ?3 ORDER BY 1",
+		"AND open_time < ?3 ORDER BY open_time",
     [S_OUTAGES] = "SELECT from_ms, to_ms FROM outage WHERE sid = ?1 AND to_ms > ?2 "
 		  "AND from_ms < ?3 ORDER BY from_ms",
-    /* A row of kline_live behind one of kline (a websocket kline after the
-     * REST one) is only waiting to be dropped by the move. */
     [S_DAY_KLINES] = "SELECT open_time, o, h, l, c, v, q, trades, x, scale "
-		     "FROM kline WHERE sid = ?1 AND open_time >= ?2 AND open_time < ?3 "
-		     "UNION ALL SELECT open_time, o, h, l, c, v, q, trades, x, scale "
-		     "FROM kline_live l WHERE sid = ?1 AND open_time >= ?2 AND open_time < ?3 "
-		     "AND NOT EXISTS (SELECT 1 FROM kline k WHERE k.sid = l.sid "
-		     "AND k.open_time = l.open_time) ORDER BY 1",
+		     "FROM kline WHERE sid = ?1 AND open_time >= ?2 AND open_time < ?3",
     [S_PREV_CLOSE] = "SELECT close_x FROM day WHERE sid = ?1 AND day < ?2 "
 		     "ORDER BY day DESC LIMIT 1",
     [S_DAY_PUT] = "INSERT OR REPLACE INTO day "
@@ -97,10 +71,8 @@ static const char *const sql[S_COUNT] = {
     [S_SPEED_DAY_NEW] = "INSERT INTO day VALUES "
 			"(?1,?2,?3,?4,?5,?6,?7,?8,?9,2,?11,?12,?13,?14,?15,?16) "
 			"ON CONFLICT (day, sid) DO NOTHING",
-    [S_UNCERTIFIED] = "SELECT sid, open_time - open_time % 86400000 FROM kline "
-		      "WHERE source = 2 AND open_time < ?1 UNION "
-		      "SELECT sid, open_time - open_time % 86400000 FROM kline_live "
-		      "WHERE open_time < ?1",
+    [S_UNCERTIFIED] = "SELECT DISTINCT sid, open_time - open_time % 86400000 FROM kline "
+		      "WHERE source = 2 AND open_time < ?1",
     [S_DAILY] = "SELECT * FROM (SELECT day, open, high, low, close, volume, quote_volume, "
 		"trades, source, ma7, ma30 FROM daily WHERE symbol = ?1 "
 		"ORDER BY day DESC LIMIT ?2) ORDER BY day",
@@ -111,9 +83,7 @@ static const char *const sql[S_COUNT] = {
 		      "ORDER BY d.day DESC LIMIT ?2) ORDER BY 1",
     /* store_holes.c: how far each symbol was searched, and what may be missing before. */
     [S_MARK_GET] = "SELECT s.start_ms, m.upto, "
-		   "(SELECT max(coalesce(a, b), coalesce(b, a)) FROM "
-		   "(SELECT (SELECT max(open_time) FROM kline k WHERE k.sid = s.sid) AS a, "
-		   "(SELECT max(open_time) FROM kline_live l WHERE l.sid = s.sid) AS b)) "
+		   "(SELECT max(open_time) FROM kline k WHERE k.sid = s.sid) "
 		   "FROM symbol s LEFT JOIN hole_mark m ON m.sid = s.sid WHERE s.sid = ?1",
     [S_MARK_PUT] = "INSERT INTO hole_mark VALUES (?1, ?2) "
 		   "ON CONFLICT (sid) DO UPDATE SET upto = excluded.upto",
@@ -324,11 +294,6 @@ int kl_store_open(const char *path, bool readonly, struct kl_store **ret, char *
 		}
 		kl_storefile_note(path, &st->id);
 		kl__store_wal_hook(st);
-		/* What the last run left in kline_live: the views see it from now on.
-		 * Busy (another klined writing): it moves it itself. */
-		if (kl_store_settle(st, INT32_MAX) < 0)
-			kl_warn("store", "kline_live: cannot move its rows yet: %s",
-				sqlite3_errmsg(st->db));
 	}
 	*ret = st;
 	return 0;

@@ -90,24 +90,9 @@ bool kl_store_in_tx(struct kl_store *st);
  */
 uint64_t kl_store_lost_tx(const struct kl_store *st);
 
-/**
- * Store a validated kline (inside a transaction): a websocket one in kline_live
- * until kl_store_settle moves it, a REST or imported one in kline (dropping the
- * kline_live row of its minute). @return 0 or -EIO.
- */
+/** Store a validated kline (inside a transaction). @return 0 or -EIO. */
 int kl_store_put_kline(struct kl_store *st, int64_t sid, const struct kl_kline *k,
 		       enum kl_source src);
-
-/**
- * Move the websocket's newest minutes (kl_store_put_kline with KL_SRC_WS keeps
- * them apart, in kline_live) into kline: the lowest sids first, about @p max
- * rows (all of one sid at least), in a transaction of its own. Reads see them
- * before and after alike; the views once moved.
- * @return the rows still to move (0: none), -EAGAIN inside a transaction
- *         (call again after its commit), or another negative errno (nothing
- *         moved: -EBUSY, another connection's write lock).
- */
-int kl_store_settle(struct kl_store *st, int max);
 
 /** Record [from, to) as an exchange outage, merging with a touching one. @return 0 or -EIO. */
 int kl_store_put_outage(struct kl_store *st, int64_t sid, int64_t from, int64_t to);

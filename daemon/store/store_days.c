@@ -68,12 +68,8 @@ static int prev_close(struct kl_store *st, int64_t sid, int64_t start, kl_i128 *
 static int last_day(struct kl_store *st, int64_t sid, int64_t *ret)
 {
 	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(
-	    st->db,
-	    "SELECT max(open_time) FROM (SELECT max(open_time) AS open_time FROM kline "
-	    "WHERE sid = ?1 UNION ALL SELECT max(open_time) FROM kline_live "
-	    "WHERE sid = ?1)",
-	    -1, &s, NULL);
+	int rc = sqlite3_prepare_v2(st->db, "SELECT max(open_time) FROM kline WHERE sid = ?1", -1,
+				    &s, NULL);
 
 	*ret = -1;
 	if (rc == SQLITE_OK) {

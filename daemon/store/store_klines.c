@@ -24,15 +24,10 @@ static const char *const sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN",
     [S_END] = "COMMIT",
     [S_SID] = "SELECT sid FROM symbol WHERE symbol = ?1",
-    /* kline and kline_live, as the store's own reads (store.c). */
-    [S_NEWEST] = "SELECT max(open_time) FROM (SELECT max(open_time) AS open_time FROM kline "
-		 "WHERE sid = ?1 UNION ALL SELECT max(open_time) FROM kline_live WHERE sid = ?1)",
+    [S_NEWEST] = "SELECT max(open_time) FROM kline WHERE sid = ?1",
     [S_KLINES] = "SELECT open_time, o, h, l, c, v, q, trades, x, scale "
 		 "FROM kline WHERE sid = ?1 AND open_time >= ?2 AND open_time < ?3 "
-		 "UNION ALL SELECT open_time, o, h, l, c, v, q, trades, x, scale "
-		 "FROM kline_live l WHERE sid = ?1 AND open_time >= ?2 AND open_time < ?3 "
-		 "AND NOT EXISTS (SELECT 1 FROM kline k WHERE k.sid = l.sid "
-		 "AND k.open_time = l.open_time) ORDER BY 1",
+		 "ORDER BY open_time",
     [S_DAYS] = "SELECT day, open_x, high_x, low_x, close_x, volume_x, quote_volume_x, trades "
 	       "FROM day WHERE sid = ?1 AND day >= ?2 AND day <= ?3 AND source = 1 ORDER BY day",
     [S_FORECAST] = "SELECT ds, yhat, yhat_lower, yhat_upper, made_at FROM forecast "

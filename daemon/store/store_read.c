@@ -168,12 +168,8 @@ int kl_store_status_each(struct kl_store *st,
 {
 	static const char q_text[] =
 	    "SELECT s.sid, s.symbol, s.start_ms, "
-	    "(SELECT count(*) FROM kline k WHERE k.sid = s.sid) + "
-	    "(SELECT count(*) FROM kline_live l WHERE l.sid = s.sid AND NOT EXISTS "
-	    "(SELECT 1 FROM kline k WHERE k.sid = l.sid AND k.open_time = l.open_time)), "
-	    "(SELECT max(coalesce(a, b), coalesce(b, a)) FROM "
-	    "(SELECT (SELECT max(open_time) FROM kline k WHERE k.sid = s.sid) AS a, "
-	    "(SELECT max(open_time) FROM kline_live l WHERE l.sid = s.sid) AS b)), "
+	    "(SELECT count(*) FROM kline k WHERE k.sid = s.sid), "
+	    "(SELECT max(open_time) FROM kline k WHERE k.sid = s.sid), "
 	    "(SELECT count(*) FROM day d WHERE d.sid = s.sid), "
 	    "(SELECT count(*) FROM reject j WHERE j.symbol = s.symbol), "
 	    "d.day, d.close, d.volume, d.source, d.close_x, d.volume_x "

@@ -75,78 +75,11 @@ int kl_store_put_kline(struct kl_store *st, int64_t sid, const struct kl_kline *
 {
 	int r;
 
-	/* A websocket minute waits in kline_live (schema 10) until kl_store_settle. */
-	enum stmt put = src == KL_SRC_WS ? S_LIVE_PUT : S_KLINE_PUT;
-
-	kl__store_bind_kline(st->stmt[put], sid, k, src);
-	r = kl__store_step_done(st, put);
+	kl__store_bind_kline(st->stmt[S_KLINE_PUT], sid, k, src);
+	r = kl__store_step_done(st, S_KLINE_PUT);
 	kl_metrics_add(KL_M_KLINES_REST + (src - KL_SRC_REST),
 		       r < 0 ? 0 : (uint64_t)sqlite3_changes(st->db));
-	if (r == 0 && src != KL_SRC_WS) {
-		sqlite3_bind_int64(st->stmt[S_LIVE_DEL], 1, sid);
-		sqlite3_bind_int64(st->stmt[S_LIVE_DEL], 2, k->open_time);
-		r = kl__store_step_done(st, S_LIVE_DEL);
-	}
 	return r < 0 ? r : mark_dirty(st, sid, k->open_time);
-}
-
-static int live_count(struct kl_store *st, int64_t *ret)
-{
-	sqlite3_stmt *s = st->stmt[S_LIVE_COUNT];
-	int rc = sqlite3_step(s);
-
-	*ret = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-	sqlite3_reset(s);
-	return rc == SQLITE_ROW ? 0 : kl__store_err(rc);
-}
-
-/* The sid of kline_live's row @p at (in key order) into @p sid; 1 when there is one. */
-static int live_at(struct kl_store *st, int64_t at, int64_t *sid)
-{
-	sqlite3_stmt *e = st->stmt[S_LIVE_EDGE];
-	int rc;
-
-	sqlite3_bind_int64(e, 1, at);
-	rc = sqlite3_step(e);
-	if (rc == SQLITE_ROW)
-		*sid = sqlite3_column_int64(e, 0);
-	sqlite3_reset(e);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : kl__store_err(rc);
-}
-
-int kl_store_settle(struct kl_store *st, int max)
-{
-	int64_t edge = INT64_MAX, first = -1, left = 0;
-	int r;
-
-	if (st->in_tx)
-		return -EAGAIN;
-	r = live_at(st, 0, &first);
-	if (r <= 0)
-		return r; /* nothing to move: no write transaction */
-	/* The sids below the one max rows ahead; all of the first sid's when it alone has
-	 * more (a move that could not run for a while). */
-	r = live_at(st, max > 0 ? max : 0, &edge);
-	if (r < 0)
-		return r;
-	if (r > 0 && edge == first)
-		edge++;
-	r = kl_store_begin(st);
-	if (r < 0)
-		return r;
-	sqlite3_bind_int64(st->stmt[S_LIVE_MOVE], 1, edge);
-	r = kl__store_step_done(st, S_LIVE_MOVE);
-	if (r == 0) {
-		sqlite3_bind_int64(st->stmt[S_LIVE_CLEAR], 1, edge);
-		r = kl__store_step_done(st, S_LIVE_CLEAR);
-	}
-	if (r == 0)
-		r = kl_store_commit(st);
-	else
-		kl_store_rollback(st);
-	if (r == 0)
-		r = live_count(st, &left);
-	return r < 0 ? r : (int)(left > INT32_MAX ? INT32_MAX : left);
 }
 
 int kl_store_put_outage(struct kl_store *st, int64_t sid, int64_t from, int64_t to)

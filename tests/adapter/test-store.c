@@ -179,13 +179,7 @@ static char *dump(const char *path, int *version)
 {
 	static const char *const q[] = {
 	    "SELECT * FROM symbol ORDER BY sid",
-	    /* What readers see: a store open moves kline_live's rows (schema 10)
-	     * into kline, and a fault may come before or after that. */
-	    "SELECT * FROM kline WHERE NOT EXISTS (SELECT 1 FROM sqlite_master "
-	    "WHERE name = 'kline_live') ORDER BY sid, open_time",
-	    "SELECT * FROM (SELECT * FROM kline UNION ALL SELECT * FROM kline_live l "
-	    "WHERE NOT EXISTS (SELECT 1 FROM kline k WHERE k.sid = l.sid AND "
-	    "k.open_time = l.open_time)) ORDER BY sid, open_time",
+	    "SELECT * FROM kline ORDER BY sid, open_time",
 	    "SELECT * FROM outage ORDER BY sid, from_ms",
 	    "SELECT * FROM day ORDER BY sid, day",
 	    "SELECT * FROM daily ORDER BY symbol, day",
